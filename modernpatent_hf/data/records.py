@@ -1,0 +1,211 @@
+"""The normalized patent record, label statistics, and the on-disk layout every source is turned into.
+
+A normalized record is a dict with ``id`` (str), ``text`` (str), ``labels`` (list of subclass codes)
+and, when known, ``date`` (``YYYY-MM-DD``), ``title`` and ``abstract`` (``None`` otherwise).
+
+A prepared dataset directory holds Parquet shards under ``data/``, a ``README.md`` whose YAML
+``configs:`` lets ``datasets.load_dataset(DIR)`` find the splits (datasets' own mechanism), the
+``label_space.json`` and a ``stats.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections import Counter
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence
+
+import numpy as np
+
+from ..cpc import LABEL_SPACE_FILE, CpcLabelSpace, class_of, section_of
+
+RECORD_COLUMNS = ("id", "text", "labels", "date", "title", "abstract")
+STATS_FILE = "stats.json"
+DATA_SUBDIR = "data"
+SPLIT_ORDER = ("train", "validation", "test")
+
+
+def record_features():
+    """The ``datasets.Features`` of a normalized record."""
+    from datasets import Features, List, Value
+
+    return Features(
+        {
+            "id": Value("string"),
+            "text": Value("string"),
+            "labels": List(Value("string")),
+            "date": Value("string"),
+            "title": Value("string"),
+            "abstract": Value("string"),
+        }
+    )
+
+
+def _arrow_schema():
+    import pyarrow as pa
+
+    return pa.schema(
+        [
+            ("id", pa.string()),
+            ("text", pa.string()),
+            ("labels", pa.list_(pa.string())),
+            ("date", pa.string()),
+            ("title", pa.string()),
+            ("abstract", pa.string()),
+        ]
+    )
+
+
+def label_statistics(label_lists: Iterable[Sequence[str]], top_n: int = 30) -> Dict:
+    """Label statistics of a dataset: sizes, labels per patent, the long tail, top-``top_n`` share."""
+    counts: Counter = Counter()
+    n_records = 0
+    n_without = 0
+    for labels in label_lists:
+        n_records += 1
+        n_without += not labels
+        counts.update(labels)
+    total = sum(counts.values())
+    ranked = counts.most_common()
+    top = ranked[:top_n]
+    frequencies = np.array([n for _, n in ranked], dtype=np.int64)
+    return {
+        "records": n_records,
+        "records_without_labels": n_without,
+        "label_occurrences": total,
+        "labels_per_record": total / n_records if n_records else 0.0,
+        "subclasses": len(counts),
+        "classes": len({class_of(c) for c in counts}),
+        "sections": len({section_of(c) for c in counts}),
+        f"top{top_n}_share": (sum(n for _, n in top) / total) if total else 0.0,
+        "subclasses_below_10": int((frequencies < 10).sum()),
+        "subclasses_below_100": int((frequencies < 100).sum()),
+        "subclasses_below_1000": int((frequencies < 1000).sum()),
+        f"top{top_n}": [[code, n] for code, n in top],
+        "section_counts": dict(sorted(Counter(section_of(c) for c in counts.elements()).items())),
+    }
+
+
+def format_label_statistics(stats: Mapping, title: str = "Label statistics") -> str:
+    """A short human-readable table of :func:`label_statistics`."""
+    top_key = next((k for k in stats if k.startswith("top") and k.endswith("_share")), None)
+    lines = [
+        title,
+        f"  records                 {stats['records']:>12,}",
+        f"  label occurrences       {stats['label_occurrences']:>12,}",
+        f"  labels per record       {stats['labels_per_record']:>12.3f}",
+        f"  subclasses / classes / sections   {stats['subclasses']} / {stats['classes']} / {stats['sections']}",
+    ]
+    if top_key:
+        lines.append(f"  {top_key.replace('_', ' ')} of occurrences   {100 * stats[top_key]:.1f} %")
+    lines.append(
+        f"  subclasses with < 10 / < 100 / < 1000 occurrences   "
+        f"{stats['subclasses_below_10']} / {stats['subclasses_below_100']} / {stats['subclasses_below_1000']}"
+    )
+    top_list = next((v for k, v in stats.items() if k.startswith("top") and isinstance(v, list)), [])
+    if top_list:
+        lines.append("  most frequent: " + ", ".join(f"{code} ({n:,})" for code, n in top_list[:10]))
+    return "\n".join(lines)
+
+
+def _readme(splits: Sequence[str], description: str) -> str:
+    data_files = "\n".join(
+        f"  - split: {split}\n    path: {DATA_SUBDIR}/{split}-*.parquet" for split in splits
+    )
+    return (
+        "---\n"
+        "configs:\n"
+        "- config_name: default\n"
+        "  data_files:\n"
+        f"{data_files}\n"
+        "---\n\n"
+        f"{description}\n\n"
+        "Load with `datasets.load_dataset(\"<this directory>\")`; the label space is in "
+        f"`{LABEL_SPACE_FILE}` (`modernpatent_hf.CpcLabelSpace.load`), statistics in `{STATS_FILE}`.\n"
+    )
+
+
+def write_dataset_dir(
+    out_dir: str,
+    splits: Mapping[str, Iterable[Mapping]],
+    label_space: CpcLabelSpace,
+    stats: Optional[Mapping] = None,
+    description: str = "A CPC-labelled patent dataset written by modernpatent_hf.",
+    shard_rows: int = 200_000,
+    progress: bool = True,
+) -> Dict[str, int]:
+    """Write splits of normalized records as Parquet shards plus README ``configs:``, label space, stats.
+
+    Records are streamed (constant memory apart from the set of ids). The directory appears
+    atomically: everything is written to a temporary sibling and renamed at the end, so an
+    interrupted run never leaves a directory that looks complete. An id found in two splits is an
+    error (a split layout that leaks). Returns the number of rows per split.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from tqdm.auto import tqdm
+
+    out_dir = os.path.abspath(out_dir)
+    tmp_dir = f"{out_dir}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp_dir, ignore_errors=True)
+    os.makedirs(os.path.join(tmp_dir, DATA_SUBDIR))
+    schema = _arrow_schema()
+    seen_ids: Dict[str, str] = {}
+    rows_per_split: Dict[str, int] = {}
+    try:
+        for split, records in splits.items():
+            rows, buffer, shard = 0, [], 0
+
+            def flush():
+                nonlocal buffer, shard
+                if not buffer:
+                    return
+                table = pa.Table.from_pylist(buffer, schema=schema)
+                pq.write_table(table, os.path.join(tmp_dir, DATA_SUBDIR, f"{split}-{shard:05d}.parquet"))
+                buffer, shard = [], shard + 1
+
+            for record in tqdm(records, desc=f"writing {split}", unit=" rows", disable=not progress):
+                record_id = record["id"]
+                other = seen_ids.setdefault(record_id, split)
+                if other != split:
+                    raise ValueError(
+                        f"id {record_id!r} appears in both the {other!r} and {split!r} splits; "
+                        "a split layout must not share ids (merge duplicates before splitting)"
+                    )
+                buffer.append({column: record.get(column) for column in RECORD_COLUMNS})
+                rows += 1
+                if len(buffer) >= shard_rows:
+                    flush()
+            flush()
+            if rows == 0:
+                # An empty split still needs a file with the schema so that the config resolves.
+                pq.write_table(schema.empty_table(), os.path.join(tmp_dir, DATA_SUBDIR, f"{split}-00000.parquet"))
+            rows_per_split[split] = rows
+        label_space.save(os.path.join(tmp_dir, LABEL_SPACE_FILE))
+        with open(os.path.join(tmp_dir, STATS_FILE), "w", encoding="utf-8") as handle:
+            json.dump({"rows_per_split": rows_per_split, **(dict(stats) if stats else {})}, handle, indent=1)
+        with open(os.path.join(tmp_dir, "README.md"), "w", encoding="utf-8") as handle:
+            handle.write(_readme(list(rows_per_split), description))
+        if os.path.exists(out_dir):
+            shutil.rmtree(out_dir)
+        os.replace(tmp_dir, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+        raise
+    return rows_per_split
+
+
+def load_dataset_dir(path: str):
+    """Load a directory written by :func:`write_dataset_dir` through ``datasets.load_dataset``."""
+    from datasets import load_dataset
+
+    if not os.path.isfile(os.path.join(path, "README.md")):
+        raise FileNotFoundError(f"{path} is not a prepared dataset directory (no README.md with `configs:`)")
+    return load_dataset(path)
+
+
+def read_stats(path: str) -> Dict:
+    with open(os.path.join(path, STATS_FILE), encoding="utf-8") as handle:
+        return json.load(handle)
+

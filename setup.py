@@ -1,0 +1,52 @@
+"""modernpatent-hf: CPC patent classification with ModernBERT on the Hugging Face stack."""
+
+from setuptools import find_packages, setup
+
+# torch is pinned by the Makefile (`pip install torch==2.13.0`) before this package is installed: a
+# bare torch requirement on a machine without it pulls a multi-GB CUDA build. The range below is
+# what the code needs and what 2.13.0 satisfies, so pip installs nothing more.
+INSTALL_REQUIRES = [
+    "torch>=2.4,<3",
+    "transformers>=5.0,<6",
+    "datasets>=4.0,<6",
+    "accelerate>=1.2,<2",
+    "evaluate>=0.4.3,<0.5",
+    "huggingface-hub>=1.0,<3",
+    "peft>=0.15,<1",
+    "tokenizers>=0.21,<1",
+    "safetensors>=0.4",
+    "scikit-learn>=1.4,<2",
+    "matplotlib>=3.8,<4",
+    "pyarrow>=15",
+    "numpy>=1.26",
+    "pandas>=2.0",
+    "pyyaml>=6.0",
+    "tqdm>=4.66",
+    "tensorboard>=2.15",
+]
+
+EXTRAS = {
+    "dev": ["pytest>=8", "hypothesis>=6.100"],
+    "deepspeed": ["deepspeed>=0.16"],
+    "onnx": ["onnx>=1.16", "onnxruntime>=1.18"],
+}
+
+setup(
+    name="modernpatent-hf",
+    version="0.1.0",
+    description="CPC patent classification with ModernBERT: models, losses, metrics, data and recipes for the Hugging Face stack",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["modernpatent_hf", "modernpatent_hf.*"]),
+    package_data={"modernpatent_hf": ["metrics_hub/*/*.py", "metrics_hub/*/*.md"]},
+    include_package_data=True,
+    install_requires=INSTALL_REQUIRES,
+    extras_require=EXTRAS,
+    entry_points={"console_scripts": ["modernpatent=modernpatent_hf.cli:main"]},
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+    ],
+)
