@@ -10,6 +10,7 @@ A prepared dataset directory holds Parquet shards under ``data/``, a ``README.md
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -109,16 +110,33 @@ def format_label_statistics(stats: Mapping, title: str = "Label statistics") -> 
     return "\n".join(lines)
 
 
-def _readme(splits: Sequence[str], description: str) -> str:
-    data_files = "\n".join(
-        f"  - split: {split}\n    path: {DATA_SUBDIR}/{split}-*.parquet" for split in splits
-    )
+def _content_fingerprint(data_dir: str) -> str:
+    """sha256 over the names and bytes of the data files."""
+    digest = hashlib.sha256()
+    for name in sorted(os.listdir(data_dir)):
+        digest.update(name.encode("utf-8"))
+        with open(os.path.join(data_dir, name), "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def _readme(rows_per_split: Mapping[str, int], description: str, fingerprint: str) -> str:
+    import yaml
+
+    splits = [split for split, rows in rows_per_split.items() if rows]
+    header = {
+        "configs": [{
+            "config_name": "default",
+            "data_files": [{"split": split, "path": f"{DATA_SUBDIR}/{split}-*.parquet"} for split in splits],
+        }],
+        # datasets keys its cache of a local directory by this YAML, not by the files' contents: the
+        # fingerprint makes a rewritten directory (or another one with the same name) load its own data.
+        "dataset_info": {"config_name": "default", "description": f"content sha256 {fingerprint}"},
+    }
     return (
         "---\n"
-        "configs:\n"
-        "- config_name: default\n"
-        "  data_files:\n"
-        f"{data_files}\n"
+        f"{yaml.safe_dump(header, sort_keys=False)}"
         "---\n\n"
         f"{description}\n\n"
         "Load with `datasets.load_dataset(\"<this directory>\")`; the label space is in "
@@ -178,15 +196,16 @@ def write_dataset_dir(
                 if len(buffer) >= shard_rows:
                     flush()
             flush()
-            if rows == 0:
-                # An empty split still needs a file with the schema so that the config resolves.
-                pq.write_table(schema.empty_table(), os.path.join(tmp_dir, DATA_SUBDIR, f"{split}-00000.parquet"))
             rows_per_split[split] = rows
+        # datasets cannot load a split without rows, so an empty split gets no file and no README entry;
+        # load_dataset_dir gives it back as an empty split.
+        if not any(rows_per_split.values()):
+            raise ValueError(f"nothing to write to {out_dir}: every split is empty")
         label_space.save(os.path.join(tmp_dir, LABEL_SPACE_FILE))
         with open(os.path.join(tmp_dir, STATS_FILE), "w", encoding="utf-8") as handle:
             json.dump({"rows_per_split": rows_per_split, **(dict(stats) if stats else {})}, handle, indent=1)
         with open(os.path.join(tmp_dir, "README.md"), "w", encoding="utf-8") as handle:
-            handle.write(_readme(list(rows_per_split), description))
+            handle.write(_readme(rows_per_split, description, _content_fingerprint(os.path.join(tmp_dir, DATA_SUBDIR))))
         if os.path.exists(out_dir):
             shutil.rmtree(out_dir)
         os.replace(tmp_dir, out_dir)
@@ -197,12 +216,19 @@ def write_dataset_dir(
 
 
 def load_dataset_dir(path: str):
-    """Load a directory written by :func:`write_dataset_dir` through ``datasets.load_dataset``."""
-    from datasets import load_dataset
+    """Load a directory written by :func:`write_dataset_dir` through ``datasets.load_dataset``.
+
+    Splits written empty (which have no files) come back as empty splits with the record features.
+    """
+    from datasets import Dataset, load_dataset
 
     if not os.path.isfile(os.path.join(path, "README.md")):
         raise FileNotFoundError(f"{path} is not a prepared dataset directory (no README.md with `configs:`)")
-    return load_dataset(path)
+    dataset = load_dataset(path)
+    for split in SPLIT_ORDER:
+        if split not in dataset:
+            dataset[split] = Dataset.from_dict({column: [] for column in RECORD_COLUMNS}, features=record_features())
+    return dataset
 
 
 def read_stats(path: str) -> Dict:

@@ -1,0 +1,170 @@
+"""``modernpatent prepare``: any supported source -> normalized Parquet splits + label space + statistics.
+
+The inputs (USPTO-3M from the Hub or a local Parquet copy, PatentBERT TSV, JSON Lines; see
+:mod:`modernpatent_hf.data.readers`) are streamed into one temporary Arrow file next to the output,
+then go through the USPTO-3M steps of :mod:`modernpatent_hf.data.uspto3m` with Arrow-backed
+``datasets`` operations: duplicate ids merged, train/validation/test split, label space built from
+the train split with ``min_count``, labels outside it dropped. The result is written with
+:func:`modernpatent_hf.data.records.write_dataset_dir`, so ``datasets.load_dataset(OUT_DIR)`` loads
+the splits. Every dropped or merged record is counted in ``stats.json`` (``counts``) and in the
+returned summary, and ``records_read`` equals the rows written plus everything dropped or merged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import tempfile
+from typing import Dict, Iterable, Iterator, Mapping, Optional, Sequence, Union
+
+from ..cpc import read_titles_tsv
+from .readers import iter_records, parse_text_fields, resolve_format
+from .records import SPLIT_ORDER, label_statistics, record_features, write_dataset_dir
+from .uspto3m import (
+    SEED,
+    VALIDATION_FRACTION,
+    assign_splits,
+    check_split_options,
+    clean_records,
+    iter_label_lists,
+    log_counts,
+)
+
+PathLike = Union[str, os.PathLike]
+
+
+@contextlib.contextmanager
+def _datasets_progress_bars(enabled: bool):
+    """Silence ``datasets``' own progress bars while ours are off (the user's global choice is kept)."""
+    from datasets.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+
+    was_disabled = are_progress_bars_disabled()
+    if not enabled:
+        disable_progress_bars()
+    try:
+        yield
+    finally:
+        if not was_disabled:
+            enable_progress_bars()
+
+
+def stage_records(records: Iterable[Mapping], path: str):
+    """Write normalized records to one Arrow file and open it as a memory-mapped ``datasets.Dataset``."""
+    from datasets import Dataset
+    from datasets.arrow_writer import ArrowWriter
+
+    with ArrowWriter(features=record_features(), path=path, writer_batch_size=10_000) as writer:
+        for record in records:
+            writer.write(dict(record))
+        writer.finalize()
+    return Dataset.from_file(path)
+
+
+def _rows(table, positions, batch_size: int = 10_000) -> Iterator[dict]:
+    """The rows of an Arrow table at ``positions``, gathered a batch at a time."""
+    for start in range(0, len(positions), batch_size):
+        yield from table.take(positions[start:start + batch_size]).to_pylist()
+
+
+def _date_summary(dates) -> Dict:
+    """First and last date, records without a date, records per year: the date range the data holds."""
+    import pyarrow.compute as pc
+
+    if len(dates) == 0:
+        return {"first": None, "last": None, "records_without_date": 0, "records_per_year": {}}
+    bounds = pc.min_max(dates).as_py()
+    per_year = pc.value_counts(pc.drop_null(pc.utf8_slice_codeunits(dates, 0, 4)))
+    return {
+        "first": bounds["min"],
+        "last": bounds["max"],
+        "records_without_date": dates.null_count,
+        "records_per_year": dict(sorted(zip(per_year.field("values").to_pylist(), per_year.field("counts").to_pylist()))),
+    }
+
+
+def prepare_dataset(
+    inputs: Union[PathLike, Sequence[PathLike]],
+    out_dir: PathLike,
+    text_fields: Union[str, Sequence[str], None] = None,
+    input_format: str = "auto",
+    min_count: int = 1,
+    validation_fraction: float = VALIDATION_FRACTION,
+    test_fraction: float = 0.0,
+    test_year: Optional[int] = None,
+    test_size: Optional[int] = None,
+    seed: int = SEED,
+    on_invalid_code: str = "drop",
+    titles: Union[PathLike, Mapping[str, str], None] = None,
+    progress: Optional[bool] = None,
+) -> Dict:
+    """Normalize ``inputs`` into a dataset directory that ``datasets.load_dataset(out_dir)`` loads.
+
+    Splits: test by ``test_year`` (sampled to ``test_size``) or a random ``test_fraction`` (empty
+    when neither), validation = ``validation_fraction`` of the rest, all seeded with ``seed``
+    (see :func:`modernpatent_hf.data.uspto3m.split_indices`). The label space comes from the train
+    split (subclasses with at least ``min_count`` occurrences; ``titles``: a ``code<TAB>title``
+    file or mapping). ``progress=None`` shows progress bars when stderr is a terminal. Returns a
+    summary with the rows per split, the label count and the drop/merge ``counts``.
+    """
+    inputs = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
+    if not inputs:
+        raise ValueError("no input given: pass JSON Lines, TSV or Parquet paths or the Hub id MalavP/USPTO-3M")
+    check_split_options(validation_fraction, test_fraction, test_year, test_size)
+    if min_count < 1:
+        raise ValueError(f"min count must be at least 1, got {min_count}")
+    fields = parse_text_fields(text_fields)
+    formats = [resolve_format(path, input_format) for path in inputs]
+    if titles is not None and not isinstance(titles, Mapping):
+        titles = read_titles_tsv(titles)  # read before the long work: a bad path fails at once
+    progress = sys.stderr.isatty() if progress is None else progress
+    from tqdm.auto import tqdm
+
+    counters: Dict[str, int] = {}
+    out_dir = os.path.abspath(os.fspath(out_dir))
+    os.makedirs(os.path.dirname(out_dir), exist_ok=True)
+    # The staging file sits next to the output: USPTO-3M takes gigabytes that /tmp may not have.
+    with tempfile.TemporaryDirectory(prefix=".modernpatent-prepare-", dir=os.path.dirname(out_dir)) as staging, \
+            _datasets_progress_bars(progress):
+        streams = (
+            record
+            for path, resolved in zip(inputs, formats)
+            for record in tqdm(
+                iter_records(path, resolved, fields, on_invalid_code, counters),
+                desc=f"reading {os.path.basename(os.fspath(path)) or path}", unit=" records", disable=not progress,
+            )
+        )
+        records = clean_records(stage_records(streams, os.path.join(staging, "records.arrow")), counters)
+        if len(records) == 0:
+            raise ValueError(f"no usable record in {', '.join(map(os.fspath, inputs))} ({counters})")
+        # "all" is every record after merging duplicates, before the label space is applied.
+        label_stats = {"all": label_statistics(iter_label_lists(records.data.table.column("labels")))}
+        dates = _date_summary(records.data.table.column("date"))
+        records, positions, label_space = assign_splits(
+            records, validation_fraction=validation_fraction, seed=seed, test_year=test_year,
+            test_size=test_size, test_fraction=test_fraction, min_count=min_count, counters=counters,
+        )
+        table = records.data.table
+        for name in SPLIT_ORDER:
+            label_stats[name] = label_statistics(iter_label_lists(table.column("labels").take(positions[name])))
+        if titles is not None:
+            label_space = label_space.with_titles(titles)
+        stats = {
+            "inputs": [os.fspath(path) for path in inputs],
+            "text_fields": list(fields) if fields else "default of each format",
+            "split": {
+                "seed": seed, "validation_fraction": validation_fraction, "test_fraction": test_fraction,
+                "test_year": test_year, "test_size": test_size, "min_count": min_count,
+            },
+            "counts": counters,
+            "dates": dates,
+            "label_statistics": label_stats,
+        }
+        rows = write_dataset_dir(
+            out_dir, {name: _rows(table, positions[name]) for name in SPLIT_ORDER}, label_space, stats=stats,
+            description="Normalized CPC-labelled patents prepared by `modernpatent prepare` from "
+            f"{', '.join(stats['inputs'])}.",
+            progress=progress,
+        )
+    log_counts(f"prepared {out_dir}", counters)
+    return {"out_dir": out_dir, "rows_per_split": rows, "num_labels": len(label_space), "counts": counters}

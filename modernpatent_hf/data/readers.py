@@ -1,0 +1,420 @@
+"""Readers that turn patent sources into normalized records (see :mod:`modernpatent_hf.data.records`).
+
+Three source layouts are understood:
+
+* **USPTO-3M** (``MalavP/USPTO-3M`` on the Hub, or a local copy of its Parquet files such as
+  ``DIR/data/train-00000-of-00001.parquet``): columns ``cpc_ids`` (comma-joined subclass codes),
+  ``id``, ``date`` (``YYYY-MM-DD``) and ``text`` (the first claim).
+* **PatentBERT TSV**: four tab-separated columns ``group_ids id date text`` (``group_ids`` are
+  comma-joined CPC group symbols such as ``H01L21/02,H01L21/30``; an optional header row naming
+  them is skipped). ``.tsv`` or ``.tsv.gz``.
+* **JSON Lines** (``.jsonl`` or ``.jsonl.gz``, one object per line): ``id``, ``cpc`` (list of CPC
+  symbols), and text fields ``title``, ``abstract``, optionally ``claims`` (a string, or a list of
+  claim strings) and ``first_claim``; an optional ``date``.
+
+Text fields. The text of a record is the chosen fields joined by a newline, in the order given:
+``title``, ``abstract``, ``claims`` (a claims string, or the claims of a list one per line) and
+``first_claim`` (the ``first_claim`` field, else the first item of a ``claims`` list; a claims
+string is not split). USPTO-3M and TSV rows hold only the first claim (their ``text`` column), so
+``first_claim`` is their only choice and their default; JSON Lines default to ``title,abstract``.
+A leading claim number (``"1. "``) is stripped from claim text.
+
+Missing fields. A chosen field that a record does not have at all (the key is absent) is skipped and
+counted (``missing_<field>``) as long as the other chosen fields still give a non-empty text;
+when they do not, reading stops with a one-line error naming the record and the field, because the
+chosen fields do not fit the data. A field that is present but empty or null is not an error: a
+record whose text ends up empty is dropped and counted (``empty_text``).
+
+Drops, each counted in the ``counters`` dict passed to :func:`iter_records`: malformed CPC values
+(``invalid_codes``, values not records; with ``on_invalid_code="raise"`` the first one raises
+:class:`~modernpatent_hf.cpc.CpcCodeError` naming the record), records with an empty text
+(``empty_text``) and records left without any valid code (``no_labels``). ``records_read`` counts
+every record seen, so ``records_read = yielded + empty_text + no_labels``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import glob
+import gzip
+import json
+import os
+import re
+from typing import Dict, Iterable, Iterator, List, Mapping, MutableMapping, Optional, Sequence, Tuple, Union
+
+from ..cpc import parse_cpc_codes
+
+USPTO3M_HUB_ID = "MalavP/USPTO-3M"
+USPTO3M_COLUMNS = ("cpc_ids", "id", "date", "text")
+TSV_COLUMNS = ("group_ids", "id", "date", "text")
+TEXT_FIELDS = ("title", "abstract", "claims", "first_claim")
+INPUT_FORMATS = ("auto", "hub", "parquet", "tsv", "jsonl")
+FIRST_CLAIM = ("first_claim",)
+# USPTO-3M and PatentBERT TSV rows hold only the first claim; JSON Lines records default to title + abstract.
+DEFAULT_TEXT_FIELDS = {"hub": FIRST_CLAIM, "parquet": FIRST_CLAIM, "tsv": FIRST_CLAIM, "jsonl": ("title", "abstract")}
+TEXT_SEPARATOR = "\n"
+
+_CLAIM_FIELDS = ("claims", "first_claim")
+# "1. A method...", "1 . A method", "1.A method"; not "1.5 mm" or "3D printer".
+_CLAIM_NUMBER = re.compile(r"^\s*\d{1,3}\s*\.(?!\d)\s*")
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+_ISO_DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})(?:[ T].*)?$")
+_COMPACT_DATE = re.compile(r"^(\d{4})(\d{2})(\d{2})$")
+_BATCH_ROWS = 10_000
+
+Counters = MutableMapping[str, int]
+
+
+def count(counters: Optional[Counters], key: str, n: int = 1) -> None:
+    """Add ``n`` to ``counters[key]`` (no-op without a counters dict)."""
+    if counters is not None and n:
+        counters[key] = counters.get(key, 0) + n
+
+
+def one_line(error: BaseException) -> str:
+    """The first line of an exception's message: library errors can span many lines."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return lines[0] if lines else type(error).__name__
+
+
+# ------------------------------------------------------------------------------ field values
+def parse_text_fields(text_fields: Union[str, Sequence[str], None]) -> Optional[Tuple[str, ...]]:
+    """``"title,abstract"`` or ``["title", "abstract"]`` -> a validated tuple; ``None`` stays ``None``."""
+    if text_fields is None:
+        return None
+    names = text_fields.split(",") if isinstance(text_fields, str) else list(text_fields)
+    fields = tuple(name.strip() for name in names if name.strip())
+    if not fields:
+        raise ValueError(f"no text field given in {text_fields!r}: choose from {', '.join(TEXT_FIELDS)}")
+    for field in fields:
+        if field not in TEXT_FIELDS:
+            raise ValueError(f"unknown text field {field!r}: choose from {', '.join(TEXT_FIELDS)}")
+    if len(set(fields)) != len(fields):
+        raise ValueError(f"text field repeated in {text_fields!r}")
+    return fields
+
+
+def strip_claim_number(text: str) -> str:
+    """``"1. A method comprising..."`` -> ``"A method comprising..."``."""
+    return _CLAIM_NUMBER.sub("", text, count=1)
+
+
+def normalize_date(value, record_id=None) -> Optional[str]:
+    """``YYYY-MM-DD`` from ``'2013-01-01'``, ``'2013-01-01 00:00:00'``, ``'20130101'`` or a date; None if absent."""
+    if isinstance(value, (datetime.date, datetime.datetime)):
+        return value.strftime("%Y-%m-%d")
+    text = "" if value is None else str(value).strip()
+    if not text:
+        return None
+    match = _ISO_DATE.match(text) or _COMPACT_DATE.match(text)
+    if match is None:
+        raise ValueError(
+            f"record {record_id!r} has date {value!r}: expected YYYY-MM-DD (or YYYYMMDD); fix or remove the date"
+        )
+    return "-".join(match.groups())
+
+
+def _text_value(value, field: str, record_id) -> str:
+    """One field's contribution to the text: stripped, claim numbers removed, claim lists joined."""
+    if value is None:
+        return ""
+    if isinstance(value, list) and field in _CLAIM_FIELDS:
+        return TEXT_SEPARATOR.join(filter(None, (_text_value(item, field, record_id) for item in value)))
+    if not isinstance(value, str):
+        raise ValueError(
+            f"record {record_id!r} has a {type(value).__name__} in field {field!r}; expected a string"
+        )
+    value = value.strip()
+    return strip_claim_number(value).strip() if field in _CLAIM_FIELDS else value
+
+
+def build_record(
+    record_id,
+    codes,
+    fields: Mapping[str, object],
+    text_fields: Sequence[str],
+    date=None,
+    on_invalid_code: str = "drop",
+    counters: Optional[Counters] = None,
+) -> Tuple[dict, int]:
+    """Make one normalized record from a source row; returns ``(record, number of invalid codes)``.
+
+    ``fields`` maps the text fields the source row has (``title``, ``abstract``, ``claims``,
+    ``first_claim``) to their raw values; a key that is absent means the row lacks that field. The
+    record may come back with an empty ``text`` or ``labels``: :func:`keep_record` decides and
+    counts. Raises a one-line ``ValueError`` when a chosen field is missing and the others give no
+    text, and :class:`CpcCodeError` for a malformed code with ``on_invalid_code="raise"``.
+    """
+    record_id = str(record_id)
+    labels, invalid = parse_cpc_codes(codes, record_id=record_id, errors=on_invalid_code)
+    texts = {field: _text_value(fields.get(field), field, record_id) for field in fields}
+    missing = [field for field in text_fields if field not in fields]
+    text = TEXT_SEPARATOR.join(texts[field] for field in text_fields if texts.get(field))
+    if missing:
+        if not text:
+            have = ", ".join(sorted(fields)) or "none"
+            raise ValueError(
+                f"record {record_id!r} has no {missing[0]!r} field and the other text fields give no text; "
+                f"choose --text-fields from the fields it has ({have})"
+            )
+        for field in missing:
+            count(counters, f"missing_{field}")
+    record = {
+        "id": record_id,
+        "text": text,
+        "labels": labels,
+        "date": normalize_date(date, record_id),
+        "title": texts.get("title") or None,
+        "abstract": texts.get("abstract") or None,
+    }
+    return record, len(invalid)
+
+
+def keep_record(record: Mapping, counters: Optional[Counters] = None) -> bool:
+    """Whether a built record is kept: drops (and counts) empty texts and records without labels."""
+    if not record["text"]:
+        count(counters, "empty_text")
+        return False
+    if not record["labels"]:
+        count(counters, "no_labels")
+        return False
+    return True
+
+
+def normalize_uspto3m_batch(batch: Mapping[str, list], on_invalid_code: str = "drop") -> Dict[str, list]:
+    """A batch of USPTO-3M rows (columns ``cpc_ids id date text``) -> record columns plus ``invalid_codes``.
+
+    Rows are kept one for one (nothing is dropped here), so that it works as a batched
+    ``Dataset.map``; the caller drops empty texts and label-less rows and counts them.
+    """
+    columns: Dict[str, list] = {name: [] for name in ("id", "text", "labels", "date", "title", "abstract")}
+    columns["invalid_codes"] = []
+    for codes, record_id, date, text in zip(*(batch[name] for name in USPTO3M_COLUMNS)):
+        record, n_invalid = build_record(
+            record_id, codes, {"first_claim": text}, FIRST_CLAIM, date=date, on_invalid_code=on_invalid_code
+        )
+        for name, value in record.items():
+            columns[name].append(value)
+        columns["invalid_codes"].append(n_invalid)
+    return columns
+
+
+# ------------------------------------------------------------------------------ format detection
+def detect_format(path: Union[str, os.PathLike]) -> str:
+    """Guess the input format from a path: ``jsonl``, ``tsv``, ``parquet`` (file or directory) or ``hub``."""
+    path = os.fspath(path)
+    lower = path.lower()
+    if lower.endswith((".jsonl", ".jsonl.gz")):
+        return "jsonl"
+    if lower.endswith((".tsv", ".tsv.gz")):
+        return "tsv"
+    if lower.endswith(".parquet") or os.path.isdir(path):
+        return "parquet"
+    if not os.path.exists(path):
+        if _HUB_ID.match(path):
+            return "hub"
+        raise FileNotFoundError(
+            f"no such file or directory: {path!r}; give a .jsonl/.jsonl.gz, .tsv or .parquet file, "
+            f"a directory of Parquet files, or a Hub dataset id such as {USPTO3M_HUB_ID!r}"
+        )
+    raise ValueError(f"cannot tell the format of {path!r} from its name; pass --format jsonl, tsv or parquet")
+
+
+def resolve_format(path: Union[str, os.PathLike], input_format: str = "auto") -> str:
+    """The format to read ``path`` with; raises a one-line error for unknown formats and missing files."""
+    if input_format not in INPUT_FORMATS:
+        raise ValueError(f"unknown input format {input_format!r}: choose from {', '.join(INPUT_FORMATS)}")
+    resolved = detect_format(path) if input_format == "auto" else input_format
+    if resolved != "hub" and not os.path.exists(path):
+        raise FileNotFoundError(f"no such file or directory: {os.fspath(path)!r}")
+    return resolved
+
+
+# ------------------------------------------------------------------------------ USPTO-3M (Parquet / Hub)
+def parquet_files(path: Union[str, os.PathLike]) -> List[str]:
+    """The Parquet files of a path: the file itself, or every ``*.parquet`` under a directory, sorted."""
+    path = os.fspath(path)
+    if os.path.isfile(path):
+        return [path]
+    files = sorted(glob.glob(os.path.join(path, "**", "*.parquet"), recursive=True))
+    if not files:
+        raise FileNotFoundError(
+            f"no .parquet files under {path!r}; expected a copy of USPTO-3M such as DIR/data/train-*.parquet"
+        )
+    return files
+
+
+def check_uspto3m_columns(columns: Iterable[str], source) -> None:
+    """Raise a one-line error naming the first USPTO-3M column that ``source`` lacks."""
+    columns = list(columns)
+    for name in USPTO3M_COLUMNS:
+        if name not in columns:
+            raise ValueError(
+                f"{source} has no column {name!r} (columns: {', '.join(columns)}); "
+                f"expected the USPTO-3M layout {', '.join(USPTO3M_COLUMNS)}"
+            )
+
+
+def iter_parquet_batches(path: str) -> Iterator[Dict[str, list]]:
+    """Batches of USPTO-3M columns read straight from one Parquet file (constant memory)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        parquet = pq.ParquetFile(path)
+        check_uspto3m_columns(parquet.schema_arrow.names, path)
+        for batch in parquet.iter_batches(batch_size=_BATCH_ROWS, columns=list(USPTO3M_COLUMNS)):
+            yield batch.to_pydict()
+    except (pa.ArrowException, OSError) as error:
+        raise ValueError(f"cannot read {path} as Parquet ({one_line(error)}); is the file complete? copy it again") from None
+
+
+def load_uspto3m_raw(source: Union[str, os.PathLike] = USPTO3M_HUB_ID, split: str = "train"):
+    """USPTO-3M rows as published, through ``datasets.load_dataset``.
+
+    ``source`` is the Hub id (``MalavP/USPTO-3M``), a local directory with the same Parquet layout,
+    or a single Parquet file. Without network the Hub id fails with a one-line message that says
+    how to use a local copy.
+    """
+    from datasets import load_dataset
+
+    source = os.fspath(source)
+    is_local = os.path.exists(source)
+    try:
+        if os.path.isfile(source):
+            dataset = load_dataset("parquet", data_files=source, split=split)
+        else:
+            dataset = load_dataset(source, split=split)
+    except Exception as error:  # datasets raises many types (ConnectionError, DatasetNotFoundError, ArrowInvalid...)
+        if is_local:
+            raise ValueError(
+                f"cannot load {source} as a USPTO-3M copy ({one_line(error)}); check the Parquet files"
+            ) from None
+        raise ConnectionError(
+            f"cannot load {source!r} from the Hugging Face Hub ({one_line(error)}); where the Hub is reachable run "
+            f"`hf download {source} --repo-type dataset --local-dir DIR` and pass DIR instead"
+        ) from None
+    check_uspto3m_columns(dataset.column_names, source)
+    return dataset
+
+
+def _iter_uspto3m(batches: Iterable[Mapping[str, list]], on_invalid_code, counters) -> Iterator[dict]:
+    columns = ("id", "text", "labels", "date", "title", "abstract")
+    for batch in batches:
+        normalized = normalize_uspto3m_batch(batch, on_invalid_code)
+        count(counters, "invalid_codes", sum(normalized["invalid_codes"]))
+        for values in zip(*(normalized[name] for name in columns)):
+            record = dict(zip(columns, values))
+            count(counters, "records_read")
+            if keep_record(record, counters):
+                yield record
+
+
+# ------------------------------------------------------------------------------ text files
+def _numbered_lines(path: str) -> Iterator[Tuple[int, str]]:
+    """``(line number, line)`` of a UTF-8 text file, gzip-compressed when it ends in ``.gz``."""
+    opener = gzip.open if path.lower().endswith(".gz") else open
+    line_number = 0
+    try:
+        with opener(path, "rt", encoding="utf-8") as handle:
+            for line_number, line in enumerate(handle, start=1):
+                yield line_number, line
+    except (OSError, EOFError, UnicodeDecodeError) as error:
+        raise ValueError(
+            f"cannot read {path} after line {line_number} ({one_line(error)}); is the file complete and UTF-8?"
+        ) from None
+
+
+def _iter_tsv(path: str, on_invalid_code, counters) -> Iterator[dict]:
+    for line_number, line in _numbered_lines(path):
+        line = line.rstrip("\r\n")
+        if not line.strip():
+            continue
+        # The text is the last column, so a tab inside a claim stays part of the text.
+        row = line.split("\t", len(TSV_COLUMNS) - 1)
+        if line_number == 1 and [cell.strip().lower() for cell in row] == list(TSV_COLUMNS):
+            continue
+        if len(row) != len(TSV_COLUMNS):
+            raise ValueError(
+                f"{path}:{line_number}: expected {len(TSV_COLUMNS)} tab-separated columns "
+                f"({' '.join(TSV_COLUMNS)}), found {len(row)}"
+            )
+        group_ids, record_id, date, text = row
+        count(counters, "records_read")
+        record, n_invalid = build_record(
+            record_id.strip(), group_ids, {"first_claim": text}, FIRST_CLAIM, date=date.strip(),
+            on_invalid_code=on_invalid_code, counters=counters,
+        )
+        count(counters, "invalid_codes", n_invalid)
+        if keep_record(record, counters):
+            yield record
+
+
+def _jsonl_fields(row: Mapping) -> Dict[str, object]:
+    """The text fields a JSON Lines record has; ``first_claim`` falls back to the first item of a claims list."""
+    fields = {field: row[field] for field in ("title", "abstract", "claims", "first_claim") if field in row}
+    if "first_claim" not in fields and isinstance(row.get("claims"), list) and row["claims"]:
+        fields["first_claim"] = row["claims"][0]
+    return fields
+
+
+def _iter_jsonl(path: str, text_fields, on_invalid_code, counters) -> Iterator[dict]:
+    for line_number, line in _numbered_lines(path):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise ValueError(
+                f"{path}:{line_number}: not valid JSON ({error.msg}, column {error.colno}); fix or remove that line"
+            ) from None
+        if not isinstance(row, dict):
+            raise ValueError(f"{path}:{line_number}: expected a JSON object, got a {type(row).__name__}")
+        if row.get("id") in (None, ""):
+            raise ValueError(f"{path}:{line_number}: record has no 'id'; JSON Lines records need 'id' and 'cpc'")
+        if "cpc" not in row:
+            raise ValueError(f"{path}:{line_number}: record {str(row['id'])!r} has no 'cpc' field (a list of CPC codes)")
+        count(counters, "records_read")
+        record, n_invalid = build_record(
+            row["id"], row["cpc"], _jsonl_fields(row), text_fields, date=row.get("date"),
+            on_invalid_code=on_invalid_code, counters=counters,
+        )
+        count(counters, "invalid_codes", n_invalid)
+        if keep_record(record, counters):
+            yield record
+
+
+# ------------------------------------------------------------------------------ entry point
+def iter_records(
+    path: Union[str, os.PathLike],
+    input_format: str = "auto",
+    text_fields: Union[str, Sequence[str], None] = None,
+    on_invalid_code: str = "drop",
+    counters: Optional[Counters] = None,
+) -> Iterator[dict]:
+    """Stream normalized records (``id text labels date title abstract``) from one source.
+
+    ``path`` is a JSON Lines file, a PatentBERT TSV file, a USPTO-3M Parquet file or directory, or
+    the Hub id ``MalavP/USPTO-3M`` (``input_format="hub"`` reads any of the last three through
+    ``datasets.load_dataset``). ``text_fields`` picks the text (see the module docstring; default
+    depends on the format). Dropped records and malformed codes are counted in ``counters``.
+    Errors a user can fix raise one-line ``ValueError`` / ``FileNotFoundError`` / ``CpcCodeError``.
+    """
+    if on_invalid_code not in ("drop", "raise"):
+        raise ValueError(f"on_invalid_code must be 'drop' or 'raise', got {on_invalid_code!r}")
+    input_format = resolve_format(path, input_format)
+    fields = parse_text_fields(text_fields) or DEFAULT_TEXT_FIELDS[input_format]
+    path = os.fspath(path)
+    if input_format == "jsonl":
+        return _iter_jsonl(path, fields, on_invalid_code, counters)
+    if fields != FIRST_CLAIM:
+        raise ValueError(
+            f"{path} ({input_format}) holds only the first claim, not {','.join(fields)}; use --text-fields first_claim"
+        )
+    if input_format == "tsv":
+        return _iter_tsv(path, on_invalid_code, counters)
+    if input_format == "parquet":
+        batches = (batch for file in parquet_files(path) for batch in iter_parquet_batches(file))
+    else:
+        batches = load_uspto3m_raw(path).iter(batch_size=_BATCH_ROWS)
+    return _iter_uspto3m(batches, on_invalid_code, counters)

@@ -1,0 +1,405 @@
+"""USPTO-3M: loading, the split protocol, and a ``datasets`` builder.
+
+USPTO-3M (``MalavP/USPTO-3M`` on the Hub) has one ``train`` split of 3,198,360 US patents with
+columns ``cpc_ids`` (comma-joined subclass codes), ``id``, ``date`` and ``text`` (the first claim).
+:func:`load_uspto3m` turns it (or a local copy of the same Parquet layout) into normalized records
+with deterministic splits, all through Arrow-backed ``datasets`` operations:
+
+* validation: ``validation_fraction`` (0.5 %) of the training pool, shuffled with ``seed`` 42; with
+  no test split and no duplicates the membership equals upstream's
+  ``dataset.train_test_split(test_size=0.005, seed=42)["test"]``;
+* test (optional): the patents granted in ``test_year``, sampled to ``test_size`` as upstream did
+  (``filter(year).shuffle(seed=42).select(range(test_size))``), or a seeded random
+  ``test_fraction`` of all records; test patents are removed from the training pool.
+
+Records repeating an earlier id are merged into it (labels united, first text kept) with a warning;
+empty texts and records without valid codes are dropped; labels outside the label space are dropped
+from the records, and records left without labels are dropped. Every drop is counted in
+``counters``. The same steps (:func:`clean_records`, :func:`assign_splits`) serve
+``modernpatent prepare`` (:mod:`modernpatent_hf.data.prepare`).
+
+:class:`Uspto3mBuilder` is a ``datasets.GeneratorBasedBuilder`` used as a class (``datasets`` 4+
+no longer runs dataset scripts), with the configs ``first_claim`` (the upstream columns) and
+``normalized`` (normalized records).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from dataclasses import dataclass
+from typing import Dict, Iterator, Optional, Tuple, Union
+
+import datasets
+import numpy as np
+
+from ..cpc import CpcLabelSpace
+from .readers import (
+    USPTO3M_COLUMNS,
+    USPTO3M_HUB_ID,
+    Counters,
+    count,
+    iter_parquet_batches,
+    iter_records,
+    load_uspto3m_raw,
+    normalize_date,
+    normalize_uspto3m_batch,
+    one_line,
+    parquet_files,
+)
+from .records import SPLIT_ORDER, record_features
+
+logger = logging.getLogger(__name__)
+
+VALIDATION_FRACTION = 0.005
+SEED = 42
+
+
+# ------------------------------------------------------------------------------ Arrow helpers
+# The steps below read whole columns of a dataset without an indices mapping (``dataset.data.table``)
+# and rewrite rows only in batched maps over it: an indices mapping (after ``select``) makes datasets
+# gather rows one by one, which is slow at 3.2M rows. Splits are selected once, at the end.
+def _bool_mask(array) -> np.ndarray:
+    return np.asarray(array.to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def iter_label_lists(labels) -> Iterator[list]:
+    """The label lists of an Arrow ``labels`` column, one chunk at a time."""
+    for chunk in getattr(labels, "chunks", [labels]):
+        yield from chunk.to_pylist()
+
+
+def label_counts(labels) -> Dict[str, int]:
+    """Occurrences of each subclass code in an Arrow ``labels`` column."""
+    import pyarrow.compute as pc
+
+    if len(labels) == 0:
+        return {}
+    counts = pc.value_counts(pc.list_flatten(labels))
+    return dict(zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist()))
+
+
+def label_space_from_dataset(dataset: datasets.Dataset, min_count: int = 1) -> CpcLabelSpace:
+    """The label space of a (training) split: subclasses with at least ``min_count`` occurrences."""
+    return CpcLabelSpace.from_counts(label_counts(dataset.with_format("arrow")["labels"]), min_count=min_count)
+
+
+# ------------------------------------------------------------------------------ cleaning
+def _clean_batch(batch, indices, keep, updates):
+    rows = [i for i, index in enumerate(indices) if keep[index]]
+    cleaned = {name: [values[i] for i in rows] for name, values in batch.items()}
+    cleaned["labels"] = [updates.get(indices[i], labels) for i, labels in zip(rows, cleaned["labels"])]
+    return cleaned
+
+
+def clean_records(records: datasets.Dataset, counters: Optional[Counters] = None) -> datasets.Dataset:
+    """Drop empty texts and label-less rows, and merge rows that repeat an earlier id into it.
+
+    Counts ``empty_text``, ``no_labels`` and ``duplicate_ids_merged``; a merged row adds its labels
+    to the first row with that id (first-seen order) and its text is dropped, with a warning. The
+    problem rows are found with Arrow compute and removed in one batched map; the result has no
+    indices mapping. Returns ``records`` itself when there is nothing to remove.
+    """
+    import pyarrow.compute as pc
+
+    table = records.data.table
+    empty = _bool_mask(pc.equal(pc.utf8_length(table.column("text")), 0).fill_null(True))
+    unlabeled = ~empty & _bool_mask(pc.equal(pc.list_value_length(table.column("labels")), 0).fill_null(True))
+    count(counters, "empty_text", int(empty.sum()))
+    count(counters, "no_labels", int(unlabeled.sum()))
+    keep = ~(empty | unlabeled)
+
+    updates: Dict[int, list] = {}
+    ids = table.column("id").filter(keep)
+    id_counts = pc.value_counts(ids) if len(ids) else None
+    repeated = id_counts.field("values").filter(pc.greater(id_counts.field("counts"), 1)) if id_counts else []
+    if len(repeated):
+        positions = np.flatnonzero(keep & _bool_mask(pc.is_in(table.column("id"), value_set=repeated)))
+        rows = table.select(["id", "labels"]).take(positions).to_pydict()
+        first: Dict[str, int] = {}
+        merged: Dict[str, dict] = {}
+        for position, record_id, labels in zip(positions.tolist(), rows["id"], rows["labels"]):
+            if record_id in first:
+                keep[position] = False
+                merged[record_id].update(dict.fromkeys(labels))
+            else:
+                first[record_id] = position
+                merged[record_id] = dict.fromkeys(labels)
+        first_labels = dict(zip(positions.tolist(), rows["labels"]))
+        updates = {first[i]: list(labels) for i, labels in merged.items() if list(labels) != first_labels[first[i]]}
+        n_merged = len(positions) - len(first)
+        count(counters, "duplicate_ids_merged", n_merged)
+        logger.warning(
+            "merged %d records that repeat an earlier id into it (labels united, first text kept), e.g. %r",
+            n_merged, next(iter(first)),
+        )
+    if keep.all() and not updates:
+        return records
+    return records.map(
+        _clean_batch, batched=True, with_indices=True, remove_columns=records.column_names,
+        features=records.features, fn_kwargs={"keep": keep, "updates": updates},
+        desc="dropping empty records and merging duplicate ids",
+    )
+
+
+def _keep_codes(labels, codes):
+    space = set(codes)
+    return {"labels": [[code for code in row if code in space] for row in labels]}
+
+
+# ------------------------------------------------------------------------------ splits
+def check_split_options(
+    validation_fraction: float = VALIDATION_FRACTION,
+    test_fraction: float = 0.0,
+    test_year: Optional[int] = None,
+    test_size: Optional[int] = None,
+) -> None:
+    """Raise a one-line error for split options that contradict each other or are out of range."""
+    if not 0.0 <= validation_fraction < 1.0:
+        raise ValueError(f"validation fraction must be in [0, 1), got {validation_fraction}")
+    if not 0.0 <= test_fraction < 1.0:
+        raise ValueError(f"test fraction must be in [0, 1), got {test_fraction}")
+    if test_fraction > 0 and (test_year is not None or test_size is not None):
+        raise ValueError("choose either a test fraction or a test year/size, not both")
+    if test_size is not None and test_size < 1:
+        raise ValueError(f"test size must be at least 1, got {test_size}")
+
+
+def split_indices(
+    num_rows: int,
+    dates=None,
+    *,
+    validation_fraction: float = VALIDATION_FRACTION,
+    seed: int = SEED,
+    test_year: Optional[int] = None,
+    test_size: Optional[int] = None,
+    test_fraction: float = 0.0,
+) -> Dict[str, np.ndarray]:
+    """Row indices (sorted) of the train, validation and test splits; deterministic for a seed.
+
+    Test: the rows whose ``dates`` (``YYYY-MM-DD`` strings) fall in ``test_year`` (or all rows when
+    only ``test_size`` is given), shuffled with ``seed`` and cut to ``test_size`` (all of them, with
+    a warning, when fewer); or ``ceil(test_fraction * num_rows)`` seeded random rows; empty otherwise.
+    Validation: ``ceil(validation_fraction * pool)`` rows of the remaining pool, drawn exactly as
+    ``Dataset.train_test_split(test_size=validation_fraction, seed=seed)`` draws its test part.
+    """
+    import pyarrow.compute as pc
+
+    check_split_options(validation_fraction, test_fraction, test_year, test_size)
+    test = np.zeros(0, dtype=np.int64)
+    if test_year is not None or test_size is not None:
+        candidates = np.arange(num_rows)
+        if test_year is not None:
+            if dates is None:
+                raise ValueError("a test year needs the records' dates")
+            in_year = pc.equal(pc.utf8_slice_codeunits(dates, 0, 4), f"{int(test_year):04d}").fill_null(False)
+            candidates = np.flatnonzero(_bool_mask(in_year))
+            if len(candidates) == 0:
+                raise ValueError(f"no record is dated in {test_year}; choose a test year that occurs in the data")
+        if test_size is not None and test_size > len(candidates):
+            logger.warning(
+                "only %d records for the test split, fewer than test size %d: using all", len(candidates), test_size
+            )
+        order = np.random.default_rng(seed).permutation(len(candidates))
+        test = np.sort(candidates[order[:test_size]])
+    elif test_fraction > 0:
+        test = np.sort(np.random.default_rng(seed).permutation(num_rows)[: math.ceil(test_fraction * num_rows)])
+    pool = np.setdiff1d(np.arange(num_rows), test)
+    n_validation = math.ceil(validation_fraction * len(pool))
+    order = np.random.default_rng(seed).permutation(len(pool))
+    validation = np.sort(pool[order[:n_validation]])
+    train = np.sort(pool[order[n_validation:]])
+    if len(train) == 0:
+        raise ValueError(f"no training records left out of {num_rows}: lower the validation/test share or add data")
+    return {"train": train, "validation": validation, "test": test}
+
+
+def assign_splits(
+    records: datasets.Dataset,
+    *,
+    validation_fraction: float = VALIDATION_FRACTION,
+    seed: int = SEED,
+    test_year: Optional[int] = None,
+    test_size: Optional[int] = None,
+    test_fraction: float = 0.0,
+    label_space: Optional[CpcLabelSpace] = None,
+    min_count: int = 1,
+    counters: Optional[Counters] = None,
+) -> Tuple[datasets.Dataset, Dict[str, np.ndarray], CpcLabelSpace]:
+    """Split cleaned records (see :func:`split_indices`) and restrict them to a label space.
+
+    Without ``label_space`` the space is built from the train rows with ``min_count``. Labels outside
+    it are dropped (``labels_outside_space``, occurrences), then rows left without labels
+    (``no_labels_in_space``). Returns the restricted records (no indices mapping), the row indices of
+    each split, and the label space.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    table = records.data.table
+    positions = split_indices(
+        len(records), table.column("date") if test_year is not None else None,
+        validation_fraction=validation_fraction, seed=seed, test_year=test_year, test_size=test_size,
+        test_fraction=test_fraction,
+    )
+    labels = table.column("labels")
+    if label_space is None:
+        label_space = CpcLabelSpace.from_counts(label_counts(labels.take(positions["train"])), min_count=min_count)
+    flat = pc.list_flatten(labels)
+    outside = len(flat) - int(pc.sum(pc.is_in(flat, value_set=pa.array(label_space.codes))).as_py() or 0)
+    if outside:
+        count(counters, "labels_outside_space", outside)
+        records = records.map(
+            _keep_codes, input_columns=["labels"], batched=True, fn_kwargs={"codes": tuple(label_space.codes)},
+            desc="dropping labels outside the label space",
+        )
+        labeled = _bool_mask(pc.greater(pc.list_value_length(records.data.table.column("labels")), 0))
+        for name, rows in positions.items():
+            positions[name] = rows[labeled[rows]]
+            count(counters, "no_labels_in_space", len(rows) - len(positions[name]))
+    return records, positions, label_space
+
+
+def build_splits(records: datasets.Dataset, **options) -> Tuple[datasets.DatasetDict, CpcLabelSpace]:
+    """:func:`assign_splits` as a ``DatasetDict`` (train, validation, test) plus the label space."""
+    records, positions, label_space = assign_splits(records, **options)
+    return datasets.DatasetDict({name: records.select(positions[name]) for name in SPLIT_ORDER}), label_space
+
+
+def _normalized_features():
+    features = record_features()
+    features["invalid_codes"] = datasets.Value("int32")
+    return features
+
+
+def load_uspto3m(
+    source: Union[str, os.PathLike] = USPTO3M_HUB_ID,
+    *,
+    validation_fraction: float = VALIDATION_FRACTION,
+    seed: int = SEED,
+    test_year: Optional[int] = None,
+    test_size: Optional[int] = None,
+    test_fraction: float = 0.0,
+    label_space: Union[CpcLabelSpace, str, os.PathLike, None] = None,
+    min_count: int = 1,
+    on_invalid_code: str = "drop",
+    counters: Optional[Counters] = None,
+    num_proc: Optional[int] = None,
+) -> datasets.DatasetDict:
+    """USPTO-3M as normalized records in a ``DatasetDict`` with train, validation and test splits.
+
+    ``source``: the Hub id ``MalavP/USPTO-3M`` (read through ``datasets.load_dataset``; offline it
+    fails with a one-line message suggesting a local copy), a local directory with the same Parquet
+    layout (``DIR/data/train-*.parquet``) or one Parquet file. ``label_space`` (an object or a
+    ``label_space.json`` path) restricts the labels; by default it is built from the train split
+    with ``min_count``. Drop and merge counts go to ``counters`` (a dict) and are logged.
+    """
+    import pyarrow.compute as pc
+
+    check_split_options(validation_fraction, test_fraction, test_year, test_size)
+    if on_invalid_code not in ("drop", "raise"):
+        raise ValueError(f"on_invalid_code must be 'drop' or 'raise', got {on_invalid_code!r}")
+    if isinstance(label_space, (str, os.PathLike)):
+        label_space = CpcLabelSpace.load(label_space)
+    counters = {} if counters is None else counters
+    raw = load_uspto3m_raw(source)
+    # Rows stay one for one here (drops are counted from columns, so a cached map counts right too).
+    normalized = raw.map(
+        normalize_uspto3m_batch, batched=True, fn_kwargs={"on_invalid_code": on_invalid_code},
+        remove_columns=raw.column_names, features=_normalized_features(), num_proc=num_proc,
+        desc="normalizing USPTO-3M",
+    )
+    count(counters, "records_read", len(normalized))
+    count(counters, "invalid_codes", int(pc.sum(normalized.data.table.column("invalid_codes")).as_py() or 0))
+    records = clean_records(normalized.remove_columns("invalid_codes"), counters)
+    splits, _ = build_splits(
+        records, validation_fraction=validation_fraction, seed=seed, test_year=test_year, test_size=test_size,
+        test_fraction=test_fraction, label_space=label_space, min_count=min_count, counters=counters,
+    )
+    log_counts(f"USPTO-3M from {source}", counters)
+    return splits
+
+
+def log_counts(what: str, counters: Counters) -> None:
+    """One log line with every count; a warning when anything was dropped or merged."""
+    lost = any(value for key, value in counters.items() if key != "records_read")
+    summary = ", ".join(f"{key} {value:,}" for key, value in counters.items())
+    logger.log(logging.WARNING if lost else logging.INFO, "%s: %s", what, summary)
+
+
+# ------------------------------------------------------------------------------ builder
+@dataclass
+class Uspto3mConfig(datasets.BuilderConfig):
+    """A USPTO-3M config: ``normalized`` records or the upstream columns; what to do with malformed codes."""
+
+    normalized: bool = True
+    on_invalid_code: str = "drop"
+
+
+def _download_hub_copy() -> str:
+    """A local snapshot of the Hub dataset's Parquet files (a one-line error when the Hub is unreachable)."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        return snapshot_download(USPTO3M_HUB_ID, repo_type="dataset", allow_patterns=["*.parquet", "**/*.parquet"])
+    except Exception as error:  # offline mode, DNS failures and missing repos all end here
+        raise ConnectionError(
+            f"cannot download {USPTO3M_HUB_ID!r} from the Hugging Face Hub ({one_line(error)}); pass "
+            "data_dir= a local copy (`hf download MalavP/USPTO-3M --repo-type dataset --local-dir DIR`)"
+        ) from None
+
+
+class Uspto3mBuilder(datasets.GeneratorBasedBuilder):
+    """USPTO-3M as a ``datasets`` builder, used as a class (``datasets`` 4+ runs no dataset scripts).
+
+    Configs: ``first_claim`` (the upstream columns ``cpc_ids id date text``, ids and dates as
+    strings) and ``normalized`` (records ``id text labels date title abstract``: claim number
+    stripped, codes normalized, empty texts and label-less rows dropped). Give ``data_dir`` (a
+    local copy of the Parquet files); without it the files are downloaded from the Hub::
+
+        builder = Uspto3mBuilder(config_name="normalized", data_dir="USPTO-3M")
+        builder.download_and_prepare()
+        train = builder.as_dataset(split="train")
+
+    One ``train`` split, as upstream; :func:`load_uspto3m` makes the validation and test splits.
+    """
+
+    BUILDER_CONFIG_CLASS = Uspto3mConfig
+    BUILDER_CONFIGS = [
+        Uspto3mConfig(name="first_claim", normalized=False, description="USPTO-3M columns as published"),
+        Uspto3mConfig(name="normalized", normalized=True, description="USPTO-3M as normalized records"),
+    ]
+    DEFAULT_CONFIG_NAME = "normalized"
+
+    def _info(self) -> datasets.DatasetInfo:
+        if self.config.normalized:
+            features = record_features()
+        else:
+            features = datasets.Features({name: datasets.Value("string") for name in USPTO3M_COLUMNS})
+        return datasets.DatasetInfo(
+            description="USPTO-3M: 3.2M US patents, first claim and CPC subclass labels",
+            features=features,
+            homepage=f"https://huggingface.co/datasets/{USPTO3M_HUB_ID}",
+        )
+
+    def _split_generators(self, dl_manager):
+        source = self.config.data_dir or _download_hub_copy()
+        return [datasets.SplitGenerator(name=datasets.Split.TRAIN, gen_kwargs={"files": parquet_files(source)})]
+
+    def _generate_examples(self, files):
+        key = 0
+        if self.config.normalized:
+            counters: Dict[str, int] = {}
+            for file in files:
+                for record in iter_records(file, "parquet", on_invalid_code=self.config.on_invalid_code, counters=counters):
+                    yield key, record
+                    key += 1
+            log_counts(f"USPTO-3M {self.config.name}", counters)
+            return
+        for file in files:
+            for batch in iter_parquet_batches(file):
+                for codes, record_id, date, text in zip(*(batch[name] for name in USPTO3M_COLUMNS)):
+                    date = normalize_date(date, record_id)
+                    yield key, {"cpc_ids": codes, "id": str(record_id), "date": date, "text": text}
+                    key += 1
