@@ -1,0 +1,96 @@
+"""Build a patent classifier from any ModernBERT or BERT starting point, with the labels of a CPC label space.
+
+Why not just ``ModernBertForHierarchicalPatentClassification.from_pretrained(stock_checkpoint)``: transformers 5
+then reads the stock ``config.json`` (model_type ``"modernbert"``) into ``ModernPatentConfig``, warns that the model
+types differ, and keeps ``model_type="modernbert"`` as an instance attribute of the new config. Here the stock config
+is read with its own class and converted field by field into the patent config, which is then passed to
+``from_pretrained``: no warning, no stale model_type, and the labels come from the label space.
+"""
+
+from typing import Optional, Union
+
+from transformers import AutoConfig, BertConfig, ModernBertConfig, PreTrainedConfig
+
+from .configuration_modernpatent import named_labels
+from .cpc import CpcLabelSpace
+from .modeling_modernpatent import (
+    BertForHierarchicalPatentClassification,
+    ModernBertForHierarchicalPatentClassification,
+)
+
+# Keys of a saved config that describe the checkpoint it came from, not the model to build.
+_PROVENANCE_KEYS = ("model_type", "architectures", "auto_map", "transformers_version", "_name_or_path")
+
+
+def build_patent_classifier(
+    model_name_or_path: Union[str, PreTrainedConfig],
+    label_space: CpcLabelSpace,
+    *,
+    attn_implementation: Optional[str] = None,
+    dtype=None,
+    **config_overrides,
+):
+    """A ModernBERT or BERT patent classifier predicting the subclasses of ``label_space``.
+
+    ``model_name_or_path`` is a checkpoint directory or hub id, detected from its config: a stock ModernBERT
+    (``answerdotai/ModernBERT-base``, a saved ``ModernBertForMaskedLM`` or ``ModernBertModel``), a stock BERT, or a
+    checkpoint saved by this package. Encoder weights are loaded; the head and classifier are initialized when the
+    checkpoint lacks them (an MLM checkpoint's prediction-head dense + LayerNorm seed the head, as in stock
+    ``ModernBertForSequenceClassification``). A ``ModernBertConfig``/``BertConfig`` instance instead gives a randomly
+    initialized model of that shape (tiny demo models, tests).
+
+    ``config_overrides`` set patent or encoder config fields (``loss_type="hierarchical"``,
+    ``class_weights=[...]``, ``pooling="cls"``, ``classifier_dropout=0.1``...). ``attn_implementation`` (``"sdpa"``,
+    ``"eager"``, ``"flash_attention_2"``) and ``dtype`` go to ``from_pretrained``.
+
+    Raises a one-line ValueError when a saved classifier with named labels predicts other labels than
+    ``label_space``, or when the checkpoint is neither ModernBERT nor BERT.
+    """
+    if isinstance(model_name_or_path, PreTrainedConfig):
+        source_config, weights_path = model_name_or_path, None
+    else:
+        source_config, weights_path = AutoConfig.from_pretrained(model_name_or_path), model_name_or_path
+    source = weights_path or type(source_config).__name__
+    _check_saved_labels(source_config, label_space, source)
+
+    # ModernPatentConfig/BertPatentConfig subclass the stock configs, so both stock and saved checkpoints match here.
+    if isinstance(source_config, ModernBertConfig):
+        model_class = ModernBertForHierarchicalPatentClassification
+    elif isinstance(source_config, BertConfig):
+        model_class = BertForHierarchicalPatentClassification
+    else:
+        raise ValueError(
+            f"{source} has model_type {source_config.model_type!r}: build_patent_classifier supports "
+            "ModernBERT and BERT checkpoints"
+        )
+
+    values = {key: value for key, value in source_config.to_dict().items() if key not in _PROVENANCE_KEYS}
+    values.update(config_overrides)
+    values.update(id2label=dict(label_space.id2label), label2id=dict(label_space.label2id))
+    config = model_class.config_class(**values)
+
+    load_kwargs = {"attn_implementation": attn_implementation, "dtype": dtype}
+    load_kwargs = {key: value for key, value in load_kwargs.items() if value is not None}
+    if weights_path is None:
+        return model_class._from_config(config, **load_kwargs)
+    # A stock classifier for another task (labels unnamed, a different count) has an output layer of another
+    # shape: re-initialize it (the load report says so) rather than fail. Nothing else depends on the label count.
+    mismatched_head = source_config.num_labels != len(label_space)
+    return model_class.from_pretrained(
+        weights_path, config=config, ignore_mismatched_sizes=mismatched_head, **load_kwargs
+    )
+
+
+def _check_saved_labels(config: PreTrainedConfig, label_space: CpcLabelSpace, source: str) -> None:
+    """A checkpoint with named labels (a saved classifier) must predict the label space's codes, in the same order."""
+    saved = named_labels(config)
+    if saved is None or saved == list(label_space.codes):
+        return
+    unknown = sorted(set(saved) - set(label_space.codes))[:3]
+    absent = sorted(set(label_space.codes) - set(saved))[:3]
+    raise ValueError(
+        f"{source} predicts {len(saved)} labels but the label space has {len(label_space)} subclasses "
+        f"(only in the checkpoint: {unknown or 'none'}, only in the label space: {absent or 'none'}"
+        f"{', same codes in another order' if not unknown and not absent else ''}): "
+        "use the label space the checkpoint was trained with, or start from its encoder checkpoint"
+    )

@@ -1,0 +1,259 @@
+"""CPC patent classifiers: a ModernBERT (or BERT) encoder, pooling, a classification head, hierarchy-aware outputs.
+
+This file is copied next to saved checkpoints as remote code (``trust_remote_code=True``), so it imports only torch,
+transformers and its siblings ``configuration_modernpatent.py`` and ``losses.py``, and does no I/O.
+
+Module names follow stock ``ModernBertForSequenceClassification`` (``model``, ``head``, ``drop``, ``classifier``), so
+a stock ModernBERT checkpoint loads its encoder into ``model`` and, from a masked-LM checkpoint, its prediction
+head's dense + LayerNorm into ``head`` (exactly what the seed work's stock classifier did); only ``classifier`` (and
+``head`` for a bare ``ModernBertModel`` checkpoint) starts from random weights.
+"""
+
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+import torch
+from torch import nn
+from transformers import BertModel, BertPreTrainedModel, ModernBertModel, ModernBertPreTrainedModel
+from transformers import initialization as init
+from transformers.activations import ACT2FN
+from transformers.utils import ModelOutput
+from transformers.utils.generic import can_return_tuple
+
+from .configuration_modernpatent import BertPatentConfig, ModernPatentConfig
+from .losses import LabelHierarchy, patent_classification_loss
+
+
+@dataclass
+class HierarchicalClassifierOutput(ModelOutput):
+    """Output of the patent classifiers.
+
+    loss: the training loss (``config.loss_type``), when labels were given.
+    logits: subclass logits [B, L] (independent sigmoids; index i is ``config.id2label[i]``).
+    class_logits / section_logits: [B, C] / [B, S] scores of the CPC classes / sections (sorted codes, see
+        ``config.cpc_hierarchy()``): the max over the logits of their member subclasses.
+    hidden_states / attentions: the encoder's, when requested.
+    """
+
+    loss: Optional[torch.FloatTensor] = None
+    logits: Optional[torch.FloatTensor] = None
+    class_logits: Optional[torch.FloatTensor] = None
+    section_logits: Optional[torch.FloatTensor] = None
+    hidden_states: Optional[Tuple[torch.FloatTensor, ...]] = None
+    attentions: Optional[Tuple[torch.FloatTensor, ...]] = None
+
+
+class PatentPredictionHead(nn.Module):
+    """dense -> GELU -> LayerNorm on the pooled vector (stock ModernBERT's prediction head, same parameter names)."""
+
+    def __init__(self, hidden_size: int, dense_bias: bool, norm_eps: float, norm_bias: bool, activation: str = "gelu"):
+        super().__init__()
+        self.dense = nn.Linear(hidden_size, hidden_size, bias=dense_bias)
+        self.act = ACT2FN[activation]
+        self.norm = nn.LayerNorm(hidden_size, eps=norm_eps, bias=norm_bias)
+
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.act(self.dense(pooled)))
+
+
+def pool_hidden_states(hidden_states: torch.Tensor, attention_mask: Optional[torch.Tensor], pooling: str):
+    """[B, T, H] -> [B, H]: the first token (``"cls"``) or the mean over non-padding tokens (``"mean"``).
+
+    The mean accumulates in float32: a bf16 sum over hundreds of tokens loses precision.
+    """
+    if pooling == "cls":
+        return hidden_states[:, 0]
+    if attention_mask is None:
+        return hidden_states.float().mean(dim=1).to(hidden_states.dtype)
+    mask = attention_mask.to(torch.float32).unsqueeze(-1)
+    summed = (hidden_states.float() * mask).sum(dim=1)
+    return (summed / mask.sum(dim=1).clamp(min=1.0)).to(hidden_states.dtype)
+
+
+def max_over_groups(logits: torch.Tensor, group_of: torch.Tensor, num_groups: int) -> torch.Tensor:
+    """[B, L] subclass logits -> [B, num_groups]: for each group (class or section), the max over its members.
+
+    Why max: ``sigmoid(max z) = max sigmoid(z)`` is the probability of the group's most likely member, a lower bound
+    on P(any member) that does not grow with the number of members (logsumexp adds up to log(n) for big classes,
+    which would favour large classes), and the top-1 group is the group of the top-1 subclass, matching how the
+    metrics score classes and sections. Gradients flow to the best member of each group.
+    """
+    index = group_of.unsqueeze(0).expand(logits.shape[0], -1)
+    scores = logits.new_full((logits.shape[0], num_groups), float("-inf"))
+    return scores.scatter_reduce(1, index, logits, reduce="amax", include_self=True)
+
+
+class PatentClassifierMixin:
+    """Head, pooling, hierarchy and loss shared by the ModernBERT and BERT patent classifiers.
+
+    The hierarchy buffers (``subclass_to_class``, ``subclass_to_section``) are derived from the config's labels and
+    not saved in the state dict (``persistent=False``). Loss type, hierarchy and distance weights and class weights
+    are read from the config at every forward, so the config a checkpoint saves is what trained it.
+    """
+
+    # The loss is a mean over patents and labels, not a sum to be divided by `num_items_in_batch`: tell the Trainer
+    # (which otherwise infers loss kwargs from `**kwargs` in forward and then skips its gradient-accumulation scaling).
+    accepts_loss_kwargs = False
+
+    def _build_patent_head(self, dense_bias: bool, norm_eps: float, norm_bias: bool, dropout: float) -> None:
+        hierarchy = self.config.cpc_hierarchy()
+        self.num_cpc_classes = len(hierarchy["classes"])
+        self.num_cpc_sections = len(hierarchy["sections"])
+        self.head = PatentPredictionHead(self.config.hidden_size, dense_bias, norm_eps, norm_bias)
+        self.drop = nn.Dropout(dropout)
+        self.classifier = nn.Linear(self.config.hidden_size, self.config.num_labels)
+        for name, value in self._hierarchy_buffers().items():
+            self.register_buffer(name, value, persistent=False)
+
+    def _hierarchy_buffers(self) -> dict:
+        hierarchy = self.config.cpc_hierarchy()
+        subclass_to_class = torch.tensor(hierarchy["subclass_to_class"], dtype=torch.long)
+        subclass_to_section = torch.tensor(hierarchy["subclass_to_section"], dtype=torch.long)
+        return {
+            "subclass_to_class": subclass_to_class,
+            "subclass_to_section": subclass_to_section,
+        }
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module):
+        super()._init_weights(module)
+        if module is self:
+            self._init_patent_head()
+
+    def _init_patent_head(self) -> None:
+        """Fill the hierarchy buffers (models are built on the meta device) and initialize the output layer."""
+        for name, value in self._hierarchy_buffers().items():
+            init.copy_(getattr(self, name), value)
+        # As stock ModernBERT's classifiers: a truncated normal with std hidden_size ** -0.5, zero bias.
+        std = self.config.hidden_size**-0.5
+        init.trunc_normal_(self.classifier.weight, mean=0.0, std=std, a=-2 * std, b=2 * std)
+        init.zeros_(self.classifier.bias)
+
+    def _classify(self, hidden_states, attention_mask, labels, encoder_outputs) -> HierarchicalClassifierOutput:
+        pooled = pool_hidden_states(hidden_states, attention_mask, self.config.pooling)
+        logits = self.classifier(self.drop(self.head(pooled)))
+        return HierarchicalClassifierOutput(
+            loss=None if labels is None else self.compute_loss(logits, labels),
+            logits=logits,
+            class_logits=max_over_groups(logits, self.subclass_to_class, self.num_cpc_classes),
+            section_logits=max_over_groups(logits, self.subclass_to_section, self.num_cpc_sections),
+            hidden_states=encoder_outputs.hidden_states,
+            attentions=encoder_outputs.attentions,
+        )
+
+    def compute_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The loss of ``config.loss_type`` for subclass logits and float multi-hot labels [B, L]."""
+        class_weights = self.config.class_weights
+        if class_weights is not None:
+            class_weights = torch.tensor(class_weights, dtype=torch.float32, device=logits.device)
+        return patent_classification_loss(
+            logits,
+            labels,
+            loss_type=self.config.loss_type,
+            hierarchy=LabelHierarchy(self.subclass_to_class, self.subclass_to_section, self.config.distance_weights),
+            hierarchy_weight=self.config.hierarchy_weight,
+            class_weights=class_weights,
+        )
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """``PreTrainedModel.save_pretrained``, with this class in ``auto_map`` for ``AutoModel`` too.
+
+        ``register_for_auto_class`` records one auto class (AutoModelForSequenceClassification); the same class
+        also serves ``AutoModel``, so its entry is added here. The modeling files are copied as remote code.
+        """
+        module_name = type(self).__module__.rsplit(".", 1)[-1]
+        auto_map = dict(getattr(self.config, "auto_map", None) or {})
+        auto_map["AutoModel"] = f"{module_name}.{type(self).__name__}"
+        self.config.auto_map = auto_map
+        return super().save_pretrained(save_directory, *args, **kwargs)
+
+
+class ModernBertForHierarchicalPatentClassification(PatentClassifierMixin, ModernBertPreTrainedModel):
+    """ModernBERT encoder + pooling (``config.pooling``) + dense/GELU/LayerNorm head + dropout + linear to the CPC
+    subclasses, with class/section scores derived through the hierarchy and the loss of ``config.loss_type``.
+
+    Works with ``sdpa``, ``eager`` and (where installed) ``flash_attention_2`` attention, gradient checkpointing
+    and bf16.
+    """
+
+    config_class = ModernPatentConfig
+    config: ModernPatentConfig
+    # The masked-LM decoder of a stock checkpoint has no place in a classifier.
+    _keys_to_ignore_on_load_unexpected = [r"^decoder\."]
+
+    def __init__(self, config: ModernPatentConfig):
+        super().__init__(config)
+        self.model = ModernBertModel(config)
+        self._build_patent_head(
+            dense_bias=config.classifier_bias,
+            norm_eps=config.norm_eps,
+            norm_bias=config.norm_bias,
+            dropout=config.classifier_dropout,
+        )
+        self.post_init()
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: Optional[torch.LongTensor] = None,
+        attention_mask: Optional[torch.Tensor] = None,
+        position_ids: Optional[torch.Tensor] = None,
+        inputs_embeds: Optional[torch.Tensor] = None,
+        labels: Optional[torch.Tensor] = None,
+        **kwargs,
+    ) -> HierarchicalClassifierOutput:
+        """``labels``: float multi-hot [B, L]; when given, the output carries the loss."""
+        outputs = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            **kwargs,
+        )
+        return self._classify(outputs.last_hidden_state, attention_mask, labels, outputs)
+
+
+class BertForHierarchicalPatentClassification(PatentClassifierMixin, BertPreTrainedModel):
+    """The BERT counterpart (PatentBERT-style baseline, CLS pooling by default): same head, pooling and loss.
+
+    The encoder is ``BertModel`` without its pooler (the head replaces BERT's tanh pooler), under ``bert`` as in
+    stock BERT classifiers, so BERT checkpoints load their encoder.
+    """
+
+    config_class = BertPatentConfig
+    config: BertPatentConfig
+    _keys_to_ignore_on_load_unexpected = [r"^cls\.", r"^(bert\.)?pooler\."]
+
+    def __init__(self, config: BertPatentConfig):
+        super().__init__(config)
+        self.bert = BertModel(config, add_pooling_layer=False)
+        dropout = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
+        self._build_patent_head(dense_bias=True, norm_eps=config.layer_norm_eps, norm_bias=True, dropout=dropout)
+        self.post_init()
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: Optional[torch.LongTensor] = None,
+        attention_mask: Optional[torch.Tensor] = None,
+        token_type_ids: Optional[torch.Tensor] = None,
+        position_ids: Optional[torch.Tensor] = None,
+        inputs_embeds: Optional[torch.Tensor] = None,
+        labels: Optional[torch.Tensor] = None,
+        **kwargs,
+    ) -> HierarchicalClassifierOutput:
+        """``labels``: float multi-hot [B, L]; when given, the output carries the loss."""
+        outputs = self.bert(
+            input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            return_dict=True,
+            **kwargs,
+        )
+        return self._classify(outputs.last_hidden_state, attention_mask, labels, outputs)
+
+
+ModernBertForHierarchicalPatentClassification.register_for_auto_class("AutoModelForSequenceClassification")
+BertForHierarchicalPatentClassification.register_for_auto_class("AutoModelForSequenceClassification")
