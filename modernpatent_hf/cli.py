@@ -24,6 +24,7 @@ def _cmd_prepare(args):
         input_format=args.format,
         min_count=args.min_count,
         validation_fraction=args.validation_fraction,
+        test_fraction=args.test_fraction,
         test_year=args.test_year,
         test_size=args.test_size,
         seed=args.seed,
@@ -36,7 +37,14 @@ def _cmd_prepare(args):
 def _cmd_synth(args):
     from .data.synthetic import write_synthetic_corpus
 
-    summary = write_synthetic_corpus(args.out, n=args.n, seed=args.seed, num_subclasses=args.num_subclasses)
+    summary = write_synthetic_corpus(
+        args.out,
+        n=args.n,
+        seed=args.seed,
+        num_subclasses=args.num_subclasses,
+        validation_fraction=args.validation_fraction,
+        test_fraction=args.test_fraction,
+    )
     print(json.dumps(summary, indent=1))
 
 
@@ -46,7 +54,7 @@ def _cmd_tokenizer(args):
     tokenizer = train_tokenizer_from_corpus(
         args.corpus, vocab_size=args.vocab_size, out_dir=args.out, min_frequency=args.min_frequency
     )
-    print(f"trained a {len(tokenizer):,}-token {type(tokenizer).__name__} and saved it to {args.out}")
+    print(f"trained a byte-level BPE tokenizer of {len(tokenizer):,} tokens and saved it to {args.out}")
 
 
 def _cmd_stats(args):
@@ -74,30 +82,42 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument("--out", required=True, help="output directory")
     prepare.add_argument(
         "--text-fields", default=None,
-        help="comma-separated fields joined into the text, e.g. 'title,abstract' or 'title,abstract,claims' "
-        "(default: the first claim for USPTO-3M/TSV, title,abstract for JSON Lines)",
+        help="comma-separated fields joined into the text: title, abstract, claims, first_claim, e.g. 'title,abstract' "
+        "or 'title,abstract,claims' (default: first_claim for USPTO-3M/TSV, which hold only it; title,abstract for JSON Lines)",
     )
     prepare.add_argument("--format", default="auto", choices=["auto", "hub", "parquet", "tsv", "jsonl"],
                          help="input format (default: guessed from the path)")
     prepare.add_argument("--min-count", type=int, default=1, help="keep subclasses with at least this many training occurrences")
     prepare.add_argument("--validation-fraction", type=float, default=0.005, help="share of train held out for validation (upstream: 0.005)")
     prepare.add_argument("--test-year", type=int, default=None, help="grant year whose patents form the test split")
-    prepare.add_argument("--test-size", type=int, default=None, help="sample this many patents of --test-year (seeded)")
+    prepare.add_argument("--test-size", type=int, default=None,
+                         help="sample this many patents of --test-year (of all records without --test-year), seeded")
+    prepare.add_argument("--test-fraction", type=float, default=0.0,
+                         help="random seeded share of the records for the test split, instead of --test-year/--test-size")
     prepare.add_argument("--seed", type=int, default=42, help="shuffle seed for the splits (upstream: 42)")
     prepare.add_argument("--on-invalid-code", default="drop", choices=["drop", "raise"],
                          help="drop malformed CPC values and count them, or stop at the first one")
     prepare.add_argument("--titles", default=None, help="code<TAB>title TSV whose titles go into the label space")
     prepare.set_defaults(func=_cmd_prepare)
 
-    synth = commands.add_parser("synth", help="generate the embedded synthetic patent corpus")
+    synth = commands.add_parser(
+        "synth", help="generate the embedded synthetic patent corpus",
+        description="Write N synthetic patent-like records (USPTO-3M-shaped labels, claim-like texts) as "
+        "train/validation/test splits loadable with datasets.load_dataset, plus label_space.json and stats.json.",
+    )
     synth.add_argument("--n", type=int, required=True, help="number of records")
-    synth.add_argument("--seed", type=int, default=0, help="random seed")
+    synth.add_argument("--seed", type=int, default=0, help="random seed (same seed, same corpus)")
     synth.add_argument("--out", required=True, help="output directory")
-    synth.add_argument("--num-subclasses", type=int, default=665, help="size of the generated label space (at most 665)")
+    synth.add_argument("--num-subclasses", type=int, default=665,
+                       help="size of the label space: the most frequent subclasses of the full world (at most 665)")
+    synth.add_argument("--validation-fraction", type=float, default=0.05, help="share of records for validation")
+    synth.add_argument("--test-fraction", type=float, default=0.1, help="share of records for test")
     synth.set_defaults(func=_cmd_synth)
 
     tokenizer = commands.add_parser("tokenizer", help="train a patent tokenizer offline (ModernBERT special tokens)")
-    tokenizer.add_argument("--corpus", required=True, help="prepared dataset directory, JSON Lines, Parquet or a text file")
+    tokenizer.add_argument("--corpus", required=True,
+                           help="dataset directory from `prepare`/`synth` (its train split), a .jsonl/.jsonl.gz/.parquet/.tsv "
+                           "file, or a .txt file with one text per line")
     tokenizer.add_argument("--vocab-size", type=int, default=16000, help="vocabulary size")
     tokenizer.add_argument("--min-frequency", type=int, default=2, help="minimum frequency of a merged token")
     tokenizer.add_argument("--out", required=True, help="output directory (a PreTrainedTokenizerFast)")

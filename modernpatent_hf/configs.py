@@ -1,0 +1,172 @@
+"""Recipe configuration: one YAML per run, overridable from the command line, parsed into dataclasses.
+
+``recipes/*.py`` call :func:`parse_recipe_args` with their dataclasses. Every key of the YAML and every
+``--key value`` on the command line must be a field of one of them (unknown keys are an error that names
+them); command-line values win over the YAML. Values are typed by the same argparse machinery that
+``transformers.HfArgumentParser`` builds from the dataclasses, so ``--learning_rate 8e-5`` and a YAML
+``learning_rate: 8e-5`` (which YAML itself reads as a string) both become floats.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import List, Optional, Sequence, Tuple
+
+import yaml
+
+
+@dataclass
+class ModelArguments:
+    """Which encoder to start from, how to tokenize, and the classification head and loss settings."""
+
+    model_name_or_path: Optional[str] = field(
+        default="answerdotai/ModernBERT-base",
+        metadata={"help": "Hub id or local directory of a ModernBERT or BERT checkpoint (stock MLM, our MLM "
+                  "pretraining output, or a fine-tuned patent classifier). null builds a new randomly "
+                  "initialized model from `model_config`."},
+    )
+    model_config: Optional[dict] = field(
+        default=None,
+        metadata={"help": "Architecture of a new random model when model_name_or_path is null: config fields "
+                  "such as hidden_size, num_hidden_layers, num_attention_heads, intermediate_size."},
+    )
+    architecture: str = field(
+        default="modernbert",
+        metadata={"help": "Encoder family of a new random model: 'modernbert' or 'bert'.", "choices": ["modernbert", "bert"]},
+    )
+    tokenizer_name_or_path: Optional[str] = field(
+        default=None,
+        metadata={"help": "Hub id or local directory of the tokenizer (default: the model's). 'train' trains a "
+                  "new tokenizer on the training texts (the embedded default: no tokenizer can be downloaded offline)."},
+    )
+    tokenizer_vocab_size: int = field(default=8000, metadata={"help": "Vocabulary size when tokenizer_name_or_path is 'train'."})
+    loss_type: str = field(
+        default="hierarchical",
+        metadata={"help": "'bce', 'hierarchical' (BCE + differentiable expected hierarchical distance) or "
+                  "'upstream_hierarchical' (the seed's gradient-free penalty, for reproduction).",
+                  "choices": ["bce", "hierarchical", "upstream_hierarchical"]},
+    )
+    hierarchy_weight: Optional[float] = field(default=None, metadata={"help": "Weight of the hierarchical term (default: the config's)."})
+    class_weighting: str = field(
+        default="none",
+        metadata={"help": "'balanced': per-label BCE weights total/(K*count_c) from the training split, capped "
+                  "at class_weight_cap; 'none': unweighted.", "choices": ["none", "balanced"]},
+    )
+    class_weight_cap: float = field(default=5.0, metadata={"help": "Upper bound of balanced class weights (upstream: 5)."})
+    pooling: str = field(default="mean", metadata={"help": "'mean' over tokens (upstream) or 'cls'.", "choices": ["mean", "cls"]})
+    classifier_dropout: float = field(default=0.0, metadata={"help": "Dropout before the classifier layer."})
+    attn_implementation: Optional[str] = field(
+        default=None, metadata={"help": "'sdpa', 'eager' or 'flash_attention_2' (default: transformers' choice)."}
+    )
+    use_lora: bool = field(default=False, metadata={"help": "Train LoRA adapters (peft) instead of the whole encoder; head and classifier are trained in full."})
+    lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
+    lora_alpha: int = field(default=32, metadata={"help": "LoRA scaling alpha."})
+    lora_dropout: float = field(default=0.05, metadata={"help": "Dropout on the LoRA path."})
+    lora_target_modules: List[str] = field(
+        default_factory=lambda: ["Wqkv", "Wo", "Wi"],
+        metadata={"help": "Encoder linear layers that get adapters (ModernBERT: Wqkv, Wo, Wi; BERT: query, key, value, dense)."},
+    )
+    trust_remote_code: bool = field(default=False, metadata={"help": "Allow code from the checkpoint's repository."})
+
+
+@dataclass
+class DataArguments:
+    """Where patents come from, how they are split, and how they are turned into model inputs."""
+
+    dataset_name_or_path: str = field(
+        default="MalavP/USPTO-3M",
+        metadata={"help": "Hub id (MalavP/USPTO-3M), a local copy of its Parquet layout, a directory written by "
+                  "`modernpatent prepare`/`synth`, JSON Lines or TSV files, or 'synthetic' for the embedded corpus."},
+    )
+    text_fields: Optional[str] = field(
+        default=None, metadata={"help": "Comma-separated fields joined into the text, e.g. 'title,abstract' (default: per source)."}
+    )
+    max_length: int = field(default=1024, metadata={"help": "Maximum tokens per patent; longer texts are truncated."})
+    validation_fraction: float = field(default=0.005, metadata={"help": "Share of train held out for validation (upstream: 0.005)."})
+    test_fraction: float = field(default=0.0, metadata={"help": "Share of the data held out as a random test split."})
+    test_year: Optional[int] = field(default=None, metadata={"help": "Grant year that forms the test split (upstream: 2016)."})
+    test_size: Optional[int] = field(default=None, metadata={"help": "Patents sampled from test_year (upstream: 150000)."})
+    split_seed: int = field(default=42, metadata={"help": "Seed of the split shuffles (upstream: 42)."})
+    min_label_count: int = field(default=1, metadata={"help": "Keep subclasses with at least this many training occurrences."})
+    max_train_samples: Optional[int] = field(default=None, metadata={"help": "Truncate the training split (debugging, quick runs)."})
+    max_eval_samples: Optional[int] = field(default=None, metadata={"help": "Truncate the validation split."})
+    max_test_samples: Optional[int] = field(default=None, metadata={"help": "Truncate the test split."})
+    synthetic_num_records: int = field(default=20000, metadata={"help": "Size of the embedded corpus when dataset_name_or_path is 'synthetic'."})
+    synthetic_seed: int = field(default=0, metadata={"help": "Seed of the embedded corpus."})
+    titles_path: Optional[str] = field(default=None, metadata={"help": "code<TAB>title TSV whose titles are stored with the label space."})
+    preprocessing_num_workers: Optional[int] = field(default=None, metadata={"help": "Processes for tokenization."})
+    compare_baselines: bool = field(
+        default=False,
+        metadata={"help": "Also score the most-frequent-label and TF-IDF linear predictors on the test split and print them beside the model."},
+    )
+
+
+def _typed_override_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """A copy of the dataclass parser that returns only the options actually given (no defaults, none required)."""
+    for action in parser._actions:
+        action.default = argparse.SUPPRESS
+        action.required = False
+        if action.type is dict:
+            action.type = yaml.safe_load
+    return parser
+
+
+def _coerce(actions, key, value):
+    """Give a YAML value the type argparse would give it on the command line (YAML reads 8e-5 as a string)."""
+    action = actions.get(key)
+    if action is None or action.type is None or value is None:
+        return value
+    if isinstance(value, list):
+        return [action.type(v) if isinstance(v, str) else v for v in value]
+    if isinstance(value, str) and action.type in (int, float):
+        return action.type(value)
+    return value
+
+
+def parse_recipe_args(dataclass_types: Sequence[type], argv: Optional[List[str]] = None) -> Tuple:
+    """Parse ``--config YAML [--field value ...]`` into instances of ``dataclass_types``."""
+    from transformers import HfArgumentParser
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    front = argparse.ArgumentParser(add_help=False)
+    front.add_argument("--config", default=None)
+    known, rest = front.parse_known_args(argv)
+
+    config = {}
+    if known.config is not None:
+        if not os.path.isfile(known.config):
+            raise FileNotFoundError(f"config file {known.config!r} does not exist")
+        with open(known.config, encoding="utf-8") as handle:
+            config = yaml.safe_load(handle) or {}
+        if not isinstance(config, dict):
+            raise ValueError(f"{known.config} must hold a mapping of field: value, not a {type(config).__name__}")
+
+    parser = HfArgumentParser(dataclass_types)
+    if "-h" in rest or "--help" in rest:
+        parser.parse_args_into_dataclasses(["--help"])
+    actions = {action.dest: action for action in parser._actions}
+    unknown = sorted(set(config) - set(actions))
+    if unknown:
+        raise ValueError(f"unknown key(s) in {known.config}: {', '.join(unknown)} (see --help for the fields)")
+    overrides, leftover = _typed_override_parser(HfArgumentParser(dataclass_types)).parse_known_args(rest)
+    if leftover:
+        raise ValueError(f"unknown command-line argument(s): {' '.join(leftover)} (see --help for the fields)")
+    merged = {key: _coerce(actions, key, value) for key, value in config.items()}
+    merged.update(vars(overrides))
+    return parser.parse_dict(merged, allow_extra_keys=False)
+
+
+def dump_recipe_args(path: str, *instances) -> None:
+    """Write the resolved configuration of a run (all dataclasses, JSON) so that it can be reproduced."""
+    from dataclasses import asdict
+
+    resolved = {}
+    for instance in instances:
+        values = instance.to_dict() if hasattr(instance, "to_dict") else asdict(instance)
+        resolved[type(instance).__name__] = values
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump(resolved, handle, indent=1, default=str)

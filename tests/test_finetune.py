@@ -1,0 +1,195 @@
+"""recipes/finetune.py end to end on tiny models, its config parsing, and its errors."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from modernpatent_hf.configs import DataArguments, ModelArguments, parse_recipe_args
+from modernpatent_hf.trainer import PatentTrainingArguments
+
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+ARGUMENT_TYPES = (ModelArguments, DataArguments, PatentTrainingArguments)
+DEMO_YAML = REPO_ROOT / "recipes" / "demo" / "finetune.yaml"
+TINY_MODEL = "{hidden_size: 32, num_hidden_layers: 2, num_attention_heads: 2, intermediate_size: 64, max_position_embeddings: 128, global_attn_every_n_layers: 1}"
+
+
+def tiny_run_args(output_dir, *extra):
+    """A few optimizer steps of the demo recipe on a small generated corpus."""
+    return [
+        "--config", str(DEMO_YAML), "--output_dir", str(output_dir),
+        "--synthetic_num_records", "600", "--model_config", TINY_MODEL, "--tokenizer_vocab_size", "600",
+        "--max_length", "64", "--max_steps", "6", "--per_device_train_batch_size", "16",
+        "--eval_strategy", "no", "--save_strategy", "no", "--report_to", "none", "--logging_steps", "2",
+        *extra,
+    ]
+
+
+def error_line(result):
+    """The recipe's one-line error: the last stderr line, with no traceback before it."""
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("finetune: error: ")
+    return last
+
+
+def run_recipe(args, check=True):
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "recipes" / "finetune.py"), *args],
+        capture_output=True, text=True, cwd=REPO_ROOT, timeout=600,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"finetune failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}")
+    return result
+
+
+def test_yaml_values_are_typed_and_overridden_by_the_command_line():
+    model_args, data_args, training_args = parse_recipe_args(
+        ARGUMENT_TYPES, ["--config", str(DEMO_YAML), "--learning_rate", "3e-4", "--top_k", "1", "3", "--model_config", "{hidden_size: 48}"]
+    )
+    assert training_args.learning_rate == pytest.approx(3e-4)
+    assert training_args.top_k == [1, 3]
+    assert model_args.model_config == {"hidden_size": 48}
+    assert data_args.dataset_name_or_path == "synthetic"
+    assert training_args.metric_for_best_model == "f1@1"
+    assert training_args.train_sampling_strategy == "group_by_length"
+
+
+def test_every_recipe_yaml_parses(tmp_path):
+    for path in sorted((REPO_ROOT / "recipes").rglob("finetune*.yaml")) + sorted((REPO_ROOT / "recipes").rglob("*/finetune/*.yaml")):
+        # bf16 needs a GPU; everything else must parse here exactly as written.
+        _, _, training_args = parse_recipe_args(ARGUMENT_TYPES, ["--config", str(path), "--bf16", "false"])
+        assert training_args.output_dir
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--bogus_key", "1"], "unknown command-line argument"),
+    (["--config", "/nonexistent/config.yaml"], "does not exist"),
+])
+def test_bad_arguments_are_named(args, message):
+    with pytest.raises((ValueError, FileNotFoundError), match=message):
+        parse_recipe_args(ARGUMENT_TYPES, args)
+
+
+def test_unknown_yaml_key_is_an_error(tmp_path):
+    config = tmp_path / "bad.yaml"
+    config.write_text(DEMO_YAML.read_text() + "\nlearnin_rate: 0.1\n")
+    with pytest.raises(ValueError, match="learnin_rate"):
+        parse_recipe_args(ARGUMENT_TYPES, ["--config", str(config)])
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    output_dir = tmp_path_factory.mktemp("finetune")
+    result = run_recipe(tiny_run_args(output_dir, "--eval_strategy", "steps", "--eval_steps", "3", "--save_strategy", "steps", "--save_steps", "3"))
+    return output_dir, result
+
+
+def test_run_writes_a_loadable_self_describing_checkpoint(finished_run):
+    output_dir, result = finished_run
+    config = json.loads((output_dir / "config.json").read_text())
+    assert set(config["auto_map"]) >= {"AutoConfig", "AutoModel", "AutoModelForSequenceClassification"}
+    assert config["loss_type"] == "hierarchical"
+    for name in ("model.safetensors", "tokenizer.json", "label_space.json", "README.md", "all_results.json",
+                 "configuration_modernpatent.py", "modeling_modernpatent.py"):
+        assert (output_dir / name).is_file(), name
+    assert not list(output_dir.glob("pytorch_model*.bin")), "weights must be safetensors only"
+    # Every checkpoint describes itself too.
+    checkpoints = sorted(output_dir.glob("checkpoint-*"))
+    assert checkpoints and all((c / "label_space.json").is_file() and (c / "README.md").is_file() for c in checkpoints)
+
+    from transformers import AutoModelForSequenceClassification
+
+    from modernpatent_hf import CpcLabelSpace
+
+    model = AutoModelForSequenceClassification.from_pretrained(output_dir)
+    label_space = CpcLabelSpace.load(output_dir)
+    assert [model.config.id2label[i] for i in range(len(label_space))] == list(label_space.codes)
+
+
+def test_run_reports_every_metric_and_the_baseline_table(finished_run):
+    output_dir, result = finished_run
+    metrics = json.loads((output_dir / "all_results.json").read_text())
+    for prefix in ("eval", "test"):
+        for key in ("f1@1", "precision@1", "recall@1", "recall@1_micro", "f1@5", "micro_f1", "macro_f1",
+                    "precision@1_class", "precision@1_section"):
+            assert 0.0 <= metrics[f"{prefix}_{key}"] <= 1.0, f"{prefix}_{key}"
+    # The demo table: the model beside the two reference predictors.
+    assert "most frequent label" in result.stdout and "TF-IDF" in result.stdout and "this model" in result.stdout
+    card = (output_dir / "README.md").read_text()
+    assert "F1@1" in card and "trust_remote_code=True" in card
+    # Evaluation ran during training and was logged at the checkpoints.
+    state = json.loads((output_dir / "trainer_state.json").read_text())
+    assert any("eval_f1@1" in entry for entry in state["log_history"])
+
+
+def test_training_lowers_the_loss_and_changes_every_parameter(tmp_path):
+    """Through the Trainer: every trainable tensor moves, and the training loss goes down."""
+    import torch
+
+    from modernpatent_hf.builders import build_classifier, load_or_train_tokenizer, load_patent_splits
+    from modernpatent_hf.trainer import PatentTrainer, tokenize_patent_dataset
+
+    model_args, data_args, training_args = parse_recipe_args(ARGUMENT_TYPES, tiny_run_args(tmp_path, "--max_steps", "30", "--learning_rate", "3e-3", "--warmup_steps", "0"))
+    splits, label_space = load_patent_splits(data_args, str(tmp_path))
+    tokenizer = load_or_train_tokenizer(model_args, splits["train"]["text"], str(tmp_path))
+    model = build_classifier(model_args, tokenizer, label_space)
+    before = {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
+    train, _ = tokenize_patent_dataset(splits["train"], tokenizer, label_space, data_args.max_length)
+    trainer = PatentTrainer(model=model, args=training_args, label_space=label_space, processing_class=tokenizer, train_dataset=train)
+    trainer.train()
+    unchanged = [name for name, p in model.named_parameters() if p.requires_grad and torch.equal(p.detach(), before[name])]
+    assert not unchanged, f"parameters not updated by training: {unchanged}"
+    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    assert len(losses) >= 3 and losses[-1] < losses[0]
+
+
+def test_lora_trains_only_adapters_head_and_classifier(tmp_path):
+    from modernpatent_hf.builders import build_classifier, load_or_train_tokenizer, load_patent_splits
+
+    model_args, data_args, _ = parse_recipe_args(ARGUMENT_TYPES, tiny_run_args(tmp_path, "--use_lora", "true"))
+    splits, label_space = load_patent_splits(data_args, str(tmp_path))
+    tokenizer = load_or_train_tokenizer(model_args, splits["train"]["text"], str(tmp_path))
+    model = build_classifier(model_args, tokenizer, label_space)
+    trainable = [name for name, p in model.named_parameters() if p.requires_grad]
+    assert any("lora_" in name for name in trainable)
+    assert any(".head." in name for name in trainable) and any("classifier" in name for name in trainable)
+    outside = [n for n in trainable if not ("lora_" in n or ".head." in n or "classifier" in n)]
+    assert not outside, f"LoRA run trains encoder weights: {outside}"
+
+
+def test_lora_run_saves_a_merged_checkpoint(tmp_path):
+    run_recipe(tiny_run_args(tmp_path / "lora", "--use_lora", "true", "--compare_baselines", "false"))
+    from transformers import AutoModelForSequenceClassification
+
+    # Merged: plain weights that load without peft.
+    model = AutoModelForSequenceClassification.from_pretrained(tmp_path / "lora")
+    assert not any("lora" in name for name, _ in model.named_parameters())
+
+
+def test_label_space_that_does_not_match_the_checkpoint_is_refused(finished_run, tmp_path):
+    output_dir, _ = finished_run
+    result = run_recipe(
+        tiny_run_args(tmp_path / "mismatch", "--model_name_or_path", str(output_dir), "--tokenizer_name_or_path", str(output_dir),
+                      "--synthetic_num_records", "300", "--synthetic_seed", "7"),
+        check=False,
+    )
+    assert "label" in error_line(result)
+
+
+def test_errors_are_one_line(tmp_path):
+    # A tokenizer that does not exist.
+    result = run_recipe(tiny_run_args(tmp_path / "a", "--tokenizer_name_or_path", str(tmp_path / "missing")), check=False)
+    assert "tokenizer" in error_line(result) and "missing" in error_line(result)
+    # An empty dataset.
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    result = run_recipe(tiny_run_args(tmp_path / "b", "--dataset_name_or_path", str(empty)), check=False)
+    assert "no usable record in" in error_line(result) and "empty.jsonl" in error_line(result)
+    # An unknown config key.
+    result = run_recipe(tiny_run_args(tmp_path / "c", "--not_a_field", "1"), check=False)
+    assert "not_a_field" in error_line(result)
