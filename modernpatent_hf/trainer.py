@@ -58,6 +58,13 @@ class PatentTrainingArguments(TrainingArguments):
     top_k: List[int] = field(default_factory=lambda: [1, 5], metadata={"help": "k values of P/R/F1@k reported at evaluation."})
     eval_threshold: float = field(default=0.5, metadata={"help": "Probability threshold of the micro/macro metrics."})
 
+    def __post_init__(self):
+        # Several processes on a machine without an accelerator must join one gloo group on the CPU:
+        # without use_cpu, accelerate gives each of them a world of one and they silently train alone.
+        if not self.use_cpu and int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.accelerator.is_available():
+            self.use_cpu = True
+        super().__post_init__()
+
 
 @dataclass
 class MultiLabelCollator:
@@ -235,6 +242,17 @@ def model_card(model, label_space: CpcLabelSpace, args: TrainingArguments, metri
         "`modernpatent_hf.CpcLabelSpace.load(PATH)`.",
         "",
     ])
+
+
+def parameter_checksum(model) -> str:
+    """sha256 over the model's parameters in name order: equal on every rank of a correct data-parallel run."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name, parameter in sorted(model.named_parameters()):
+        digest.update(name.encode("utf-8"))
+        digest.update(parameter.detach().float().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
 
 
 def save_metrics_json(path: str, metrics: Dict[str, float]) -> None:

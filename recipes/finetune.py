@@ -20,7 +20,13 @@ from modernpatent_hf.configs import DataArguments, ModelArguments, dump_recipe_a
 from modernpatent_hf.data.records import format_label_statistics, label_statistics
 from modernpatent_hf.losses import balanced_class_weights
 from modernpatent_hf.reporting import compare_with_baselines
-from modernpatent_hf.trainer import PatentTrainer, PatentTrainingArguments, save_metrics_json, tokenize_patent_dataset
+from modernpatent_hf.trainer import (
+    PatentTrainer,
+    PatentTrainingArguments,
+    parameter_checksum,
+    save_metrics_json,
+    tokenize_patent_dataset,
+)
 
 logger = logging.getLogger("finetune")
 
@@ -62,6 +68,10 @@ def main(argv=None):
         dump_recipe_args(os.path.join(training_args.output_dir, "run_config.json"), model_args, data_args, training_args)
 
     train_result = trainer.train(resume_from_checkpoint=last_checkpoint)
+    if training_args.world_size > 1:
+        # Printed by every rank: data-parallel replicas must end with the same weights.
+        print(f"rank {training_args.process_index} of {training_args.world_size}: "
+              f"parameter sha256 {parameter_checksum(trainer.accelerator.unwrap_model(trainer.model))}", flush=True)
     metrics = {f"train_{k}" if not k.startswith("train_") else k: v for k, v in train_result.metrics.items()}
     for name, prefix in (("validation", "eval"), ("test", "test")):
         if name in tokenized and len(tokenized[name]):

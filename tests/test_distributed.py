@@ -1,0 +1,64 @@
+"""accelerate_configs/: every file loads with Accelerate's own loader and has its mode's fields; CPU DDP runs two ranks."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from accelerate.commands.config.config_args import load_config_from_file
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CONFIGS = REPO_ROOT / "accelerate_configs"
+EXPECTED = {"cpu_ddp", "single_gpu", "ddp", "zero2", "zero3", "fsdp", "multi_node"}
+
+
+def test_the_expected_configs_exist():
+    assert {path.stem for path in CONFIGS.glob("*.yaml")} == EXPECTED
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_config_loads_with_accelerate_and_has_its_mode_fields(name):
+    config = load_config_from_file(str(CONFIGS / f"{name}.yaml"))
+    mode = str(config.distributed_type).split(".")[-1]
+    if name == "cpu_ddp":
+        assert config.use_cpu and config.num_processes == 2 and mode == "MULTI_GPU"
+    elif name == "single_gpu":
+        assert mode == "NO" and config.num_processes == 1 and str(config.mixed_precision).endswith("bf16")
+    elif name == "ddp":
+        assert mode == "MULTI_GPU" and config.num_processes == 8
+    elif name in ("zero2", "zero3", "multi_node"):
+        assert mode == "DEEPSPEED"
+        assert config.deepspeed_config["zero_stage"] == (3 if name == "zero3" else 2)
+        if name == "zero3":
+            # Checkpoints must be whole 16-bit models that from_pretrained loads.
+            assert config.deepspeed_config["zero3_save_16bit_model"] is True
+    elif name == "fsdp":
+        fsdp = config.fsdp_config
+        assert mode == "FSDP" and fsdp["fsdp_sharding_strategy"] == "FULL_SHARD"
+        assert fsdp["fsdp_auto_wrap_policy"] == "TRANSFORMER_BASED_WRAP"
+        assert fsdp["fsdp_state_dict_type"] == "SHARDED_STATE_DICT"
+        from transformers.models.modernbert import modeling_modernbert
+
+        assert hasattr(modeling_modernbert, fsdp["fsdp_transformer_layer_cls_to_wrap"])
+    if name == "multi_node":
+        assert config.num_machines == 2 and config.num_processes == 16
+        assert config.main_process_ip and config.main_process_port
+        assert "FILL IN" in (CONFIGS / "multi_node.yaml").read_text()
+
+
+def test_cpu_ddp_runs_finetune_in_two_ranks_that_end_with_identical_weights(tmp_path):
+    tiny = "{hidden_size: 32, num_hidden_layers: 2, num_attention_heads: 2, intermediate_size: 64, max_position_embeddings: 128, global_attn_every_n_layers: 1}"
+    result = subprocess.run(
+        [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(CONFIGS / "cpu_ddp.yaml"),
+         str(REPO_ROOT / "recipes" / "finetune.py"), "--config", str(REPO_ROOT / "recipes" / "demo" / "finetune.yaml"),
+         "--output_dir", str(tmp_path / "run"), "--synthetic_num_records", "600", "--model_config", tiny,
+         "--tokenizer_vocab_size", "600", "--max_length", "64", "--max_steps", "6", "--per_device_train_batch_size", "8",
+         "--eval_strategy", "no", "--save_strategy", "no", "--report_to", "none", "--compare_baselines", "false"],
+        capture_output=True, text=True, cwd=REPO_ROOT, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]
+    checksums = dict(re.findall(r"rank (\d) of 2: parameter sha256 ([0-9a-f]{64})", result.stdout))
+    assert set(checksums) == {"0", "1"}, result.stdout[-3000:]
+    assert checksums["0"] == checksums["1"]
+    assert (tmp_path / "run" / "model.safetensors").is_file()
