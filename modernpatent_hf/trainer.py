@@ -244,6 +244,34 @@ def model_card(model, label_space: CpcLabelSpace, args: TrainingArguments, metri
     ])
 
 
+def last_complete_checkpoint(output_dir: str) -> Optional[str]:
+    """The newest ``checkpoint-N`` directory in ``output_dir`` that was saved to the end, or None.
+
+    The Trainer writes ``trainer_state.json`` last, after the weights, optimizer, scheduler and RNG states.
+    A checkpoint whose state file is missing or unreadable was interrupted while saving (a kill, a full
+    disk), so it is skipped with a warning and the previous one is used: a resume never loads half a checkpoint.
+    """
+    import logging
+    import re
+
+    if not os.path.isdir(output_dir):
+        return None
+    steps = sorted(
+        (int(match.group(1)), name)
+        for name in os.listdir(output_dir)
+        if (match := re.fullmatch(r"checkpoint-(\d+)", name)) and os.path.isdir(os.path.join(output_dir, name))
+    )
+    for _, name in reversed(steps):
+        path = os.path.join(output_dir, name)
+        try:
+            with open(os.path.join(path, "trainer_state.json"), encoding="utf-8") as handle:
+                json.load(handle)
+            return path
+        except (OSError, ValueError):
+            logging.getLogger(__name__).warning("skipping %s: it was not saved to the end (no readable trainer_state.json)", path)
+    return None
+
+
 def parameter_checksum(model) -> str:
     """sha256 over the model's parameters in name order: equal on every rank of a correct data-parallel run."""
     import hashlib

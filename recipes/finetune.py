@@ -13,7 +13,6 @@ import os
 import sys
 
 import transformers
-from transformers.trainer_utils import get_last_checkpoint
 
 from modernpatent_hf.builders import build_classifier, load_or_train_tokenizer, load_patent_splits
 from modernpatent_hf.configs import DataArguments, ModelArguments, dump_recipe_args, parse_recipe_args
@@ -23,6 +22,7 @@ from modernpatent_hf.reporting import compare_with_baselines
 from modernpatent_hf.trainer import (
     PatentTrainer,
     PatentTrainingArguments,
+    last_complete_checkpoint,
     parameter_checksum,
     save_metrics_json,
     tokenize_patent_dataset,
@@ -36,6 +36,8 @@ def main(argv=None):
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO if training_args.should_log else logging.WARNING)
     transformers.utils.logging.set_verbosity(logging.WARNING)
     os.makedirs(training_args.output_dir, exist_ok=True)
+    # Before anything random: a new model's initial weights must be the same in every run with this seed.
+    transformers.set_seed(training_args.seed)
 
     splits, label_space = load_patent_splits(data_args, training_args.output_dir, training_args)
     logger.info("data: %s; %r", {name: len(rows) for name, rows in splits.items()}, label_space)
@@ -61,7 +63,7 @@ def main(argv=None):
         model=model, args=training_args, label_space=label_space, processing_class=tokenizer,
         train_dataset=tokenized["train"], eval_dataset=tokenized.get("validation"),
     )
-    last_checkpoint = get_last_checkpoint(training_args.output_dir) if os.path.isdir(training_args.output_dir) else None
+    last_checkpoint = last_complete_checkpoint(training_args.output_dir)
     if last_checkpoint:
         logger.info("resuming from %s", last_checkpoint)
     if training_args.should_save:

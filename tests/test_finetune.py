@@ -193,3 +193,57 @@ def test_errors_are_one_line(tmp_path):
     # An unknown config key.
     result = run_recipe(tiny_run_args(tmp_path / "c", "--not_a_field", "1"), check=False)
     assert "not_a_field" in error_line(result)
+
+
+def test_resume_skips_a_checkpoint_that_was_not_saved_to_the_end(tmp_path):
+    from modernpatent_hf.trainer import last_complete_checkpoint
+
+    assert last_complete_checkpoint(str(tmp_path / "missing")) is None
+    for step, state in ((2, "{}"), (10, "{}"), (12, '{"global_st'), (14, None)):
+        checkpoint = tmp_path / f"checkpoint-{step}"
+        checkpoint.mkdir()
+        (checkpoint / "model.safetensors").write_bytes(b"x")
+        if state is not None:
+            (checkpoint / "trainer_state.json").write_text(state)
+    (tmp_path / "checkpoint-99.tmp").mkdir()  # not a checkpoint name
+    # 14 has no state file and 12 a truncated one: both were interrupted while saving.
+    assert last_complete_checkpoint(str(tmp_path)) == str(tmp_path / "checkpoint-10")
+
+
+def test_killed_run_resumes_and_ends_like_an_uninterrupted_one(tmp_path):
+    """SIGKILL after the first checkpoint, relaunch the same command: same final metrics as one run."""
+    import signal
+    import time
+
+    import torch
+
+    def command(output_dir):
+        return [sys.executable, str(REPO_ROOT / "recipes" / "finetune.py"), *tiny_run_args(
+            output_dir, "--max_steps", "12", "--save_strategy", "steps", "--save_steps", "4",
+            "--eval_strategy", "no", "--compare_baselines", "false", "--dataloader_num_workers", "0",
+        )]
+
+    uninterrupted = tmp_path / "uninterrupted"
+    run_recipe(command(uninterrupted)[2:])
+    interrupted = tmp_path / "interrupted"
+    process = subprocess.Popen(command(interrupted), cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first_checkpoint = interrupted / "checkpoint-4" / "trainer_state.json"
+    deadline = time.time() + 300
+    while not first_checkpoint.exists() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert first_checkpoint.exists() and not (interrupted / "all_results.json").exists(), "the kill came too late"
+    resumed = run_recipe(command(interrupted)[2:])
+    assert "resuming from" in resumed.stderr + resumed.stdout
+    from safetensors.torch import load_file
+
+    # Same final weights (float tolerance), hence the same model: the metrics of a 12-step model are
+    # dominated by ties between near-equal scores, the weights are not.
+    expected, actual = (load_file(run / "model.safetensors") for run in (uninterrupted, interrupted))
+    assert expected.keys() == actual.keys()
+    for name in expected:
+        assert torch.allclose(actual[name], expected[name], atol=1e-5), name
+    losses = [[e["loss"] for e in json.loads((run / "trainer_state.json").read_text())["log_history"] if "loss" in e]
+              for run in (uninterrupted, interrupted)]
+    assert losses[1] == pytest.approx(losses[0], abs=1e-5)
