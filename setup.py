@@ -26,7 +26,8 @@ INSTALL_REQUIRES = [
 ]
 
 EXTRAS = {
-    "dev": ["pytest>=8", "hypothesis>=6.100"],
+    # The tests exercise DeepSpeed ZeRO on CPU and the ONNX export, so dev pulls both in.
+    "dev": ["pytest>=8", "hypothesis>=6.100", "deepspeed>=0.16", "onnx>=1.16", "onnxruntime>=1.18", "psutil>=5.9"],
     "deepspeed": ["deepspeed>=0.16"],
     "onnx": ["onnx>=1.16", "onnxruntime>=1.18"],
 }
