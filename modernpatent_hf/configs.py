@@ -10,13 +10,16 @@ them); command-line values win over the YAML. Values are typed by the same argpa
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
+import typing
 from dataclasses import dataclass, field
 from typing import List, Optional, Sequence, Tuple
 
 import yaml
+from transformers.hf_argparser import string_to_bool
+
+from .io_utils import write_json_atomically
 
 
 @dataclass
@@ -71,6 +74,11 @@ class ModelArguments:
         metadata={"help": "Encoder linear layers that get adapters (ModernBERT: Wqkv, Wo, Wi; BERT: query, key, value, dense)."},
     )
     trust_remote_code: bool = field(default=False, metadata={"help": "Allow code from the checkpoint's repository."})
+    allow_pickle: bool = field(
+        default=False,
+        metadata={"help": "Allow loading a checkpoint whose weights are pickled (pytorch_model.bin) rather than "
+                  "safetensors. Only for checkpoints you trust: unpickling can run code."},
+    )
 
 
 @dataclass
@@ -103,6 +111,11 @@ class DataArguments:
         default=False,
         metadata={"help": "Also score the most-frequent-label and TF-IDF linear predictors on the test split and print them beside the model."},
     )
+    allow_split_overlap: bool = field(
+        default=False,
+        metadata={"help": "Train even when the splits share ids or texts (normalized: casefolded, whitespace "
+                  "collapsed); by default such a layout is refused, since its evaluation scores training data."},
+    )
 
 
 def _typed_override_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -115,16 +128,49 @@ def _typed_override_parser(parser: argparse.ArgumentParser) -> argparse.Argument
     return parser
 
 
-def _coerce(actions, key, value):
-    """Give a YAML value the type argparse would give it on the command line (YAML reads 8e-5 as a string)."""
-    action = actions.get(key)
-    if action is None or action.type is None or value is None:
-        return value
-    if isinstance(value, list):
-        return [action.type(v) if isinstance(v, str) else v for v in value]
-    if isinstance(value, str) and action.type in (int, float):
-        return action.type(value)
+def _field_types(dataclass_types) -> dict:
+    """Field name -> annotated type of every field of ``dataclass_types`` (what argparse cannot tell)."""
+    types = {}
+    for dataclass_type in dataclass_types:
+        types.update(typing.get_type_hints(dataclass_type))
+    return types
+
+
+def _typed(action, key, value, source):
+    """One value as argparse would type it (YAML reads 8e-5 and 'maybe' as strings); errors name the key."""
+    if isinstance(value, str) and action.type not in (None, str):
+        try:
+            value = action.type(value)
+        except (TypeError, ValueError, argparse.ArgumentTypeError) as error:
+            raise ValueError(f"{key} in {source}: {value!r} is not a valid value ({str(error).splitlines()[0]})") from None
+    if action.type is int and isinstance(value, float) and not value.is_integer():
+        raise ValueError(f"{key} in {source} must be an integer, got {value!r}")
+    if action.choices is not None and value not in action.choices:
+        raise ValueError(f"{key} in {source} is {value!r}; choose from {', '.join(map(str, action.choices))}")
     return value
+
+
+def _coerce(actions, field_types, key, value, source):
+    """Give a YAML value the type argparse would give it on the command line, or a one-line error naming the key.
+
+    Numbers, booleans and choices are checked as on the command line; a mapping field needs a mapping;
+    a list field given one value gets a list of one (as ``--key value`` does); null is refused for
+    fields that cannot be None.
+    """
+    action = actions[key]
+    if value is None:
+        if field_types.get(key) in (int, float, bool):
+            raise ValueError(f"{key} in {source} is null but needs a value of type {field_types[key].__name__}")
+        return value
+    if action.type is dict:
+        if not isinstance(value, dict):
+            raise ValueError(f"{key} in {source} must be a mapping such as {{hidden_size: 128}}, got {value!r}")
+        return value
+    if action.nargs in ("+", "*"):
+        return [_typed(action, key, item, source) for item in (value if isinstance(value, list) else [value])]
+    if isinstance(value, (list, dict)) and (action.type in (int, float, string_to_bool) or action.choices is not None):
+        raise ValueError(f"{key} in {source} takes one value, got {value!r}")
+    return _typed(action, key, value, source)
 
 
 def parse_recipe_args(dataclass_types: Sequence[type], argv: Optional[List[str]] = None) -> Tuple:
@@ -141,7 +187,13 @@ def parse_recipe_args(dataclass_types: Sequence[type], argv: Optional[List[str]]
         if not os.path.isfile(known.config):
             raise FileNotFoundError(f"config file {known.config!r} does not exist")
         with open(known.config, encoding="utf-8") as handle:
-            config = yaml.safe_load(handle) or {}
+            try:
+                config = yaml.safe_load(handle) or {}
+            except yaml.YAMLError as error:
+                mark = getattr(error, "problem_mark", None)
+                where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+                problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+                raise ValueError(f"{known.config} is not valid YAML ({problem}{where}); fix the syntax") from None
         if not isinstance(config, dict):
             raise ValueError(f"{known.config} must hold a mapping of field: value, not a {type(config).__name__}")
 
@@ -152,10 +204,14 @@ def parse_recipe_args(dataclass_types: Sequence[type], argv: Optional[List[str]]
     unknown = sorted(set(config) - set(actions))
     if unknown:
         raise ValueError(f"unknown key(s) in {known.config}: {', '.join(unknown)} (see --help for the fields)")
-    overrides, leftover = _typed_override_parser(HfArgumentParser(dataclass_types)).parse_known_args(rest)
+    try:
+        overrides, leftover = _typed_override_parser(HfArgumentParser(dataclass_types, exit_on_error=False)).parse_known_args(rest)
+    except argparse.ArgumentError as error:
+        raise ValueError(f"{error}; see --help for the fields") from None
     if leftover:
         raise ValueError(f"unknown command-line argument(s): {' '.join(leftover)} (see --help for the fields)")
-    merged = {key: _coerce(actions, key, value) for key, value in config.items()}
+    field_types = _field_types(dataclass_types)
+    merged = {key: _coerce(actions, field_types, key, value, known.config) for key, value in config.items()}
     merged.update(vars(overrides))
     return parser.parse_dict(merged, allow_extra_keys=False)
 
@@ -168,5 +224,4 @@ def dump_recipe_args(path: str, *instances) -> None:
     for instance in instances:
         values = instance.to_dict() if hasattr(instance, "to_dict") else asdict(instance)
         resolved[type(instance).__name__] = values
-    with open(path, "w", encoding="utf-8") as handle:
-        json.dump(resolved, handle, indent=1, default=str)
+    write_json_atomically(path, resolved, default=str)

@@ -16,18 +16,21 @@ from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Uni
 
 import numpy as np
 
+from .io_utils import write_json_atomically
+
 SECTIONS = "ABCDEFGHY"
 
 # Distance between two subclasses that differ at the given level (DESIGN.md, the seed's penalty table).
 DEFAULT_DISTANCE_WEIGHTS = (1.0, 0.5, 0.25)  # (different section, same section only, same class only)
 
 # One CPC (or IPC) symbol: subclass, optional main group / subgroup, optional version date "(2006.01)"
-# or BigQuery-style date suffix. Spaces between the parts are optional, as in the wild.
+# or BigQuery-style date suffix. Spaces between the parts are optional, as in the wild. Digits are
+# [0-9], not \d: \d also matches Arabic-Indic and full-width digits, which would give codes like 'A٠١B'.
 _SYMBOL = re.compile(
-    r"""^(?P<section>[A-HY])\s*(?P<cls>\d{2})\s*(?P<subclass>[A-Z])
-        (?:\s*(?P<group>\d{1,4})\s*(?:/\s*(?P<subgroup>\d{1,6}))?)?
-        (?:\s*\(\s*\d{4}[.\-]\d{2}(?:[.\-]\d{2})?\s*\))?
-        (?:\s+\d{8})?$""",
+    r"""^(?P<section>[A-HY])\s*(?P<cls>[0-9]{2})\s*(?P<subclass>[A-Z])
+        (?:\s*(?P<group>[0-9]{1,4})\s*(?:/\s*(?P<subgroup>[0-9]{1,6}))?)?
+        (?:\s*\(\s*[0-9]{4}[.\-][0-9]{2}(?:[.\-][0-9]{2})?\s*\))?
+        (?:\s+[0-9]{8})?$""",
     re.VERBOSE,
 )
 # Separators between several symbols in one string: upstream joins subclasses with commas.
@@ -306,11 +309,7 @@ class CpcLabelSpace:
 
     def save(self, path: Union[str, os.PathLike]) -> None:
         """Write JSON atomically (a reader never sees a half-written file)."""
-        path = os.fspath(path)
-        tmp = f"{path}.tmp-{os.getpid()}"
-        with open(tmp, "w", encoding="utf-8") as handle:
-            json.dump(self.to_dict(), handle, indent=1, ensure_ascii=False)
-        os.replace(tmp, path)
+        write_json_atomically(path, self.to_dict())
 
     @classmethod
     def load(cls, path: Union[str, os.PathLike]) -> "CpcLabelSpace":

@@ -49,6 +49,22 @@ def _validate_ks(k: KInput) -> tuple:
     return tuple(dict.fromkeys(int(v) for v in ks))
 
 
+def _as_matrix(values, name: str) -> np.ndarray:
+    """``values`` as a numeric numpy array, or a one-line error naming ``name`` (ragged rows, strings)."""
+    try:
+        array = np.asarray(values)
+    except ValueError:
+        raise ValueError(f"{name} must be a rectangular [patents, labels] array, but its rows have different lengths") from None
+    if array.dtype == object:
+        try:
+            array = array.astype(np.float64)
+        except (TypeError, ValueError):
+            raise ValueError(f"{name} must hold numbers, got values such as {array.flat[0]!r}") from None
+    if array.size and not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
+        raise ValueError(f"{name} must hold numbers, got {array.dtype} values such as {array.flat[0]!r}")
+    return array
+
+
 def _check_shapes(predictions: np.ndarray, references: np.ndarray, num_labels: Optional[int] = None) -> None:
     if predictions.ndim != 2:
         raise ValueError(f"predictions must be a 2-D array [patents, labels], got shape {predictions.shape}")
@@ -114,6 +130,8 @@ class MultilabelMetricsAccumulator:
     ):
         if num_labels < 1:
             raise ValueError(f"num_labels must be >= 1, got {num_labels}")
+        if not 0.0 <= threshold <= 1.0:  # also refuses NaN, which would silently predict nothing
+            raise ValueError(f"threshold must be a probability in [0, 1], got {threshold!r}")
         self.num_labels = int(num_labels)
         self.ks = _validate_ks(k)
         self.threshold = float(threshold)
@@ -145,10 +163,10 @@ class MultilabelMetricsAccumulator:
 
     def update(self, probabilities, references) -> None:
         """Add one batch: ``probabilities`` [B, L] in [0, 1] and multi-hot ``references`` [B, L]."""
-        probabilities = np.asarray(probabilities)
+        probabilities = _as_matrix(probabilities, "predictions")
         if not np.issubdtype(probabilities.dtype, np.floating):  # bool/int scores cannot be negated for ranking
             probabilities = probabilities.astype(np.float32)
-        references = np.asarray(references)
+        references = _as_matrix(references, "references")
         _check_shapes(probabilities, references, self.num_labels)
         if np.isnan(probabilities).any():
             raise ValueError("predictions contain NaN scores; check the model outputs (e.g. a diverged loss)")
@@ -260,8 +278,10 @@ def compute_multilabel_metrics(
     same rows batch by batch gives. ``label_names`` (the L subclass codes, in column order) adds the
     class- and section-level top-1 precision.
     """
-    predictions = np.asarray(predictions)
-    references = np.asarray(references)
+    predictions = _as_matrix(predictions, "predictions")
+    references = _as_matrix(references, "references")
+    if predictions.size == 0 and references.size == 0:
+        raise ValueError(f"no patents to evaluate: predictions and references are empty (shape {predictions.shape})")
     _check_shapes(predictions, references)
     accumulator = MultilabelMetricsAccumulator(predictions.shape[1], k=k, label_names=label_names, threshold=threshold)
     starts = range(0, len(predictions), ONE_SHOT_CHUNK_ROWS)

@@ -7,6 +7,7 @@ is read with its own class and converted field by field into the patent config, 
 ``from_pretrained``: no warning, no stale model_type, and the labels come from the label space.
 """
 
+import os
 from typing import Optional, Union
 
 from transformers import AutoConfig, BertConfig, ModernBertConfig, PreTrainedConfig
@@ -28,6 +29,7 @@ def build_patent_classifier(
     *,
     attn_implementation: Optional[str] = None,
     dtype=None,
+    allow_pickle: bool = False,
     **config_overrides,
 ):
     """A ModernBERT or BERT patent classifier predicting the subclasses of ``label_space``.
@@ -41,15 +43,17 @@ def build_patent_classifier(
 
     ``config_overrides`` set patent or encoder config fields (``loss_type="hierarchical"``,
     ``class_weights=[...]``, ``pooling="cls"``, ``classifier_dropout=0.1``...). ``attn_implementation`` (``"sdpa"``,
-    ``"eager"``, ``"flash_attention_2"``) and ``dtype`` go to ``from_pretrained``.
+    ``"eager"``, ``"flash_attention_2"``) and ``dtype`` go to ``from_pretrained``. Weights are read from
+    safetensors only, unless ``allow_pickle`` (see :func:`load_pretrained_weights`).
 
     Raises a one-line ValueError when a saved classifier with named labels predicts other labels than
-    ``label_space``, or when the checkpoint is neither ModernBERT nor BERT.
+    ``label_space``, or when the checkpoint is neither ModernBERT nor BERT; a one-line OSError when the
+    checkpoint cannot be found or has no safetensors weights.
     """
     if isinstance(model_name_or_path, PreTrainedConfig):
         source_config, weights_path = model_name_or_path, None
     else:
-        source_config, weights_path = AutoConfig.from_pretrained(model_name_or_path), model_name_or_path
+        source_config, weights_path = load_checkpoint_config(model_name_or_path), model_name_or_path
     source = weights_path or type(source_config).__name__
     _check_saved_labels(source_config, label_space, source)
 
@@ -76,9 +80,45 @@ def build_patent_classifier(
     # A stock classifier for another task (labels unnamed, a different count) has an output layer of another
     # shape: re-initialize it (the load report says so) rather than fail. Nothing else depends on the label count.
     mismatched_head = source_config.num_labels != len(label_space)
-    return model_class.from_pretrained(
-        weights_path, config=config, ignore_mismatched_sizes=mismatched_head, **load_kwargs
+    return load_pretrained_weights(
+        model_class, weights_path, allow_pickle=allow_pickle, config=config, ignore_mismatched_sizes=mismatched_head,
+        **load_kwargs,
     )
+
+
+def load_checkpoint_config(model_name_or_path: str) -> PreTrainedConfig:
+    """``AutoConfig.from_pretrained`` with one-line errors naming the path (a missing directory, no network)."""
+    path = os.fspath(model_name_or_path)
+    if (os.path.isabs(path) or path.startswith(".")) and not os.path.isdir(path):
+        raise FileNotFoundError(f"checkpoint directory {path!r} does not exist: set model_name_or_path to a saved checkpoint or a Hub id")
+    try:
+        return AutoConfig.from_pretrained(path)
+    except OSError as error:
+        raise OSError(
+            f"cannot load a model config from {path!r} ({str(error).splitlines()[0]}); offline, use a local checkpoint directory"
+        ) from None
+    except ValueError as error:
+        raise ValueError(f"{path!r} is not a model checkpoint ({str(error).splitlines()[0]})") from None
+
+
+def load_pretrained_weights(model_class, model_name_or_path: str, *, allow_pickle: bool = False, **kwargs):
+    """``model_class.from_pretrained(model_name_or_path, **kwargs)`` that reads safetensors weights only.
+
+    A checkpoint with pickled weights alone (``pytorch_model.bin``) is refused with a one-line OSError
+    naming the opt-in, ``allow_pickle=True``. transformers reads such weights with
+    ``torch.load(weights_only=True)``, a restricted unpickler, but pickle is a code-bearing format
+    whose restrictions have been bypassed before (CVE-2025-32434): only a checkpoint you trust should
+    be read that way. ``model_class`` is any class with ``from_pretrained`` (ours or an Auto class).
+    """
+    try:
+        return model_class.from_pretrained(model_name_or_path, use_safetensors=None if allow_pickle else True, **kwargs)
+    except OSError as error:
+        if allow_pickle or "safetensors" not in str(error):
+            raise
+        raise OSError(
+            f"{model_name_or_path} has no safetensors weights (model.safetensors); if it has pickled weights "
+            "(pytorch_model.bin) from a source you trust, allow them with allow_pickle=True (allow_pickle: true in a recipe)"
+        ) from None
 
 
 def _check_saved_labels(config: PreTrainedConfig, label_space: CpcLabelSpace, source: str) -> None:

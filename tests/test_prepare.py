@@ -152,7 +152,8 @@ def test_prepare_test_fraction_is_seeded(tmp_path):
 
 
 def test_empty_test_split_loads_as_empty(tmp_path):
-    source = write_jsonl(tmp_path / "r.jsonl", [{"id": f"US{i}", "title": "T", "abstract": "A.", "cpc": ["A01B"]} for i in range(10)])
+    # Distinct texts: a text in two splits would be moved to train (tests/reliability/test_leakage.py).
+    source = write_jsonl(tmp_path / "r.jsonl", [{"id": f"US{i}", "title": f"T{i}", "abstract": "A.", "cpc": ["A01B"]} for i in range(10)])
     prepare_dataset(source, tmp_path / "out")
     assert set(load_dataset(str(tmp_path / "out"))) == {"train", "validation"}
     loaded = load_dataset_dir(str(tmp_path / "out"))

@@ -3,22 +3,29 @@
 The inputs (USPTO-3M from the Hub or a local Parquet copy, PatentBERT TSV, JSON Lines; see
 :mod:`modernpatent_hf.data.readers`) are streamed into one temporary Arrow file next to the output,
 then go through the USPTO-3M steps of :mod:`modernpatent_hf.data.uspto3m` with Arrow-backed
-``datasets`` operations: duplicate ids merged, train/validation/test split, label space built from
-the train split with ``min_count``, labels outside it dropped. The result is written with
+``datasets`` operations: duplicate ids merged, train/validation/test split, texts found in two
+splits moved to train (:mod:`modernpatent_hf.data.leakage`), label space built from the train split
+with ``min_count``, labels outside it dropped. The result is written with
 :func:`modernpatent_hf.data.records.write_dataset_dir`, so ``datasets.load_dataset(OUT_DIR)`` loads
-the splits. Every dropped or merged record is counted in ``stats.json`` (``counts``) and in the
+the splits. Every dropped, merged or moved record is counted in ``stats.json`` (``counts``) and in the
 returned summary, and ``records_read`` equals the rows written plus everything dropped or merged.
+
+A run killed at any point leaves no directory at ``OUT_DIR`` that looks complete (the output appears
+by a rename at the end); rerunning the same command removes what the killed run left and writes the
+same output as an uninterrupted run.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import sys
-import tempfile
 from typing import Dict, Iterable, Iterator, Mapping, Optional, Sequence, Union
 
 from ..cpc import read_titles_tsv
+from ..io_utils import remove_stale_scratch, scratch_path
+from .leakage import leakage_report
 from .readers import iter_records, parse_text_fields, resolve_format
 from .records import SPLIT_ORDER, label_statistics, record_features, write_dataset_dir
 from .uspto3m import (
@@ -47,6 +54,17 @@ def _datasets_progress_bars(enabled: bool):
     finally:
         if not was_disabled:
             enable_progress_bars()
+
+
+@contextlib.contextmanager
+def _staging_dir(out_dir: str):
+    """A scratch directory next to ``out_dir``, removed at the end (or by the next run after a kill)."""
+    path = scratch_path(out_dir, "staging")
+    os.makedirs(path)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def stage_records(records: Iterable[Mapping], path: str):
@@ -105,7 +123,8 @@ def prepare_dataset(
     (see :func:`modernpatent_hf.data.uspto3m.split_indices`). The label space comes from the train
     split (subclasses with at least ``min_count`` occurrences; ``titles``: a ``code<TAB>title``
     file or mapping). ``progress=None`` shows progress bars when stderr is a terminal. Returns a
-    summary with the rows per split, the label count and the drop/merge ``counts``.
+    summary with the rows per split, the label count, the drop/merge/move ``counts`` and the
+    ``leakage`` check (texts moved to train, near duplicates left across splits, both also when 0).
     """
     inputs = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
     if not inputs:
@@ -123,9 +142,9 @@ def prepare_dataset(
     counters: Dict[str, int] = {}
     out_dir = os.path.abspath(os.fspath(out_dir))
     os.makedirs(os.path.dirname(out_dir), exist_ok=True)
+    remove_stale_scratch(out_dir)  # what a killed run left: the staging file of USPTO-3M takes gigabytes
     # The staging file sits next to the output: USPTO-3M takes gigabytes that /tmp may not have.
-    with tempfile.TemporaryDirectory(prefix=".modernpatent-prepare-", dir=os.path.dirname(out_dir)) as staging, \
-            _datasets_progress_bars(progress):
+    with _staging_dir(out_dir) as staging, _datasets_progress_bars(progress):
         streams = (
             record
             for path, resolved in zip(inputs, formats)
@@ -143,6 +162,7 @@ def prepare_dataset(
         records, positions, label_space = assign_splits(
             records, validation_fraction=validation_fraction, seed=seed, test_year=test_year,
             test_size=test_size, test_fraction=test_fraction, min_count=min_count, counters=counters,
+            progress=progress,
         )
         table = records.data.table
         for name in SPLIT_ORDER:
@@ -157,6 +177,7 @@ def prepare_dataset(
                 "test_year": test_year, "test_size": test_size, "min_count": min_count,
             },
             "counts": counters,
+            "leakage": leakage_report(counters),
             "dates": dates,
             "label_statistics": label_stats,
         }
@@ -167,4 +188,7 @@ def prepare_dataset(
             progress=progress,
         )
     log_counts(f"prepared {out_dir}", counters)
-    return {"out_dir": out_dir, "rows_per_split": rows, "num_labels": len(label_space), "counts": counters}
+    return {
+        "out_dir": out_dir, "rows_per_split": rows, "num_labels": len(label_space), "counts": counters,
+        "leakage": leakage_report(counters),
+    }

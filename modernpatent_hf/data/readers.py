@@ -25,6 +25,11 @@ when they do not, reading stops with a one-line error naming the record and the 
 chosen fields do not fit the data. A field that is present but empty or null is not an error: a
 record whose text ends up empty is dropped and counted (``empty_text``).
 
+Ids. Every record needs an id: a non-empty string (stripped) or an integer; a missing, empty or
+otherwise typed id (a float, a list) is a one-line error naming the line or row. Text files must
+be UTF-8 (a byte order mark is skipped); other bytes are an error naming the line. NUL characters
+are removed from texts and the records they were in are counted (``texts_with_nul_removed``).
+
 Drops, each counted in the ``counters`` dict passed to :func:`iter_records`: malformed CPC values
 (``invalid_codes``, values not records; with ``on_invalid_code="raise"`` the first one raises
 :class:`~modernpatent_hf.cpc.CpcCodeError` naming the record), records with an empty text
@@ -58,8 +63,9 @@ _CLAIM_FIELDS = ("claims", "first_claim")
 # "1. A method...", "1 . A method", "1.A method"; not "1.5 mm" or "3D printer".
 _CLAIM_NUMBER = re.compile(r"^\s*\d{1,3}\s*\.(?!\d)\s*")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-_ISO_DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})(?:[ T].*)?$")
-_COMPACT_DATE = re.compile(r"^(\d{4})(\d{2})(\d{2})$")
+# [0-9], not \d, which also matches Arabic-Indic and full-width digits.
+_ISO_DATE = re.compile(r"^([0-9]{4})-([0-9]{2})-([0-9]{2})(?:[ T].*)?$")
+_COMPACT_DATE = re.compile(r"^([0-9]{4})([0-9]{2})([0-9]{2})$")
 _BATCH_ROWS = 10_000
 
 Counters = MutableMapping[str, int]
@@ -114,8 +120,24 @@ def normalize_date(value, record_id=None) -> Optional[str]:
     return "-".join(match.groups())
 
 
+def normalize_record_id(value, where: str) -> str:
+    """A record's id as a stripped string (integers written out); ``where`` names the record in errors.
+
+    Anything else (missing, empty, a float such as ``8000001.0``, a list) is a one-line error rather
+    than an id made up by ``str()``: two rows without an id must not become one patent called ``'None'``.
+    """
+    if isinstance(value, str) and value.strip():
+        return value.strip()
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    found = "no 'id'" if value is None or isinstance(value, str) else f"the id {value!r}, a {type(value).__name__}"
+    raise ValueError(
+        f"{where}: record has {found}; every record needs an id: a non-empty string or an integer such as its patent number"
+    )
+
+
 def _text_value(value, field: str, record_id) -> str:
-    """One field's contribution to the text: stripped, claim numbers removed, claim lists joined."""
+    """One field's contribution to the text: NUL removed, stripped, claim numbers removed, claim lists joined."""
     if value is None:
         return ""
     if isinstance(value, list) and field in _CLAIM_FIELDS:
@@ -124,8 +146,14 @@ def _text_value(value, field: str, record_id) -> str:
         raise ValueError(
             f"record {record_id!r} has a {type(value).__name__} in field {field!r}; expected a string"
         )
-    value = value.strip()
+    value = value.replace("\x00", "").strip()
     return strip_claim_number(value).strip() if field in _CLAIM_FIELDS else value
+
+
+def _has_nul(value) -> bool:
+    if isinstance(value, list):
+        return any(_has_nul(item) for item in value)
+    return isinstance(value, str) and "\x00" in value
 
 
 def build_record(
@@ -140,7 +168,8 @@ def build_record(
     """Make one normalized record from a source row; returns ``(record, number of invalid codes)``.
 
     ``fields`` maps the text fields the source row has (``title``, ``abstract``, ``claims``,
-    ``first_claim``) to their raw values; a key that is absent means the row lacks that field. The
+    ``first_claim``) to their raw values; a key that is absent means the row lacks that field. NUL
+    characters are removed from the text fields (counted in ``texts_with_nul_removed``, records). The
     record may come back with an empty ``text`` or ``labels``: :func:`keep_record` decides and
     counts. Raises a one-line ``ValueError`` when a chosen field is missing and the others give no
     text, and :class:`CpcCodeError` for a malformed code with ``on_invalid_code="raise"``.
@@ -148,6 +177,8 @@ def build_record(
     record_id = str(record_id)
     labels, invalid = parse_cpc_codes(codes, record_id=record_id, errors=on_invalid_code)
     texts = {field: _text_value(fields.get(field), field, record_id) for field in fields}
+    if any(_has_nul(value) for value in fields.values()):
+        count(counters, "texts_with_nul_removed")
     missing = [field for field in text_fields if field not in fields]
     text = TEXT_SEPARATOR.join(texts[field] for field in text_fields if texts.get(field))
     if missing:
@@ -181,21 +212,28 @@ def keep_record(record: Mapping, counters: Optional[Counters] = None) -> bool:
     return True
 
 
+# Per-row counts that normalize_uspto3m_batch returns as columns, for its callers to sum into their counters.
+ROW_COUNT_COLUMNS = ("invalid_codes", "texts_with_nul_removed")
+
+
 def normalize_uspto3m_batch(batch: Mapping[str, list], on_invalid_code: str = "drop") -> Dict[str, list]:
-    """A batch of USPTO-3M rows (columns ``cpc_ids id date text``) -> record columns plus ``invalid_codes``.
+    """A batch of USPTO-3M rows (columns ``cpc_ids id date text``) -> record columns plus :data:`ROW_COUNT_COLUMNS`.
 
     Rows are kept one for one (nothing is dropped here), so that it works as a batched
     ``Dataset.map``; the caller drops empty texts and label-less rows and counts them.
     """
-    columns: Dict[str, list] = {name: [] for name in ("id", "text", "labels", "date", "title", "abstract")}
-    columns["invalid_codes"] = []
+    columns: Dict[str, list] = {name: [] for name in ("id", "text", "labels", "date", "title", "abstract", *ROW_COUNT_COLUMNS)}
     for codes, record_id, date, text in zip(*(batch[name] for name in USPTO3M_COLUMNS)):
-        record, n_invalid = build_record(
-            record_id, codes, {"first_claim": text}, FIRST_CLAIM, date=date, on_invalid_code=on_invalid_code
+        record_id = normalize_record_id(record_id, f"USPTO-3M row (cpc_ids {codes!r}, date {date!r})")
+        row_counts: Dict[str, int] = {}
+        record, row_counts["invalid_codes"] = build_record(
+            record_id, codes, {"first_claim": text}, FIRST_CLAIM, date=date, on_invalid_code=on_invalid_code,
+            counters=row_counts,
         )
         for name, value in record.items():
             columns[name].append(value)
-        columns["invalid_codes"].append(n_invalid)
+        for name in ROW_COUNT_COLUMNS:
+            columns[name].append(row_counts.get(name, 0))
     return columns
 
 
@@ -302,7 +340,8 @@ def _iter_uspto3m(batches: Iterable[Mapping[str, list]], on_invalid_code, counte
     columns = ("id", "text", "labels", "date", "title", "abstract")
     for batch in batches:
         normalized = normalize_uspto3m_batch(batch, on_invalid_code)
-        count(counters, "invalid_codes", sum(normalized["invalid_codes"]))
+        for name in ROW_COUNT_COLUMNS:
+            count(counters, name, sum(normalized[name]))
         for values in zip(*(normalized[name] for name in columns)):
             record = dict(zip(columns, values))
             count(counters, "records_read")
@@ -312,16 +351,27 @@ def _iter_uspto3m(batches: Iterable[Mapping[str, list]], on_invalid_code, counte
 
 # ------------------------------------------------------------------------------ text files
 def _numbered_lines(path: str) -> Iterator[Tuple[int, str]]:
-    """``(line number, line)`` of a UTF-8 text file, gzip-compressed when it ends in ``.gz``."""
+    """``(line number, line)`` of a UTF-8 text file, gzip-compressed when it ends in ``.gz``.
+
+    Lines end at ``\\n`` only (a stray carriage return inside a claim stays in the claim); a UTF-8
+    byte order mark at the start is skipped. Each line is decoded on its own, so bytes that are not
+    UTF-8 are reported with their line number.
+    """
     opener = gzip.open if path.lower().endswith(".gz") else open
     line_number = 0
     try:
-        with opener(path, "rt", encoding="utf-8") as handle:
-            for line_number, line in enumerate(handle, start=1):
-                yield line_number, line
-    except (OSError, EOFError, UnicodeDecodeError) as error:
+        with opener(path, "rb") as handle:
+            for line_number, raw in enumerate(handle, start=1):
+                try:
+                    yield line_number, raw.decode("utf-8-sig" if line_number == 1 else "utf-8")
+                except UnicodeDecodeError as error:
+                    raise ValueError(
+                        f"{path}:{line_number}: not UTF-8 (byte {raw[error.start]:#04x} at position {error.start} of the line); "
+                        "convert the file to UTF-8"
+                    ) from None
+    except (OSError, EOFError) as error:
         raise ValueError(
-            f"cannot read {path} after line {line_number} ({one_line(error)}); is the file complete and UTF-8?"
+            f"cannot read {path} after line {line_number} ({one_line(error)}); is the file complete?"
         ) from None
 
 
@@ -340,9 +390,10 @@ def _iter_tsv(path: str, on_invalid_code, counters) -> Iterator[dict]:
                 f"({' '.join(TSV_COLUMNS)}), found {len(row)}"
             )
         group_ids, record_id, date, text = row
+        record_id = normalize_record_id(record_id, f"{path}:{line_number}")
         count(counters, "records_read")
         record, n_invalid = build_record(
-            record_id.strip(), group_ids, {"first_claim": text}, FIRST_CLAIM, date=date.strip(),
+            record_id, group_ids, {"first_claim": text}, FIRST_CLAIM, date=date.strip(),
             on_invalid_code=on_invalid_code, counters=counters,
         )
         count(counters, "invalid_codes", n_invalid)
@@ -358,6 +409,19 @@ def _jsonl_fields(row: Mapping) -> Dict[str, object]:
     return fields
 
 
+def _refuse_surrogates(fields: Mapping[str, object], where: str) -> None:
+    for field, value in fields.items():
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, str):
+                try:
+                    item.encode("utf-8")
+                except UnicodeEncodeError as error:
+                    raise ValueError(
+                        f"{where} has an unpaired surrogate {item[error.start]!r} in field {field!r}, which is not "
+                        "text; fix that \\u escape"
+                    ) from None
+
+
 def _iter_jsonl(path: str, text_fields, on_invalid_code, counters) -> Iterator[dict]:
     for line_number, line in _numbered_lines(path):
         if not line.strip():
@@ -370,13 +434,23 @@ def _iter_jsonl(path: str, text_fields, on_invalid_code, counters) -> Iterator[d
             ) from None
         if not isinstance(row, dict):
             raise ValueError(f"{path}:{line_number}: expected a JSON object, got a {type(row).__name__}")
-        if row.get("id") in (None, ""):
-            raise ValueError(f"{path}:{line_number}: record has no 'id'; JSON Lines records need 'id' and 'cpc'")
+        record_id = normalize_record_id(row.get("id"), f"{path}:{line_number}")
         if "cpc" not in row:
-            raise ValueError(f"{path}:{line_number}: record {str(row['id'])!r} has no 'cpc' field (a list of CPC codes)")
+            raise ValueError(
+                f"{path}:{line_number}: record {record_id!r} has no 'cpc' field (a list of CPC codes); "
+                f"its keys: {', '.join(map(str, row))}"
+            )
+        fields = _jsonl_fields(row)
+        if not fields:
+            raise ValueError(
+                f"{path}:{line_number}: record {record_id!r} has none of the text fields {', '.join(TEXT_FIELDS)}; "
+                f"its keys: {', '.join(map(str, row))}"
+            )
+        if "\\u" in line:  # only a JSON escape can make an unpaired surrogate, which is not text
+            _refuse_surrogates(fields, f"{path}:{line_number}: record {record_id!r}")
         count(counters, "records_read")
         record, n_invalid = build_record(
-            row["id"], row["cpc"], _jsonl_fields(row), text_fields, date=row.get("date"),
+            record_id, row["cpc"], fields, text_fields, date=row.get("date"),
             on_invalid_code=on_invalid_code, counters=counters,
         )
         count(counters, "invalid_codes", n_invalid)

@@ -10,16 +10,20 @@ A prepared dataset directory holds Parquet shards under ``data/``, a ``README.md
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
 import shutil
+from array import array
 from collections import Counter
 from typing import Dict, Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 
 from ..cpc import LABEL_SPACE_FILE, CpcLabelSpace, class_of, section_of
+from ..io_utils import remove_stale_scratch, scratch_path, write_json_atomically
+from .leakage import shared_across_splits, text_key
 
 RECORD_COLUMNS = ("id", "text", "labels", "date", "title", "abstract")
 STATS_FILE = "stats.json"
@@ -155,25 +159,29 @@ def write_dataset_dir(
 ) -> Dict[str, int]:
     """Write splits of normalized records as Parquet shards plus README ``configs:``, label space, stats.
 
-    Records are streamed (constant memory apart from the set of ids). The directory appears
-    atomically: everything is written to a temporary sibling and renamed at the end, so an
-    interrupted run never leaves a directory that looks complete. An id found in two splits is an
-    error (a split layout that leaks). Returns the number of rows per split.
+    Records are streamed (constant memory apart from the ids and an 8-byte text digest per record).
+    The directory appears atomically: everything is written to a temporary sibling and renamed at the
+    end (an existing directory is first renamed aside, then removed), so an interrupted run never
+    leaves a directory that looks complete; what a killed run left is removed by the next run. A split
+    layout that leaks is an error: an id in two splits, or a text found in two splits once normalized
+    (:mod:`modernpatent_hf.data.leakage`). Returns the number of rows per split.
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
     from tqdm.auto import tqdm
 
     out_dir = os.path.abspath(out_dir)
-    tmp_dir = f"{out_dir}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp_dir, ignore_errors=True)
+    remove_stale_scratch(out_dir)
+    tmp_dir = scratch_path(out_dir, "tmp")
     os.makedirs(os.path.join(tmp_dir, DATA_SUBDIR))
     schema = _arrow_schema()
     seen_ids: Dict[str, str] = {}
+    text_keys: Dict[str, array] = {}
     rows_per_split: Dict[str, int] = {}
     try:
         for split, records in splits.items():
             rows, buffer, shard = 0, [], 0
+            text_keys[split] = keys = array("Q")
 
             def flush():
                 nonlocal buffer, shard
@@ -191,6 +199,7 @@ def write_dataset_dir(
                         f"id {record_id!r} appears in both the {other!r} and {split!r} splits; "
                         "a split layout must not share ids (merge duplicates before splitting)"
                     )
+                keys.append(text_key(record["text"]))
                 buffer.append({column: record.get(column) for column in RECORD_COLUMNS})
                 rows += 1
                 if len(buffer) >= shard_rows:
@@ -201,18 +210,43 @@ def write_dataset_dir(
         # load_dataset_dir gives it back as an empty split.
         if not any(rows_per_split.values()):
             raise ValueError(f"nothing to write to {out_dir}: every split is empty")
+        _refuse_shared_texts(tmp_dir, text_keys)
         label_space.save(os.path.join(tmp_dir, LABEL_SPACE_FILE))
-        with open(os.path.join(tmp_dir, STATS_FILE), "w", encoding="utf-8") as handle:
-            json.dump({"rows_per_split": rows_per_split, **(dict(stats) if stats else {})}, handle, indent=1)
+        write_json_atomically(os.path.join(tmp_dir, STATS_FILE), {"rows_per_split": rows_per_split, **(dict(stats) if stats else {})})
         with open(os.path.join(tmp_dir, "README.md"), "w", encoding="utf-8") as handle:
             handle.write(_readme(rows_per_split, description, _content_fingerprint(os.path.join(tmp_dir, DATA_SUBDIR))))
+        # Rename, never delete, the previous directory first: a kill during a recursive delete would
+        # leave a partly deleted directory whose README and label space still make it look complete.
+        old_dir = scratch_path(out_dir, "old")
+        shutil.rmtree(old_dir, ignore_errors=True)
         if os.path.exists(out_dir):
-            shutil.rmtree(out_dir)
+            os.replace(out_dir, old_dir)
         os.replace(tmp_dir, out_dir)
+        shutil.rmtree(old_dir, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp_dir, ignore_errors=True)
         raise
     return rows_per_split
+
+
+def _refuse_shared_texts(tmp_dir: str, text_keys: Mapping[str, array]) -> None:
+    """Raise a one-line error when a normalized text occurs in two splits, naming one such record."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    shared = shared_across_splits({split: np.frombuffer(keys, dtype=np.uint64) for split, keys in text_keys.items()})
+    n_shared = int(sum(mask.sum() for mask in shared.values()))
+    if not n_shared:
+        return
+    split = next(name for name, mask in shared.items() if mask.any())
+    shards = sorted(glob.glob(os.path.join(tmp_dir, DATA_SUBDIR, f"{split}-*.parquet")))
+    ids = pa.concat_tables([pq.read_table(shard, columns=["id"]) for shard in shards]).column("id")
+    example = ids[int(np.flatnonzero(shared[split])[0])].as_py()
+    raise ValueError(
+        f"{n_shared} records share their normalized text with a record of another split (e.g. id {example!r} "
+        f"in {split!r}); a split layout must not repeat a text across splits: put every copy in one split "
+        "(`modernpatent prepare` moves them to train)"
+    )
 
 
 def load_dataset_dir(path: str):

@@ -13,9 +13,10 @@ with deterministic splits, all through Arrow-backed ``datasets`` operations:
   ``test_fraction`` of all records; test patents are removed from the training pool.
 
 Records repeating an earlier id are merged into it (labels united, first text kept) with a warning;
-empty texts and records without valid codes are dropped; labels outside the label space are dropped
-from the records, and records left without labels are dropped. Every drop is counted in
-``counters``. The same steps (:func:`clean_records`, :func:`assign_splits`) serve
+empty texts and records without valid codes are dropped; a text found in two splits (once
+normalized, see :mod:`~modernpatent_hf.data.leakage`) has every copy moved to train; labels outside
+the label space are dropped from the records, and records left without labels are dropped. Every
+drop and move is counted in ``counters``. The same steps (:func:`clean_records`, :func:`assign_splits`) serve
 ``modernpatent prepare`` (:mod:`modernpatent_hf.data.prepare`).
 
 :class:`Uspto3mBuilder` is a ``datasets.GeneratorBasedBuilder`` used as a class (``datasets`` 4+
@@ -36,6 +37,7 @@ import numpy as np
 
 from ..cpc import CpcLabelSpace
 from .readers import (
+    ROW_COUNT_COLUMNS,
     USPTO3M_COLUMNS,
     USPTO3M_HUB_ID,
     Counters,
@@ -48,6 +50,7 @@ from .readers import (
     one_line,
     parquet_files,
 )
+from .leakage import count_shared, duplicate_keys, move_shared_texts_to_train
 from .records import SPLIT_ORDER, record_features
 
 logger = logging.getLogger(__name__)
@@ -68,6 +71,13 @@ def iter_label_lists(labels) -> Iterator[list]:
     """The label lists of an Arrow ``labels`` column, one chunk at a time."""
     for chunk in getattr(labels, "chunks", [labels]):
         yield from chunk.to_pylist()
+
+
+def iter_strings(column) -> Iterator[str]:
+    """The values of an Arrow string column, a bounded slice at a time (chunks can hold millions of rows)."""
+    for chunk in getattr(column, "chunks", [column]):
+        for start in range(0, len(chunk), 10_000):
+            yield from chunk.slice(start, 10_000).to_pylist()
 
 
 def label_counts(labels) -> Dict[str, int]:
@@ -226,13 +236,18 @@ def assign_splits(
     label_space: Optional[CpcLabelSpace] = None,
     min_count: int = 1,
     counters: Optional[Counters] = None,
+    progress: bool = False,
 ) -> Tuple[datasets.Dataset, Dict[str, np.ndarray], CpcLabelSpace]:
-    """Split cleaned records (see :func:`split_indices`) and restrict them to a label space.
+    """Split cleaned records (see :func:`split_indices`), keep texts out of two splits, restrict labels.
 
-    Without ``label_space`` the space is built from the train rows with ``min_count``. Labels outside
-    it are dropped (``labels_outside_space``, occurrences), then rows left without labels
-    (``no_labels_in_space``). Returns the restricted records (no indices mapping), the row indices of
-    each split, and the label space.
+    Leakage (:mod:`~modernpatent_hf.data.leakage`): every copy of a text found in two splits once
+    normalized is moved to train (``duplicate_texts_moved_to_train``, rows moved from validation or
+    test), so validation and test may end a little smaller than drawn; the rows that share a
+    near-duplicate key with another split afterwards are counted (``near_duplicates_across_splits``)
+    and stay. Without ``label_space`` the space is then built from the train rows with ``min_count``.
+    Labels outside it are dropped (``labels_outside_space``, occurrences), then rows left without
+    labels (``no_labels_in_space``). Returns the restricted records (no indices mapping), the row
+    indices of each split, and the label space.
     """
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -243,6 +258,11 @@ def assign_splits(
         validation_fraction=validation_fraction, seed=seed, test_year=test_year, test_size=test_size,
         test_fraction=test_fraction,
     )
+    exact_keys, near_keys = duplicate_keys(iter_strings(table.column("text")), total=len(table), progress=progress)
+    positions, moved = move_shared_texts_to_train(exact_keys, positions)
+    count(counters, "duplicate_texts_moved_to_train", moved)
+    if moved:
+        logger.warning("moved %d validation/test records whose text is also in another split to train", moved)
     labels = table.column("labels")
     if label_space is None:
         label_space = CpcLabelSpace.from_counts(label_counts(labels.take(positions["train"])), min_count=min_count)
@@ -258,6 +278,7 @@ def assign_splits(
         for name, rows in positions.items():
             positions[name] = rows[labeled[rows]]
             count(counters, "no_labels_in_space", len(rows) - len(positions[name]))
+    count(counters, "near_duplicates_across_splits", count_shared(near_keys, positions))
     return records, positions, label_space
 
 
@@ -269,7 +290,8 @@ def build_splits(records: datasets.Dataset, **options) -> Tuple[datasets.Dataset
 
 def _normalized_features():
     features = record_features()
-    features["invalid_codes"] = datasets.Value("int32")
+    for name in ROW_COUNT_COLUMNS:
+        features[name] = datasets.Value("int32")
     return features
 
 
@@ -311,8 +333,11 @@ def load_uspto3m(
         desc="normalizing USPTO-3M",
     )
     count(counters, "records_read", len(normalized))
-    count(counters, "invalid_codes", int(pc.sum(normalized.data.table.column("invalid_codes")).as_py() or 0))
-    records = clean_records(normalized.remove_columns("invalid_codes"), counters)
+    for name in ROW_COUNT_COLUMNS:
+        count(counters, name, int(pc.sum(normalized.data.table.column(name)).as_py() or 0))
+    records = clean_records(normalized.remove_columns(list(ROW_COUNT_COLUMNS)), counters)
+    if len(records) == 0:
+        raise ValueError(f"no usable record in {source} ({counters}); check its cpc_ids and text columns")
     splits, _ = build_splits(
         records, validation_fraction=validation_fraction, seed=seed, test_year=test_year, test_size=test_size,
         test_fraction=test_fraction, label_space=label_space, min_count=min_count, counters=counters,

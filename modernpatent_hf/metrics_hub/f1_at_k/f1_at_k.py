@@ -2,7 +2,6 @@
 
 import datasets
 import evaluate
-import numpy as np
 
 from modernpatent_hf.metrics import compute_multilabel_metrics
 
@@ -72,9 +71,10 @@ class F1AtK(evaluate.Metric):
         )
 
     def _compute(self, predictions, references, k=(1, 5), label_names=None, threshold=0.5):
+        # Lists go through as they are: compute_multilabel_metrics names ragged or non-numeric input.
         return compute_multilabel_metrics(
-            np.asarray(predictions, dtype=np.float32),
-            np.asarray(references),
+            predictions,
+            references,
             k=k,
             label_names=label_names,
             threshold=threshold,

@@ -1,0 +1,76 @@
+"""Small file-system helpers shared by the package: atomic JSON writes and per-process scratch paths."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+from typing import Any, List, Union
+
+PathLike = Union[str, os.PathLike]
+
+
+def write_json_atomically(path: PathLike, obj: Any, **json_options) -> None:
+    """Write ``obj`` as JSON so that a reader sees the old file or the whole new one, never a part.
+
+    The JSON goes to a temporary sibling, is flushed to disk, and renamed over ``path`` (a rename
+    within one directory is atomic). ``json_options`` go to ``json.dump`` (default ``indent=1``,
+    ``ensure_ascii=False``), e.g. ``sort_keys=True`` or ``default=str``.
+    """
+    path = os.fspath(path)
+    tmp = scratch_path(path, "tmp")
+    options = {"indent": 1, "ensure_ascii": False, **json_options}
+    try:
+        with open(tmp, "w", encoding="utf-8") as handle:
+            json.dump(obj, handle, **options)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def scratch_path(path: PathLike, kind: str) -> str:
+    """A sibling of ``path`` private to this process: ``PATH.KIND-HOST-PID`` (``kind``: a word such as ``tmp``).
+
+    The host and process id in the name let :func:`remove_stale_scratch` recognize what a killed run left.
+    """
+    return f"{os.path.abspath(os.fspath(path))}.{kind}-{socket.gethostname()}-{os.getpid()}"
+
+
+def _process_is_running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def remove_stale_scratch(path: PathLike) -> List[str]:
+    """Remove the :func:`scratch_path` siblings of ``path`` whose process (on this host) no longer runs.
+
+    A run killed mid-way (SIGKILL, out of memory) cannot clean up; the next run for the same ``path``
+    does it here. Scratch paths of live processes and of other hosts are left alone. Returns the
+    removed paths.
+    """
+    path = os.path.abspath(os.fspath(path))
+    parent, base = os.path.split(path)
+    pattern = re.compile(rf"{re.escape(base)}\.\w+-{re.escape(socket.gethostname())}-(\d+)")
+    removed = []
+    for name in os.listdir(parent) if os.path.isdir(parent) else []:
+        match = pattern.fullmatch(name)
+        if match is None or _process_is_running(int(match.group(1))):
+            continue
+        stale = os.path.join(parent, name)
+        if os.path.isdir(stale) and not os.path.islink(stale):
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            os.remove(stale)
+        removed.append(stale)
+    return removed
