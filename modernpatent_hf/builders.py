@@ -13,6 +13,7 @@ from contextlib import nullcontext
 from typing import Optional, Tuple
 
 from .cpc import LABEL_SPACE_FILE, CpcLabelSpace
+from .data.leakage import split_overlap
 from .data.records import load_dataset_dir
 
 logger = logging.getLogger(__name__)
@@ -36,6 +37,9 @@ def load_patent_splits(data_args, work_dir: str, training_args=None) -> Tuple[ob
     ``data_args.dataset_name_or_path`` may be a prepared directory (used as it is), ``"synthetic"`` (the
     embedded corpus, generated into ``work_dir/data``), or any raw source `modernpatent prepare` reads
     (the USPTO-3M hub id or a local copy, JSON Lines, TSV), prepared into ``work_dir/data``.
+
+    Splits that share an id or a normalized text (:mod:`~modernpatent_hf.data.leakage`) are refused
+    with a one-line error unless ``data_args.allow_split_overlap``: evaluating on them scores training data.
     """
     source = data_args.dataset_name_or_path
     prepared = source if is_prepared_dir(source) else os.path.join(work_dir, DATA_SUBDIR)
@@ -55,6 +59,8 @@ def load_patent_splits(data_args, work_dir: str, training_args=None) -> Tuple[ob
                     titles=data_args.titles_path,
                 )
     splits = load_dataset_dir(prepared)
+    if not data_args.allow_split_overlap:
+        _refuse_split_overlap(splits, prepared)
     label_space = CpcLabelSpace.load(prepared)
     if data_args.min_label_count > 1 and label_space.counts is not None:
         label_space = CpcLabelSpace.from_counts(label_space.counts, min_count=data_args.min_label_count, titles=label_space.titles)
@@ -68,11 +74,29 @@ def load_patent_splits(data_args, work_dir: str, training_args=None) -> Tuple[ob
     return splits, label_space
 
 
+def _refuse_split_overlap(splits, path: str) -> None:
+    """A one-line error when ``splits`` share ids or normalized texts, naming the counts, an example and the flag."""
+    overlap = split_overlap(splits)
+    if overlap["shared_ids"] or overlap["shared_texts"]:
+        split, record_id = overlap["example"]
+        raise ValueError(
+            f"the splits of {path} overlap: {overlap['shared_ids']} records share their id and {overlap['shared_texts']} "
+            f"their normalized text with another split (e.g. id {record_id!r} in {split!r}), so evaluation would score "
+            "training data; re-create the splits with `modernpatent prepare`, or set allow_split_overlap: true to train anyway"
+        )
+
+
 def load_or_train_tokenizer(model_args, train_texts, work_dir: str, training_args=None):
     """The run's tokenizer: from ``tokenizer_name_or_path`` (or the model's), or trained on ``train_texts``."""
     from transformers import AutoTokenizer
 
     name = model_args.tokenizer_name_or_path or model_args.model_name_or_path
+    if name == "train" and model_args.model_name_or_path:
+        # A new vocabulary would scramble the token ids the checkpoint's embeddings were trained on.
+        raise ValueError(
+            f"tokenizer_name_or_path: train makes a new vocabulary, which does not match the embeddings of "
+            f"{model_args.model_name_or_path!r}; leave tokenizer_name_or_path unset to use the checkpoint's tokenizer"
+        )
     if name == "train":
         path = os.path.join(work_dir, TOKENIZER_SUBDIR)
         with _main_process_first(training_args):
@@ -95,21 +119,29 @@ def load_or_train_tokenizer(model_args, train_texts, work_dir: str, training_arg
         ) from None
 
 
-def new_model_config(model_args, tokenizer, label_space: CpcLabelSpace, **loss_settings):
-    """Config of a new randomly initialized classifier whose vocabulary and special tokens match ``tokenizer``."""
+def new_model_config(model_args, tokenizer, label_space: Optional[CpcLabelSpace] = None, **loss_settings):
+    """Config of a new randomly initialized model whose vocabulary and special tokens match ``tokenizer``.
+
+    With ``label_space``: a patent classifier's config. Without: a stock ``ModernBertConfig``/``BertConfig``
+    (an encoder for MLM pretraining, with no labels that would tie it to one label space).
+    """
+    from transformers import BertConfig, ModernBertConfig
+
     from .configuration_modernpatent import BertPatentConfig, ModernPatentConfig
 
-    config_class = ModernPatentConfig if model_args.architecture == "modernbert" else BertPatentConfig
+    if label_space is None:
+        config_class = ModernBertConfig if model_args.architecture == "modernbert" else BertConfig
+        labels = {}
+    else:
+        config_class = ModernPatentConfig if model_args.architecture == "modernbert" else BertPatentConfig
+        labels = {"id2label": dict(label_space.id2label), "label2id": dict(label_space.label2id)}
     special = {"pad_token_id": tokenizer.pad_token_id}
     if model_args.architecture == "modernbert":
         special.update(
             bos_token_id=tokenizer.cls_token_id, eos_token_id=tokenizer.sep_token_id,
             cls_token_id=tokenizer.cls_token_id, sep_token_id=tokenizer.sep_token_id,
         )
-    return config_class(
-        vocab_size=len(tokenizer), id2label=dict(label_space.id2label), label2id=dict(label_space.label2id),
-        **special, **(model_args.model_config or {}), **loss_settings,
-    )
+    return config_class(vocab_size=len(tokenizer), **labels, **special, **(model_args.model_config or {}), **loss_settings)
 
 
 def build_classifier(model_args, tokenizer, label_space: CpcLabelSpace, class_weights: Optional[list] = None):
@@ -124,7 +156,9 @@ def build_classifier(model_args, tokenizer, label_space: CpcLabelSpace, class_we
     if model_args.model_name_or_path:
         from .model_factory import build_patent_classifier
 
-        model = build_patent_classifier(model_args.model_name_or_path, label_space, **loss_settings, **extra)
+        model = build_patent_classifier(
+            model_args.model_name_or_path, label_space, allow_pickle=model_args.allow_pickle, **loss_settings, **extra
+        )
     else:
         from .modeling_modernpatent import BertForHierarchicalPatentClassification, ModernBertForHierarchicalPatentClassification
 

@@ -18,9 +18,14 @@ from typing import Dict, List, Optional
 import numpy as np
 import torch
 from transformers import Trainer, TrainingArguments
+from transformers.trainer import TRAINING_ARGS_NAME
 
 from .cpc import LABEL_SPACE_FILE, CpcLabelSpace
+from .io_utils import write_json_atomically
 from .metrics import MultilabelMetricsAccumulator
+
+# The training arguments saved with every checkpoint, as JSON (see PatentTrainer._save).
+TRAINING_ARGS_JSON = "training_args.json"
 
 # Outputs of our models that are not the subclass logits: evaluation must not collect them.
 NON_LOGIT_OUTPUTS = ["class_logits", "section_logits", "hidden_states", "attentions"]
@@ -59,11 +64,18 @@ class PatentTrainingArguments(TrainingArguments):
     eval_threshold: float = field(default=0.5, metadata={"help": "Probability threshold of the micro/macro metrics."})
 
     def __post_init__(self):
-        # Several processes on a machine without an accelerator must join one gloo group on the CPU:
-        # without use_cpu, accelerate gives each of them a world of one and they silently train alone.
-        if not self.use_cpu and int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.accelerator.is_available():
-            self.use_cpu = True
+        self.use_cpu = self.use_cpu or needs_cpu_process_group()
         super().__post_init__()
+
+
+def needs_cpu_process_group() -> bool:
+    """Whether this is one of several processes (``WORLD_SIZE`` > 1) on a machine without an accelerator.
+
+    Such processes must join one gloo group on the CPU (``use_cpu=True``): without it, accelerate gives
+    each of them a world of one and they silently train alone. This holds under DeepSpeed too, whose
+    engine then runs ZeRO over that gloo group (tests/test_deepspeed.py).
+    """
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.accelerator.is_available()
 
 
 @dataclass
@@ -144,7 +156,8 @@ class PatentTrainer(Trainer):
 
     Accepts a :class:`~modernpatent_hf.cpc.CpcLabelSpace`; sets the multi-label collator and streaming
     F1@k metrics when none are given; saves ``label_space.json`` and a model card (metrics table,
-    training settings, usage) with every checkpoint, so each one is self-describing and loadable.
+    training settings, usage) with every checkpoint, so each one is self-describing and loadable, and
+    the training arguments as ``training_args.json`` in place of the Trainer's pickled ``training_args.bin``.
     """
 
     def __init__(self, *args, label_space: CpcLabelSpace, **kwargs):
@@ -169,9 +182,22 @@ class PatentTrainer(Trainer):
         if not self.args.should_save:
             return
         output_dir = output_dir if output_dir is not None else self.args.output_dir
+        save_training_args_as_json(output_dir, self.args)
         self.label_space.save(os.path.join(output_dir, LABEL_SPACE_FILE))
         with open(os.path.join(output_dir, "README.md"), "w", encoding="utf-8") as handle:
             handle.write(model_card(self.model, self.label_space, self.args, latest_metrics(self.state.log_history)))
+
+
+def save_training_args_as_json(output_dir: str, args: TrainingArguments) -> None:
+    """Replace the ``training_args.bin`` that ``Trainer._save`` just wrote with ``training_args.json``.
+
+    The Trainer pickles its arguments (``torch.save``) and never reads them back; a directory we
+    publish holds no pickle, so a Trainer subclass calls this at the end of its ``_save``.
+    """
+    pickled_args = os.path.join(output_dir, TRAINING_ARGS_NAME)
+    if os.path.exists(pickled_args):
+        os.remove(pickled_args)
+    write_json_atomically(os.path.join(output_dir, TRAINING_ARGS_JSON), args.to_dict(), default=str)
 
 
 def latest_metrics(log_history: List[Dict]) -> Dict[str, float]:
@@ -273,19 +299,28 @@ def last_complete_checkpoint(output_dir: str) -> Optional[str]:
 
 
 def parameter_checksum(model) -> str:
-    """sha256 over the model's parameters in name order: equal on every rank of a correct data-parallel run."""
+    """sha256 over the model's parameters in name order: equal on every rank of a correct data-parallel run.
+
+    Under DeepSpeed ZeRO-3 each rank holds only a shard of every parameter, so the parameters are gathered
+    first; there this is a collective that every rank must call.
+    """
+    import contextlib
     import hashlib
 
+    named_parameters = sorted(model.named_parameters())
+    gathered = contextlib.nullcontext()
+    if any(hasattr(parameter, "ds_id") for _, parameter in named_parameters):
+        import deepspeed
+
+        gathered = deepspeed.zero.GatheredParameters([parameter for _, parameter in named_parameters])
     digest = hashlib.sha256()
-    for name, parameter in sorted(model.named_parameters()):
-        digest.update(name.encode("utf-8"))
-        digest.update(parameter.detach().float().cpu().contiguous().numpy().tobytes())
+    with gathered:
+        for name, parameter in named_parameters:
+            digest.update(name.encode("utf-8"))
+            digest.update(parameter.detach().float().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()
 
 
 def save_metrics_json(path: str, metrics: Dict[str, float]) -> None:
     """Write metrics as JSON atomically."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(metrics, handle, indent=1, sort_keys=True)
-    os.replace(tmp, path)
+    write_json_atomically(path, metrics, sort_keys=True)

@@ -35,3 +35,26 @@ def run_cli():
         return result
 
     return run
+
+
+@pytest.fixture
+def kill_when_written():
+    """Run a command in a subprocess and SIGKILL it as soon as ``path`` exists (e.g. a checkpoint's last file).
+
+    Fails when ``path`` never appears or the command ended by itself first (the kill came too late).
+    """
+    import signal
+    import subprocess
+    import time
+
+    def run(command, path, cwd=REPO_ROOT, timeout=300):
+        process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + timeout
+        while not Path(path).exists() and process.poll() is None and time.time() < deadline:
+            time.sleep(0.05)
+        ended_by_itself = process.poll() is not None
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        assert Path(path).exists() and not ended_by_itself, f"the kill came too late or {path} never appeared"
+
+    return run

@@ -195,6 +195,17 @@ def test_errors_are_one_line(tmp_path):
     assert "not_a_field" in error_line(result)
 
 
+def test_a_new_tokenizer_for_a_pretrained_checkpoint_is_refused(tmp_path):
+    from modernpatent_hf.builders import load_or_train_tokenizer
+    from modernpatent_hf.configs import ModelArguments
+
+    model_args = ModelArguments(model_name_or_path=str(tmp_path / "pretrained"), tokenizer_name_or_path="train")
+    with pytest.raises(ValueError, match="leave tokenizer_name_or_path unset") as error:
+        load_or_train_tokenizer(model_args, ["a patent text"], str(tmp_path))
+    assert "pretrained" in str(error.value)
+    assert not (tmp_path / "tokenizer").exists()  # refused before any training
+
+
 def test_resume_skips_a_checkpoint_that_was_not_saved_to_the_end(tmp_path):
     from modernpatent_hf.trainer import last_complete_checkpoint
 
@@ -210,11 +221,8 @@ def test_resume_skips_a_checkpoint_that_was_not_saved_to_the_end(tmp_path):
     assert last_complete_checkpoint(str(tmp_path)) == str(tmp_path / "checkpoint-10")
 
 
-def test_killed_run_resumes_and_ends_like_an_uninterrupted_one(tmp_path):
+def test_killed_run_resumes_and_ends_like_an_uninterrupted_one(tmp_path, kill_when_written):
     """SIGKILL after the first checkpoint, relaunch the same command: same final metrics as one run."""
-    import signal
-    import time
-
     import torch
 
     def command(output_dir):
@@ -226,14 +234,7 @@ def test_killed_run_resumes_and_ends_like_an_uninterrupted_one(tmp_path):
     uninterrupted = tmp_path / "uninterrupted"
     run_recipe(command(uninterrupted)[2:])
     interrupted = tmp_path / "interrupted"
-    process = subprocess.Popen(command(interrupted), cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    first_checkpoint = interrupted / "checkpoint-4" / "trainer_state.json"
-    deadline = time.time() + 300
-    while not first_checkpoint.exists() and process.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    assert first_checkpoint.exists() and not (interrupted / "all_results.json").exists(), "the kill came too late"
+    kill_when_written(command(interrupted), interrupted / "checkpoint-4" / "trainer_state.json")
     resumed = run_recipe(command(interrupted)[2:])
     assert "resuming from" in resumed.stderr + resumed.stdout
     from safetensors.torch import load_file

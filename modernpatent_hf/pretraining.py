@@ -1,0 +1,169 @@
+"""Continued masked-language-model (MLM) pretraining of ModernBERT (or BERT) on patent text.
+
+The pieces of ``recipes/pretrain_mlm.py``: its arguments, the tokenization (one document per sequence,
+or documents packed into fixed-length blocks), the masked-LM model (new, or a checkpoint to continue),
+a masking collator whose masks do not depend on what the process did before, and a `Trainer` that
+reports perplexity. The output is a stock ``ModernBertForMaskedLM`` checkpoint (config, safetensors,
+tokenizer) that ``recipes/finetune.py`` takes as ``model_name_or_path``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+import torch
+from transformers import DataCollatorForLanguageModeling, Trainer, TrainingArguments
+
+from .trainer import needs_cpu_process_group, save_training_args_as_json
+
+# Encoder families an MLM run can start from (a fine-tuned patent classifier has no masked-LM head).
+MLM_MODEL_TYPES = ("modernbert", "bert")
+
+
+@dataclass
+class PretrainArguments:
+    """How tokens are masked and how documents become sequences."""
+
+    mlm_probability: float = field(default=0.30, metadata={"help": "Share of non-special tokens selected for prediction (upstream and ModernBERT: 0.30)."})
+    mask_replace_prob: float = field(default=0.8, metadata={"help": "Share of the selected tokens replaced by [MASK]."})
+    random_replace_prob: float = field(
+        default=0.1, metadata={"help": "Share of the selected tokens replaced by a random token; the rest (default 10 %) stay unchanged."}
+    )
+    packing: bool = field(
+        default=False,
+        metadata={"help": "False: one document per sequence, truncated to max_length. True: documents joined by [SEP] and "
+                  "cut into blocks of max_length tokens (no padding, no truncation; attention spans the documents of a block)."},
+    )
+
+
+@dataclass
+class PretrainTrainingArguments(TrainingArguments):
+    r"""`TrainingArguments` for MLM pretraining.
+
+    Changed defaults (compared with `transformers.TrainingArguments`):
+        remove_unused_columns: ``False`` (the collator reads ``special_tokens_mask``, which is not a forward argument).
+        report_to: ``"tensorboard"``.
+        use_cpu: set when several processes run on a machine without an accelerator (see
+            :func:`~modernpatent_hf.trainer.needs_cpu_process_group`).
+    """
+
+    remove_unused_columns: bool = field(default=False, metadata={"help": "Keep special_tokens_mask for the collator."})
+    report_to: Optional[str] = field(default="tensorboard", metadata={"help": "Trackers to log to: 'tensorboard', 'wandb', 'none', ..."})
+
+    def __post_init__(self):
+        self.use_cpu = self.use_cpu or needs_cpu_process_group()
+        super().__post_init__()
+
+
+@dataclass
+class SeededMLMCollator(DataCollatorForLanguageModeling):
+    """`DataCollatorForLanguageModeling` (PyTorch tensors) whose masks are a function of the batch and ``seed``.
+
+    The stock collator draws masks from the process's global RNG, whose state at a given batch depends on
+    everything drawn before: a resumed run skips batches without collating them and the dataloader collates
+    one batch ahead, so it would mask differently from the run it continues. Here each batch gets a generator
+    seeded by ``seed`` and its token ids: a resumed run masks exactly like an uninterrupted one, every
+    evaluation masks the evaluation set the same way (eval losses are comparable across steps), and
+    dataloader workers need no seeding. Shuffling still gives a document new masks in every epoch, since
+    its batch changes.
+    """
+
+    def torch_call(self, examples):
+        digest = hashlib.blake2b(str(self.seed).encode(), digest_size=8)
+        for example in examples:
+            ids = example["input_ids"] if isinstance(example, Mapping) else example
+            digest.update(np.asarray(ids, dtype=np.int64).tobytes())
+        self.generator = torch.Generator().manual_seed(int.from_bytes(digest.digest(), "little") & (2**63 - 1))
+        return super().torch_call(examples)
+
+
+def tokenize_for_mlm(dataset, tokenizer, max_length: int, packing: bool = False, num_proc=None, desc: str = "tokenizing"):
+    """Turn a dataset with a ``text`` column into MLM inputs: ``input_ids``, ``attention_mask``, ``special_tokens_mask``.
+
+    Without packing, each document is one ``[CLS] text [SEP]`` sequence truncated to ``max_length``. With packing,
+    the documents of each map batch (1,000 documents) form the stream ``doc [SEP] doc [SEP] ...``, cut into blocks
+    of ``[CLS]`` + ``max_length - 1`` stream tokens: no token is lost and every block is full except the last
+    of each map batch. Other columns are dropped.
+    """
+    if max_length < 2:
+        raise ValueError(f"max_length={max_length} is too small for MLM: a sequence needs [CLS] and at least one token")
+    special_ids = set(tokenizer.all_special_ids)
+
+    def encode(batch):
+        encoded = tokenizer(batch["text"], truncation=True, max_length=max_length, return_special_tokens_mask=True)
+        return {key: encoded[key] for key in ("input_ids", "attention_mask", "special_tokens_mask")}
+
+    def encode_packed(batch):
+        stream = []
+        for ids in tokenizer(batch["text"], add_special_tokens=False)["input_ids"]:
+            if ids:
+                stream.extend(ids)
+                stream.append(tokenizer.sep_token_id)
+        body = max_length - 1
+        blocks = [[tokenizer.cls_token_id, *stream[start:start + body]] for start in range(0, len(stream), body)]
+        return {
+            "input_ids": blocks,
+            "attention_mask": [[1] * len(block) for block in blocks],
+            "special_tokens_mask": [[int(token in special_ids) for token in block] for block in blocks],
+        }
+
+    return dataset.map(
+        encode_packed if packing else encode, batched=True, num_proc=num_proc, desc=desc, remove_columns=dataset.column_names
+    )
+
+
+def build_masked_lm(model_args, tokenizer):
+    """The masked-LM model of a run: ``model_name_or_path`` continued, or a new random one from ``model_config``."""
+    from transformers import AutoModelForMaskedLM
+
+    from .builders import new_model_config
+    from .model_factory import load_checkpoint_config, load_pretrained_weights
+
+    extra = {"attn_implementation": model_args.attn_implementation} if model_args.attn_implementation else {}
+    name = model_args.model_name_or_path
+    if name:
+        config = load_checkpoint_config(name)
+        if config.model_type not in MLM_MODEL_TYPES:
+            raise ValueError(
+                f"{name} is a {config.model_type!r} checkpoint: MLM pretraining continues a ModernBERT or BERT encoder "
+                "(e.g. answerdotai/ModernBERT-base or an earlier pretraining output) or starts a new one (model_name_or_path: null)"
+            )
+        model = load_pretrained_weights(AutoModelForMaskedLM, name, allow_pickle=model_args.allow_pickle, config=config, **extra)
+    else:
+        model = AutoModelForMaskedLM.from_config(new_model_config(model_args, tokenizer), **extra)
+    if model.config.vocab_size < len(tokenizer):
+        raise ValueError(
+            f"the tokenizer has {len(tokenizer)} tokens but the model's vocabulary only {model.config.vocab_size}; "
+            "use the tokenizer the model was trained with"
+        )
+    return model
+
+
+def perplexity(loss: float) -> float:
+    """exp(mean masked-token cross-entropy); infinite when it overflows (a diverged run)."""
+    try:
+        return math.exp(loss)
+    except OverflowError:
+        return math.inf
+
+
+class MLMTrainer(Trainer):
+    """A `Trainer` whose evaluations also report ``{prefix}_perplexity`` (logged, and returned by evaluate/predict)
+    and whose saved directories hold the training arguments as JSON, not pickled."""
+
+    def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None, metric_key_prefix="eval"):
+        output = super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys, metric_key_prefix)
+        loss = output.metrics.get(f"{metric_key_prefix}_loss")
+        if loss is not None:
+            output.metrics[f"{metric_key_prefix}_perplexity"] = perplexity(loss)
+        return output
+
+    def _save(self, output_dir: Optional[str] = None, state_dict=None):
+        super()._save(output_dir, state_dict=state_dict)
+        if self.args.should_save:
+            save_training_args_as_json(output_dir if output_dir is not None else self.args.output_dir, self.args)
