@@ -63,6 +63,8 @@ def main(argv=None):
         model=model, args=training_args, label_space=label_space, processing_class=tokenizer,
         train_dataset=tokenized["train"], eval_dataset=tokenized.get("validation"),
     )
+    deepspeed = f", DeepSpeed ZeRO stage {trainer.accelerator.state.deepspeed_plugin.zero_stage}" if trainer.is_deepspeed_enabled else ""
+    logger.info("training on %d process(es), %s%s", training_args.world_size, trainer.accelerator.device.type, deepspeed)
     last_checkpoint = last_complete_checkpoint(training_args.output_dir)
     if last_checkpoint:
         logger.info("resuming from %s", last_checkpoint)
