@@ -1,0 +1,371 @@
+"""Batch prediction: length buckets, PatentClassifier, predict_file on every input kind, resume, two processes, pipeline."""
+
+import gzip
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from transformers import ModernBertConfig
+
+from modernpatent_hf import (
+    LABEL_SPACE_FILE,
+    CpcLabelSpace,
+    build_patent_classifier,
+    generate_synthetic_records,
+    train_patent_tokenizer,
+)
+from modernpatent_hf.data.records import write_dataset_dir
+from modernpatent_hf.inference import PatentClassifier, length_bucketed_batches, predict_file
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+MAX_LENGTH = 48
+# One thread in this process and in every subprocess: identical reduction order, so outputs compare exactly.
+SINGLE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+WORDS = "valve rotor housing sensor seed signal circuit layer wafer antenna blade pump coil frame".split()
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """A tiny random ModernBERT classifier saved as PatentTrainer saves one: model, tokenizer, label space."""
+    directory = tmp_path_factory.mktemp("inference") / "checkpoint"
+    records = list(generate_synthetic_records(200, seed=3, num_subclasses=12))
+    space = CpcLabelSpace.from_label_lists(record["labels"] for record in records)
+    space = space.with_titles({space.codes[0]: "Title of the first code"})
+    tokenizer = train_patent_tokenizer(
+        [record["text"] for record in records], vocab_size=300, min_frequency=1, model_max_length=MAX_LENGTH
+    )
+    torch.manual_seed(0)
+    config = ModernBertConfig(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=2,
+        max_position_embeddings=MAX_LENGTH, local_attention=16, pad_token_id=tokenizer.pad_token_id,
+        cls_token_id=tokenizer.cls_token_id, sep_token_id=tokenizer.sep_token_id,
+        bos_token_id=tokenizer.cls_token_id, eos_token_id=tokenizer.sep_token_id,
+    )
+    build_patent_classifier(config, space).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    space.save(directory / LABEL_SPACE_FILE)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def classifier(checkpoint):
+    return PatentClassifier.from_pretrained(checkpoint)
+
+
+def short_records(n, seed=0):
+    generator = random.Random(seed)
+    return [
+        {"id": f"P{i:06d}", "title": " ".join(generator.choices(WORDS, k=generator.randint(1, 3))),
+         "abstract": " ".join(generator.choices(WORDS, k=generator.randint(1, 8)))}
+        for i in range(n)
+    ]
+
+
+def write_jsonl(path, rows):
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.writelines(json.dumps(row) + "\n" for row in rows)
+    return path
+
+
+def read_jsonl(path):
+    with open(path, encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle]
+
+
+def assert_same_rows(actual, expected):
+    """Same ids, codes and titles; scores to float32 precision (other chunk boundaries pad batches differently)."""
+    assert [row["id"] for row in actual] == [row["id"] for row in expected]
+    for got, want in zip(actual, expected):
+        assert [{**p, "score": None} for p in got["predictions"]] == [{**p, "score": None} for p in want["predictions"]]
+        assert [p["score"] for p in got["predictions"]] == pytest.approx([p["score"] for p in want["predictions"]], abs=1e-6)
+
+
+def expected_rows(classifier, rows, top_k=5):
+    """What predict_file must write for rows with title + abstract (joined as prepare joins them)."""
+    texts = [f"{row['title']}\n{row['abstract']}" for row in rows]
+    return [{"id": row["id"], "predictions": predictions}
+            for row, predictions in zip(rows, classifier.predict(texts, top_k=top_k))]
+
+
+# ------------------------------------------------------------------------------ length buckets
+def test_buckets_hold_every_index_once_within_the_budget_longest_first():
+    assert length_bucketed_batches([3, 10, 5, 5, 1], max_batch_tokens=12, max_batch_size=4) == [[1], [2, 3], [0, 4]]
+    lengths = np.random.default_rng(0).integers(1, 300, size=500).tolist() + [900]  # one longer than the budget
+    for budget, size in ((512, 64), (2048, 8), (4096, 256)):
+        batches = length_bucketed_batches(lengths, budget, size)
+        assert sorted(i for batch in batches for i in batch) == list(range(len(lengths)))
+        for batch, following in zip(batches, batches[1:] + [None]):
+            longest = max(lengths[i] for i in batch)
+            assert len(batch) <= size and (len(batch) * longest <= budget or len(batch) == 1)
+            assert [lengths[i] for i in batch] == sorted((lengths[i] for i in batch), reverse=True)
+            if following:  # greedy: the next item would not have fitted
+                assert lengths[following[0]] <= lengths[batch[-1]]
+                assert len(batch) == size or (len(batch) + 1) * longest > budget
+    with pytest.raises(ValueError, match="max_batch_tokens"):
+        length_bucketed_batches([1], 0, 4)
+
+
+# ------------------------------------------------------------------------------ PatentClassifier
+def test_logits_equal_the_model_on_each_text_alone_in_input_order(classifier):
+    texts = [" ".join(WORDS[:words]) for words in (3, 9, 1, 6, 12, 2, 5)]
+    texts[2] = "seed " * 200  # truncated to MAX_LENGTH tokens
+    texts[4] = ""
+    assert classifier.max_length == MAX_LENGTH
+    lengths = [len(ids) for ids in classifier.encode(texts)]
+    assert lengths != sorted(lengths, reverse=True), "the texts must need reordering"
+    before = classifier.truncated_count
+    logits = classifier.logits(texts)
+    assert classifier.truncated_count - before == 1
+    assert logits.dtype == np.float32 and logits.shape == (len(texts), len(classifier.label_space))
+    tokenizer, model = classifier.tokenizer, classifier.model
+    with torch.no_grad():
+        for text, row in zip(texts, logits):
+            alone = model(**tokenizer(text, truncation=True, max_length=MAX_LENGTH, return_tensors="pt")).logits[0]
+            assert np.allclose(row, alone.numpy(), atol=1e-5)
+    assert classifier.logits([]).shape == (0, len(classifier.label_space))
+
+
+def test_predict_sorts_scores_decodes_codes_and_applies_the_threshold(classifier):
+    texts = ["valve rotor housing", "antenna blade", "seed signal circuit layer wafer"]
+    space = classifier.label_space
+    probabilities = 1 / (1 + np.exp(-classifier.logits(texts).astype(np.float64)))
+    for row, predictions in zip(probabilities, classifier.predict(texts, top_k=4)):
+        assert [p["code"] for p in predictions] == [space.codes[i] for i in np.argsort(-row)[:4]]
+        scores = [p["score"] for p in predictions]
+        assert scores == sorted(scores, reverse=True)
+        for prediction in predictions:
+            code = prediction["code"]
+            assert prediction["score"] == pytest.approx(row[space.label2id[code]], abs=1e-6)
+            assert (prediction["class"], prediction["section"]) == (code[:3], code[0])
+            assert prediction.get("title") == space.title(code)
+    assert any("title" in p for predictions in classifier.predict(texts, top_k=len(space)) for p in predictions)
+    middle = float(np.median(probabilities[0]))
+    kept = classifier.predict(texts[:1], top_k=len(space), threshold=middle)[0]
+    assert [p["code"] for p in kept] == [space.codes[i] for i in np.argsort(-probabilities[0]) if probabilities[0][i] >= middle]
+    # Nothing reaches 1.0: the best code alone is kept, never an empty list.
+    assert [len(p) for p in classifier.predict(texts, top_k=5, threshold=1.0)] == [1, 1, 1]
+    with pytest.raises(ValueError, match="top_k"):
+        classifier.predict(texts, top_k=0)
+
+
+def test_int8_is_close_to_float32_and_refused_off_the_cpu(checkpoint, classifier):
+    texts = ["valve rotor housing sensor", "antenna"]
+    int8 = PatentClassifier.from_pretrained(checkpoint, int8=True)
+    assert int8.precision == "int8" and classifier.precision == "float32"
+    assert any("quantized" in type(module).__module__ for module in int8.model.modules())
+    assert np.allclose(int8.logits(texts), classifier.logits(texts), atol=0.1)
+    with pytest.raises(ValueError, match="int8 dynamic quantization runs on the CPU"):
+        PatentClassifier.from_pretrained(checkpoint, device="cuda", int8=True)
+
+
+def test_label_space_falls_back_to_the_config_and_its_absence_is_one_clear_error(checkpoint, classifier, tmp_path):
+    without_file = tmp_path / "no-label-file"
+    shutil.copytree(checkpoint, without_file)
+    (without_file / LABEL_SPACE_FILE).unlink()
+    code = classifier.label_space.codes[1]
+    (tmp_path / "titles.tsv").write_text(f"code\ttitle\n{code}\tA title from the TSV\n")
+    fallback = PatentClassifier.from_pretrained(without_file, titles=tmp_path / "titles.tsv")
+    assert fallback.label_space == classifier.label_space and fallback.label_space.title(code) == "A title from the TSV"
+    config = json.loads((without_file / "config.json").read_text())
+    config["id2label"] = {str(i): f"LABEL_{i}" for i in range(len(config["id2label"]))}
+    config["label2id"] = {name: int(i) for i, name in config["id2label"].items()}
+    (without_file / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=r"^model directory .* lacks a label space: no label_space\.json") as error:
+        PatentClassifier.from_pretrained(without_file)
+    assert "\n" not in str(error.value)
+
+
+# ------------------------------------------------------------------------------ predict_file
+def test_predict_file_jsonl_writes_one_row_per_input_row_in_order(classifier, tmp_path):
+    rows = short_records(130, seed=1)
+    summary = predict_file(classifier, write_jsonl(tmp_path / "in.jsonl", rows), tmp_path / "out" / "pred.jsonl",
+                           top_k=3, chunk_size=40, progress=False)
+    assert_same_rows(read_jsonl(tmp_path / "out" / "pred.jsonl"), expected_rows(classifier, rows, top_k=3))
+    assert summary["rows"] == summary["predicted"] == 130 and summary["bad_rows"] == 0
+    assert sorted(os.listdir(tmp_path / "out")) == ["pred.jsonl"]  # no part or state file left
+
+
+def test_predict_file_on_real_records(classifier, shared_data, tmp_path):
+    source = tmp_path / "first200.jsonl.gz"
+    with gzip.open(shared_data / "patents_us_gpatents_ai.jsonl.gz", "rt", encoding="utf-8") as handle:
+        lines = [next(handle) for _ in range(200)]
+    with gzip.open(source, "wt", encoding="utf-8") as handle:
+        handle.writelines(lines)
+    summary = predict_file(classifier, source, tmp_path / "pred.jsonl", chunk_size=64, progress=False)
+    output = read_jsonl(tmp_path / "pred.jsonl")
+    assert [row["id"] for row in output] == [json.loads(line)["id"] for line in lines]
+    assert all(len(row["predictions"]) == 5 for row in output)
+    assert summary["rows"] == 200 and summary["truncated"] > 0  # real abstracts exceed 48 tokens
+
+
+def test_csv_parquet_and_prepared_directories_give_the_same_predictions(classifier, tmp_path):
+    import pandas as pd
+
+    rows = short_records(60, seed=2)
+    frame = pd.DataFrame({"id": [r["id"] for r in rows], "text": [f"{r['title']}\n{r['abstract']}" for r in rows]})
+    frame.to_csv(tmp_path / "in.csv", index=False)
+    frame.to_parquet(tmp_path / "in.parquet")
+    expected = expected_rows(classifier, rows)
+    for name in ("in.csv", "in.parquet"):
+        predict_file(classifier, tmp_path / name, tmp_path / f"{name}.out.jsonl", chunk_size=25, progress=False)
+        assert_same_rows(read_jsonl(tmp_path / f"{name}.out.jsonl"), expected)
+    records = [{"id": r["id"], "text": f"{r['title']}\n{r['abstract']}", "labels": ["A01B"]} for r in rows]
+    write_dataset_dir(str(tmp_path / "prepared"), {"train": records[:40], "test": records[40:]},
+                      CpcLabelSpace(["A01B"]), progress=False)
+    predict_file(classifier, tmp_path / "prepared", tmp_path / "all.jsonl", progress=False)
+    assert_same_rows(read_jsonl(tmp_path / "all.jsonl"), expected)
+    predict_file(classifier, tmp_path / "prepared", tmp_path / "test.jsonl", split="test", progress=False)
+    assert_same_rows(read_jsonl(tmp_path / "test.jsonl"), expected[40:])
+    with pytest.raises(ValueError, match="has no split 'validation'"):
+        predict_file(classifier, tmp_path / "prepared", tmp_path / "x.jsonl", split="validation", progress=False)
+
+
+def test_bad_rows_stop_with_their_line_or_become_counted_error_rows(classifier, tmp_path):
+    good = short_records(3, seed=3)
+    lines = [
+        json.dumps(good[0]),
+        "",                                              # line 2: not a row
+        '{"id": "broken", "title": ',                     # line 3: invalid JSON
+        json.dumps({"id": "P-no-text", "claims": "x"}),   # line 4: neither title nor abstract
+        json.dumps({"title": "valve"}),                   # line 5: no id
+        json.dumps({"id": "P-long", "title": "valve " * 300, "abstract": "rotor"}),
+        json.dumps(good[1]),
+        "   ",
+        json.dumps({"id": "P-only-title", "title": "antenna"}),
+        '{"id": "P-surrogate", "title": "\\ud800 valve"}',  # line 10: not text
+    ]
+    source = tmp_path / "bad.jsonl"
+    source.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match=r"bad\.jsonl:3: not valid JSON .*--on-bad-row record") as stopped:
+        predict_file(classifier, source, tmp_path / "stopped.jsonl", progress=False)
+    assert "\n" not in str(stopped.value) and not (tmp_path / "stopped.jsonl").exists()
+
+    summary = predict_file(classifier, source, tmp_path / "recorded.jsonl", on_bad_row="record", progress=False)
+    output = read_jsonl(tmp_path / "recorded.jsonl")
+    assert len(output) == 8 and summary["rows"] == 8  # every non-empty line, in order
+    assert [row["id"] for row in output] == [
+        good[0]["id"], None, "P-no-text", None, "P-long", good[1]["id"], "P-only-title", "P-surrogate"
+    ]
+    errors = {index: row["error"] for index, row in enumerate(output) if "error" in row}
+    assert set(errors) == {1, 2, 3, 7} and all(output[i]["predictions"] == [] for i in errors)
+    assert "bad.jsonl:10:" in errors[7] and "unpaired surrogate" in errors[7]
+    assert "bad.jsonl:3: not valid JSON" in errors[1]
+    assert "bad.jsonl:4:" in errors[2] and "'title'" in errors[2]
+    assert "bad.jsonl:5: record has no 'id'" in errors[3]
+    assert len(output[4]["predictions"]) == 5 and len(output[6]["predictions"]) == 5
+    assert summary["bad_rows"] == 4 and summary["predicted"] == 4 and summary["empty_lines"] == 2
+    assert summary["truncated"] == 1 and summary["missing_abstract"] == 1
+
+
+# ------------------------------------------------------------------------------ resume, processes
+def test_killed_prediction_resumes_into_the_uninterrupted_output(classifier, checkpoint, tmp_path):
+    source = write_jsonl(tmp_path / "in.jsonl", short_records(20_000, seed=4))
+    predict_file(classifier, source, tmp_path / "reference.jsonl", chunk_size=1000, progress=False)
+    output = tmp_path / "pred.jsonl"
+    state_file = tmp_path / "pred.jsonl.partial-0-of-1.state.json"
+    command = [sys.executable, "-m", "modernpatent_hf.cli", "predict", "--model", str(checkpoint), "--input",
+               str(source), "--output", str(output), "--chunk-size", "1000"]
+    process = subprocess.Popen(command, cwd=REPO_ROOT, env=SINGLE_THREAD, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while process.poll() is None and time.time() < deadline:
+        state = json.loads(state_file.read_text()) if state_file.exists() else {"rows": 0}
+        if state["rows"] > 0:
+            break
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    state = json.loads(state_file.read_text())
+    assert 0 < state["rows"] < 20_000 and not output.exists(), "the kill came too late"
+    with open(tmp_path / "pred.jsonl.partial-0-of-1", "ab") as part:
+        part.write(b'{"id": "P0123')  # a chunk cut short: must be truncated away
+    resumed = subprocess.run(command, cwd=REPO_ROOT, env=SINGLE_THREAD, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"after {state['rows']:,} committed rows" in resumed.stderr
+    summary = json.loads(resumed.stdout)
+    assert summary["rows"] == 20_000 and summary["resumed_after_rows"] == state["rows"]
+    assert output.read_bytes() == (tmp_path / "reference.jsonl").read_bytes()
+    assert sorted(os.listdir(tmp_path)) == ["in.jsonl", "pred.jsonl", "reference.jsonl"]
+
+
+def test_two_processes_write_the_same_output_as_one(classifier, checkpoint, tmp_path):
+    source = write_jsonl(tmp_path / "in.jsonl", short_records(2_000, seed=5))
+    predict_file(classifier, source, tmp_path / "one.jsonl", chunk_size=300, progress=False)
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    result = subprocess.run(
+        [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+         str(REPO_ROOT / "accelerate_configs" / "cpu_ddp.yaml"), "--main_process_port", str(port),
+         "-m", "modernpatent_hf.cli", "predict", "--model", str(checkpoint), "--input", str(source),
+         "--output", str(tmp_path / "two.jsonl"), "--chunk-size", "300"],
+        cwd=REPO_ROOT, env=SINGLE_THREAD, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads(result.stdout)  # printed once, by process 0
+    assert summary["processes"] == 2 and summary["rows"] == 2_000
+    assert (tmp_path / "two.jsonl").read_bytes() == (tmp_path / "one.jsonl").read_bytes()
+    assert sorted(os.listdir(tmp_path)) == ["in.jsonl", "one.jsonl", "two.jsonl"]
+
+
+# ------------------------------------------------------------------------------ pipeline
+PIPELINE_WITHOUT_PACKAGE = textwrap.dedent(
+    """
+    import json, sys
+
+    class RefusePackage:
+        @staticmethod
+        def find_spec(name, path=None, target=None):
+            if name.split(".")[0] == "modernpatent_hf":
+                raise ModuleNotFoundError(f"No module named {name!r}")
+
+    sys.meta_path.insert(0, RefusePackage)
+    import torch
+    from transformers import pipeline
+
+    torch.set_num_threads(1)
+    classify = pipeline("text-classification", model=sys.argv[1], top_k=5, function_to_apply="sigmoid",
+                        trust_remote_code=True)
+    print(json.dumps({"module": type(classify.model).__module__,
+                      "results": classify(json.loads(sys.argv[2]), truncation=True)}))
+    """
+)
+
+
+def test_pipeline_top5_equals_patent_classifier(classifier, checkpoint, tmp_path):
+    from transformers import pipeline
+
+    texts = ["valve rotor housing sensor", "antenna blade " * 40, "seed"]
+    expected = [[p["code"] for p in predictions] for predictions in classifier.predict(texts, top_k=5)]
+    classify = pipeline("text-classification", model=str(checkpoint), top_k=5, function_to_apply="sigmoid")
+    results = classify(texts, truncation=True)
+    assert [[r["label"] for r in result] for result in results] == expected
+    assert results[0][0]["score"] == pytest.approx(classifier.predict(texts[:1])[0][0]["score"], abs=1e-6)
+
+    (tmp_path / "pipeline.py").write_text(PIPELINE_WITHOUT_PACKAGE)
+    environment = {key: value for key, value in SINGLE_THREAD.items() if key != "PYTHONPATH"}
+    environment["HF_MODULES_CACHE"] = str(tmp_path / "modules")
+    clean = subprocess.run([sys.executable, "-I", str(tmp_path / "pipeline.py"), str(checkpoint), json.dumps(texts)],
+                           cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=300)
+    assert clean.returncode == 0, clean.stderr[-3000:]
+    remote = json.loads(clean.stdout.strip().splitlines()[-1])
+    assert remote["module"].startswith("transformers_modules.")
+    assert [[r["label"] for r in result] for result in remote["results"]] == expected
