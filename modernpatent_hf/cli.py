@@ -67,6 +67,74 @@ def _cmd_stats(args):
         print()
 
 
+def _cmd_report(args):
+    from .reporting import write_report
+
+    summary = write_report(
+        args.out, data=args.data, runs=args.runs or (), text_fields=args.text_fields, titles=args.titles,
+        per_label=args.per_label, per_label_split=args.per_label_split,
+    )
+    for note in summary["notes"]:
+        print(f"note: {note}")
+    print(f"wrote {summary['report']} with {len(summary['figures'])} figures")
+
+
+def _cmd_predict(args):
+    from accelerate import PartialState
+
+    from .inference import PatentClassifier, predict_file
+
+    classifier = PatentClassifier.from_pretrained(
+        args.model, device=args.device, dtype=args.dtype, int8=args.int8, compile=args.compile,
+        max_length=args.max_length, max_batch_tokens=args.batch_tokens, max_batch_size=args.batch_size,
+        titles=args.titles, allow_pickle=args.allow_pickle,
+    )
+    summary = predict_file(
+        classifier, args.input, args.output, top_k=args.top_k, threshold=args.threshold, text_fields=args.text_fields,
+        input_format=args.format, chunk_size=args.chunk_size, split=args.split, on_bad_row=args.on_bad_row,
+    )
+    if PartialState().is_main_process:
+        print(json.dumps(summary, indent=1))
+
+
+def _cmd_experiments_run(args):
+    import shlex
+
+    from .experiments import run_grid
+
+    conditions = [name.strip() for name in args.conditions.split(",") if name.strip()] if args.conditions else None
+    run_grid(args.grid, args.out, seeds=range(args.seeds), conditions=conditions, launcher=shlex.split(args.launcher))
+    print(f"wrote {args.out}/results.json and {args.out}/summary.md")
+
+
+def _cmd_experiments_summarize(args):
+    from .experiments import summarize
+
+    print(summarize(args.out))
+
+
+def _cmd_export_onnx(args):
+    from .export import dataset_texts, export_onnx
+
+    texts = dataset_texts(args.dataset, args.split) if args.dataset else None
+    print(json.dumps(export_onnx(args.model, args.out, opset=args.opset, int8=args.int8, texts=texts), indent=1))
+
+
+def _cmd_bench(args):
+    from .benchmark import format_results, run_benchmark
+
+    models = [name.strip() for name in args.models.split(",") if name.strip()]
+    checkpoints = {name: path for name, path in (("modernbert", args.modernbert), ("bert", args.bert)) if path and name in models}
+    results = run_benchmark(
+        models=models, paths=[path.strip() for path in args.paths.split(",") if path.strip()], checkpoints=checkpoints,
+        device=args.device, dtype=args.dtype, num_samples=args.num_samples, repeats=args.repeats,
+        max_length=args.max_length, threads=args.threads, naive_batch_size=args.naive_batch_size,
+        max_batch_tokens=args.batch_tokens, max_batch_size=args.batch_size, dataset=args.dataset, split=args.split,
+        tiny=args.tiny, seed=args.seed, out=args.out,
+    )
+    print(format_results(results))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="modernpatent", description=__doc__.splitlines()[0])
     parser.add_argument("--debug", action="store_true", help="show full tracebacks instead of one-line errors")
@@ -127,6 +195,128 @@ def build_parser() -> argparse.ArgumentParser:
     stats.add_argument("data", help="directory written by `modernpatent prepare` or `modernpatent synth`")
     stats.add_argument("--top", type=int, default=30, help="size of the head whose share is reported")
     stats.set_defaults(func=_cmd_stats)
+
+    report = commands.add_parser(
+        "report", help="plots and markdown tables of a dataset's labels and/or of training runs",
+        description="Write PNG figures and a report.md that embeds them to --out: label statistics and imbalance "
+        "plots of --data, and/or evaluation curves, final metrics and per-level precision of --runs (both may be given).",
+    )
+    report.add_argument("--data", default=None,
+                        help="dataset to describe: a `prepare`/`synth` directory, or a .jsonl/.jsonl.gz, .parquet or .tsv file")
+    report.add_argument("--text-fields", default=None,
+                        help="for raw --data: fields that make the text (records without text are left out, as in `prepare`)")
+    report.add_argument("--titles", default=None, help="code<TAB>title TSV of subclass titles for the tables")
+    report.add_argument("--runs", nargs="+", default=None, metavar="RUN_DIR",
+                        help="Trainer output directories (with trainer_state.json), overlaid in the figures")
+    report.add_argument("--per-label", action="store_true",
+                        help="predict each run's test split with its saved model and plot per-label F1 against label frequency")
+    report.add_argument("--per-label-split", default=None, choices=["test", "validation"],
+                        help="split predicted for --per-label (default: test, or validation when test is empty)")
+    report.add_argument("--out", required=True, help="output directory of the figures and report.md")
+    report.set_defaults(func=_cmd_report)
+
+    predict = commands.add_parser(
+        "predict", help="predict the top-k CPC subclasses of every row of a file, resumably, in one or many processes",
+        description="Write one JSON Lines row {id, predictions: [{code, score, class, section[, title]}...]} per input "
+        "row, in input order. A rerun after an interruption continues where it stopped; under `accelerate launch "
+        "--num_processes N` or torchrun the processes share the rows.",
+    )
+    predict.add_argument("--model", required=True, help="checkpoint directory (model, tokenizer, label_space.json)")
+    predict.add_argument("--input", required=True,
+                         help=".jsonl/.jsonl.gz, .csv/.csv.gz or .parquet file, a Parquet directory, or a `prepare` directory")
+    predict.add_argument("--output", required=True, help="JSON Lines file to write (appears when complete)")
+    predict.add_argument("--top-k", type=int, default=5, help="codes per row, best first")
+    predict.add_argument("--threshold", type=float, default=None,
+                         help="keep codes with at least this probability (at most --top-k; the best code is always kept)")
+    predict.add_argument("--titles", default=None, help="code<TAB>title TSV: add titles to the predictions")
+    predict.add_argument("--text-fields", default=None,
+                         help="comma-separated fields joined into the text (default: the 'text' column of CSV/Parquet "
+                         "inputs that have one, else title,abstract)")
+    predict.add_argument("--format", default="auto", choices=["auto", "jsonl", "csv", "parquet"],
+                         help="input format (default: guessed from the path)")
+    predict.add_argument("--split", default=None, help="only this split of a `prepare` directory (default: all)")
+    predict.add_argument("--on-bad-row", default="raise", choices=["raise", "record"],
+                         help="stop at a row without id or text, or with invalid JSON (default), or write an error row for it")
+    predict.add_argument("--max-length", type=int, default=None,
+                         help="truncate texts to this many tokens (default: the model's limit; use the training length)")
+    predict.add_argument("--batch-tokens", type=int, default=16384, help="padded tokens per batch")
+    predict.add_argument("--batch-size", type=int, default=256, help="texts per batch at most")
+    predict.add_argument("--chunk-size", type=int, default=10_000, help="rows committed to disk at a time")
+    predict.add_argument("--device", default=None, help="cpu, cuda, cuda:1... (default: this process's GPU, else CPU)")
+    predict.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"],
+                         help="weights' precision (default: bfloat16 on CUDA, float32 on CPU)")
+    predict.add_argument("--int8", action="store_true", help="dynamic int8 quantization of the linear layers (CPU)")
+    predict.add_argument("--allow-pickle", action="store_true",
+                         help="also read pickled weights (pytorch_model.bin) from a checkpoint you trust; default safetensors only")
+    predict.add_argument("--compile", action="store_true", help="torch.compile the model (dynamic shapes)")
+    predict.set_defaults(func=_cmd_predict)
+
+    experiments = commands.add_parser(
+        "experiments", help="run a grid of conditions x training seeds and report 95 % confidence intervals",
+        description="A grid directory holds base.yaml (a recipes/finetune.py config) and one YAML of overrides per "
+        "condition; see docs/experiments.md.",
+    )
+    experiment_commands = experiments.add_subparsers(dest="experiments_command", required=True, metavar="ACTION")
+    grid_run = experiment_commands.add_parser(
+        "run", help="train every condition with each seed (finished runs are skipped), then write results.json and summary.md"
+    )
+    grid_run.add_argument("grid", help="grid directory, e.g. recipes/experiments/synthetic")
+    grid_run.add_argument("--out", required=True, help="output directory: shared data and tokenizer, one folder per run, the summary")
+    grid_run.add_argument("--seeds", type=int, default=3, help="training seeds 0..N-1 per condition (the data split stays fixed)")
+    grid_run.add_argument("--conditions", default=None, help="comma-separated subset of the grid's conditions (default: all)")
+    grid_run.add_argument("--launcher", default=sys.executable,
+                          help="command that runs a recipe script, e.g. 'accelerate launch --num_processes 2' (default: this Python)")
+    grid_run.set_defaults(func=_cmd_experiments_run)
+    grid_summary = experiment_commands.add_parser("summarize", help="rewrite and print summary.md from OUT/results.json")
+    grid_summary.add_argument("out", help="output directory of `modernpatent experiments run`")
+    grid_summary.set_defaults(func=_cmd_experiments_summarize)
+
+    export = commands.add_parser(
+        "export-onnx", help="export a classifier checkpoint to ONNX (dynamic batch and length), optionally int8",
+        description="Write model.onnx (inputs input_ids, attention_mask; output logits), the tokenizer, config and "
+        "label space to --out, and check onnxruntime's logits against torch's (within 1e-4).",
+    )
+    export.add_argument("--model", required=True, help="checkpoint directory (model, tokenizer, label_space.json)")
+    export.add_argument("--out", required=True, help="output directory")
+    export.add_argument("--opset", type=int, default=None, help="ONNX opset (default: the exporter's)")
+    export.add_argument("--int8", action="store_true",
+                        help="also write model.int8.onnx (dynamic int8) and report its top-1 agreement with fp32")
+    export.add_argument("--dataset", default=None,
+                        help="prepared dataset directory whose texts measure the int8 agreement (default: generated texts)")
+    export.add_argument("--split", default="test", help="split of --dataset")
+    export.set_defaults(func=_cmd_export_onnx)
+
+    bench = commands.add_parser(
+        "bench", help="inference throughput: ModernBERT vs BERT, naive vs length-bucketed, int8, onnxruntime",
+        description="Time the inference paths (naive, ours, int8, onnx, onnx-int8) on USPTO-3M-like input lengths or "
+        "a dataset's texts; print a markdown table of samples/s, tokens/s, useful FLOP/s against the matmul peak "
+        "measured in the same run, and speedups. See docs/benchmarks.md.",
+    )
+    bench.add_argument("--models", default="modernbert,bert", help="comma-separated: modernbert, bert")
+    bench.add_argument("--paths", default="naive,ours,int8,onnx,onnx-int8",
+                       help="comma-separated: naive, ours, int8, onnx, onnx-int8 (the last three on the CPU only)")
+    bench.add_argument("--modernbert", default=None,
+                       help="ModernBERT classifier checkpoint (default: random weights of ModernBertConfig(), i.e. base)")
+    bench.add_argument("--bert", default=None,
+                       help="BERT classifier checkpoint (default: random weights of BertConfig(), i.e. base)")
+    bench.add_argument("--tiny", action="store_true", help="tiny random models instead of the base shapes (tests)")
+    bench.add_argument("--dataset", default=None,
+                       help="prepared dataset directory whose texts replace the generated lengths (needs checkpoints)")
+    bench.add_argument("--split", default="test", help="split of --dataset")
+    bench.add_argument("--device", default="cpu", help="cpu or cuda")
+    bench.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"],
+                       help="weights' precision (default: bfloat16 on CUDA, float32 on CPU)")
+    bench.add_argument("--num-samples", type=int, default=32, help="texts per timed pass")
+    bench.add_argument("--repeats", type=int, default=3, help="timed passes per path; the figures are medians")
+    bench.add_argument("--max-length", type=int, default=1024, help="longest input in tokens (BERT: at most 512)")
+    bench.add_argument("--threads", type=int, default=None, help="CPU threads of torch and onnxruntime (default: torch's)")
+    bench.add_argument("--naive-batch-size", type=int, default=32, help="batch size of the naive path")
+    bench.add_argument("--batch-tokens", type=int, default=None,
+                       help="padded tokens per length-bucketed batch (default: 1024 on CPU, 16384 on GPU)")
+    bench.add_argument("--batch-size", type=int, default=256, help="texts per length-bucketed batch at most")
+    bench.add_argument("--seed", type=int, default=0, help="seed of the generated lengths and token ids")
+    bench.add_argument("--out", default=None, help="also write the results as JSON to this file")
+    bench.set_defaults(func=_cmd_bench)
     return parser
 
 
