@@ -20,7 +20,8 @@ Measures. Paths run round-robin, ``repeats`` times; each figure is the median ov
 non-padding tokens. Useful FLOPs count what the model must compute for those tokens: 2 x (weights of the encoder's
 linear layers) per token, 2 x (head and classifier weights) per text, and 4 x hidden size per attended
 (query, key) pair in each layer (a sliding-window layer attends within its window). They are compared with the
-peak of a large ``torch.matmul`` timed in the same rounds (fp32 on the CPU, the run's dtype on a GPU).
+peak of a large ``torch.matmul`` timed in the same rounds (fp32 on the CPU, the run's dtype on a GPU). With an
+int8 path, each round also times an int8 linear layer against its fp32 original: the most int8 can gain here.
 """
 
 from __future__ import annotations
@@ -46,7 +47,12 @@ from .export import (
     quantize_onnx_int8,
     top1_agreement,
 )
-from .inference import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_BATCH_TOKENS, PatentClassifier, length_bucketed_batches
+from .inference import (
+    DEFAULT_MAX_BATCH_SIZE,
+    DEFAULT_MAX_BATCH_TOKENS,
+    PatentClassifier,
+    length_bucketed_batches,
+)
 
 # First-claim token lengths of USPTO-3M with the ModernBERT tokenizer (DESIGN.md section 4).
 USPTO3M_CLAIM_TOKENS = {"mean": 186, "median": 161, "p99": 575}
@@ -112,19 +118,42 @@ def useful_flops(model, lengths: Sequence[int]) -> float:
     return 2.0 * encoder_weights * sum(lengths) + 2.0 * (all_weights - encoder_weights) * len(lengths) + 4.0 * config.hidden_size * pairs
 
 
-def matmul_flops_per_second(device: torch.device, dtype: torch.dtype, size: int, repeats: int = 3) -> float:
-    """FLOP/s of the best of ``repeats`` timed ``size`` x ``size`` matrix products (after one warm-up product)."""
-    a = torch.randn(size, size, device=device, dtype=dtype)
-    b = torch.randn(size, size, device=device, dtype=dtype)
+def _best_seconds(run: Callable[[], object], device: torch.device, repeats: int = 3) -> float:
+    """The shortest of ``repeats`` timed calls of ``run``, after one untimed warm-up call."""
     best = float("inf")
     for index in range(repeats + 1):
         _synchronize(device)
         start = time.perf_counter()
-        torch.matmul(a, b)
+        run()
         _synchronize(device)
         if index:
             best = min(best, time.perf_counter() - start)
-    return 2.0 * size**3 / best
+    return best
+
+
+def matmul_flops_per_second(device: torch.device, dtype: torch.dtype, size: int) -> float:
+    """FLOP/s of a ``size`` x ``size`` matrix product (the best of three)."""
+    a = torch.randn(size, size, device=device, dtype=dtype)
+    b = torch.randn(size, size, device=device, dtype=dtype)
+    return 2.0 * size**3 / _best_seconds(lambda: torch.matmul(a, b), device)
+
+
+def int8_matmul_speedup(size: int = 2048) -> float:
+    """How much faster a dynamic-int8 ``size`` x ``size`` linear layer runs than its fp32 original on this CPU.
+
+    An upper bound, roughly, on what the int8 paths can gain: CPUs without VNNI instructions multiply int8
+    little faster than fp32.
+    """
+    import warnings
+
+    linear = torch.nn.Sequential(torch.nn.Linear(size, size, bias=False))
+    with warnings.catch_warnings():  # torch.ao.quantization announces its move to torchao; it still works
+        warnings.simplefilter("ignore")
+        quantized = torch.ao.quantization.quantize_dynamic(linear, {torch.nn.Linear}, dtype=torch.qint8)
+    inputs = torch.randn(size, size)
+    cpu = torch.device("cpu")
+    with torch.inference_mode():
+        return _best_seconds(lambda: linear(inputs), cpu) / _best_seconds(lambda: quantized(inputs), cpu)
 
 
 def _synchronize(device: torch.device) -> None:
@@ -251,12 +280,15 @@ def benchmark_model(
         run(input_ids[:4])
     seconds: Dict[str, List[float]] = {path: [] for path in runners}
     peaks: List[float] = []
+    int8_speedups: List[float] = []
     peak_dtype = torch.float32 if device.type == "cpu" else ours.model.dtype
     logits: Dict[str, np.ndarray] = {}
     rounds = tqdm(range(repeats), desc=f"bench {name}", unit=" round")
     for _ in rounds:
         # Round-robin, with the matmul peak in every round: paths and peak see the same machine load.
         peaks.append(matmul_flops_per_second(device, peak_dtype, 2048 if device.type == "cpu" else 8192))
+        if {"int8", "onnx-int8"} & set(runners):
+            int8_speedups.append(int8_matmul_speedup())
         for path, run in runners.items():
             rounds.set_postfix(path=path, refresh=True)
             start = time.perf_counter()
@@ -298,6 +330,7 @@ def benchmark_model(
         "useful_flops": flops,
         "matmul_peak_flops_per_s": peak,
         "matmul_peak_dtype": str(peak_dtype).removeprefix("torch."),
+        "int8_matmul_speedup": statistics.median(int8_speedups) if int8_speedups else None,
         "inputs": _length_summary(lengths, model_max_length),
         "rows": rows,
     }
@@ -306,7 +339,7 @@ def benchmark_model(
 def _length_summary(lengths: Sequence[int], max_length: int) -> Dict:
     values = np.asarray(lengths)
     return {
-        "samples": int(len(values)),
+        "samples": len(values),
         "tokens": int(values.sum()),
         "mean": float(values.mean()),
         "median": float(np.median(values)),
@@ -404,6 +437,10 @@ def run_benchmark(
     return results
 
 
+def _ratio(row: Dict, key: str) -> str:
+    return f"{row[key]:.2f}" if key in row else "-"
+
+
 def format_results(results: Dict) -> str:
     """A markdown table of the results, one row per model and path, with the inputs and peak above it."""
     lines = []
@@ -414,6 +451,7 @@ def format_results(results: Dict) -> str:
             f"texts, {inputs['tokens']:,} tokens (mean {inputs['mean']:.0f}, median {inputs['median']:.0f}, "
             f"p99 {inputs['p99']:.0f}, max {inputs['max']}); {model['matmul_peak_dtype']} matmul peak "
             f"{model['matmul_peak_flops_per_s'] / 1e9:.1f} GFLOP/s"
+            + (f"; int8 matmul {model['int8_matmul_speedup']:.2f}x fp32" if model["int8_matmul_speedup"] else "")
         )
     lines += [
         "",
@@ -425,12 +463,11 @@ def format_results(results: Dict) -> str:
             if "skipped" in row:
                 lines.append(f"| {row['model']} | {row['path']} | skipped: {row['skipped']} | | | | | | | |")
                 continue
-            ratio = lambda key: f"{row[key]:.2f}" if key in row else "-"  # noqa: E731
             agreement = f"{100 * row['top1_agreement_vs_ours']:.1f} %" if "top1_agreement_vs_ours" in row else "-"
             lines.append(
                 f"| {row['model']} | {row['path']} | {row['samples_per_s']:.2f} | {row['tokens_per_s']:,.0f} | "
                 f"{row['useful_flops_per_s'] / 1e9:.1f} | {row['peak_percent']:.0f} % | {100 * row['padding_share']:.0f} % | "
-                f"{ratio('speedup_vs_naive')} | {ratio('speedup_vs_ours')} | {agreement} |"
+                f"{_ratio(row, 'speedup_vs_naive')} | {_ratio(row, 'speedup_vs_ours')} | {agreement} |"
             )
     machine = results["machine"]
     lines.append("")

@@ -145,7 +145,11 @@ def export_onnx(
     "int8_top1_agreement", "int8_max_abs_diff", "agreement_texts"}``.
     """
     import onnx
-    from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import (
+        AutoConfig,
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+    )
 
     import modernpatent_hf  # noqa: F401  registers our model types with the Auto classes
 
