@@ -58,3 +58,15 @@ def kill_when_written():
         assert Path(path).exists() and not ended_by_itself, f"the kill came too late or {path} never appeared"
 
     return run
+
+
+@pytest.fixture
+def newest_complete_checkpoint():
+    """The newest ``checkpoint-N`` of a run directory whose ``trainer_state.json`` (the Trainer's last file) is there."""
+
+    def find(output_dir):
+        complete = [path for path in Path(output_dir).glob("checkpoint-*") if (path / "trainer_state.json").is_file()]
+        assert complete, f"no complete checkpoint in {output_dir}"
+        return max(complete, key=lambda path: int(path.name.split("-")[1]))
+
+    return find

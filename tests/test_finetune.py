@@ -221,30 +221,40 @@ def test_resume_skips_a_checkpoint_that_was_not_saved_to_the_end(tmp_path):
     assert last_complete_checkpoint(str(tmp_path)) == str(tmp_path / "checkpoint-10")
 
 
-def test_killed_run_resumes_and_ends_like_an_uninterrupted_one(tmp_path, kill_when_written):
-    """SIGKILL after the first checkpoint, relaunch the same command: same final metrics as one run."""
+def resumable_run(output_dir):
+    """Twelve steps with a checkpoint every four: checkpoint-4, -8 and -12."""
+    return [sys.executable, str(REPO_ROOT / "recipes" / "finetune.py"), *tiny_run_args(
+        output_dir, "--max_steps", "12", "--save_strategy", "steps", "--save_steps", "4",
+        "--eval_strategy", "no", "--compare_baselines", "false", "--dataloader_num_workers", "0",
+    )]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_run(tmp_path_factory):
+    output_dir = tmp_path_factory.mktemp("finetune") / "uninterrupted"
+    run_recipe(resumable_run(output_dir)[2:])
+    return output_dir
+
+
+# Right after a checkpoint is complete, and while one is half written (its weights are there, its
+# trainer_state.json, written last, not yet): the rerun must resume from a complete checkpoint only.
+@pytest.mark.parametrize("kill_when", ["checkpoint-4/trainer_state.json", "checkpoint-8/model.safetensors"])
+def test_killed_run_resumes_and_ends_like_an_uninterrupted_one(uninterrupted_run, tmp_path, kill_when_written, newest_complete_checkpoint, kill_when):
+    """SIGKILL at the kill point, relaunch the same command: same final weights and loss curve as one run."""
     import torch
-
-    def command(output_dir):
-        return [sys.executable, str(REPO_ROOT / "recipes" / "finetune.py"), *tiny_run_args(
-            output_dir, "--max_steps", "12", "--save_strategy", "steps", "--save_steps", "4",
-            "--eval_strategy", "no", "--compare_baselines", "false", "--dataloader_num_workers", "0",
-        )]
-
-    uninterrupted = tmp_path / "uninterrupted"
-    run_recipe(command(uninterrupted)[2:])
-    interrupted = tmp_path / "interrupted"
-    kill_when_written(command(interrupted), interrupted / "checkpoint-4" / "trainer_state.json")
-    resumed = run_recipe(command(interrupted)[2:])
-    assert "resuming from" in resumed.stderr + resumed.stdout
     from safetensors.torch import load_file
 
+    interrupted = tmp_path / "interrupted"
+    kill_when_written(resumable_run(interrupted), interrupted / kill_when)
+    complete = newest_complete_checkpoint(interrupted)
+    resumed = run_recipe(resumable_run(interrupted)[2:])
+    assert f"resuming from {complete}" in resumed.stderr + resumed.stdout
     # Same final weights (float tolerance), hence the same model: the metrics of a 12-step model are
     # dominated by ties between near-equal scores, the weights are not.
-    expected, actual = (load_file(run / "model.safetensors") for run in (uninterrupted, interrupted))
+    expected, actual = (load_file(run / "model.safetensors") for run in (uninterrupted_run, interrupted))
     assert expected.keys() == actual.keys()
     for name in expected:
         assert torch.allclose(actual[name], expected[name], atol=1e-5), name
     losses = [[e["loss"] for e in json.loads((run / "trainer_state.json").read_text())["log_history"] if "loss" in e]
-              for run in (uninterrupted, interrupted)]
-    assert losses[1] == pytest.approx(losses[0], abs=1e-5)
+              for run in (uninterrupted_run, interrupted)]
+    assert len(losses[0]) == 6 and losses[1] == pytest.approx(losses[0], abs=1e-5)

@@ -277,9 +277,19 @@ def test_bad_rows_stop_with_their_line_or_become_counted_error_rows(classifier, 
 
 
 # ------------------------------------------------------------------------------ resume, processes
-def test_killed_prediction_resumes_into_the_uninterrupted_output(classifier, checkpoint, tmp_path):
-    source = write_jsonl(tmp_path / "in.jsonl", short_records(20_000, seed=4))
-    predict_file(classifier, source, tmp_path / "reference.jsonl", chunk_size=1000, progress=False)
+@pytest.fixture(scope="module")
+def reference_prediction(classifier, tmp_path_factory):
+    """20,000 rows and their uninterrupted predictions."""
+    directory = tmp_path_factory.mktemp("reference")
+    source = write_jsonl(directory / "in.jsonl", short_records(20_000, seed=4))
+    predict_file(classifier, source, directory / "reference.jsonl", chunk_size=1000, progress=False)
+    return source, directory / "reference.jsonl"
+
+
+# Killed once the first chunk is committed, and once half the rows are.
+@pytest.mark.parametrize("kill_after_rows", [1, 10_000])
+def test_killed_prediction_resumes_into_the_uninterrupted_output(reference_prediction, checkpoint, tmp_path, kill_after_rows):
+    source, reference = reference_prediction
     output = tmp_path / "pred.jsonl"
     state_file = tmp_path / "pred.jsonl.partial-0-of-1.state.json"
     command = [sys.executable, "-m", "modernpatent_hf.cli", "predict", "--model", str(checkpoint), "--input",
@@ -288,13 +298,13 @@ def test_killed_prediction_resumes_into_the_uninterrupted_output(classifier, che
     deadline = time.time() + 240
     while process.poll() is None and time.time() < deadline:
         state = json.loads(state_file.read_text()) if state_file.exists() else {"rows": 0}
-        if state["rows"] > 0:
+        if state["rows"] >= kill_after_rows:
             break
         time.sleep(0.01)
     process.send_signal(signal.SIGKILL)
     process.wait()
     state = json.loads(state_file.read_text())
-    assert 0 < state["rows"] < 20_000 and not output.exists(), "the kill came too late"
+    assert kill_after_rows <= state["rows"] < 20_000 and not output.exists(), "the kill came too late"
     with open(tmp_path / "pred.jsonl.partial-0-of-1", "ab") as part:
         part.write(b'{"id": "P0123')  # a chunk cut short: must be truncated away
     resumed = subprocess.run(command, cwd=REPO_ROOT, env=SINGLE_THREAD, capture_output=True, text=True, timeout=300)
@@ -302,8 +312,8 @@ def test_killed_prediction_resumes_into_the_uninterrupted_output(classifier, che
     assert f"after {state['rows']:,} committed rows" in resumed.stderr
     summary = json.loads(resumed.stdout)
     assert summary["rows"] == 20_000 and summary["resumed_after_rows"] == state["rows"]
-    assert output.read_bytes() == (tmp_path / "reference.jsonl").read_bytes()
-    assert sorted(os.listdir(tmp_path)) == ["in.jsonl", "pred.jsonl", "reference.jsonl"]
+    assert output.read_bytes() == reference.read_bytes()
+    assert sorted(os.listdir(tmp_path)) == ["pred.jsonl"]
 
 
 def test_two_processes_write_the_same_output_as_one(classifier, checkpoint, tmp_path):

@@ -153,17 +153,21 @@ def loss_history(output_dir):
     return list(dict.fromkeys(entries))
 
 
-def test_killed_run_resumes_and_ends_like_an_uninterrupted_one(pretrained, tmp_path, kill_when_written, caplog):
-    """SIGKILL right after the first checkpoint, relaunch the same command: the run of the fixture, to float tolerance."""
+# Right after the first checkpoint is complete, and while the last one is half written (weights there,
+# trainer_state.json, written last, not yet): the rerun resumes from a complete checkpoint only.
+@pytest.mark.parametrize("kill_when", ["checkpoint-4/trainer_state.json", "checkpoint-8/model.safetensors"])
+def test_killed_run_resumes_and_ends_like_an_uninterrupted_one(pretrained, tmp_path, kill_when_written, newest_complete_checkpoint, caplog, kill_when):
+    """SIGKILL at the kill point, relaunch the same command: the run of the fixture, to float tolerance."""
     from safetensors.torch import load_file
 
     uninterrupted, _ = pretrained
     interrupted = tmp_path / "interrupted"
     kill_when_written([sys.executable, str(REPO_ROOT / "recipes" / "pretrain_mlm.py"), *tiny_pretrain_args(interrupted)],
-                      interrupted / "checkpoint-4" / "trainer_state.json")
+                      interrupted / kill_when)
+    complete = newest_complete_checkpoint(interrupted)
     with caplog.at_level(logging.INFO, logger="pretrain_mlm"):
         recipe("pretrain_mlm").main(tiny_pretrain_args(interrupted))
-    assert f"resuming from {interrupted / 'checkpoint-4'}" in caplog.text
+    assert f"resuming from {complete}\n" in caplog.text
     expected, actual = (load_file(run / "model.safetensors") for run in (uninterrupted, interrupted))
     assert expected.keys() == actual.keys()
     for name in expected:
