@@ -21,6 +21,7 @@ copy of an exactly duplicated text in train, and a written split layout is refus
 from __future__ import annotations
 
 import hashlib
+from array import array
 from typing import Dict, Iterable, Mapping, Tuple
 
 import numpy as np
@@ -48,13 +49,13 @@ def duplicate_keys(texts: Iterable[str], total: int = None, progress: bool = Fal
     """Exact- and near-duplicate keys (two uint64 arrays) of ``texts``, in order."""
     from tqdm.auto import tqdm
 
-    exact, near = [], []
+    exact, near = array("Q"), array("Q")  # 8 bytes a key, not a Python int each
     for text in tqdm(texts, total=total, desc="hashing texts for the leakage check", unit=" texts", disable=not progress):
         words = text.casefold().split()  # normalize_text, split once for both keys
         exact.append(digest64(" ".join(words)))
         edges = words if len(words) <= 2 * EDGE_WORDS else words[:EDGE_WORDS] + ["..."] + words[-EDGE_WORDS:]
         near.append(digest64(" ".join(edges)))
-    return np.array(exact, dtype=np.uint64), np.array(near, dtype=np.uint64)
+    return np.frombuffer(exact, dtype=np.uint64), np.frombuffer(near, dtype=np.uint64)
 
 
 def shared_across_splits(keys_by_split: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:

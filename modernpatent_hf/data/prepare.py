@@ -23,6 +23,8 @@ import shutil
 import sys
 from typing import Dict, Iterable, Iterator, Mapping, Optional, Sequence, Union
 
+import numpy as np
+
 from ..cpc import read_titles_tsv
 from ..io_utils import remove_stale_scratch, scratch_path
 from .leakage import leakage_report
@@ -34,7 +36,7 @@ from .uspto3m import (
     assign_splits,
     check_split_options,
     clean_records,
-    iter_label_lists,
+    iter_values,
     log_counts,
 )
 
@@ -79,10 +81,17 @@ def stage_records(records: Iterable[Mapping], path: str):
     return Dataset.from_file(path)
 
 
-def _rows(table, positions, batch_size: int = 10_000) -> Iterator[dict]:
-    """The rows of an Arrow table at ``positions``, gathered a batch at a time."""
-    for start in range(0, len(positions), batch_size):
-        yield from table.take(positions[start:start + batch_size]).to_pylist()
+def _rows(table, positions, window: int = 10_000) -> Iterator[dict]:
+    """The rows of an Arrow table at sorted ``positions``, gathered ``window`` table rows at a time.
+
+    Each take reads one slice of the table: a take over the whole memory-mapped table concatenates the
+    chunks it touches first, so the few thousand rows of a sparse split would hold whole columns in memory.
+    """
+    bounds = np.searchsorted(positions, np.arange(0, table.num_rows + window, window))
+    for index, start in enumerate(range(0, table.num_rows, window)):
+        batch = positions[bounds[index]:bounds[index + 1]]
+        if len(batch):
+            yield from table.slice(start, window).take(batch - start).to_pylist()
 
 
 def _date_summary(dates) -> Dict:
@@ -157,7 +166,7 @@ def prepare_dataset(
         if len(records) == 0:
             raise ValueError(f"no usable record in {', '.join(map(os.fspath, inputs))} ({counters})")
         # "all" is every record after merging duplicates, before the label space is applied.
-        label_stats = {"all": label_statistics(iter_label_lists(records.data.table.column("labels")))}
+        label_stats = {"all": label_statistics(iter_values(records.data.table.column("labels")))}
         dates = _date_summary(records.data.table.column("date"))
         records, positions, label_space = assign_splits(
             records, validation_fraction=validation_fraction, seed=seed, test_year=test_year,
@@ -166,7 +175,7 @@ def prepare_dataset(
         )
         table = records.data.table
         for name in SPLIT_ORDER:
-            label_stats[name] = label_statistics(iter_label_lists(table.column("labels").take(positions[name])))
+            label_stats[name] = label_statistics(row["labels"] for row in _rows(table.select(["labels"]), positions[name]))
         if titles is not None:
             label_space = label_space.with_titles(titles)
         stats = {

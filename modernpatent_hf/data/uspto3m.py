@@ -67,17 +67,11 @@ def _bool_mask(array) -> np.ndarray:
     return np.asarray(array.to_numpy(zero_copy_only=False), dtype=bool)
 
 
-def iter_label_lists(labels) -> Iterator[list]:
-    """The label lists of an Arrow ``labels`` column, one chunk at a time."""
-    for chunk in getattr(labels, "chunks", [labels]):
-        yield from chunk.to_pylist()
-
-
-def iter_strings(column) -> Iterator[str]:
-    """The values of an Arrow string column, a bounded slice at a time (chunks can hold millions of rows)."""
+def iter_values(column, batch_size: int = 10_000) -> Iterator:
+    """The values of an Arrow column as Python objects, a bounded slice at a time (chunks can hold millions of rows)."""
     for chunk in getattr(column, "chunks", [column]):
-        for start in range(0, len(chunk), 10_000):
-            yield from chunk.slice(start, 10_000).to_pylist()
+        for start in range(0, len(chunk), batch_size):
+            yield from chunk.slice(start, batch_size).to_pylist()
 
 
 def label_counts(labels) -> Dict[str, int]:
@@ -258,7 +252,7 @@ def assign_splits(
         validation_fraction=validation_fraction, seed=seed, test_year=test_year, test_size=test_size,
         test_fraction=test_fraction,
     )
-    exact_keys, near_keys = duplicate_keys(iter_strings(table.column("text")), total=len(table), progress=progress)
+    exact_keys, near_keys = duplicate_keys(iter_values(table.column("text")), total=len(table), progress=progress)
     positions, moved = move_shared_texts_to_train(exact_keys, positions)
     count(counters, "duplicate_texts_moved_to_train", moved)
     if moved:
@@ -344,6 +338,10 @@ def load_uspto3m(
     )
     log_counts(f"USPTO-3M from {source}", counters)
     return splits
+
+
+# The counts of records that did not become a row: records_read = rows written + the sum of these.
+RECORDS_NOT_WRITTEN = ("empty_text", "no_labels", "duplicate_ids_merged", "no_labels_in_space")
 
 
 def log_counts(what: str, counters: Counters) -> None:
