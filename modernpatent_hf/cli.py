@@ -135,6 +135,17 @@ def _cmd_bench(args):
     print(format_results(results))
 
 
+def _cmd_bench_load(args):
+    from .load_benchmark import format_load_results, run_load_benchmark
+
+    results = run_load_benchmark(
+        rows=[int(n) for n in args.rows.split(",") if n.strip()],
+        commands=[name.strip() for name in args.commands.split(",") if name.strip()],
+        model=args.model, work_dir=args.work_dir, seed=args.seed, out=args.out,
+    )
+    print(format_load_results(results))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="modernpatent", description=__doc__.splitlines()[0])
     parser.add_argument("--debug", action="store_true", help="show full tracebacks instead of one-line errors")
@@ -317,6 +328,22 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--seed", type=int, default=0, help="seed of the generated lengths and token ids")
     bench.add_argument("--out", default=None, help="also write the results as JSON to this file")
     bench.set_defaults(func=_cmd_bench)
+
+    bench_load = commands.add_parser(
+        "bench-load", help="load benchmark: prepare and predict over 100k and 1M short records, with peak memory",
+        description="Generate short patent records, run `modernpatent prepare` and `modernpatent predict` on "
+        "each size in a child process, and print wall time, rows/s and peak RSS per run (flat memory: the "
+        "peaks stay level as the rows grow). See docs/benchmarks.md.",
+    )
+    bench_load.add_argument("--rows", default="100000,1000000", help="comma-separated record counts")
+    bench_load.add_argument("--commands", default="prepare,predict", help="comma-separated: prepare, predict")
+    bench_load.add_argument("--model", default=None,
+                            help="classifier checkpoint for predict (default: a tiny random ModernBERT classifier)")
+    bench_load.add_argument("--work-dir", default=None,
+                            help="keep the generated records and outputs here (default: a temporary directory)")
+    bench_load.add_argument("--seed", type=int, default=0, help="seed of the generated records")
+    bench_load.add_argument("--out", default=None, help="also write the results as JSON to this file")
+    bench_load.set_defaults(func=_cmd_bench_load)
     return parser
 
 
