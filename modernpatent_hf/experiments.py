@@ -43,6 +43,7 @@ RECIPES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__fil
 
 RESULTS_FILE = "results.json"
 SUMMARY_FILE = "summary.md"
+DIFFERENCES_FIGURE = "differences.png"  # next to summary.md, which embeds it
 BASELINES_FILE = "baselines.json"
 RUN_CONFIG_FILE = "recipe.yaml"
 SHARED_INPUTS_FILE = "shared_inputs.yaml"  # the base.yaml fields that made OUT/data and OUT/tokenizer
@@ -73,6 +74,8 @@ SUMMARY_METRICS = (
     ("test_precision@1_section", "precision@1_section", "section P@1 (%)", 100.0),
     ("train_runtime", None, "training time (s)", 1.0),
 )
+# The metrics of the seed's findings, plotted side by side by plot_paired_differences.
+DIFFERENCE_METRICS = ("test_f1@1", "test_precision@1_section", "test_macro_f1", "test_macro_precision")
 
 
 # --- statistics ---------------------------------------------------------------------------------------
@@ -413,13 +416,39 @@ def _interval(mean: float, low: float, high: float, scale: float, signed: bool =
     return f"{mean * scale:{sign}.2f} [{low * scale:{sign}.2f}, {high * scale:{sign}.2f}]"
 
 
+def _runs_by_condition(results: Dict) -> Dict[str, Dict[int, Dict]]:
+    per_condition: Dict[str, Dict[int, Dict]] = {}
+    for run in results["runs"]:
+        per_condition.setdefault(run["condition"], {})[run["seed"]] = run["metrics"]
+    return per_condition
+
+
+def condition_statistics(results: Dict, key: str, confidence: float = 0.95) -> Dict[str, Dict]:
+    """Per condition with finished runs, for metric ``key``: ``n``, ``mean`` ``(mean, low, high)`` over its seeds,
+    and ``difference`` ``(mean, low, high)`` paired by seed with the reference over ``paired`` common seeds (None
+    for the reference itself and for conditions with no seed in common with it)."""
+    per_condition = _runs_by_condition(results)
+    reference_runs = per_condition.get(results["reference"], {})
+    statistics = {}
+    for name in results["conditions"]:
+        values = {seed: metrics[key] for seed, metrics in per_condition.get(name, {}).items() if key in metrics}
+        if not values:
+            continue
+        common = sorted(seed for seed in values if key in reference_runs.get(seed, {}))
+        difference = None
+        if name != results["reference"] and common:
+            difference = paired_difference_interval(
+                [values[s] for s in common], [reference_runs[s][key] for s in common], confidence)
+        statistics[name] = {"n": len(values), "mean": mean_confidence_interval(list(values.values()), confidence),
+                            "paired": len(common), "difference": difference}
+    return statistics
+
+
 def summary_markdown(results: Dict, confidence: float = 0.95) -> str:
     """Markdown tables of ``results``: per metric, each condition's mean with its interval and its paired
     difference to the reference, then the baselines' values."""
     reference = results["reference"]
-    per_condition: Dict[str, Dict[int, Dict]] = {}
-    for run in results["runs"]:
-        per_condition.setdefault(run["condition"], {})[run["seed"]] = run["metrics"]
+    per_condition = _runs_by_condition(results)
     level = f"{100 * confidence:g} %"
     data = results["data"]
     lines = [
@@ -431,38 +460,69 @@ def summary_markdown(results: Dict, confidence: float = 0.95) -> str:
         f"Values: test split, mean over seeds [{level} Student-t interval]; the difference to `{reference}` is paired "
         "by seed (mean of the per-seed differences [its interval]). One seed gives no interval (n/a).",
         "",
+        f"![Paired differences to {reference}]({DIFFERENCES_FIGURE})",
+        "",
         "| condition | seeds | description |",
         "|---|---|---|",
     ]
     for name, spec in results["conditions"].items():
         seeds = ", ".join(map(str, sorted(per_condition.get(name, {})))) or "none finished"
         lines.append(f"| {name}{' (reference)' if name == reference else ''} | {seeds} | {spec['description']} |")
-    reference_runs = per_condition.get(reference, {})
     for key, baseline_key, title, scale in SUMMARY_METRICS:
         lines += ["", f"## {title}", "", f"| condition | n | mean [{level} CI] | difference to {reference} [{level} CI] |",
                   "|---|---:|---:|---:|"]
+        statistics = condition_statistics(results, key, confidence)
         for name in results["conditions"]:
-            values = {seed: metrics[key] for seed, metrics in per_condition.get(name, {}).items() if key in metrics}
             row = f"{name} (reference)" if name == reference else name
-            if not values:
+            if name not in statistics:
                 lines.append(f"| {row} | 0 | - | - |")
                 continue
-            mean = _interval(*mean_confidence_interval(list(values.values()), confidence), scale)
-            common = sorted(seed for seed in values if key in reference_runs.get(seed, {}))
+            entry = statistics[name]
             if name == reference:
                 difference = "-"
-            elif common:
-                difference = _interval(*paired_difference_interval(
-                    [values[s] for s in common], [reference_runs[s][key] for s in common], confidence), scale, signed=True)
-                difference += f" (n={len(common)})"
+            elif entry["difference"] is not None:
+                difference = _interval(*entry["difference"], scale, signed=True) + f" (n={entry['paired']})"
             else:
                 difference = "no common seed"
-            lines.append(f"| {row} | {len(values)} | {mean} | {difference} |")
+            lines.append(f"| {row} | {entry['n']} | {_interval(*entry['mean'], scale)} | {difference} |")
         if baseline_key is not None:
             for baseline, metrics in results["baselines"].items():
                 value = f"{metrics[baseline_key] * scale:.2f}" if baseline_key in metrics else "-"
                 lines.append(f"| {baseline} (baseline) | - | {value} | - |")
     return "\n".join(lines) + "\n"
+
+
+def plot_paired_differences(results: Dict, path: str, confidence: float = 0.95, metrics=DIFFERENCE_METRICS):
+    """One panel per metric: each condition's paired difference to the reference with its interval (a dot alone
+    where one common seed gives no interval), a line at 0. Saved as a PNG at ``path``; returns the figure."""
+    from .reporting import _new_figure, save_figure
+
+    chosen = [entry for entry in SUMMARY_METRICS if entry[0] in metrics]
+    names = [name for name in results["conditions"] if name != results["reference"]]
+    figure = _new_figure(4.2 * len(chosen), 0.45 * len(names) + 1.8)
+    axes = figure.subplots(1, len(chosen), sharey=True, squeeze=False)[0]
+    for axis, (key, _, title, scale) in zip(axes, chosen):
+        statistics = condition_statistics(results, key, confidence)
+        for row, name in enumerate(names):
+            difference = statistics.get(name, {}).get("difference")
+            if difference is None:
+                continue
+            mean, low, high = (value * scale for value in difference)
+            if math.isnan(low):
+                axis.plot([mean], [row], "o", color="tab:gray")
+            else:
+                axis.errorbar([mean], [row], xerr=[[mean - low], [high - mean]], fmt="o", capsize=4,
+                              color="tab:green" if low > 0 else "tab:red" if high < 0 else "tab:blue")
+        axis.axvline(0.0, color="black", linewidth=0.8)
+        axis.set_title(title.replace("(%)", "").strip())
+        axis.set_xlabel(f"difference to {results['reference']} (points)" if scale == 100.0 else f"difference to {results['reference']}")
+        axis.grid(axis="x", alpha=0.3)
+    axes[0].set_yticks(range(len(names)), [f"{name} (n={condition_statistics(results, chosen[0][0], confidence).get(name, {}).get('paired', 0)})" for name in names])
+    axes[0].invert_yaxis()
+    figure.suptitle(f"Grid {os.path.basename(results['grid'])}: paired difference to {results['reference']}, "
+                    f"mean over seeds and {100 * confidence:g} % interval (green/red: interval excludes 0; gray: one seed)")
+    save_figure(figure, path)
+    return figure
 
 
 def summarize(out_dir: str, confidence: float = 0.95) -> str:
@@ -472,6 +532,7 @@ def summarize(out_dir: str, confidence: float = 0.95) -> str:
         raise FileNotFoundError(f"{path} does not exist: run `modernpatent experiments run GRID --out {out_dir}` first")
     with open(path, encoding="utf-8") as handle:
         results = json.load(handle)
+    plot_paired_differences(results, os.path.join(out_dir, DIFFERENCES_FIGURE), confidence)
     text = summary_markdown(results, confidence)
     with open(os.path.join(out_dir, SUMMARY_FILE), "w", encoding="utf-8") as handle:
         handle.write(text)

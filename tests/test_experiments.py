@@ -217,6 +217,18 @@ def test_summary_has_intervals_paired_differences_and_baselines(fake_grid):
     assert "plain BCE" in summary and "hierarchical loss" in summary
 
 
+def test_the_summary_embeds_a_plot_of_the_paired_differences(fake_grid):
+    from modernpatent_hf.experiments import DIFFERENCES_FIGURE, condition_statistics
+
+    figure = fake_grid["out"] / DIFFERENCES_FIGURE
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and figure.stat().st_size > 10_000
+    assert f"]({DIFFERENCES_FIGURE})" in (fake_grid["out"] / "summary.md").read_text()
+    # What the plot draws is what the table prints: hier is bce + 5 points on both seeds.
+    statistics = condition_statistics(fake_grid["results"], "test_f1@1")
+    assert statistics["bce"]["difference"] is None and statistics["hier"]["paired"] == 2
+    assert statistics["hier"]["difference"] == pytest.approx((0.05, 0.05, 0.05))
+
+
 def test_rerun_skips_finished_runs_and_refuses_changed_settings(fake_grid, capsys):
     before = read_calls(fake_grid["calls"])
     results = run_grid(str(fake_grid["grid"]), str(fake_grid["out"]), seeds=(0, 1), recipes_dir=str(fake_grid["recipes"]))
