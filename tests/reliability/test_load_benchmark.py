@@ -63,7 +63,6 @@ def test_bad_arguments_are_refused_before_any_work(tmp_path):
 
 def test_the_child_dies_with_the_benchmark(tmp_path):
     """A benchmark killed half-way leaves no command running on its own."""
-    import os
     import signal
     import subprocess
     import time
