@@ -501,8 +501,9 @@ def plot_paired_differences(results: Dict, path: str, confidence: float = 0.95, 
     names = [name for name in results["conditions"] if name != results["reference"]]
     figure = _new_figure(4.2 * len(chosen), 0.45 * len(names) + 1.8)
     axes = figure.subplots(1, len(chosen), sharey=True, squeeze=False)[0]
+    per_metric = {key: condition_statistics(results, key, confidence) for key, *_ in chosen}
     for axis, (key, _, title, scale) in zip(axes, chosen):
-        statistics = condition_statistics(results, key, confidence)
+        statistics = per_metric[key]
         for row, name in enumerate(names):
             difference = statistics.get(name, {}).get("difference")
             if difference is None:
@@ -517,7 +518,7 @@ def plot_paired_differences(results: Dict, path: str, confidence: float = 0.95, 
         axis.set_title(title.replace("(%)", "").strip())
         axis.set_xlabel(f"difference to {results['reference']} (points)" if scale == 100.0 else f"difference to {results['reference']}")
         axis.grid(axis="x", alpha=0.3)
-    axes[0].set_yticks(range(len(names)), [f"{name} (n={condition_statistics(results, chosen[0][0], confidence).get(name, {}).get('paired', 0)})" for name in names])
+    axes[0].set_yticks(range(len(names)), [f"{name} (n={per_metric[chosen[0][0]].get(name, {}).get('paired', 0)})" for name in names])
     axes[0].invert_yaxis()
     figure.suptitle(f"Grid {os.path.basename(results['grid'])}: paired difference to {results['reference']}, "
                     f"mean over seeds and {100 * confidence:g} % interval (green/red: interval excludes 0; gray: one seed)")

@@ -108,9 +108,10 @@ def measure_command(command: Sequence[str], log_path: str, sample_seconds: float
                 samples.append((time.perf_counter() - start, memory))
                 peak = {key: max(value, memory[key]) for key, value in peak.items()}
                 time.sleep(sample_seconds)
+        except BaseException:  # e.g. Ctrl-C: stop the child too
+            child.kill()
+            raise
         finally:
-            if child.poll() is None and sys.exc_info()[0] is not None:
-                child.kill()
             child.wait()
         seconds = time.perf_counter() - start
         stdout.seek(0)
