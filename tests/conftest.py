@@ -70,3 +70,24 @@ def newest_complete_checkpoint():
         return max(complete, key=lambda path: int(path.name.split("-")[1]))
 
     return find
+
+
+# The start of a script run in a clean process that must not see this package, however it is installed.
+REFUSE_PACKAGE = '''import json, sys
+
+class RefusePackage:
+    @staticmethod
+    def find_spec(name, path=None, target=None):
+        if name.split(".")[0] == "modernpatent_hf":
+            raise ModuleNotFoundError(f"No module named {name!r}")
+
+sys.meta_path.insert(0, RefusePackage)
+'''
+
+
+@pytest.fixture
+def script_without_package():
+    """``body`` (Python source, dedented) after a preamble that makes importing ``modernpatent_hf`` fail."""
+    import textwrap
+
+    return lambda body: REFUSE_PACKAGE + textwrap.dedent(body)

@@ -9,7 +9,6 @@ import signal
 import socket
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -337,17 +336,8 @@ def test_two_processes_write_the_same_output_as_one(classifier, checkpoint, tmp_
 
 
 # ------------------------------------------------------------------------------ pipeline
-PIPELINE_WITHOUT_PACKAGE = textwrap.dedent(
+PIPELINE_BODY = (  # run after the script_without_package preamble
     """
-    import json, sys
-
-    class RefusePackage:
-        @staticmethod
-        def find_spec(name, path=None, target=None):
-            if name.split(".")[0] == "modernpatent_hf":
-                raise ModuleNotFoundError(f"No module named {name!r}")
-
-    sys.meta_path.insert(0, RefusePackage)
     import torch
     from transformers import pipeline
 
@@ -360,7 +350,7 @@ PIPELINE_WITHOUT_PACKAGE = textwrap.dedent(
 )
 
 
-def test_pipeline_top5_equals_patent_classifier(classifier, checkpoint, tmp_path):
+def test_pipeline_top5_equals_patent_classifier(classifier, checkpoint, tmp_path, script_without_package):
     from transformers import pipeline
 
     texts = ["valve rotor housing sensor", "antenna blade " * 40, "seed"]
@@ -370,7 +360,7 @@ def test_pipeline_top5_equals_patent_classifier(classifier, checkpoint, tmp_path
     assert [[r["label"] for r in result] for result in results] == expected
     assert results[0][0]["score"] == pytest.approx(classifier.predict(texts[:1])[0][0]["score"], abs=1e-6)
 
-    (tmp_path / "pipeline.py").write_text(PIPELINE_WITHOUT_PACKAGE)
+    (tmp_path / "pipeline.py").write_text(script_without_package(PIPELINE_BODY))
     environment = {key: value for key, value in SINGLE_THREAD.items() if key != "PYTHONPATH"}
     environment["HF_MODULES_CACHE"] = str(tmp_path / "modules")
     clean = subprocess.run([sys.executable, "-I", str(tmp_path / "pipeline.py"), str(checkpoint), json.dumps(texts)],

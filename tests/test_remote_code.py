@@ -6,7 +6,6 @@ import os
 import shutil
 import subprocess
 import sys
-import textwrap
 
 import torch
 
@@ -17,17 +16,8 @@ CODES = ["A01B", "A01C", "B65D", "H01L", "H04W"]
 
 # Runs in the clean process: refuses the package (whatever way it is installed), proves it, then loads through the
 # three auto classes and writes the logits.
-LOADER = textwrap.dedent(
+LOADER_BODY = (  # run after the script_without_package preamble
     """
-    import json, sys
-
-    class RefusePackage:
-        @staticmethod
-        def find_spec(name, path=None, target=None):
-            if name.split(".")[0] == "modernpatent_hf":
-                raise ModuleNotFoundError(f"No module named {name!r}")
-
-    sys.meta_path.insert(0, RefusePackage)
     try:
         import modernpatent_hf
     except ModuleNotFoundError:
@@ -99,7 +89,7 @@ def test_copied_files_import_only_stdlib_torch_transformers_and_each_other(tmp_p
                 assert node.func.id != "open", f"{name} does file I/O"
 
 
-def test_checkpoint_loads_with_trust_remote_code_without_the_package(tmp_path):
+def test_checkpoint_loads_with_trust_remote_code_without_the_package(tmp_path, script_without_package):
     model = saved_checkpoint(tmp_path / "saved")
     checkpoint = tmp_path / "copied-checkpoint"
     shutil.copytree(tmp_path / "saved", checkpoint)
@@ -109,7 +99,7 @@ def test_checkpoint_loads_with_trust_remote_code_without_the_package(tmp_path):
     (tmp_path / "inputs.json").write_text(
         json.dumps({"input_ids": input_ids.tolist(), "attention_mask": attention_mask.tolist()})
     )
-    (tmp_path / "loader.py").write_text(LOADER)
+    (tmp_path / "loader.py").write_text(script_without_package(LOADER_BODY))
     environment = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
     environment.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_MODULES_CACHE=str(tmp_path / "modules"))
     completed = subprocess.run(
