@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from transformers import DataCollatorForLanguageModeling, Trainer, TrainingArguments
 
-from .trainer import needs_cpu_process_group, save_training_args_as_json
+from .trainer import ResumableTrainer, needs_cpu_process_group
 
 # Encoder families an MLM run can start from (a fine-tuned patent classifier has no masked-LM head).
 MLM_MODEL_TYPES = ("modernbert", "bert")
@@ -152,9 +152,8 @@ def perplexity(loss: float) -> float:
         return math.inf
 
 
-class MLMTrainer(Trainer):
-    """A `Trainer` whose evaluations also report ``{prefix}_perplexity`` (logged, and returned by evaluate/predict)
-    and whose saved directories hold the training arguments as JSON, not pickled."""
+class MLMTrainer(ResumableTrainer):
+    """A `Trainer` whose evaluations also report ``{prefix}_perplexity`` (logged, and returned by evaluate/predict)."""
 
     def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None, metric_key_prefix="eval"):
         output = super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys, metric_key_prefix)
@@ -162,8 +161,3 @@ class MLMTrainer(Trainer):
         if loss is not None:
             output.metrics[f"{metric_key_prefix}_perplexity"] = perplexity(loss)
         return output
-
-    def _save(self, output_dir: Optional[str] = None, state_dict=None):
-        super()._save(output_dir, state_dict=state_dict)
-        if self.args.should_save:
-            save_training_args_as_json(output_dir if output_dir is not None else self.args.output_dir, self.args)

@@ -11,6 +11,7 @@ padding of uneven last batches).
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
@@ -24,7 +25,9 @@ from .cpc import LABEL_SPACE_FILE, CpcLabelSpace
 from .io_utils import write_json_atomically
 from .metrics import MultilabelMetricsAccumulator
 
-# The training arguments saved with every checkpoint, as JSON (see PatentTrainer._save).
+logger = logging.getLogger(__name__)
+
+# The training arguments saved with every checkpoint, as JSON (see ResumableTrainer._save).
 TRAINING_ARGS_JSON = "training_args.json"
 
 # Outputs of our models that are not the subclass logits: evaluation must not collect them.
@@ -151,13 +154,36 @@ class PatentMetricsComputer:
         return accumulator.compute()
 
 
-class PatentTrainer(Trainer):
+class ResumableTrainer(Trainer):
+    """The `Trainer` both recipes build on: checkpoints without pickles, and resumes that train no extra step.
+
+    Every saved directory holds the training arguments as ``training_args.json`` in place of the Trainer's
+    pickled ``training_args.bin``. A run relaunched from a checkpoint that already reached ``max_steps``
+    (a job killed after its last checkpoint, before its final save) trains nothing more: transformers
+    5.x would run one more optimizer step past ``max_steps``, because it checks for the end only after a step.
+    """
+
+    def _run_epoch(self, *args, **kwargs):
+        if self.state.global_step >= self.state.max_steps > 0:
+            logger.warning("the checkpoint resumed from is at step %d of %d: nothing left to train", self.state.global_step, self.state.max_steps)
+            self.control.should_training_stop = True
+            # This call trained no step: its train_loss is NaN, not the 0 the Trainer would divide out.
+            self._total_loss_scalar = float("nan")
+            return None
+        return super()._run_epoch(*args, **kwargs)
+
+    def _save(self, output_dir: Optional[str] = None, state_dict=None):
+        super()._save(output_dir, state_dict=state_dict)
+        if self.args.should_save:
+            save_training_args_as_json(output_dir if output_dir is not None else self.args.output_dir, self.args)
+
+
+class PatentTrainer(ResumableTrainer):
     """A `Trainer` for CPC classification.
 
     Accepts a :class:`~modernpatent_hf.cpc.CpcLabelSpace`; sets the multi-label collator and streaming
     F1@k metrics when none are given; saves ``label_space.json`` and a model card (metrics table,
-    training settings, usage) with every checkpoint, so each one is self-describing and loadable, and
-    the training arguments as ``training_args.json`` in place of the Trainer's pickled ``training_args.bin``.
+    training settings, usage) with every checkpoint, so each one is self-describing and loadable.
     """
 
     def __init__(self, *args, label_space: CpcLabelSpace, **kwargs):
@@ -182,7 +208,6 @@ class PatentTrainer(Trainer):
         if not self.args.should_save:
             return
         output_dir = output_dir if output_dir is not None else self.args.output_dir
-        save_training_args_as_json(output_dir, self.args)
         self.label_space.save(os.path.join(output_dir, LABEL_SPACE_FILE))
         with open(os.path.join(output_dir, "README.md"), "w", encoding="utf-8") as handle:
             handle.write(model_card(self.model, self.label_space, self.args, latest_metrics(self.state.log_history)))
@@ -277,7 +302,6 @@ def last_complete_checkpoint(output_dir: str) -> Optional[str]:
     A checkpoint whose state file is missing or unreadable was interrupted while saving (a kill, a full
     disk), so it is skipped with a warning and the previous one is used: a resume never loads half a checkpoint.
     """
-    import logging
     import re
 
     if not os.path.isdir(output_dir):
@@ -294,7 +318,7 @@ def last_complete_checkpoint(output_dir: str) -> Optional[str]:
                 json.load(handle)
             return path
         except (OSError, ValueError):
-            logging.getLogger(__name__).warning("skipping %s: it was not saved to the end (no readable trainer_state.json)", path)
+            logger.warning("skipping %s: it was not saved to the end (no readable trainer_state.json)", path)
     return None
 
 

@@ -154,7 +154,8 @@ def loss_history(output_dir):
 
 
 # Right after the first checkpoint is complete, and while the last one is half written (weights there,
-# trainer_state.json, written last, not yet): the rerun resumes from a complete checkpoint only.
+# trainer_state.json, written last, not yet): the rerun resumes from a complete checkpoint only. The
+# second kill may land after the last checkpoint is complete; the rerun must end alike then too.
 @pytest.mark.parametrize("kill_when", ["checkpoint-4/trainer_state.json", "checkpoint-8/model.safetensors"])
 def test_killed_run_resumes_and_ends_like_an_uninterrupted_one(pretrained, tmp_path, kill_when_written, newest_complete_checkpoint, caplog, kill_when):
     """SIGKILL at the kill point, relaunch the same command: the run of the fixture, to float tolerance."""
@@ -175,6 +176,31 @@ def test_killed_run_resumes_and_ends_like_an_uninterrupted_one(pretrained, tmp_p
     expected, actual = loss_history(uninterrupted), loss_history(interrupted)
     assert len(expected) == 8 and [entry[:2] for entry in actual] == [entry[:2] for entry in expected]
     assert [entry[2] for entry in actual] == pytest.approx([entry[2] for entry in expected], abs=1e-5)
+
+
+def test_relaunch_from_a_checkpoint_at_max_steps_trains_no_further_step(tmp_path, caplog):
+    """A job killed after its last checkpoint, before its final save: the rerun only evaluates and saves.
+
+    With a constant learning rate, a step past max_steps (which transformers 5.x would run) changes the weights.
+    """
+    import shutil
+
+    from safetensors.torch import load_file
+
+    args = ("--max_steps", "4", "--lr_scheduler_type", "constant", "--eval_on_start", "false")
+    finished, relaunched = tmp_path / "finished", tmp_path / "relaunched"
+    recipe("pretrain_mlm").main(tiny_pretrain_args(finished, *args))
+    shutil.copytree(finished / "checkpoint-4", relaunched / "checkpoint-4")
+    with caplog.at_level(logging.INFO):
+        metrics = recipe("pretrain_mlm").main(tiny_pretrain_args(relaunched, *args))
+    assert "is at step 4 of 4: nothing left to train" in caplog.text
+    expected, actual = load_file(finished / "checkpoint-4" / "model.safetensors"), load_file(relaunched / "model.safetensors")
+    assert expected.keys() == actual.keys() and all(torch.equal(actual[name], expected[name]) for name in expected)
+    state = json.loads((relaunched / "trainer_state.json").read_text())
+    assert state["global_step"] == 4 and max(entry["step"] for entry in state["log_history"]) == 4
+    # This call ran no step: no training loss to report, rather than a loss of 0.
+    assert math.isnan(metrics["train_loss"])
+    assert metrics["eval_loss"] == pytest.approx(json.loads((finished / "all_results.json").read_text())["eval_loss"], abs=1e-5)
 
 
 def test_finetuning_from_the_pretrained_checkpoint_initializes_only_the_classifier(pretrained, tmp_path):
