@@ -17,7 +17,7 @@ from typing import Optional
 
 import numpy as np
 import torch
-from transformers import DataCollatorForLanguageModeling, Trainer, TrainingArguments
+from transformers import DataCollatorForLanguageModeling, TrainingArguments
 
 from .trainer import ResumableTrainer, needs_cpu_process_group
 
