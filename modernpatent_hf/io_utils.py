@@ -1,4 +1,4 @@
-"""Small file-system helpers shared by the package: atomic JSON writes and per-process scratch paths."""
+"""Small file-system helpers shared by the package: atomic file writes and per-process scratch paths."""
 
 from __future__ import annotations
 
@@ -7,31 +7,42 @@ import os
 import re
 import shutil
 import socket
-from typing import Any, List, Union
+from typing import Any, Callable, List, Union
 
 PathLike = Union[str, os.PathLike]
 
 
-def write_json_atomically(path: PathLike, obj: Any, **json_options) -> None:
-    """Write ``obj`` as JSON so that a reader sees the old file or the whole new one, never a part.
+def replace_atomically(path: PathLike, write: Callable[[str], Any]) -> None:
+    """Call ``write(tmp_path)`` on a scratch sibling of ``path``, then rename it to ``path``.
 
-    The JSON goes to a temporary sibling, is flushed to disk, and renamed over ``path`` (a rename
-    within one directory is atomic). ``json_options`` go to ``json.dump`` (default ``indent=1``,
-    ``ensure_ascii=False``), e.g. ``sort_keys=True`` or ``default=str``.
+    A reader sees the old file or the whole new one, never a part (a rename within one directory is
+    atomic); a failing or interrupted ``write`` leaves no scratch file behind.
     """
-    path = os.fspath(path)
     tmp = scratch_path(path, "tmp")
-    options = {"indent": 1, "ensure_ascii": False, **json_options}
     try:
-        with open(tmp, "w", encoding="utf-8") as handle:
-            json.dump(obj, handle, **options)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        write(tmp)
+        os.replace(tmp, os.fspath(path))
     except BaseException:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def write_json_atomically(path: PathLike, obj: Any, **json_options) -> None:
+    """Write ``obj`` as JSON with :func:`replace_atomically`, flushed to disk before the rename.
+
+    ``json_options`` go to ``json.dump`` (default ``indent=1``, ``ensure_ascii=False``), e.g.
+    ``sort_keys=True`` or ``default=str``.
+    """
+    options = {"indent": 1, "ensure_ascii": False, **json_options}
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8") as handle:
+            json.dump(obj, handle, **options)
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    replace_atomically(path, write)
 
 
 def scratch_path(path: PathLike, kind: str) -> str:

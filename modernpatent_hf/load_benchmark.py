@@ -24,7 +24,7 @@ import tempfile
 import time
 from typing import Dict, Iterable, List, Optional, Sequence
 
-from .io_utils import write_json_atomically
+from .io_utils import replace_atomically, write_json_atomically
 
 DEFAULT_ROWS = (100_000, 1_000_000)
 COMMANDS = ("prepare", "predict")
@@ -47,12 +47,13 @@ def write_records(path: str, n: int, seed: int = 0, progress: bool = True) -> st
     """Write :func:`short_records` to ``path`` as JSON Lines (atomically: a killed write leaves no file)."""
     from tqdm.auto import tqdm
 
-    scratch = f"{path}.tmp-{os.getpid()}"
-    with open(scratch, "w", encoding="utf-8") as handle:
-        for record in tqdm(short_records(n, seed), total=n, desc=f"writing {n:,} records", unit=" records",
-                           disable=not progress, mininterval=1.0):
-            handle.write(json.dumps(record) + "\n")
-    os.replace(scratch, path)
+    def write(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8") as handle:
+            for record in tqdm(short_records(n, seed), total=n, desc=f"writing {n:,} records", unit=" records",
+                               disable=not progress, mininterval=1.0):
+                handle.write(json.dumps(record) + "\n")
+
+    replace_atomically(path, write)
     return path
 
 

@@ -24,6 +24,7 @@ import numpy as np
 
 from .builders import is_prepared_dir
 from .cpc import SECTIONS, CpcLabelSpace, class_of, section_of
+from .io_utils import replace_atomically
 
 # (column title, metric key) of the summary table the demo and the docs print.
 SUMMARY_COLUMNS = (
@@ -112,21 +113,9 @@ def _new_figure(width: float, height: float):
     return Figure(figsize=(width, height), dpi=DPI, layout="constrained")
 
 
-def _replace_atomically(path: str, write) -> None:
-    """Call ``write(tmp_path)`` and rename the result to ``path``: readers never see a half-written file."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def save_figure(figure, path: str) -> None:
     """Save ``figure`` as a PNG at ``path`` atomically."""
-    _replace_atomically(path, lambda tmp: figure.savefig(tmp, format="png", dpi=DPI))
+    replace_atomically(path, lambda tmp: figure.savefig(tmp, format="png", dpi=DPI))
 
 
 def _write_text(path: str, text: str) -> None:
@@ -134,7 +123,7 @@ def _write_text(path: str, text: str) -> None:
         with open(tmp, "w", encoding="utf-8") as handle:
             handle.write(text)
 
-    _replace_atomically(path, write)
+    replace_atomically(path, write)
 
 
 def _markdown_table(header: Sequence[str], rows: Iterable[Sequence], align: str = "") -> str:
