@@ -2,7 +2,7 @@
 
 The pieces of ``recipes/pretrain_mlm.py``: its arguments, the tokenization (one document per sequence,
 or documents packed into fixed-length blocks), the masked-LM model (new, or a checkpoint to continue),
-a masking collator whose masks do not depend on what the process did before, and a `Trainer` that
+a masking collator that owns its randomness (masks depend on the batch and the seed only), and a `Trainer` that
 reports perplexity. The output is a stock ``ModernBertForMaskedLM`` checkpoint (config, safetensors,
 tokenizer) that ``recipes/finetune.py`` takes as ``model_name_or_path``.
 """
@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Optional
 
 import numpy as np
 import torch
-from transformers import DataCollatorForLanguageModeling, TrainingArguments
+from transformers import PreTrainedTokenizerBase, TrainingArguments
 
 from .trainer import ResumableTrainer, needs_cpu_process_group
 
@@ -60,26 +60,99 @@ class PretrainTrainingArguments(TrainingArguments):
         super().__post_init__()
 
 
-@dataclass
-class SeededMLMCollator(DataCollatorForLanguageModeling):
-    """`DataCollatorForLanguageModeling` (PyTorch tensors) whose masks are a function of the batch and ``seed``.
+def as_int_list(values) -> list:
+    """A list of ints from a list, numpy array or tensor of token ids or mask values."""
+    return values.tolist() if hasattr(values, "tolist") else list(values)
 
-    The stock collator draws masks from the process's global RNG, whose state at a given batch depends on
-    everything drawn before: a resumed run skips batches without collating them and the dataloader collates
-    one batch ahead, so it would mask differently from the run it continues. Here each batch gets a generator
-    seeded by ``seed`` and its token ids: a resumed run masks exactly like an uninterrupted one, every
-    evaluation masks the evaluation set the same way (eval losses are comparable across steps), and
-    dataloader workers need no seeding. Shuffling still gives a document new masks in every epoch, since
-    its batch changes.
+
+@dataclass
+class SeededMLMCollator:
+    """Pads MLM examples and masks them with randomness of its own: the masks are a function of the batch and ``seed``.
+
+    A stock collator draws masks from a generator whose state at a given batch depends on everything drawn
+    before: a resumed run skips batches without collating them and the dataloader collates one batch ahead,
+    so it would mask differently from the run it continues. Here each batch gets a fresh generator seeded by
+    ``seed`` and the batch's token ids, created and used only in this class: a resumed run masks exactly like
+    an uninterrupted one, every evaluation masks the evaluation set the same way (eval losses are comparable
+    across steps), and dataloader workers need no seeding. Shuffling still gives a document new masks in
+    every epoch, since its batch changes.
+
+    The masking rule is BERT's: each ordinary token is selected with ``mlm_probability``; a selected token
+    becomes ``[MASK]`` with ``mask_replace_prob``, a random token with ``random_replace_prob`` and stays as it
+    is otherwise. Special tokens and padding are never selected. Unselected positions get label -100.
     """
 
-    def torch_call(self, examples):
+    tokenizer: PreTrainedTokenizerBase
+    mlm_probability: float = 0.30
+    mask_replace_prob: float = 0.8
+    random_replace_prob: float = 0.1
+    seed: int = 0
+    pad_to_multiple_of: Optional[int] = None
+
+    def __post_init__(self):
+        if not 0 < self.mlm_probability < 1:
+            raise ValueError(f"mlm_probability must lie between 0 and 1 (exclusive), got {self.mlm_probability}")
+        if self.mask_replace_prob < 0 or self.random_replace_prob < 0 or self.mask_replace_prob + self.random_replace_prob > 1:
+            raise ValueError(
+                f"mask_replace_prob ({self.mask_replace_prob}) and random_replace_prob ({self.random_replace_prob}) "
+                "must be non-negative and add up to at most 1"
+            )
+        if self.tokenizer.mask_token_id is None or self.tokenizer.pad_token_id is None:
+            raise ValueError("MLM needs a tokenizer with a mask token and a pad token")
+
+    def batch_generator(self, examples: Sequence[Sequence[int]]) -> torch.Generator:
+        """A generator seeded by ``seed`` and the token ids of the batch, in order."""
         digest = hashlib.blake2b(str(self.seed).encode(), digest_size=8)
-        for example in examples:
-            ids = example["input_ids"] if isinstance(example, Mapping) else example
+        for ids in examples:
+            ids = ids.tolist() if hasattr(ids, "tolist") else ids
             digest.update(np.asarray(ids, dtype=np.int64).tobytes())
-        self.generator = torch.Generator().manual_seed(int.from_bytes(digest.digest(), "little") & (2**63 - 1))
-        return super().torch_call(examples)
+        return torch.Generator().manual_seed(int.from_bytes(digest.digest(), "little") & (2**63 - 1))
+
+    def pad(self, examples: Sequence[Mapping]) -> dict:
+        """``input_ids``, ``attention_mask`` and ``special_tokens_mask`` padded to one length (padding is special)."""
+        longest = max(len(example["input_ids"]) for example in examples)
+        if self.pad_to_multiple_of:
+            longest = -(-longest // self.pad_to_multiple_of) * self.pad_to_multiple_of
+        left = self.tokenizer.padding_side == "left"
+        special_ids = set(self.tokenizer.all_special_ids)
+        columns = {"input_ids": [], "attention_mask": [], "special_tokens_mask": []}
+        for example in examples:
+            ids = as_int_list(example["input_ids"])
+            attention = as_int_list(example["attention_mask"]) if example.get("attention_mask") is not None else [1] * len(ids)
+            special = (as_int_list(example["special_tokens_mask"]) if example.get("special_tokens_mask") is not None
+                       else [int(token in special_ids) for token in ids])
+            fill = longest - len(ids)
+            for name, values, pad_value in (
+                ("input_ids", ids, self.tokenizer.pad_token_id), ("attention_mask", attention, 0), ("special_tokens_mask", special, 1)
+            ):
+                columns[name].append([pad_value] * fill + values if left else values + [pad_value] * fill)
+        return {name: torch.tensor(rows, dtype=torch.long) for name, rows in columns.items()}
+
+    def mask_tokens(self, input_ids: torch.Tensor, special_tokens_mask: torch.Tensor, generator: torch.Generator):
+        """(masked input ids, labels) by the 80/10/10 rule; ``input_ids`` is left unchanged."""
+        never = special_tokens_mask.bool() | torch.isin(input_ids, torch.tensor(self.tokenizer.all_special_ids))
+        selection_prob = torch.full(input_ids.shape, self.mlm_probability).masked_fill_(never, 0.0)
+        selected = torch.bernoulli(selection_prob, generator=generator).bool()
+        labels = input_ids.masked_fill(~selected, -100)
+        inputs = input_ids.clone()
+        to_mask = torch.bernoulli(torch.full(input_ids.shape, self.mask_replace_prob), generator=generator).bool() & selected
+        inputs[to_mask] = self.tokenizer.mask_token_id
+        remaining = 1.0 - self.mask_replace_prob
+        if self.random_replace_prob > 0 and remaining > 0:
+            # Of the selected tokens not masked, this share is replaced, so that random_replace_prob of all are.
+            share = min(1.0, self.random_replace_prob / remaining)
+            to_replace = torch.bernoulli(torch.full(input_ids.shape, share), generator=generator).bool() & selected & ~to_mask
+            random_ids = torch.randint(len(self.tokenizer), input_ids.shape, dtype=torch.long, generator=generator)
+            inputs[to_replace] = random_ids[to_replace]
+        return inputs, labels
+
+    def __call__(self, examples: Sequence[Mapping]) -> dict:
+        if not examples:
+            raise ValueError("cannot collate an empty batch")
+        batch = self.pad(examples)
+        generator = self.batch_generator([example["input_ids"] for example in examples])
+        batch["input_ids"], batch["labels"] = self.mask_tokens(batch["input_ids"], batch.pop("special_tokens_mask"), generator)
+        return batch
 
 
 def tokenize_for_mlm(dataset, tokenizer, max_length: int, packing: bool = False, num_proc=None, desc: str = "tokenizing"):

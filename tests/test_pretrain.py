@@ -95,6 +95,21 @@ def test_masks_depend_on_the_batch_and_seed_not_on_earlier_batches(encoded, toke
     assert not torch.equal(other_seed["labels"], alone["labels"])
 
 
+def test_collator_pads_to_a_multiple_never_selects_padding_and_refuses_bad_probabilities(encoded, tokenizer):
+    features = [{key: encoded[i][key][:length] for key in ("input_ids", "attention_mask", "special_tokens_mask")}
+                for i, length in enumerate((10, 37, 20, 5, 33, 12))]
+    batch = SeededMLMCollator(tokenizer, mlm_probability=0.9, seed=0, pad_to_multiple_of=16)(features)
+    lengths = [len(f["input_ids"]) for f in features]
+    assert batch["input_ids"].shape == (6, -(-max(lengths) // 16) * 16) == batch["labels"].shape
+    assert batch["attention_mask"].sum(dim=1).tolist() == lengths
+    padding = batch["attention_mask"] == 0
+    assert padding.any() and (batch["labels"][padding] == -100).all()
+    assert (batch["input_ids"][padding] == tokenizer.pad_token_id).all()
+    for bad in ({"mlm_probability": 0.0}, {"mask_replace_prob": 0.8, "random_replace_prob": 0.3}, {"random_replace_prob": -0.1}):
+        with pytest.raises(ValueError):
+            SeededMLMCollator(tokenizer, **bad)
+
+
 def test_packing_fills_blocks_and_loses_no_token(texts, tokenizer):
     from datasets import Dataset
 
