@@ -13,6 +13,44 @@ import sys
 # Exceptions that describe a problem with the user's input rather than a bug in this package.
 USER_ERRORS = (ValueError, KeyError, OSError)
 
+# One example per command, shown at the end of its --help.
+EXAMPLES = {
+    "modernpatent": "modernpatent synth --n 2000 --out data/synthetic && modernpatent stats data/synthetic",
+    "prepare": "modernpatent prepare ../shared/data/patents_us_gpatents_ai.jsonl.gz --out data/gpatents "
+               "--text-fields title,abstract --test-fraction 0.1",
+    "synth": "modernpatent synth --n 50000 --seed 0 --out data/synthetic",
+    "tokenizer": "modernpatent tokenizer --corpus data/synthetic --vocab-size 16000 --out tokenizers/synthetic",
+    "stats": "modernpatent stats data/synthetic --top 30",
+    "report": "modernpatent report --data data/synthetic --runs outputs/demo/finetune --out reports/demo",
+    "predict": "modernpatent predict --model outputs/demo/finetune --input data/synthetic --split test "
+               "--output predictions.jsonl --top-k 5",
+    "experiments": "modernpatent experiments run recipes/experiments/synthetic --out outputs/experiments/synthetic --seeds 3",
+    "experiments run": "modernpatent experiments run recipes/experiments/synthetic --out outputs/experiments/synthetic "
+                       "--seeds 3 --conditions bce,hierarchical",
+    "experiments summarize": "modernpatent experiments summarize outputs/experiments/synthetic",
+    "export-onnx": "modernpatent export-onnx --model outputs/demo/finetune --out outputs/demo/onnx --int8",
+    "bench": "modernpatent bench --models modernbert,bert --paths naive,ours --num-samples 64 --out bench.json",
+    "bench-load": "modernpatent bench-load --rows 100000 --commands prepare,predict",
+}
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the example's layout and appends ``(default: X)`` to options with a value default not already stated."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        shown = action.default not in (None, False, argparse.SUPPRESS) and not isinstance(action.default, list)
+        if shown and "default" not in text and action.option_strings:
+            text += " (default: %(default)s)"
+        return text
+
+
+def command_parser(commands, name: str, *, example_key: str | None = None, **kwargs) -> argparse.ArgumentParser:
+    """A subcommand whose --help shows defaults and ends with its example."""
+    return commands.add_parser(
+        name, formatter_class=HelpFormatter, epilog=f"example:\n  {EXAMPLES[example_key or name]}", **kwargs
+    )
+
 
 def _cmd_prepare(args):
     from .data.prepare import prepare_dataset
@@ -147,12 +185,15 @@ def _cmd_bench_load(args):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="modernpatent", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="modernpatent", description=__doc__.splitlines()[0], formatter_class=HelpFormatter,
+        epilog=f"example:\n  {EXAMPLES['modernpatent']}\n\nEach command has its own --help.",
+    )
     parser.add_argument("--debug", action="store_true", help="show full tracebacks instead of one-line errors")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    prepare = commands.add_parser(
-        "prepare",
+    prepare = command_parser(
+        commands, "prepare",
         help="normalize patent records into Parquet splits + label space loadable with datasets.load_dataset",
         description="Read USPTO-3M (hub id or local Parquet copy), PatentBERT-style TSV or JSON Lines records "
         "and write normalized Parquet splits, label_space.json and stats.json to --out.",
@@ -179,8 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument("--titles", default=None, help="code<TAB>title TSV whose titles go into the label space")
     prepare.set_defaults(func=_cmd_prepare)
 
-    synth = commands.add_parser(
-        "synth", help="generate the embedded synthetic patent corpus",
+    synth = command_parser(
+        commands, "synth", help="generate the embedded synthetic patent corpus",
         description="Write N synthetic patent-like records (USPTO-3M-shaped labels, claim-like texts) as "
         "train/validation/test splits loadable with datasets.load_dataset, plus label_space.json and stats.json.",
     )
@@ -193,7 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--test-fraction", type=float, default=0.1, help="share of records for test")
     synth.set_defaults(func=_cmd_synth)
 
-    tokenizer = commands.add_parser("tokenizer", help="train a patent tokenizer offline (ModernBERT special tokens)")
+    tokenizer = command_parser(commands, "tokenizer", help="train a patent tokenizer offline (ModernBERT special tokens)")
     tokenizer.add_argument("--corpus", required=True,
                            help="dataset directory from `prepare`/`synth` (its train split), a .jsonl/.jsonl.gz/.parquet/.tsv "
                            "file, or a .txt file with one text per line")
@@ -202,13 +243,13 @@ def build_parser() -> argparse.ArgumentParser:
     tokenizer.add_argument("--out", required=True, help="output directory (a PreTrainedTokenizerFast)")
     tokenizer.set_defaults(func=_cmd_tokenizer)
 
-    stats = commands.add_parser("stats", help="print label statistics of a prepared dataset directory")
+    stats = command_parser(commands, "stats", help="print label statistics of a prepared dataset directory")
     stats.add_argument("data", help="directory written by `modernpatent prepare` or `modernpatent synth`")
     stats.add_argument("--top", type=int, default=30, help="size of the head whose share is reported")
     stats.set_defaults(func=_cmd_stats)
 
-    report = commands.add_parser(
-        "report", help="plots and markdown tables of a dataset's labels and/or of training runs",
+    report = command_parser(
+        commands, "report", help="plots and markdown tables of a dataset's labels and/or of training runs",
         description="Write PNG figures and a report.md that embeds them to --out: label statistics and imbalance "
         "plots of --data, and/or evaluation curves, final metrics and per-level precision of --runs (both may be given).",
     )
@@ -226,8 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--out", required=True, help="output directory of the figures and report.md")
     report.set_defaults(func=_cmd_report)
 
-    predict = commands.add_parser(
-        "predict", help="predict the top-k CPC subclasses of every row of a file, resumably, in one or many processes",
+    predict = command_parser(
+        commands, "predict", help="predict the top-k CPC subclasses of every row of a file, resumably, in one or many processes",
         description="Write one JSON Lines row {id, predictions: [{code, score, class, section[, title]}...]} per input "
         "row, in input order. A rerun after an interruption continues where it stopped; under `accelerate launch "
         "--num_processes N` or torchrun the processes share the rows.",
@@ -262,14 +303,14 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--compile", action="store_true", help="torch.compile the model (dynamic shapes)")
     predict.set_defaults(func=_cmd_predict)
 
-    experiments = commands.add_parser(
-        "experiments", help="run a grid of conditions x training seeds and report 95 % confidence intervals",
+    experiments = command_parser(
+        commands, "experiments", help="run a grid of conditions x training seeds and report 95 %% confidence intervals",
         description="A grid directory holds base.yaml (a recipes/finetune.py config) and one YAML of overrides per "
         "condition; see docs/experiments.md.",
     )
     experiment_commands = experiments.add_subparsers(dest="experiments_command", required=True, metavar="ACTION")
-    grid_run = experiment_commands.add_parser(
-        "run", help="train every condition with each seed (finished runs are skipped), then write results.json and summary.md"
+    grid_run = command_parser(
+        experiment_commands, "run", example_key="experiments run", help="train every condition with each seed (finished runs are skipped), then write results.json and summary.md"
     )
     grid_run.add_argument("grid", help="grid directory, e.g. recipes/experiments/synthetic")
     grid_run.add_argument("--out", required=True, help="output directory: shared data and tokenizer, one folder per run, the summary")
@@ -278,12 +319,12 @@ def build_parser() -> argparse.ArgumentParser:
     grid_run.add_argument("--launcher", default=sys.executable,
                           help="command that runs a recipe script, e.g. 'accelerate launch --num_processes 2' (default: this Python)")
     grid_run.set_defaults(func=_cmd_experiments_run)
-    grid_summary = experiment_commands.add_parser("summarize", help="rewrite and print summary.md from OUT/results.json")
+    grid_summary = command_parser(experiment_commands, "summarize", example_key="experiments summarize", help="rewrite and print summary.md from OUT/results.json")
     grid_summary.add_argument("out", help="output directory of `modernpatent experiments run`")
     grid_summary.set_defaults(func=_cmd_experiments_summarize)
 
-    export = commands.add_parser(
-        "export-onnx", help="export a classifier checkpoint to ONNX (dynamic batch and length), optionally int8",
+    export = command_parser(
+        commands, "export-onnx", help="export a classifier checkpoint to ONNX (dynamic batch and length), optionally int8",
         description="Write model.onnx (inputs input_ids, attention_mask; output logits), the tokenizer, config and "
         "label space to --out, and check onnxruntime's logits against torch's (within 1e-4).",
     )
@@ -297,8 +338,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--split", default="test", help="split of --dataset")
     export.set_defaults(func=_cmd_export_onnx)
 
-    bench = commands.add_parser(
-        "bench", help="inference throughput: ModernBERT vs BERT, naive vs length-bucketed, int8, onnxruntime",
+    bench = command_parser(
+        commands, "bench", help="inference throughput: ModernBERT vs BERT, naive vs length-bucketed, int8, onnxruntime",
         description="Time the inference paths (naive, ours, int8, onnx, onnx-int8) on USPTO-3M-like input lengths or "
         "a dataset's texts; print a markdown table of samples/s, tokens/s, useful FLOP/s against the matmul peak "
         "measured in the same run, and speedups. See docs/benchmarks.md.",
@@ -329,8 +370,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--out", default=None, help="also write the results as JSON to this file")
     bench.set_defaults(func=_cmd_bench)
 
-    bench_load = commands.add_parser(
-        "bench-load", help="load benchmark: prepare and predict over 100k and 1M short records, with peak memory",
+    bench_load = command_parser(
+        commands, "bench-load", help="load benchmark: prepare and predict over 100k and 1M short records, with peak memory",
         description="Generate short patent records, run `modernpatent prepare` and `modernpatent predict` on "
         "each size in a child process, and print wall time, rows/s and peak RSS per run (flat memory: the "
         "peaks stay level as the rows grow). See docs/benchmarks.md.",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import typing
 from dataclasses import dataclass, field
@@ -173,8 +174,39 @@ def _coerce(actions, field_types, key, value, source):
     return _typed(action, key, value, source)
 
 
-def parse_recipe_args(dataclass_types: Sequence[type], argv: Optional[List[str]] = None) -> Tuple:
-    """Parse ``--config YAML [--field value ...]`` into instances of ``dataclass_types``."""
+class RecipeHelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults after every field's help, and the recipe's docstring (with its example command) kept as written."""
+
+
+def recipe_help_parser(dataclass_types: Sequence[type], description: Optional[str] = None) -> argparse.ArgumentParser:
+    """The parser whose ``--help`` a recipe prints: ``--config`` first, then every field with its default."""
+    from transformers import HfArgumentParser
+
+    parser = HfArgumentParser(
+        dataclass_types, description=description, formatter_class=RecipeHelpFormatter,
+        usage="%(prog)s [-h] [--config YAML] [--FIELD VALUE ...]",
+    )
+    parser.add_argument(
+        "--config", default=None, metavar="YAML",
+        help="YAML file of field: value pairs for this run (recipes/*/*.yaml); the --field options below override it",
+    )
+    for action in parser._actions:
+        # Field help is plain text ("10 %"), but argparse formats it with %: escape every % not starting %(name)s.
+        if action.help:
+            action.help = re.sub(r"%(?!\()", "%%", action.help)
+    # HfArgumentParser adds the dataclass fields before --config; list --config right after --help, where a
+    # reader looks, in the usage line and in the options.
+    for actions in (parser._actions, parser._optionals._group_actions):
+        actions.insert(1, actions.pop())
+    return parser
+
+
+def parse_recipe_args(dataclass_types: Sequence[type], argv: Optional[List[str]] = None, description: Optional[str] = None) -> Tuple:
+    """Parse ``--config YAML [--field value ...]`` into instances of ``dataclass_types``.
+
+    ``--help`` prints ``description`` (a recipe passes its docstring, which holds its example command),
+    ``--config`` and every field with its help and default, then exits.
+    """
     from transformers import HfArgumentParser
 
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -197,9 +229,10 @@ def parse_recipe_args(dataclass_types: Sequence[type], argv: Optional[List[str]]
         if not isinstance(config, dict):
             raise ValueError(f"{known.config} must hold a mapping of field: value, not a {type(config).__name__}")
 
+    if "-h" in argv or "--help" in argv:
+        recipe_help_parser(dataclass_types, description).print_help()
+        sys.exit(0)
     parser = HfArgumentParser(dataclass_types)
-    if "-h" in rest or "--help" in rest:
-        parser.parse_args_into_dataclasses(["--help"])
     actions = {action.dest: action for action in parser._actions}
     unknown = sorted(set(config) - set(actions))
     if unknown:

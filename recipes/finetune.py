@@ -32,7 +32,7 @@ logger = logging.getLogger("finetune")
 
 
 def main(argv=None):
-    model_args, data_args, training_args = parse_recipe_args((ModelArguments, DataArguments, PatentTrainingArguments), argv)
+    model_args, data_args, training_args = parse_recipe_args((ModelArguments, DataArguments, PatentTrainingArguments), argv, description=__doc__)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO if training_args.should_log else logging.WARNING)
     transformers.utils.logging.set_verbosity(logging.WARNING)
     os.makedirs(training_args.output_dir, exist_ok=True)

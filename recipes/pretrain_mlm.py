@@ -34,7 +34,7 @@ logger = logging.getLogger("pretrain_mlm")
 
 def main(argv=None):
     model_args, data_args, pretrain_args, training_args = parse_recipe_args(
-        (ModelArguments, DataArguments, PretrainArguments, PretrainTrainingArguments), argv
+        (ModelArguments, DataArguments, PretrainArguments, PretrainTrainingArguments), argv, description=__doc__
     )
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO if training_args.should_log else logging.WARNING)
     transformers.utils.logging.set_verbosity(logging.WARNING)
