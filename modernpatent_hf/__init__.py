@@ -1,5 +1,6 @@
 """modernpatent_hf: CPC patent classification with ModernBERT on the Hugging Face stack."""
 
+from .configuration_modernpatent import BertPatentConfig, ModernPatentConfig
 from .cpc import (
     LABEL_SPACE_FILE,
     CpcCodeError,
@@ -10,19 +11,44 @@ from .cpc import (
     parse_cpc_codes,
     section_of,
 )
-from .metrics import F1_AT_K_METRIC, MultilabelMetricsAccumulator, compute_multilabel_metrics, top_k_indices
-from .configuration_modernpatent import BertPatentConfig, ModernPatentConfig
+from .data.synthetic import generate_synthetic_records, write_synthetic_corpus
 from .losses import balanced_class_weights
+from .metrics import F1_AT_K_METRIC, MultilabelMetricsAccumulator, compute_multilabel_metrics, top_k_indices
+from .model_factory import build_patent_classifier
 from .modeling_modernpatent import (
     BertForHierarchicalPatentClassification,
     HierarchicalClassifierOutput,
     ModernBertForHierarchicalPatentClassification,
 )
-from .model_factory import build_patent_classifier
-from .data.synthetic import generate_synthetic_records, write_synthetic_corpus
 from .tokenization import train_patent_tokenizer, train_tokenizer_from_corpus
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "LABEL_SPACE_FILE",
+    "F1_AT_K_METRIC",
+    "BertForHierarchicalPatentClassification",
+    "BertPatentConfig",
+    "CpcCodeError",
+    "CpcLabelSpace",
+    "HierarchicalClassifierOutput",
+    "ModernBertForHierarchicalPatentClassification",
+    "ModernPatentConfig",
+    "MultilabelMetricsAccumulator",
+    "balanced_class_weights",
+    "build_patent_classifier",
+    "class_of",
+    "compute_multilabel_metrics",
+    "generate_synthetic_records",
+    "hierarchical_distance",
+    "normalize_subclass",
+    "parse_cpc_codes",
+    "section_of",
+    "top_k_indices",
+    "train_patent_tokenizer",
+    "train_tokenizer_from_corpus",
+    "write_synthetic_corpus",
+]
 
 
 def _register_auto_classes():

@@ -310,7 +310,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     experiment_commands = experiments.add_subparsers(dest="experiments_command", required=True, metavar="ACTION")
     grid_run = command_parser(
-        experiment_commands, "run", example_key="experiments run", help="train every condition with each seed (finished runs are skipped), then write results.json and summary.md"
+        experiment_commands, "run", example_key="experiments run",
+        help="train every condition with each seed (finished runs are skipped), then write results.json and summary.md",
     )
     grid_run.add_argument("grid", help="grid directory, e.g. recipes/experiments/synthetic")
     grid_run.add_argument("--out", required=True, help="output directory: shared data and tokenizer, one folder per run, the summary")
@@ -319,7 +320,9 @@ def build_parser() -> argparse.ArgumentParser:
     grid_run.add_argument("--launcher", default=sys.executable,
                           help="command that runs a recipe script, e.g. 'accelerate launch --num_processes 2' (default: this Python)")
     grid_run.set_defaults(func=_cmd_experiments_run)
-    grid_summary = command_parser(experiment_commands, "summarize", example_key="experiments summarize", help="rewrite and print summary.md from OUT/results.json")
+    grid_summary = command_parser(
+        experiment_commands, "summarize", example_key="experiments summarize", help="rewrite and print summary.md from OUT/results.json"
+    )
     grid_summary.add_argument("out", help="output directory of `modernpatent experiments run`")
     grid_summary.set_defaults(func=_cmd_experiments_summarize)
 

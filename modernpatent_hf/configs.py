@@ -66,7 +66,9 @@ class ModelArguments:
     attn_implementation: Optional[str] = field(
         default=None, metadata={"help": "'sdpa', 'eager' or 'flash_attention_2' (default: transformers' choice)."}
     )
-    use_lora: bool = field(default=False, metadata={"help": "Train LoRA adapters (peft) instead of the whole encoder; head and classifier are trained in full."})
+    use_lora: bool = field(
+        default=False, metadata={"help": "Train LoRA adapters (peft) instead of the whole encoder; head and classifier are trained in full."}
+    )
     lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
     lora_alpha: int = field(default=32, metadata={"help": "LoRA scaling alpha."})
     lora_dropout: float = field(default=0.05, metadata={"help": "Dropout on the LoRA path."})

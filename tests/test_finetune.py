@@ -10,11 +10,11 @@ import pytest
 from modernpatent_hf.configs import DataArguments, ModelArguments, parse_recipe_args
 from modernpatent_hf.trainer import PatentTrainingArguments
 
-
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ARGUMENT_TYPES = (ModelArguments, DataArguments, PatentTrainingArguments)
 DEMO_YAML = REPO_ROOT / "recipes" / "demo" / "finetune.yaml"
-TINY_MODEL = "{hidden_size: 32, num_hidden_layers: 2, num_attention_heads: 2, intermediate_size: 64, max_position_embeddings: 128, global_attn_every_n_layers: 1}"
+TINY_MODEL = ("{hidden_size: 32, num_hidden_layers: 2, num_attention_heads: 2, intermediate_size: 64, "
+              "max_position_embeddings: 128, global_attn_every_n_layers: 1}")
 
 
 def tiny_run_args(output_dir, *extra):
@@ -134,7 +134,9 @@ def test_training_lowers_the_loss_and_changes_every_parameter(tmp_path):
     from modernpatent_hf.builders import build_classifier, load_or_train_tokenizer, load_patent_splits
     from modernpatent_hf.trainer import PatentTrainer, tokenize_patent_dataset
 
-    model_args, data_args, training_args = parse_recipe_args(ARGUMENT_TYPES, tiny_run_args(tmp_path, "--max_steps", "30", "--learning_rate", "3e-3", "--warmup_steps", "0"))
+    model_args, data_args, training_args = parse_recipe_args(
+        ARGUMENT_TYPES, tiny_run_args(tmp_path, "--max_steps", "30", "--learning_rate", "3e-3", "--warmup_steps", "0")
+    )
     splits, label_space = load_patent_splits(data_args, str(tmp_path))
     tokenizer = load_or_train_tokenizer(model_args, splits["train"]["text"], str(tmp_path))
     model = build_classifier(model_args, tokenizer, label_space)

@@ -7,9 +7,9 @@ import torch
 
 from modernpatent_hf import CpcLabelSpace, ModernPatentConfig
 from modernpatent_hf.losses import (
+    LabelHierarchy,
     balanced_class_weights,
     expected_hierarchical_distance,
-    LabelHierarchy,
     hierarchy_distance_matrix,
     multilabel_bce,
     patent_classification_loss,

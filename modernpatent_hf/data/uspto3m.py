@@ -36,6 +36,7 @@ import datasets
 import numpy as np
 
 from ..cpc import CpcLabelSpace
+from .leakage import count_shared, duplicate_keys, move_shared_texts_to_train
 from .readers import (
     ROW_COUNT_COLUMNS,
     USPTO3M_COLUMNS,
@@ -50,7 +51,6 @@ from .readers import (
     one_line,
     parquet_files,
 )
-from .leakage import count_shared, duplicate_keys, move_shared_texts_to_train
 from .records import SPLIT_ORDER, record_features
 
 logger = logging.getLogger(__name__)
