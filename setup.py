@@ -1,10 +1,11 @@
 """modernpatent-hf: CPC patent classification with ModernBERT on the Hugging Face stack."""
 
-from setuptools import find_packages, setup
+from setuptools import find_namespace_packages, setup
 
-# torch is pinned by the Makefile (`pip install torch==2.13.0`) before this package is installed: a
-# bare torch requirement on a machine without it pulls a multi-GB CUDA build. The range below is
-# what the code needs and what 2.13.0 satisfies, so pip installs nothing more.
+# Compatible ranges for library users. The exact versions that `make demo`, `make test` and CI install
+# are in requirements.lock (`make lock` re-resolves it). torch is installed by the Makefile
+# (`pip install torch==2.13.0`) before this package: a bare torch requirement on a machine without it
+# pulls a multi-GB CUDA build. The range below is what the code needs and what 2.13.0 satisfies.
 INSTALL_REQUIRES = [
     "torch>=2.4,<3",
     "transformers>=5.0,<6",
@@ -27,7 +28,7 @@ INSTALL_REQUIRES = [
 
 EXTRAS = {
     # The tests exercise DeepSpeed ZeRO on CPU and the ONNX export, so dev pulls both in.
-    "dev": ["pytest>=8", "hypothesis>=6.100", "deepspeed>=0.16", "onnx>=1.16", "onnxruntime>=1.18", "psutil>=5.9"],
+    "dev": ["pytest>=8", "hypothesis>=6.100", "deepspeed>=0.16", "onnx>=1.16", "onnxruntime>=1.18", "psutil>=5.9", "ruff>=0.6"],
     "deepspeed": ["deepspeed>=0.16"],
     "onnx": ["onnx>=1.16", "onnxruntime>=1.18"],
 }
@@ -40,7 +41,8 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.10",
-    packages=find_packages(include=["modernpatent_hf", "modernpatent_hf.*"]),
+    # Namespace discovery: metrics_hub/f1_at_k is a folder of data (the evaluate module), not a package with __init__.
+    packages=find_namespace_packages(include=["modernpatent_hf", "modernpatent_hf.*"], exclude=["*.__pycache__"]),
     package_data={"modernpatent_hf": ["metrics_hub/*/*.py", "metrics_hub/*/*.md"]},
     include_package_data=True,
     install_requires=INSTALL_REQUIRES,
