@@ -495,11 +495,11 @@ def summary_markdown(results: Dict, confidence: float = 0.95) -> str:
 def plot_paired_differences(results: Dict, path: str, confidence: float = 0.95, metrics=DIFFERENCE_METRICS):
     """One panel per metric: each condition's paired difference to the reference with its interval (a dot alone
     where one common seed gives no interval), a line at 0. Saved as a PNG at ``path``; returns the figure."""
-    from .reporting import _new_figure, save_figure
+    from .reporting import new_figure, save_figure
 
     chosen = [entry for entry in SUMMARY_METRICS if entry[0] in metrics]
     names = [name for name in results["conditions"] if name != results["reference"]]
-    figure = _new_figure(4.2 * len(chosen), 0.45 * len(names) + 1.8)
+    figure = new_figure(4.2 * len(chosen), 0.45 * len(names) + 1.8)
     axes = figure.subplots(1, len(chosen), sharey=True, squeeze=False)[0]
     per_metric = {key: condition_statistics(results, key, confidence) for key, *_ in chosen}
     for axis, (key, _, title, scale) in zip(axes, chosen):

@@ -53,13 +53,13 @@ import torch
 from .cpc import LABEL_SPACE_FILE, CpcLabelSpace, class_of, section_of
 from .data.readers import (
     DEFAULT_TEXT_FIELDS,
-    _jsonl_fields,
-    _numbered_lines,
-    _refuse_surrogates,
     build_record,
+    jsonl_text_fields,
     normalize_record_id,
+    numbered_lines,
     one_line,
     parquet_files,
+    refuse_surrogates,
 )
 from .data.records import DATA_SUBDIR, SPLIT_ORDER
 from .io_utils import remove_stale_scratch, scratch_path, write_json_atomically
@@ -435,7 +435,7 @@ def _input_rows(input_format: str, files: Sequence[str], fields: Sequence[str], 
 
     for file in files:
         if input_format == "jsonl":
-            for line_number, line in _numbered_lines(file):
+            for line_number, line in numbered_lines(file):
                 if line.strip():
                     yield f"{file}:{line_number}", line
                 else:
@@ -488,11 +488,11 @@ def _id_and_text(where: str, row, fields: Sequence[str], counters: Dict[str, int
         record_id = normalize_record_id(row.get("id"), where)
     except ValueError as error:
         raise _BadRow(str(error)) from None
-    known = _jsonl_fields(row)  # adds first_claim from a claims list, as prepare does
+    known = jsonl_text_fields(row)  # adds first_claim from a claims list, as prepare does
     sources = {name: known[name] if name in known else row[name] for name in fields if name in known or name in row}
     try:
         if line is not None and "\\u" in line:  # only a JSON escape can make an unpaired surrogate
-            _refuse_surrogates(sources, f"record {record_id!r}")
+            refuse_surrogates(sources, f"record {record_id!r}")
         record, _ = build_record(record_id, None, sources, fields, counters=counters)
     except ValueError as error:
         raise _BadRow(f"{where}: {error}", record_id) from None

@@ -107,7 +107,8 @@ def compare_with_baselines(model_metrics: Mapping[str, float], train_split, test
 
 
 # ------------------------------------------------------------------------------ files and figures
-def _new_figure(width: float, height: float):
+def new_figure(width: float, height: float):
+    """A matplotlib Figure of this size (inches) at the reports' DPI, laid out without clipping; no pyplot state."""
     from matplotlib.figure import Figure
 
     return Figure(figsize=(width, height), dpi=DPI, layout="constrained")
@@ -207,7 +208,7 @@ def plot_top_subclasses(stats: Mapping, path: str, top_n: int = 30):
     total = stats["label_occurrences"]
     codes = [code for code, _ in top]
     shares = [100 * n / total for _, n in top]
-    figure = _new_figure(11, 4.8)
+    figure = new_figure(11, 4.8)
     axes = figure.subplots()
     axes.bar(range(len(codes)), shares, color="C0")
     axes.set_xticks(range(len(codes)), codes, rotation=60, ha="right", rotation_mode="anchor", fontsize=9, family="monospace")
@@ -231,7 +232,7 @@ def plot_rank_frequency(counts: Mapping[str, int], path: str) -> Tuple[object, f
     frequencies = np.sort(np.fromiter(counts.values(), dtype=np.float64))[::-1]
     slope, intercept = fit_power_law(frequencies)
     ranks = np.arange(1, len(frequencies) + 1)
-    figure = _new_figure(7.5, 5)
+    figure = new_figure(7.5, 5)
     axes = figure.subplots()
     axes.loglog(ranks, frequencies, "o", markersize=3.5, alpha=0.7, color="C0", label=f"{len(ranks)} subclasses")
     axes.loglog(ranks, 10 ** intercept * ranks ** slope, "-", color="C3", linewidth=1.5,
@@ -414,7 +415,7 @@ def plot_metric_curves(runs: Sequence[TrainingRun], path: str, metrics=CURVE_MET
     """
     from matplotlib.ticker import MaxNLocator
 
-    figure = _new_figure(11, 7.5)
+    figure = new_figure(11, 7.5)
     grid = figure.subplots(2, (len(metrics) + 1) // 2, squeeze=False).ravel()
     for axes, (title, key) in zip(grid, metrics):
         for index, run in enumerate(runs):
@@ -448,7 +449,7 @@ def plot_level_precision(runs: Sequence[TrainingRun], path: str):
     and returns the figure.
     """
     split, prefix = _final_split(runs)
-    figure = _new_figure(max(6.5, 2.2 + 1.2 * len(runs) * len(LEVEL_PRECISION) / 2), 4.8)
+    figure = new_figure(max(6.5, 2.2 + 1.2 * len(runs) * len(LEVEL_PRECISION) / 2), 4.8)
     axes = figure.subplots()
     width = 0.8 / len(runs)
     for index, run in enumerate(runs):
@@ -560,7 +561,7 @@ def plot_per_label_f1(per_label_by_run: Mapping[str, Mapping], path: str, bins: 
     """
     from matplotlib.ticker import LogFormatter
 
-    figure = _new_figure(8.5, 5.2)
+    figure = new_figure(8.5, 5.2)
     axes = figure.subplots()
     for index, (name, per_label) in enumerate(per_label_by_run.items()):
         present = (per_label["support"] > 0) & (per_label["train_counts"] > 0)

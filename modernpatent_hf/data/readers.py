@@ -350,7 +350,7 @@ def _iter_uspto3m(batches: Iterable[Mapping[str, list]], on_invalid_code, counte
 
 
 # ------------------------------------------------------------------------------ text files
-def _numbered_lines(path: str) -> Iterator[Tuple[int, str]]:
+def numbered_lines(path: str) -> Iterator[Tuple[int, str]]:
     """``(line number, line)`` of a UTF-8 text file, gzip-compressed when it ends in ``.gz``.
 
     Lines end at ``\\n`` only (a stray carriage return inside a claim stays in the claim); a UTF-8
@@ -376,7 +376,7 @@ def _numbered_lines(path: str) -> Iterator[Tuple[int, str]]:
 
 
 def _iter_tsv(path: str, on_invalid_code, counters) -> Iterator[dict]:
-    for line_number, line in _numbered_lines(path):
+    for line_number, line in numbered_lines(path):
         line = line.rstrip("\r\n")
         if not line.strip():
             continue
@@ -401,7 +401,7 @@ def _iter_tsv(path: str, on_invalid_code, counters) -> Iterator[dict]:
             yield record
 
 
-def _jsonl_fields(row: Mapping) -> Dict[str, object]:
+def jsonl_text_fields(row: Mapping) -> Dict[str, object]:
     """The text fields a JSON Lines record has; ``first_claim`` falls back to the first item of a claims list."""
     fields = {field: row[field] for field in ("title", "abstract", "claims", "first_claim") if field in row}
     if "first_claim" not in fields and isinstance(row.get("claims"), list) and row["claims"]:
@@ -409,7 +409,8 @@ def _jsonl_fields(row: Mapping) -> Dict[str, object]:
     return fields
 
 
-def _refuse_surrogates(fields: Mapping[str, object], where: str) -> None:
+def refuse_surrogates(fields: Mapping[str, object], where: str) -> None:
+    """Stop with one line naming ``where`` and the field when a text holds an unpaired surrogate (not UTF-8)."""
     for field, value in fields.items():
         for item in value if isinstance(value, list) else [value]:
             if isinstance(item, str):
@@ -423,7 +424,7 @@ def _refuse_surrogates(fields: Mapping[str, object], where: str) -> None:
 
 
 def _iter_jsonl(path: str, text_fields, on_invalid_code, counters) -> Iterator[dict]:
-    for line_number, line in _numbered_lines(path):
+    for line_number, line in numbered_lines(path):
         if not line.strip():
             continue
         try:
@@ -440,14 +441,14 @@ def _iter_jsonl(path: str, text_fields, on_invalid_code, counters) -> Iterator[d
                 f"{path}:{line_number}: record {record_id!r} has no 'cpc' field (a list of CPC codes); "
                 f"its keys: {', '.join(map(str, row))}"
             )
-        fields = _jsonl_fields(row)
+        fields = jsonl_text_fields(row)
         if not fields:
             raise ValueError(
                 f"{path}:{line_number}: record {record_id!r} has none of the text fields {', '.join(TEXT_FIELDS)}; "
                 f"its keys: {', '.join(map(str, row))}"
             )
         if "\\u" in line:  # only a JSON escape can make an unpaired surrogate, which is not text
-            _refuse_surrogates(fields, f"{path}:{line_number}: record {record_id!r}")
+            refuse_surrogates(fields, f"{path}:{line_number}: record {record_id!r}")
         count(counters, "records_read")
         record, n_invalid = build_record(
             record_id, row["cpc"], fields, text_fields, date=row.get("date"),
