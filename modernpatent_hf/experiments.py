@@ -9,7 +9,7 @@ A grid is a directory (``recipes/experiments/<grid>/``) of YAML files:
   MLM pretraining with ``recipes/pretrain_mlm.py`` first, once per seed, whose output checkpoint
   becomes the condition's ``model_name_or_path``).
 
-:func:`run_grid` runs every (condition, seed) as its own ``recipes/finetune.py`` subprocess under
+:func:`run_grid` runs every (condition, seed) as its own ``modernpatent_hf/scripts/finetune.py`` subprocess under
 ``OUT/runs/<condition>/seed-<seed>/`` (a normal, resumable recipe run with its ``recipe.yaml`` and
 ``log.txt``; runs whose ``all_results.json`` exists are skipped, so an interrupted grid resumes).
 Only the training ``seed`` varies between the runs of a condition: the data is prepared once into
@@ -38,8 +38,11 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import yaml
 
-RECIPES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "recipes")
-"""The repository's ``recipes/`` folder, where ``finetune.py`` and ``pretrain_mlm.py`` live."""
+from . import scripts
+
+SCRIPTS_DIR = os.path.dirname(os.path.abspath(scripts.__file__))
+"""The package's training scripts (``finetune.py``, ``pretrain_mlm.py``): installed with it, so a non-editable
+install runs grids too."""
 
 RESULTS_FILE = "results.json"
 SUMMARY_FILE = "summary.md"
@@ -273,7 +276,7 @@ def pretrain_dir(out_dir: str, condition: str, seed: int) -> str:
 
 
 def _run_pretraining(condition: Condition, seed: int, finetune_config: Dict, shared_fields: Dict, directory: str,
-                     launcher: Sequence[str], recipes_dir: str) -> None:
+                     launcher: Sequence[str], scripts_dir: str) -> None:
     """Run the condition's MLM pretraining for ``seed`` into ``directory`` unless it has finished already.
 
     The pretraining reads the grid's data and tokenizer, and takes the encoder shape, training records
@@ -290,7 +293,7 @@ def _run_pretraining(condition: Condition, seed: int, finetune_config: Dict, sha
     config_path = os.path.join(directory, RUN_CONFIG_FILE)
     _write_run_config(config_path, config)
     if not os.path.isfile(os.path.join(directory, COMPLETION_FILE)):
-        _launch([*launcher, os.path.join(recipes_dir, "pretrain_mlm.py"), "--config", config_path],
+        _launch([*launcher, os.path.join(scripts_dir, "pretrain_mlm.py"), "--config", config_path],
                 directory, f"pretraining of {condition.name} seed {seed}")
 
 
@@ -300,11 +303,11 @@ def _format_seconds(seconds: float) -> str:
 
 
 def run_grid(grid_dir: str, out_dir: str, seeds: Sequence[int] = (0, 1, 2), conditions: Optional[Sequence[str]] = None,
-             launcher: Sequence[str] = (sys.executable,), recipes_dir: str = RECIPES_DIR) -> Dict:
+             launcher: Sequence[str] = (sys.executable,), scripts_dir: str = SCRIPTS_DIR) -> Dict:
     """Train every (condition, seed) of the grid, then write ``results.json`` and ``summary.md`` to ``out_dir``.
 
     ``launcher`` is the command that runs a recipe script (e.g. ``["accelerate", "launch"]``);
-    ``recipes_dir`` holds ``finetune.py`` and ``pretrain_mlm.py``. Runs go seed by seed (every
+    ``scripts_dir`` holds ``finetune.py`` and ``pretrain_mlm.py`` (default: the package's). Runs go seed by seed (every
     condition of seed 0, then of seed 1, ...) so an interrupted grid already has complete pairs;
     finished runs are skipped. Returns the results (see :func:`collect_results`).
     """
@@ -346,8 +349,8 @@ def run_grid(grid_dir: str, out_dir: str, seeds: Sequence[int] = (0, 1, 2), cond
         progress.set_postfix_str(f"{name} seed {seed}, log: {os.path.join(directory, 'log.txt')}")
         run_started = time.perf_counter()
         if condition.pretrain is not None:
-            _run_pretraining(condition, seed, config, shared["fields"], config["model_name_or_path"], launcher, recipes_dir)
-        _launch([*launcher, os.path.join(recipes_dir, "finetune.py"), "--config", config_path], directory, f"run {name} seed {seed}")
+            _run_pretraining(condition, seed, config, shared["fields"], config["model_name_or_path"], launcher, scripts_dir)
+        _launch([*launcher, os.path.join(scripts_dir, "finetune.py"), "--config", config_path], directory, f"run {name} seed {seed}")
         with open(os.path.join(directory, COMPLETION_FILE), encoding="utf-8") as handle:
             f1 = json.load(handle).get("test_f1@1", math.nan)
         progress.write(f"{label}: done in {time.perf_counter() - run_started:.0f} s, test F1@1 {100 * f1:.2f} % "

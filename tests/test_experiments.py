@@ -169,7 +169,7 @@ def fake_grid(tmp_path_factory):
         "pre": {"pretrain": {"config": str(root / "pretrain.yaml"), "mlm_probability": 0.2, "model_config": {"sparse_prediction": True}}},
     })
     out = root / "out"
-    results = run_grid(str(grid), str(out), seeds=(0, 1), recipes_dir=str(recipes))
+    results = run_grid(str(grid), str(out), seeds=(0, 1), scripts_dir=str(recipes))
     return {"grid": grid, "out": out, "calls": recipes / "calls.jsonl", "recipes": recipes, "results": results}
 
 
@@ -231,7 +231,7 @@ def test_the_summary_embeds_a_plot_of_the_paired_differences(fake_grid):
 
 def test_rerun_skips_finished_runs_and_refuses_changed_settings(fake_grid, capsys):
     before = read_calls(fake_grid["calls"])
-    results = run_grid(str(fake_grid["grid"]), str(fake_grid["out"]), seeds=(0, 1), recipes_dir=str(fake_grid["recipes"]))
+    results = run_grid(str(fake_grid["grid"]), str(fake_grid["out"]), seeds=(0, 1), scripts_dir=str(fake_grid["recipes"]))
     assert read_calls(fake_grid["calls"]) == before
     printed = capsys.readouterr()
     assert "[1/6] bce seed 0: finished earlier, skipped" in printed.out + printed.err
@@ -240,12 +240,12 @@ def test_rerun_skips_finished_runs_and_refuses_changed_settings(fake_grid, capsy
     changed = fake_grid["out"].parent / "changed"
     write_grid(changed, {"bce": {"reference": True, "learning_rate": 0.1}})
     with pytest.raises(ValueError, match="recipe.yaml holds other settings"):
-        run_grid(str(changed), str(fake_grid["out"]), seeds=(0,), recipes_dir=str(fake_grid["recipes"]))
+        run_grid(str(changed), str(fake_grid["out"]), seeds=(0,), scripts_dir=str(fake_grid["recipes"]))
     # Other data settings: the prepared data and tokenizer in the output directory must not be reused.
     other_data = write_grid(fake_grid["out"].parent / "other-data", {"bce": {"reference": True}},
                             base={**TINY_BASE, "synthetic_num_records": 250})
     with pytest.raises(ValueError, match="shared_inputs.yaml holds other settings"):
-        run_grid(str(other_data), str(fake_grid["out"]), seeds=(0,), recipes_dir=str(fake_grid["recipes"]))
+        run_grid(str(other_data), str(fake_grid["out"]), seeds=(0,), scripts_dir=str(fake_grid["recipes"]))
 
 
 def test_cli_summarize_and_its_errors(fake_grid, tmp_path, capsys):

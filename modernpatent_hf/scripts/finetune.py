@@ -1,0 +1,110 @@
+"""Fine-tune ModernBERT (or BERT) for CPC subclass classification.
+
+    accelerate launch -m modernpatent_hf.scripts.finetune --config recipes/demo/finetune.yaml [--field value ...]
+    accelerate launch recipes/finetune.py --config recipes/demo/finetune.yaml      # the same, from a clone
+
+One YAML per run (recipes/*/finetune*.yaml); command-line values override it. The output directory
+ends with a loadable checkpoint (config with auto_map, safetensors weights, tokenizer, label space,
+model card) and the evaluation metrics as JSON. A run relaunched with the same command resumes from
+the last checkpoint in its output directory.
+"""
+
+import logging
+import os
+import sys
+
+import transformers
+
+from modernpatent_hf.builders import build_classifier, load_or_train_tokenizer, load_patent_splits
+from modernpatent_hf.configs import DataArguments, ModelArguments, dump_recipe_args, parse_recipe_args
+from modernpatent_hf.data.records import format_label_statistics, label_statistics
+from modernpatent_hf.losses import balanced_class_weights
+from modernpatent_hf.reporting import compare_with_baselines
+from modernpatent_hf.trainer import (
+    PatentTrainer,
+    PatentTrainingArguments,
+    last_complete_checkpoint,
+    parameter_checksum,
+    save_metrics_json,
+    tokenize_patent_dataset,
+)
+
+logger = logging.getLogger("finetune")
+
+
+def main(argv=None):
+    model_args, data_args, training_args = parse_recipe_args((ModelArguments, DataArguments, PatentTrainingArguments), argv, description=__doc__)
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO if training_args.should_log else logging.WARNING)
+    transformers.utils.logging.set_verbosity(logging.WARNING)
+    os.makedirs(training_args.output_dir, exist_ok=True)
+    # Before anything random: a new model's initial weights must be the same in every run with this seed.
+    transformers.set_seed(training_args.seed)
+
+    splits, label_space = load_patent_splits(data_args, training_args.output_dir, training_args)
+    logger.info("data: %s; %r", {name: len(rows) for name, rows in splits.items()}, label_space)
+    logger.info("\n%s", format_label_statistics(label_statistics(splits["train"]["labels"]), title="Label statistics of the training split"))
+    tokenizer = load_or_train_tokenizer(model_args, splits["train"]["text"], training_args.output_dir, training_args)
+
+    class_weights = None
+    if model_args.class_weighting == "balanced":
+        counts = label_space.encode_batch(splits["train"]["labels"]).sum(axis=0)
+        class_weights = balanced_class_weights(counts, cap=model_args.class_weight_cap)
+    model = build_classifier(model_args, tokenizer, label_space, class_weights)
+
+    with training_args.main_process_first(desc="tokenizing"):
+        tokenized = {}
+        for name, rows in splits.items():
+            tokenized[name], left_out = tokenize_patent_dataset(
+                rows, tokenizer, label_space, data_args.max_length, data_args.preprocessing_num_workers, desc=f"tokenizing {name}"
+            )
+            if left_out:
+                logger.warning("%s: %d label occurrences are outside the %d-label space and are not targets", name, left_out, len(label_space))
+
+    trainer = PatentTrainer(
+        model=model, args=training_args, label_space=label_space, processing_class=tokenizer,
+        train_dataset=tokenized["train"], eval_dataset=tokenized.get("validation"),
+    )
+    deepspeed = f", DeepSpeed ZeRO stage {trainer.accelerator.state.deepspeed_plugin.zero_stage}" if trainer.is_deepspeed_enabled else ""
+    logger.info("training on %d process(es), %s%s", training_args.world_size, trainer.accelerator.device.type, deepspeed)
+    last_checkpoint = last_complete_checkpoint(training_args.output_dir)
+    if last_checkpoint:
+        logger.info("resuming from %s", last_checkpoint)
+    if training_args.should_save:
+        dump_recipe_args(os.path.join(training_args.output_dir, "run_config.json"), model_args, data_args, training_args)
+
+    train_result = trainer.train(resume_from_checkpoint=last_checkpoint)
+    if training_args.world_size > 1:
+        # Printed by every rank: data-parallel replicas must end with the same weights.
+        print(f"rank {training_args.process_index} of {training_args.world_size}: "
+              f"parameter sha256 {parameter_checksum(trainer.accelerator.unwrap_model(trainer.model))}", flush=True)
+    metrics = {f"train_{k}" if not k.startswith("train_") else k: v for k, v in train_result.metrics.items()}
+    for name, prefix in (("validation", "eval"), ("test", "test")):
+        if name in tokenized and len(tokenized[name]):
+            metrics.update(trainer.evaluate(tokenized[name], metric_key_prefix=prefix))
+
+    if model_args.use_lora:
+        # A merged model is a plain checkpoint: loadable without peft, by AutoModel and remote code.
+        trainer.model = trainer.model.merge_and_unload()
+    trainer.save_model(training_args.output_dir)
+    trainer.save_state()
+    if training_args.should_save:
+        save_metrics_json(os.path.join(training_args.output_dir, "all_results.json"), metrics)
+
+    if data_args.compare_baselines and "test" in splits and len(splits["test"]) and training_args.should_save:
+        print(compare_with_baselines(metrics, splits["train"], splits["test"], label_space, training_args.top_k))
+    if training_args.push_to_hub:
+        trainer.push_to_hub()
+    return metrics
+
+
+def cli(argv=None) -> None:
+    """Run :func:`main`; a problem with the user's configuration or data ends the process with one line and status 2."""
+    try:
+        main(argv)
+    except (ValueError, OSError) as error:
+        print(f"finetune: error: {error}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    cli()
