@@ -1,6 +1,6 @@
 """Recipe configuration: one YAML per run, overridable from the command line, parsed into dataclasses.
 
-``recipes/*.py`` call :func:`parse_recipe_args` with their dataclasses. Every key of the YAML and every
+The training scripts (``modernpatent_hf/scripts/``) parse their dataclasses with :class:`RecipeArgumentParser`. Every key of the YAML and every
 ``--key value`` on the command line must be a field of one of them (unknown keys are an error that names
 them); command-line values win over the YAML. Values are typed by the same argparse machinery that
 ``transformers.HfArgumentParser`` builds from the dataclasses, so ``--learning_rate 8e-5`` and a YAML
@@ -14,10 +14,11 @@ import os
 import re
 import sys
 import typing
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import List, Optional, Sequence, Tuple
 
 import yaml
+from transformers import HfArgumentParser
 from transformers.hf_argparser import string_to_bool
 
 from .io_utils import write_json_atomically
@@ -180,81 +181,85 @@ class RecipeHelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDe
     """Defaults after every field's help, and the recipe's docstring (with its example command) kept as written."""
 
 
-def recipe_help_parser(dataclass_types: Sequence[type], description: Optional[str] = None) -> argparse.ArgumentParser:
-    """The parser whose ``--help`` a recipe prints: ``--config`` first, then every field with its default."""
-    from transformers import HfArgumentParser
+def read_recipe_yaml(path: str) -> dict:
+    """The ``field: value`` mapping of a recipe YAML; a missing file, bad syntax or a non-mapping is one clear error."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"config file {path!r} does not exist")
+    with open(path, encoding="utf-8") as handle:
+        try:
+            config = yaml.safe_load(handle) or {}
+        except yaml.YAMLError as error:
+            mark = getattr(error, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+            raise ValueError(f"{path} is not valid YAML ({problem}{where}); fix the syntax") from None
+    if not isinstance(config, dict):
+        raise ValueError(f"{path} must hold a mapping of field: value, not a {type(config).__name__}")
+    return config
 
-    parser = HfArgumentParser(
-        dataclass_types, description=description, formatter_class=RecipeHelpFormatter,
-        usage="%(prog)s [-h] [--config YAML] [--FIELD VALUE ...]",
-    )
-    parser.add_argument(
-        "--config", default=None, metavar="YAML",
-        help="YAML file of field: value pairs for this run (recipes/*/*.yaml); the --field options below override it",
-    )
-    for action in parser._actions:
-        # Field help is plain text ("10 %"), but argparse formats it with %: escape every % not starting %(name)s.
-        if action.help:
-            action.help = re.sub(r"%(?!\()", "%%", action.help)
-    # HfArgumentParser adds the dataclass fields before --config; list --config right after --help, where a
-    # reader looks, in the usage line and in the options.
-    for actions in (parser._actions, parser._optionals._group_actions):
-        actions.insert(1, actions.pop())
-    return parser
+
+class RecipeArgumentParser(HfArgumentParser):
+    """`HfArgumentParser` for one recipe run: ``--config YAML`` plus ``--field value`` overrides.
+
+    Every key of the YAML and every option must be a field of one of the dataclasses (unknown keys are an
+    error that names them); command-line values win over the YAML. YAML values get the types argparse
+    gives the command line, so ``learning_rate: 8e-5`` (a string to YAML) becomes a float. ``--help`` prints
+    ``description`` (a recipe passes its docstring, which holds its example command), ``--config`` and
+    every field with its help and default.
+    """
+
+    def __init__(self, dataclass_types: Sequence[type], description: Optional[str] = None):
+        super().__init__(
+            dataclass_types, description=description, formatter_class=RecipeHelpFormatter,
+            usage="%(prog)s [-h] [--config YAML] [--FIELD VALUE ...]",
+        )
+        self.add_argument(
+            "--config", default=None, metavar="YAML",
+            help="YAML file of field: value pairs for this run (recipes/*/*.yaml); the --field options below override it",
+        )
+        for action in self._actions:
+            # Field help is plain text ("10 %"), but argparse formats it with %: escape every % not starting %(name)s.
+            if action.help:
+                action.help = re.sub(r"%(?!\()", "%%", action.help)
+        # HfArgumentParser adds the dataclass fields before --config; list --config right after --help, where a
+        # reader looks, in the usage line and in the options.
+        for actions in (self._actions, self._optionals._group_actions):
+            actions.insert(1, actions.pop())
+
+    def parse_recipe(self, argv: Optional[List[str]] = None) -> Tuple:
+        """Instances of the dataclasses from ``argv`` (default ``sys.argv[1:]``); ``--help`` prints and exits."""
+        argv = list(sys.argv[1:] if argv is None else argv)
+        if "-h" in argv or "--help" in argv:
+            self.print_help()
+            sys.exit(0)
+        front = argparse.ArgumentParser(add_help=False)
+        front.add_argument("--config", default=None)
+        known, rest = front.parse_known_args(argv)
+        config = read_recipe_yaml(known.config) if known.config is not None else {}
+
+        actions = {action.dest: action for action in self._actions if action.dest not in ("help", "config")}
+        unknown = sorted(set(config) - set(actions))
+        if unknown:
+            raise ValueError(f"unknown key(s) in {known.config}: {', '.join(unknown)} (see --help for the fields)")
+        try:
+            overrides, leftover = _typed_override_parser(HfArgumentParser(self.dataclass_types, exit_on_error=False)).parse_known_args(rest)
+        except argparse.ArgumentError as error:
+            raise ValueError(f"{error}; see --help for the fields") from None
+        if leftover:
+            raise ValueError(f"unknown command-line argument(s): {' '.join(leftover)} (see --help for the fields)")
+        field_types = _field_types(self.dataclass_types)
+        merged = {key: _coerce(actions, field_types, key, value, known.config) for key, value in config.items()}
+        merged.update(vars(overrides))
+        return self.parse_dict(merged, allow_extra_keys=False)
 
 
 def parse_recipe_args(dataclass_types: Sequence[type], argv: Optional[List[str]] = None, description: Optional[str] = None) -> Tuple:
-    """Parse ``--config YAML [--field value ...]`` into instances of ``dataclass_types``.
-
-    ``--help`` prints ``description`` (a recipe passes its docstring, which holds its example command),
-    ``--config`` and every field with its help and default, then exits.
-    """
-    from transformers import HfArgumentParser
-
-    argv = list(sys.argv[1:] if argv is None else argv)
-    front = argparse.ArgumentParser(add_help=False)
-    front.add_argument("--config", default=None)
-    known, rest = front.parse_known_args(argv)
-
-    config = {}
-    if known.config is not None:
-        if not os.path.isfile(known.config):
-            raise FileNotFoundError(f"config file {known.config!r} does not exist")
-        with open(known.config, encoding="utf-8") as handle:
-            try:
-                config = yaml.safe_load(handle) or {}
-            except yaml.YAMLError as error:
-                mark = getattr(error, "problem_mark", None)
-                where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-                problem = getattr(error, "problem", None) or str(error).splitlines()[0]
-                raise ValueError(f"{known.config} is not valid YAML ({problem}{where}); fix the syntax") from None
-        if not isinstance(config, dict):
-            raise ValueError(f"{known.config} must hold a mapping of field: value, not a {type(config).__name__}")
-
-    if "-h" in argv or "--help" in argv:
-        recipe_help_parser(dataclass_types, description).print_help()
-        sys.exit(0)
-    parser = HfArgumentParser(dataclass_types)
-    actions = {action.dest: action for action in parser._actions}
-    unknown = sorted(set(config) - set(actions))
-    if unknown:
-        raise ValueError(f"unknown key(s) in {known.config}: {', '.join(unknown)} (see --help for the fields)")
-    try:
-        overrides, leftover = _typed_override_parser(HfArgumentParser(dataclass_types, exit_on_error=False)).parse_known_args(rest)
-    except argparse.ArgumentError as error:
-        raise ValueError(f"{error}; see --help for the fields") from None
-    if leftover:
-        raise ValueError(f"unknown command-line argument(s): {' '.join(leftover)} (see --help for the fields)")
-    field_types = _field_types(dataclass_types)
-    merged = {key: _coerce(actions, field_types, key, value, known.config) for key, value in config.items()}
-    merged.update(vars(overrides))
-    return parser.parse_dict(merged, allow_extra_keys=False)
+    """``RecipeArgumentParser(dataclass_types, description).parse_recipe(argv)``: what the scripts and grids call."""
+    return RecipeArgumentParser(dataclass_types, description).parse_recipe(argv)
 
 
 def dump_recipe_args(path: str, *instances) -> None:
     """Write the resolved configuration of a run (all dataclasses, JSON) so that it can be reproduced."""
-    from dataclasses import asdict
-
     resolved = {}
     for instance in instances:
         values = instance.to_dict() if hasattr(instance, "to_dict") else asdict(instance)
