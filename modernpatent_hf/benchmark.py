@@ -37,6 +37,8 @@ from typing import Callable, Dict, List, Optional, Sequence
 import numpy as np
 import torch
 
+from .cpc import CpcLabelSpace
+from .data.synthetic import synthetic_world
 from .export import (
     INT8_ONNX_FILE,
     OnnxPatentClassifier,
@@ -53,6 +55,9 @@ from .inference import (
     PatentClassifier,
     length_bucketed_batches,
 )
+from .io_utils import write_json_atomically
+from .model_factory import build_patent_classifier
+from .tokenization import train_patent_tokenizer
 
 # First-claim token lengths of USPTO-3M with the ModernBERT tokenizer (DESIGN.md section 4).
 USPTO3M_CLAIM_TOKENS = {"mean": 186, "median": 161, "p99": 575}
@@ -192,11 +197,6 @@ def save_random_classifier(architecture: str, out_dir: str, tiny: bool = False) 
     """Save a randomly initialized ``"modernbert"`` or ``"bert"`` classifier of the standard shape (base; ``tiny``:
     :data:`TINY_CONFIGS`) to ``out_dir``, with a small BPE tokenizer and the synthetic world's 665 subclasses."""
     from transformers import BertConfig, ModernBertConfig
-
-    from .cpc import CpcLabelSpace
-    from .data.synthetic import synthetic_world
-    from .model_factory import build_patent_classifier
-    from .tokenization import train_patent_tokenizer
 
     tokenizer = train_patent_tokenizer(generated_claims(200), vocab_size=RANDOM_MODEL_VOCAB)
     shape = dict(TINY_CONFIGS[architecture], vocab_size=RANDOM_MODEL_VOCAB) if tiny else {}
@@ -480,7 +480,5 @@ def format_results(results: Dict) -> str:
 
 def save_results(results: Dict, path: str) -> None:
     """Write the results as JSON (atomically), creating the parent directory."""
-    from .io_utils import write_json_atomically
-
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     write_json_atomically(path, results)

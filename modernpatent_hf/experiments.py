@@ -39,6 +39,10 @@ import numpy as np
 import yaml
 
 from . import scripts
+from .builders import DATA_SUBDIR, TOKENIZER_SUBDIR, is_prepared_dir, load_or_train_tokenizer, load_patent_splits
+from .configs import DataArguments, ModelArguments, parse_recipe_args
+from .reporting import baseline_metrics, new_figure, save_figure
+from .trainer import PatentTrainingArguments
 
 SCRIPTS_DIR = os.path.dirname(os.path.abspath(scripts.__file__))
 """The package's training scripts (``finetune.py``, ``pretrain_mlm.py``): installed with it, so a non-editable
@@ -205,9 +209,6 @@ def run_dir(out_dir: str, condition: str, seed: int) -> str:
 
 def _parse_finetune_config(config: Dict):
     """Parse a finetune config as the recipe will (unknown fields fail here, before hours of runs)."""
-    from .configs import DataArguments, ModelArguments, parse_recipe_args
-    from .trainer import PatentTrainingArguments
-
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as handle:
         yaml.safe_dump(config, handle)
     try:
@@ -223,8 +224,6 @@ def prepare_shared_inputs(grid: Grid, out_dir: str) -> Dict:
     dataset directory (the source itself when it is one already, else ``out_dir/data``) and, when
     ``base.yaml`` trains a tokenizer, the one trained into ``out_dir/tokenizer``.
     """
-    from .builders import DATA_SUBDIR, TOKENIZER_SUBDIR, is_prepared_dir, load_or_train_tokenizer, load_patent_splits
-
     # Data and tokenizer prepared earlier into out_dir are reused only if they were made by these settings.
     _write_run_config(os.path.join(out_dir, SHARED_INPUTS_FILE), {key: grid.base[key] for key in SHARED_FIELDS if key in grid.base})
     model_args, data_args, _ = _parse_finetune_config({**grid.base, "output_dir": out_dir})
@@ -366,8 +365,6 @@ def run_grid(grid_dir: str, out_dir: str, seeds: Sequence[int] = (0, 1, 2), cond
 
 def _baseline_metrics(out_dir: str, shared: Dict) -> Dict[str, Dict[str, float]]:
     """Most-frequent-label and TF-IDF metrics on the grid's test split, computed once and cached."""
-    from .reporting import baseline_metrics
-
     path = os.path.join(out_dir, BASELINES_FILE)
     if os.path.isfile(path):
         with open(path, encoding="utf-8") as handle:
@@ -498,8 +495,6 @@ def summary_markdown(results: Dict, confidence: float = 0.95) -> str:
 def plot_paired_differences(results: Dict, path: str, confidence: float = 0.95, metrics=DIFFERENCE_METRICS):
     """One panel per metric: each condition's paired difference to the reference with its interval (a dot alone
     where one common seed gives no interval), a line at 0. Saved as a PNG at ``path``; returns the figure."""
-    from .reporting import new_figure, save_figure
-
     chosen = [entry for entry in SUMMARY_METRICS if entry[0] in metrics]
     names = [name for name in results["conditions"] if name != results["reference"]]
     figure = new_figure(4.2 * len(chosen), 0.45 * len(names) + 1.8)

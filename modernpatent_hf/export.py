@@ -26,6 +26,8 @@ import numpy as np
 import torch
 
 from .cpc import LABEL_SPACE_FILE, CpcLabelSpace
+from .data.records import load_dataset_dir
+from .data.synthetic import generate_synthetic_records
 from .inference import (
     DEFAULT_MAX_BATCH_SIZE,
     DEFAULT_MAX_BATCH_TOKENS,
@@ -72,15 +74,11 @@ def pad_token_ids(input_ids: Sequence[Sequence[int]], pad_id: int):
 
 def generated_claims(count: int, seed: int = 0) -> List[str]:
     """``count`` claim-like texts from the synthetic generator, for checks that need some text."""
-    from .data.synthetic import generate_synthetic_records
-
     return [record["text"] for record in generate_synthetic_records(count, seed=seed)]
 
 
 def dataset_texts(dataset_dir: str, split: str = "test", limit: Optional[int] = None) -> List[str]:
     """The texts of one split of a prepared dataset directory (``modernpatent prepare``/``synth``), the first ``limit``."""
-    from .data.records import load_dataset_dir
-
     splits = load_dataset_dir(dataset_dir)
     if split not in splits or len(splits[split]) == 0:
         filled = ", ".join(name for name in splits if len(splits[name])) or "none"

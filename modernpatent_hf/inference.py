@@ -7,7 +7,6 @@ patents never pay for long ones, and the logits come back in input order.
 
 :func:`predict_file` streams JSON Lines, CSV, Parquet or a directory written by
 ``modernpatent prepare`` into a JSON Lines file with one output row per input row, in input order::
-
     {"id": "US10002286B1", "predictions": [{"code": "G06V", "score": 0.93, "class": "G06", "section": "G"}, ...]}
 
 Rows. An empty line of a JSON Lines file is not a row: it is skipped and counted (``empty_lines``).
@@ -50,6 +49,7 @@ from typing import Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, 
 import numpy as np
 import torch
 
+from .configuration_modernpatent import named_labels
 from .cpc import LABEL_SPACE_FILE, CpcLabelSpace, class_of, section_of
 from .data.readers import (
     DEFAULT_TEXT_FIELDS,
@@ -127,8 +127,6 @@ def load_checkpoint_label_space(path_or_hub_id: str, config) -> CpcLabelSpace:
     Raises a one-line ValueError when neither gives CPC codes, or when they disagree with the model's outputs.
     """
     from transformers.utils import cached_file
-
-    from .configuration_modernpatent import named_labels
 
     names = named_labels(config)
     label_file = cached_file(

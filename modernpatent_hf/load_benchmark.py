@@ -24,6 +24,9 @@ import tempfile
 import time
 from typing import Dict, Iterable, List, Optional, Sequence
 
+from .benchmark import save_random_classifier
+from .data.synthetic import generate_synthetic_records
+from .data.uspto3m import RECORDS_NOT_WRITTEN
 from .io_utils import replace_atomically, write_json_atomically
 
 DEFAULT_ROWS = (100_000, 1_000_000)
@@ -35,8 +38,6 @@ def short_records(n: int, seed: int = 0) -> Iterable[dict]:
 
     Record ``i`` does not depend on ``n``: a smaller file is the head of a larger one.
     """
-    from .data.synthetic import generate_synthetic_records
-
     for record in generate_synthetic_records(n, seed=seed):
         words = record["text"].split()
         yield {"id": record["id"], "cpc": record["labels"], "date": record["date"],
@@ -174,8 +175,6 @@ def run_load_benchmark(
         work_dir = os.path.abspath(work_dir or scratch)
         os.makedirs(work_dir, exist_ok=True)
         if "predict" in commands and model is None:
-            from .benchmark import save_random_classifier
-
             model = save_random_classifier("modernbert", os.path.join(work_dir, "tiny-model"), tiny=True)
         results = {
             "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
@@ -198,8 +197,6 @@ def run_load_benchmark(
 
 
 def _run_one(name: str, n: int, source: str, model: Optional[str], work_dir: str) -> Dict:
-    from .data.uspto3m import RECORDS_NOT_WRITTEN
-
     log = os.path.join(work_dir, f"{name}-{n}.log")
     if name == "prepare":
         out_dir = os.path.join(work_dir, f"prepared-{n}")

@@ -19,6 +19,8 @@ import numpy as np
 import torch
 from transformers import PreTrainedTokenizerBase, TrainingArguments
 
+from .builders import new_model_config
+from .model_factory import load_checkpoint_config, load_pretrained_weights
 from .trainer import ResumableTrainer, needs_cpu_process_group
 
 # Encoder families an MLM run can start from (a fine-tuned patent classifier has no masked-LM head).
@@ -193,9 +195,6 @@ def tokenize_for_mlm(dataset, tokenizer, max_length: int, packing: bool = False,
 def build_masked_lm(model_args, tokenizer):
     """The masked-LM model of a run: ``model_name_or_path`` continued, or a new random one from ``model_config``."""
     from transformers import AutoModelForMaskedLM
-
-    from .builders import new_model_config
-    from .model_factory import load_checkpoint_config, load_pretrained_weights
 
     extra = {"attn_implementation": model_args.attn_implementation} if model_args.attn_implementation else {}
     name = model_args.model_name_or_path

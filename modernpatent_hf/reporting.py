@@ -22,9 +22,14 @@ from typing import Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, 
 
 import numpy as np
 
+from .baselines import most_frequent_label_scores, tfidf_linear_scores
 from .builders import is_prepared_dir
-from .cpc import SECTIONS, CpcLabelSpace, class_of, section_of
+from .cpc import LABEL_SPACE_FILE, SECTIONS, CpcLabelSpace, class_of, read_titles_tsv, section_of
+from .data.readers import iter_records
+from .data.records import format_label_statistics, label_statistics, load_dataset_dir
 from .io_utils import replace_atomically
+from .metrics import compute_multilabel_metrics
+from .trainer import PatentTrainer, PatentTrainingArguments, latest_metrics, tokenize_patent_dataset
 
 # (column title, metric key) of the summary table the demo and the docs print.
 SUMMARY_COLUMNS = (
@@ -85,9 +90,6 @@ def metrics_table(rows: Mapping[str, Mapping[str, float]], columns=SUMMARY_COLUM
 
 def baseline_metrics(train_split, test_split, label_space: CpcLabelSpace, k: Sequence[int] = (1, 5)) -> Dict[str, Dict[str, float]]:
     """Metrics of the most-frequent-label and TF-IDF linear predictors on ``test_split``."""
-    from .baselines import most_frequent_label_scores, tfidf_linear_scores
-    from .metrics import compute_multilabel_metrics
-
     references = label_space.encode_batch(test_split["labels"])
     names = list(label_space.codes)
     majority = most_frequent_label_scores(train_split["labels"], label_space, len(test_split))
@@ -173,13 +175,11 @@ def read_label_lists(source: str, text_fields=None) -> Tuple[Iterable[Sequence[s
             raise ValueError(
                 f"--text-fields applies to raw records; {source} is a prepared dataset whose texts are already chosen"
             )
-        from .data.records import load_dataset_dir
 
         splits = load_dataset_dir(source)
         rows = {name: len(split) for name, split in splits.items() if len(split)}
         label_lists = (labels for split in splits.values() for labels in split["labels"])
         return tqdm(label_lists, total=sum(rows.values()), desc="reading labels", unit=" records"), CpcLabelSpace.load(source), rows
-    from .data.readers import iter_records
 
     records = iter_records(source, text_fields=text_fields)
     return (record["labels"] for record in tqdm(records, desc=f"reading {os.path.basename(source)}", unit=" records")), None, {}
@@ -291,9 +291,6 @@ def dataset_report(source: str, out_dir: str, text_fields=None, titles: Optional
     markdown section and a summary (``stats`` from ``label_statistics``, ``power_law_slope``, ``figures``).
     ``titles`` is a ``code<TAB>title`` TSV; without it a prepared dataset's label-space titles are used.
     """
-    from .cpc import read_titles_tsv
-    from .data.records import format_label_statistics, label_statistics
-
     label_lists, label_space, rows_per_split = read_label_lists(source, text_fields)
     subclass_titles = read_titles_tsv(titles) if titles else (label_space.titles if label_space else {})
     tallies = LabelTallies()
@@ -375,7 +372,6 @@ def read_run(path: str, name: Optional[str] = None) -> TrainingRun:
         raise FileNotFoundError(
             f"{path} has no trainer_state.json; give a Trainer output directory (a run's output_dir or one of its checkpoint-N folders)"
         )
-    from .trainer import latest_metrics
 
     log_history = _read_json(state_file).get("log_history", [])
     metrics = latest_metrics(log_history)
@@ -489,9 +485,6 @@ def per_label_metrics(run_dir: str, split: Optional[str] = None, batch_size: int
     """
     import tempfile
 
-    from .cpc import LABEL_SPACE_FILE
-    from .data.records import load_dataset_dir
-
     for needed in ("config.json", LABEL_SPACE_FILE, "tokenizer_config.json"):
         if not os.path.isfile(os.path.join(run_dir, needed)):
             raise FileNotFoundError(f"{run_dir} has no saved model to predict with (no {needed})")
@@ -513,8 +506,6 @@ def per_label_metrics(run_dir: str, split: Optional[str] = None, batch_size: int
         rows = rows.select(range(limit))
 
     from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
-
-    from .trainer import PatentTrainer, PatentTrainingArguments, tokenize_patent_dataset
 
     label_space = CpcLabelSpace.load(run_dir)
     tokenizer = AutoTokenizer.from_pretrained(run_dir)

@@ -17,6 +17,9 @@ import os
 from collections.abc import Sized
 from typing import Iterable, Iterator, List, Optional
 
+from .data.readers import iter_records
+from .data.records import load_dataset_dir
+
 UNK, CLS, SEP, PAD, MASK = "[UNK]", "[CLS]", "[SEP]", "[PAD]", "[MASK]"
 SPECIAL_TOKENS = (UNK, CLS, SEP, PAD, MASK)
 MODEL_INPUT_NAMES = ["input_ids", "attention_mask"]
@@ -109,15 +112,12 @@ def corpus_texts(corpus: str) -> Iterable[str]:
             "`modernpatent prepare`/`synth`, a .jsonl/.jsonl.gz/.parquet file, or a .txt file with one text per line"
         )
     if os.path.isfile(os.path.join(corpus, "README.md")):
-        from .data.records import load_dataset_dir
-
         dataset = load_dataset_dir(corpus)
         if "train" not in dataset:
             raise ValueError(f"dataset directory {corpus!r} has no train split (splits: {', '.join(dataset)})")
         return dataset["train"]["text"]
     if corpus.lower().endswith(".txt"):
         return _text_lines(corpus)
-    from .data.readers import iter_records
 
     return (record["text"] for record in iter_records(corpus))
 
