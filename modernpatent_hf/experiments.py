@@ -39,9 +39,11 @@ import numpy as np
 import yaml
 
 from . import scripts
-from .builders import DATA_SUBDIR, TOKENIZER_SUBDIR, is_prepared_dir, load_or_train_tokenizer, load_patent_splits
 from .configs import DataArguments, ModelArguments, parse_recipe_args
+from .data.loading import RUN_DATA_SUBDIR, load_patent_splits
+from .data.records import is_prepared_dir
 from .reporting import baseline_metrics, new_figure, save_figure
+from .tokenization import TOKENIZER_SUBDIR, load_or_train_tokenizer
 from .trainer import PatentTrainingArguments
 
 SCRIPTS_DIR = os.path.dirname(os.path.abspath(scripts.__file__))
@@ -230,7 +232,7 @@ def prepare_shared_inputs(grid: Grid, out_dir: str) -> Dict:
     splits, label_space = load_patent_splits(data_args, out_dir)
     load_or_train_tokenizer(model_args, splits["train"]["text"], out_dir)
     source = data_args.dataset_name_or_path
-    fields = {"dataset_name_or_path": source if is_prepared_dir(source) else os.path.join(out_dir, DATA_SUBDIR)}
+    fields = {"dataset_name_or_path": source if is_prepared_dir(source) else os.path.join(out_dir, RUN_DATA_SUBDIR)}
     if model_args.tokenizer_name_or_path == "train":
         fields["tokenizer_name_or_path"] = os.path.join(out_dir, TOKENIZER_SUBDIR)
     return {"fields": fields, "splits": splits, "label_space": label_space}

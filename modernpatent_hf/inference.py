@@ -61,7 +61,7 @@ from .data.readers import (
     parquet_files,
     refuse_surrogates,
 )
-from .data.records import DATA_SUBDIR, SPLIT_ORDER
+from .data.records import SHARDS_SUBDIR, SPLIT_ORDER
 from .io_utils import remove_stale_scratch, scratch_path, write_json_atomically
 from .model_factory import load_pretrained_weights
 
@@ -353,7 +353,7 @@ def _input_files(path, input_format: str, split: Optional[str]) -> Tuple[str, Li
     if os.path.isdir(path):
         if input_format not in ("auto", "parquet"):
             raise ValueError(f"{path} is a directory: only Parquet files are read from directories, not {input_format}")
-        if os.path.isfile(os.path.join(path, "README.md")) and os.path.isdir(os.path.join(path, DATA_SUBDIR)):
+        if os.path.isfile(os.path.join(path, "README.md")) and os.path.isdir(os.path.join(path, SHARDS_SUBDIR)):
             return "parquet", _prepared_split_files(path, split)
         files = parquet_files(path)
     else:
@@ -371,7 +371,7 @@ def _input_files(path, input_format: str, split: Optional[str]) -> Tuple[str, Li
 def _prepared_split_files(path: str, split: Optional[str]) -> List[str]:
     """The Parquet shards of a prepared dataset directory: train, validation, test (then any other split)."""
     by_split: Dict[str, List[str]] = {}
-    for file in sorted(glob.glob(os.path.join(path, DATA_SUBDIR, "*.parquet"))):
+    for file in sorted(glob.glob(os.path.join(path, SHARDS_SUBDIR, "*.parquet"))):
         by_split.setdefault(os.path.basename(file).rsplit("-", 1)[0], []).append(file)
     order = [name for name in SPLIT_ORDER if name in by_split] + sorted(set(by_split) - set(SPLIT_ORDER))
     if split is None:

@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import socket
+from contextlib import nullcontext
 from typing import Any, Callable, List, Union
 
 PathLike = Union[str, os.PathLike]
@@ -85,3 +86,12 @@ def remove_stale_scratch(path: PathLike) -> List[str]:
             os.remove(stale)
         removed.append(stale)
     return removed
+
+
+def main_process_first(training_args, desc: str = "preparing files"):
+    """``training_args.main_process_first(desc)``, or a no-op without training arguments (one process).
+
+    Work done once per run (preparing data, training a tokenizer) runs on the main process while the other
+    ranks wait, and is cached in the output directory, so every rank then reads the same files.
+    """
+    return training_args.main_process_first(desc=desc) if training_args is not None else nullcontext()

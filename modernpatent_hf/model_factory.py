@@ -12,7 +12,7 @@ from typing import Optional, Union
 
 from transformers import AutoConfig, BertConfig, ModernBertConfig, PreTrainedConfig
 
-from .configuration_modernpatent import named_labels
+from .configuration_modernpatent import BertPatentConfig, ModernPatentConfig, named_labels
 from .cpc import CpcLabelSpace
 from .modeling_modernpatent import (
     BertForHierarchicalPatentClassification,
@@ -134,3 +134,65 @@ def _check_saved_labels(config: PreTrainedConfig, label_space: CpcLabelSpace, so
         f"{', same codes in another order' if not unknown and not absent else ''}): "
         "use the label space the checkpoint was trained with, or start from its encoder checkpoint"
     )
+
+
+def new_model_config(model_args, tokenizer, label_space: Optional[CpcLabelSpace] = None, **loss_settings):
+    """Config of a new randomly initialized model whose vocabulary and special tokens match ``tokenizer``.
+
+    With ``label_space``: a patent classifier's config. Without: a stock ``ModernBertConfig``/``BertConfig``
+    (an encoder for MLM pretraining, with no labels that would tie it to one label space).
+    """
+    if label_space is None:
+        config_class = ModernBertConfig if model_args.architecture == "modernbert" else BertConfig
+        labels = {}
+    else:
+        config_class = ModernPatentConfig if model_args.architecture == "modernbert" else BertPatentConfig
+        labels = {"id2label": dict(label_space.id2label), "label2id": dict(label_space.label2id)}
+    special = {"pad_token_id": tokenizer.pad_token_id}
+    if model_args.architecture == "modernbert":
+        special.update(
+            bos_token_id=tokenizer.cls_token_id, eos_token_id=tokenizer.sep_token_id,
+            cls_token_id=tokenizer.cls_token_id, sep_token_id=tokenizer.sep_token_id,
+        )
+    return config_class(vocab_size=len(tokenizer), **labels, **special, **(model_args.model_config or {}), **loss_settings)
+
+
+def build_classifier(model_args, tokenizer, label_space: CpcLabelSpace, class_weights: Optional[list] = None):
+    """The patent classifier of a run: from a checkpoint (encoder loaded, head new) or new and random; LoRA-wrapped on request."""
+    loss_settings = {"loss_type": model_args.loss_type, "pooling": model_args.pooling,
+                     "classifier_dropout": model_args.classifier_dropout, "class_weight_cap": model_args.class_weight_cap}
+    if model_args.hierarchy_weight is not None:
+        loss_settings["hierarchy_weight"] = model_args.hierarchy_weight
+    if class_weights is not None:
+        loss_settings["class_weights"] = list(class_weights)
+    extra = {"attn_implementation": model_args.attn_implementation} if model_args.attn_implementation else {}
+    if model_args.model_name_or_path:
+        model = build_patent_classifier(
+            model_args.model_name_or_path, label_space, allow_pickle=model_args.allow_pickle, **loss_settings, **extra
+        )
+    else:
+        config = new_model_config(model_args, tokenizer, label_space, **loss_settings)
+        if model_args.attn_implementation:
+            config._attn_implementation = model_args.attn_implementation
+        model_class = ModernBertForHierarchicalPatentClassification if model_args.architecture == "modernbert" else BertForHierarchicalPatentClassification
+        model = model_class(config)
+    if model.config.vocab_size < len(tokenizer):
+        raise ValueError(
+            f"the tokenizer has {len(tokenizer)} tokens but the model's vocabulary only {model.config.vocab_size}; "
+            "use the tokenizer the model was trained with"
+        )
+    if model_args.use_lora:
+        model = wrap_with_lora(model, model_args)
+    return model
+
+
+def wrap_with_lora(model, model_args):
+    """LoRA adapters on the encoder's linear layers; the head and classifier stay fully trainable."""
+    # Imported on use: peft takes seconds to import, and every `import modernpatent_hf` imports this module.
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(
+        r=model_args.lora_r, lora_alpha=model_args.lora_alpha, lora_dropout=model_args.lora_dropout,
+        target_modules=list(model_args.lora_target_modules), modules_to_save=["head", "classifier"],
+    )
+    return get_peft_model(model, config)

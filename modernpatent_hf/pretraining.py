@@ -19,8 +19,7 @@ import numpy as np
 import torch
 from transformers import PreTrainedTokenizerBase, TrainingArguments
 
-from .builders import new_model_config
-from .model_factory import load_checkpoint_config, load_pretrained_weights
+from .model_factory import load_checkpoint_config, load_pretrained_weights, new_model_config
 from .trainer import ResumableTrainer, needs_cpu_process_group
 
 # Encoder families an MLM run can start from (a fine-tuned patent classifier has no masked-LM head).

@@ -23,10 +23,9 @@ from typing import Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, 
 import numpy as np
 
 from .baselines import most_frequent_label_scores, tfidf_linear_scores
-from .builders import is_prepared_dir
 from .cpc import LABEL_SPACE_FILE, SECTIONS, CpcLabelSpace, class_of, read_titles_tsv, section_of
 from .data.readers import iter_records
-from .data.records import format_label_statistics, label_statistics, load_dataset_dir
+from .data.records import format_label_statistics, is_prepared_dir, label_statistics, load_dataset_dir
 from .io_utils import replace_atomically
 from .metrics import compute_multilabel_metrics
 from .trainer import PatentTrainer, PatentTrainingArguments, latest_metrics, tokenize_patent_dataset

@@ -17,8 +17,14 @@ import os
 from collections.abc import Sized
 from typing import Iterable, Iterator, List, Optional
 
+from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
 from .data.readers import iter_records
 from .data.records import load_dataset_dir
+from .io_utils import main_process_first
+
+TOKENIZER_SUBDIR = "tokenizer"  # where a run trains its tokenizer, inside its output directory
 
 UNK, CLS, SEP, PAD, MASK = "[UNK]", "[CLS]", "[SEP]", "[PAD]", "[MASK]"
 SPECIAL_TOKENS = (UNK, CLS, SEP, PAD, MASK)
@@ -51,9 +57,7 @@ def train_patent_tokenizer(
     counts the texts read. Returns a ``PreTrainedTokenizerFast`` (``save_pretrained`` it to load it
     later with ``AutoTokenizer.from_pretrained``).
     """
-    from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
     from tqdm.auto import tqdm
-    from transformers import PreTrainedTokenizerFast
 
     smallest = _BYTE_ALPHABET + len(SPECIAL_TOKENS)
     if vocab_size < smallest:
@@ -139,3 +143,32 @@ def train_tokenizer_from_corpus(corpus, vocab_size: int = 16000, out_dir: Option
     if out_dir is not None:
         tokenizer.save_pretrained(out_dir)
     return tokenizer
+
+
+def load_or_train_tokenizer(model_args, train_texts, work_dir: str, training_args=None):
+    """The run's tokenizer: from ``tokenizer_name_or_path`` (or the model's), or trained on ``train_texts``."""
+    name = model_args.tokenizer_name_or_path or model_args.model_name_or_path
+    if name == "train" and model_args.model_name_or_path:
+        # A new vocabulary would scramble the token ids the checkpoint's embeddings were trained on.
+        raise ValueError(
+            f"tokenizer_name_or_path: train makes a new vocabulary, which does not match the embeddings of "
+            f"{model_args.model_name_or_path!r}; leave tokenizer_name_or_path unset to use the checkpoint's tokenizer"
+        )
+    if name == "train":
+        path = os.path.join(work_dir, TOKENIZER_SUBDIR)
+        with main_process_first(training_args, desc="training the tokenizer"):
+            if not os.path.isfile(os.path.join(path, "tokenizer.json")):
+                tokenizer = train_patent_tokenizer(train_texts, vocab_size=model_args.tokenizer_vocab_size)
+                tokenizer.save_pretrained(path)
+        name = path
+    if name is None:
+        raise ValueError("no tokenizer: set tokenizer_name_or_path (a Hub id, a local directory, or 'train')")
+    if (os.path.isabs(name) or name.startswith(".")) and not os.path.isdir(name):
+        raise FileNotFoundError(f"tokenizer directory {name!r} does not exist: set tokenizer_name_or_path to a saved tokenizer or 'train'")
+    try:
+        return AutoTokenizer.from_pretrained(name, trust_remote_code=model_args.trust_remote_code)
+    except OSError as error:
+        raise OSError(
+            f"cannot load a tokenizer from {name!r} ({str(error).splitlines()[0]}); offline, use a local directory "
+            "or tokenizer_name_or_path: train"
+        ) from None

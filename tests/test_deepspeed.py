@@ -76,8 +76,9 @@ def initial_model(stage, zero_run):
     import transformers
 
     from modernpatent_hf import CpcLabelSpace
-    from modernpatent_hf.builders import build_classifier, load_or_train_tokenizer
     from modernpatent_hf.configs import DataArguments, ModelArguments, parse_recipe_args
+    from modernpatent_hf.model_factory import build_classifier
+    from modernpatent_hf.tokenization import load_or_train_tokenizer
     from modernpatent_hf.trainer import PatentTrainingArguments
 
     zero2_output, _ = zero_run(2)

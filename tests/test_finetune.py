@@ -131,7 +131,9 @@ def test_training_lowers_the_loss_and_changes_every_parameter(tmp_path):
     """Through the Trainer: every trainable tensor moves, and the training loss goes down."""
     import torch
 
-    from modernpatent_hf.builders import build_classifier, load_or_train_tokenizer, load_patent_splits
+    from modernpatent_hf.data.loading import load_patent_splits
+    from modernpatent_hf.model_factory import build_classifier
+    from modernpatent_hf.tokenization import load_or_train_tokenizer
     from modernpatent_hf.trainer import PatentTrainer, tokenize_patent_dataset
 
     model_args, data_args, training_args = parse_recipe_args(
@@ -151,7 +153,9 @@ def test_training_lowers_the_loss_and_changes_every_parameter(tmp_path):
 
 
 def test_lora_trains_only_adapters_head_and_classifier(tmp_path):
-    from modernpatent_hf.builders import build_classifier, load_or_train_tokenizer, load_patent_splits
+    from modernpatent_hf.data.loading import load_patent_splits
+    from modernpatent_hf.model_factory import build_classifier
+    from modernpatent_hf.tokenization import load_or_train_tokenizer
 
     model_args, data_args, _ = parse_recipe_args(ARGUMENT_TYPES, tiny_run_args(tmp_path, "--use_lora", "true"))
     splits, label_space = load_patent_splits(data_args, str(tmp_path))
@@ -198,8 +202,8 @@ def test_errors_are_one_line(tmp_path):
 
 
 def test_a_new_tokenizer_for_a_pretrained_checkpoint_is_refused(tmp_path):
-    from modernpatent_hf.builders import load_or_train_tokenizer
     from modernpatent_hf.configs import ModelArguments
+    from modernpatent_hf.tokenization import load_or_train_tokenizer
 
     model_args = ModelArguments(model_name_or_path=str(tmp_path / "pretrained"), tokenizer_name_or_path="train")
     with pytest.raises(ValueError, match="leave tokenizer_name_or_path unset") as error:

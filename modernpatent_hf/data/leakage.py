@@ -1,7 +1,7 @@
 """Leakage between splits: the same patent, or the same text, in train and in validation/test.
 
 Definitions (used by ``modernpatent prepare``, :func:`~modernpatent_hf.data.records.write_dataset_dir`
-and the training builders alike):
+and the training data loader alike):
 
 * **normalized text**: the text casefolded, runs of whitespace collapsed to one space, ends stripped
   (``" ".join(text.casefold().split())``).

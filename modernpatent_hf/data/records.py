@@ -27,7 +27,7 @@ from .leakage import digest64, shared_across_splits, text_key
 
 RECORD_COLUMNS = ("id", "text", "labels", "date", "title", "abstract")
 STATS_FILE = "stats.json"
-DATA_SUBDIR = "data"
+SHARDS_SUBDIR = "data"  # the Parquet shards of a prepared dataset directory
 SPLIT_ORDER = ("train", "validation", "test")
 ROW_GROUP_ROWS = 10_000  # rows held in memory (as Python dicts) before they go to the Parquet file
 
@@ -133,7 +133,7 @@ def _readme(rows_per_split: Mapping[str, int], description: str, fingerprint: st
     header = {
         "configs": [{
             "config_name": "default",
-            "data_files": [{"split": split, "path": f"{DATA_SUBDIR}/{split}-*.parquet"} for split in splits],
+            "data_files": [{"split": split, "path": f"{SHARDS_SUBDIR}/{split}-*.parquet"} for split in splits],
         }],
         # datasets keys its cache of a local directory by this YAML, not by the files' contents: the
         # fingerprint makes a rewritten directory (or another one with the same name) load its own data.
@@ -175,7 +175,7 @@ def write_dataset_dir(
     out_dir = os.path.abspath(out_dir)
     remove_stale_scratch(out_dir)
     tmp_dir = scratch_path(out_dir, "tmp")
-    os.makedirs(os.path.join(tmp_dir, DATA_SUBDIR))
+    os.makedirs(os.path.join(tmp_dir, SHARDS_SUBDIR))
     schema = _arrow_schema()
     id_keys: Dict[str, array] = {}
     text_keys: Dict[str, array] = {}
@@ -189,7 +189,7 @@ def write_dataset_dir(
                 nonlocal buffer, writer
                 if buffer:
                     if writer is None:
-                        writer = pq.ParquetWriter(os.path.join(tmp_dir, DATA_SUBDIR, f"{split}-{shard:05d}.parquet"), schema)
+                        writer = pq.ParquetWriter(os.path.join(tmp_dir, SHARDS_SUBDIR, f"{split}-{shard:05d}.parquet"), schema)
                     writer.write_table(pa.Table.from_pylist(buffer, schema=schema))
                     buffer = []
 
@@ -217,7 +217,7 @@ def write_dataset_dir(
         label_space.save(os.path.join(tmp_dir, LABEL_SPACE_FILE))
         write_json_atomically(os.path.join(tmp_dir, STATS_FILE), {"rows_per_split": rows_per_split, **(dict(stats) if stats else {})})
         with open(os.path.join(tmp_dir, "README.md"), "w", encoding="utf-8") as handle:
-            handle.write(_readme(rows_per_split, description, _content_fingerprint(os.path.join(tmp_dir, DATA_SUBDIR))))
+            handle.write(_readme(rows_per_split, description, _content_fingerprint(os.path.join(tmp_dir, SHARDS_SUBDIR))))
         # Rename, never delete, the previous directory first: a kill during a recursive delete would
         # leave a partly deleted directory whose README and label space still make it look complete.
         old_dir = scratch_path(out_dir, "old")
@@ -237,7 +237,7 @@ def _split_ids(tmp_dir: str, split: str):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    shards = sorted(glob.glob(os.path.join(tmp_dir, DATA_SUBDIR, f"{split}-*.parquet")))
+    shards = sorted(glob.glob(os.path.join(tmp_dir, SHARDS_SUBDIR, f"{split}-*.parquet")))
     return pa.concat_tables([pq.read_table(shard, columns=["id"]) for shard in shards]).column("id")
 
 
@@ -292,3 +292,7 @@ def read_stats(path: str) -> Dict:
     with open(os.path.join(path, STATS_FILE), encoding="utf-8") as handle:
         return json.load(handle)
 
+
+def is_prepared_dir(path: str) -> bool:
+    """A directory written by `modernpatent prepare` or `modernpatent synth` (label space and dataset card)."""
+    return os.path.isdir(path) and os.path.isfile(os.path.join(path, LABEL_SPACE_FILE)) and os.path.isfile(os.path.join(path, "README.md"))

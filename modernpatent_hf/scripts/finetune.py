@@ -15,11 +15,13 @@ import sys
 
 import transformers
 
-from modernpatent_hf.builders import build_classifier, load_or_train_tokenizer, load_patent_splits
 from modernpatent_hf.configs import DataArguments, ModelArguments, dump_recipe_args, parse_recipe_args
+from modernpatent_hf.data.loading import load_patent_splits
 from modernpatent_hf.data.records import format_label_statistics, label_statistics
 from modernpatent_hf.losses import balanced_class_weights
+from modernpatent_hf.model_factory import build_classifier
 from modernpatent_hf.reporting import compare_with_baselines
+from modernpatent_hf.tokenization import load_or_train_tokenizer
 from modernpatent_hf.trainer import (
     PatentTrainer,
     PatentTrainingArguments,

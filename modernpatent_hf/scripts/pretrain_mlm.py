@@ -18,8 +18,8 @@ import sys
 
 import transformers
 
-from modernpatent_hf.builders import load_or_train_tokenizer, load_patent_splits
 from modernpatent_hf.configs import DataArguments, ModelArguments, dump_recipe_args, parse_recipe_args
+from modernpatent_hf.data.loading import load_patent_splits
 from modernpatent_hf.pretraining import (
     MLMTrainer,
     PretrainArguments,
@@ -28,6 +28,7 @@ from modernpatent_hf.pretraining import (
     build_masked_lm,
     tokenize_for_mlm,
 )
+from modernpatent_hf.tokenization import load_or_train_tokenizer
 from modernpatent_hf.trainer import last_complete_checkpoint, save_metrics_json
 
 logger = logging.getLogger("pretrain_mlm")

@@ -173,8 +173,8 @@ def test_pickled_weights_need_the_explicit_opt_in(pickled_checkpoint):
 
 
 def test_a_recipe_loads_pickled_weights_only_with_allow_pickle(pickled_checkpoint):
-    from modernpatent_hf.builders import build_classifier
     from modernpatent_hf.configs import ModelArguments
+    from modernpatent_hf.model_factory import build_classifier
 
     class Tokenizer:  # build_classifier only compares the vocabulary size
         def __len__(self):

@@ -288,7 +288,7 @@ def test_one_value_for_a_list_field_becomes_a_list_as_on_the_command_line(tmp_pa
 
 
 def test_nonexistent_data_and_model_paths_are_one_line_errors(tmp_path):
-    from modernpatent_hf.builders import load_patent_splits
+    from modernpatent_hf.data.loading import load_patent_splits
     from modernpatent_hf.model_factory import build_patent_classifier
 
     with pytest.raises(FileNotFoundError, match=r"no such file or directory: '/nonexistent/patents.jsonl'") as error:

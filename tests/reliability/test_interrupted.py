@@ -16,9 +16,8 @@ import time
 
 import pytest
 
-from modernpatent_hf.builders import is_prepared_dir
 from modernpatent_hf.cli import main
-from modernpatent_hf.data.records import load_dataset_dir
+from modernpatent_hf.data.records import is_prepared_dir, load_dataset_dir
 from modernpatent_hf.data.synthetic import generate_synthetic_records
 from modernpatent_hf.io_utils import remove_stale_scratch, write_json_atomically
 

@@ -8,9 +8,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from modernpatent_hf import CpcLabelSpace
-from modernpatent_hf.builders import load_patent_splits
 from modernpatent_hf.configs import DataArguments
 from modernpatent_hf.data.leakage import EDGE_WORDS, duplicate_keys, normalize_text, text_key
+from modernpatent_hf.data.loading import load_patent_splits
 from modernpatent_hf.data.prepare import prepare_dataset
 from modernpatent_hf.data.records import load_dataset_dir, write_dataset_dir
 

@@ -1,0 +1,71 @@
+"""The data of a training run: its splits and label space, prepared once into the run's output directory.
+
+``dataset_name_or_path`` may name a prepared directory, the embedded ``synthetic`` corpus or any raw source
+`modernpatent prepare` reads; the main process prepares it into ``OUTPUT_DIR/data`` first and every rank
+then reads the same files.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Tuple
+
+from ..cpc import CpcLabelSpace
+from ..io_utils import main_process_first
+from .leakage import split_overlap
+from .prepare import prepare_dataset
+from .records import is_prepared_dir, load_dataset_dir
+from .synthetic import write_synthetic_corpus
+
+RUN_DATA_SUBDIR = "data"  # where a run prepares a raw source, inside its output directory
+
+
+def load_patent_splits(data_args, work_dir: str, training_args=None) -> Tuple[object, CpcLabelSpace]:
+    """The run's ``DatasetDict`` (train/validation/test of normalized records) and its label space.
+
+    ``data_args.dataset_name_or_path`` may be a prepared directory (used as it is), ``"synthetic"`` (the
+    embedded corpus, generated into ``work_dir/data``), or any raw source `modernpatent prepare` reads
+    (the USPTO-3M hub id or a local copy, JSON Lines, TSV), prepared into ``work_dir/data``.
+
+    Splits that share an id or a normalized text (:mod:`~modernpatent_hf.data.leakage`) are refused
+    with a one-line error unless ``data_args.allow_split_overlap``: evaluating on them scores training data.
+    """
+    source = data_args.dataset_name_or_path
+    prepared = source if is_prepared_dir(source) else os.path.join(work_dir, RUN_DATA_SUBDIR)
+    with main_process_first(training_args, desc="preparing data"):
+        if not is_prepared_dir(prepared):
+            if source == "synthetic":
+                write_synthetic_corpus(prepared, n=data_args.synthetic_num_records, seed=data_args.synthetic_seed)
+            else:
+                prepare_dataset(
+                    [source], prepared, text_fields=data_args.text_fields, min_count=data_args.min_label_count,
+                    validation_fraction=data_args.validation_fraction, test_fraction=data_args.test_fraction,
+                    test_year=data_args.test_year, test_size=data_args.test_size, seed=data_args.split_seed,
+                    titles=data_args.titles_path,
+                )
+    splits = load_dataset_dir(prepared)
+    if not data_args.allow_split_overlap:
+        refuse_split_overlap(splits, prepared)
+    label_space = CpcLabelSpace.load(prepared)
+    if data_args.min_label_count > 1 and label_space.counts is not None:
+        label_space = CpcLabelSpace.from_counts(label_space.counts, min_count=data_args.min_label_count, titles=label_space.titles)
+    if data_args.titles_path:
+        label_space = label_space.with_titles(data_args.titles_path)
+    for split, limit in (("train", data_args.max_train_samples), ("validation", data_args.max_eval_samples), ("test", data_args.max_test_samples)):
+        if split in splits and limit is not None and limit < len(splits[split]):
+            splits[split] = splits[split].select(range(limit))
+    if "train" not in splits or len(splits["train"]) == 0:
+        raise ValueError(f"the dataset {source!r} has no training records; check the source and its filters")
+    return splits, label_space
+
+
+def refuse_split_overlap(splits, path: str) -> None:
+    """A one-line error when ``splits`` share ids or normalized texts, naming the counts, an example and the flag."""
+    overlap = split_overlap(splits)
+    if overlap["shared_ids"] or overlap["shared_texts"]:
+        split, record_id = overlap["example"]
+        raise ValueError(
+            f"the splits of {path} overlap: {overlap['shared_ids']} records share their id and {overlap['shared_texts']} "
+            f"their normalized text with another split (e.g. id {record_id!r} in {split!r}), so evaluation would score "
+            "training data; re-create the splits with `modernpatent prepare`, or set allow_split_overlap: true to train anyway"
+        )
