@@ -1,26 +1,10 @@
 """Multi-label metrics for CPC subclass prediction: P/R/F1@k, threshold micro/macro scores, per level.
 
-Everything is computed by :class:`MultilabelMetricsAccumulator`, which keeps only small additive counts
-(top-k hits, per-label TP/FP/FN, exact matches), so an evaluation over millions of patents is fed batch
-by batch and never holds the N x L score matrix. :func:`compute_multilabel_metrics` is the one-shot form
-and runs through the same accumulator.
-
-Conventions (see DESIGN.md, "Metrics"):
-
-* Top-k ranks labels by score, highest first; equal scores are ordered by label index, lower first
-  (the order of a stable sort), so results never depend on the sorting algorithm.
-* ``precision@k`` = hits / (N * k) over all N patents. When k exceeds the number of labels L, the
-  top-k holds all L labels and the denominator stays N * k.
-* ``recall@k`` = mean over patents of hits_i / |Y_i| (the seed's convention, ~10 points above the
-  micro form); ``recall@k_micro`` = hits / all true labels. ``f1@k`` and ``f1@k_micro`` are
-  2PR / (P + R) of the aggregated P and R.
-* Patents with no true label in the label space (an all-zero reference row) cannot be recalled: they
-  are left out of ``recall@k``, counted in ``num_patents_without_labels``, and still count in every
-  precision and threshold figure.
-* Threshold figures predict label j when its probability is ``>= threshold`` (as
-  :meth:`CpcLabelSpace.decode`) and follow scikit-learn with ``zero_division=0``.
-* ``precision@1_class`` / ``precision@1_section``: the top-1 subclass's class / section is the class /
-  section of some true label; reported only when ``label_names`` are given.
+The implementation lives in the ``f1_at_k`` ``evaluate`` metric's folder,
+:mod:`modernpatent_hf.metrics_hub.f1_at_k.multilabel_metrics` (numpy only, so a copy of the folder
+loads without this package); its module docstring states the conventions (DESIGN.md, "Metrics").
+This module re-exports :class:`MultilabelMetricsAccumulator` and :func:`top_k_indices` as they are,
+and :func:`compute_multilabel_metrics` with a tqdm progress bar over the row chunks.
 """
 
 from __future__ import annotations
@@ -28,241 +12,20 @@ from __future__ import annotations
 import os
 from typing import Dict, Optional, Sequence, Union
 
-import numpy as np
 from tqdm.auto import tqdm
 
-from .cpc import class_of, normalize_subclass, section_of
+from .metrics_hub.f1_at_k import multilabel_metrics as _multilabel_metrics
+from .metrics_hub.f1_at_k.multilabel_metrics import KInput, MultilabelMetricsAccumulator, top_k_indices
 
 F1_AT_K_METRIC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "metrics_hub", "f1_at_k")
 """Directory of the ``evaluate`` module: ``evaluate.load(F1_AT_K_METRIC)`` works offline."""
 
-# Rows per accumulator update in the one-shot function: ~44 MB of float32 scores at 665 labels.
-ONE_SHOT_CHUNK_ROWS = 16384
-
-KInput = Union[int, Sequence[int]]
+__all__ = ["F1_AT_K_METRIC", "MultilabelMetricsAccumulator", "compute_multilabel_metrics", "top_k_indices"]
 
 
-def _validate_ks(k: KInput) -> tuple:
-    ks = (k,) if isinstance(k, (int, np.integer)) else tuple(k)
-    if not ks or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1 for v in ks):
-        raise ValueError(f"k must be one or more integers >= 1 such as [1, 5], got {k!r}")
-    return tuple(dict.fromkeys(int(v) for v in ks))
-
-
-def _as_matrix(values, name: str) -> np.ndarray:
-    """``values`` as a numeric numpy array, or a one-line error naming ``name`` (ragged rows, strings)."""
-    try:
-        array = np.asarray(values)
-    except ValueError:
-        raise ValueError(f"{name} must be a rectangular [patents, labels] array, but its rows have different lengths") from None
-    if array.dtype == object:
-        try:
-            array = array.astype(np.float64)
-        except (TypeError, ValueError):
-            raise ValueError(f"{name} must hold numbers, got values such as {array.flat[0]!r}") from None
-    if array.size and not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
-        raise ValueError(f"{name} must hold numbers, got {array.dtype} values such as {array.flat[0]!r}")
-    return array
-
-
-def _check_shapes(predictions: np.ndarray, references: np.ndarray, num_labels: Optional[int] = None) -> None:
-    if predictions.ndim != 2:
-        raise ValueError(f"predictions must be a 2-D array [patents, labels], got shape {predictions.shape}")
-    if predictions.shape != references.shape:
-        raise ValueError(
-            f"predictions and references must have the same shape, got {predictions.shape} and {references.shape}"
-        )
-    if num_labels is not None and predictions.shape[1] != num_labels:
-        raise ValueError(f"expected {num_labels} label columns, got shape {predictions.shape}")
-
-
-def _counts(shape=()) -> np.ndarray:
-    return np.zeros(shape, dtype=np.int64)
-
-
-def _ratio(numerator, denominator):
-    """``numerator / denominator`` elementwise, 0 where the denominator is 0 (scikit-learn's zero_division=0)."""
-    numerator = np.asarray(numerator, dtype=np.float64)
-    denominator = np.asarray(denominator, dtype=np.float64)
-    zeros = np.zeros(np.broadcast(numerator, denominator).shape)
-    return np.divide(numerator, denominator, out=zeros, where=denominator != 0)
-
-
-def _harmonic_mean(precision: float, recall: float) -> float:
-    return float(_ratio(2 * precision * recall, precision + recall))
-
-
-def top_k_indices(scores: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the ``min(k, L)`` highest scores of each row, best first; equal scores go to the lower index.
-
-    Same result as ``np.argsort(-scores, axis=1, kind="stable")[:, :k]`` at about a third of the cost:
-    a partition finds each row's k-th score, and only rows with ties across that score are sorted.
-    """
-    k = min(k, scores.shape[1])
-    kth_score = -np.partition(-scores, k - 1, axis=1)[:, k - 1 : k]
-    selected = scores >= kth_score
-    tied_rows = np.flatnonzero(selected.sum(axis=1) > k)
-    if tied_rows.size:
-        selected[tied_rows] = False
-        stable_top = np.argsort(-scores[tied_rows], axis=1, kind="stable")[:, :k]
-        selected[tied_rows[:, None], stable_top] = True
-    indices = np.nonzero(selected)[1].reshape(len(scores), k)  # ascending label index within each row
-    best_first = np.argsort(-np.take_along_axis(scores, indices, axis=1), axis=1, kind="stable")
-    return np.take_along_axis(indices, best_first, axis=1)
-
-
-class MultilabelMetricsAccumulator:
-    """Accumulates multi-label metrics batch by batch; see the module docstring for the definitions.
-
-    ``update(probabilities, references)`` takes one batch ([B, L] probabilities after the sigmoid and
-    [B, L] multi-hot references); ``compute()`` returns the metric dict; ``per_label()`` the per-label
-    threshold scores. The whole state is :attr:`state`, a small dict of numpy arrays that are all
-    additive: accumulators of several processes combine with :meth:`merge`, or by summing each array
-    (e.g. an all-reduce) in place.
-    """
-
-    def __init__(
-        self,
-        num_labels: int,
-        k: KInput = (1, 5),
-        label_names: Optional[Sequence[str]] = None,
-        threshold: float = 0.5,
-    ):
-        if num_labels < 1:
-            raise ValueError(f"num_labels must be >= 1, got {num_labels}")
-        if not 0.0 <= threshold <= 1.0:  # also refuses NaN, which would silently predict nothing
-            raise ValueError(f"threshold must be a probability in [0, 1], got {threshold!r}")
-        self.num_labels = int(num_labels)
-        self.ks = _validate_ks(k)
-        self.threshold = float(threshold)
-        self.label_names = None if label_names is None else tuple(label_names)
-        if self.label_names is not None:
-            if len(self.label_names) != num_labels:
-                raise ValueError(f"label_names has {len(self.label_names)} codes but there are {num_labels} labels")
-            subclasses = [normalize_subclass(name) for name in self.label_names]
-            # Integer ids of each label's class and section, so level hits are array comparisons.
-            self._label_class = np.unique([class_of(code) for code in subclasses], return_inverse=True)[1]
-            self._label_section = np.unique([section_of(code) for code in subclasses], return_inverse=True)[1]
-        self.state: Dict[str, np.ndarray] = {
-            "num_patents": _counts(),
-            "num_patents_without_labels": _counts(),
-            "num_true_labels": _counts(),
-            "exact_matches": _counts(),
-            "hits_at_k": _counts(len(self.ks)),
-            "recall_sum_at_k": np.zeros(len(self.ks), dtype=np.float64),
-            "true_positives": _counts(self.num_labels),
-            "false_positives": _counts(self.num_labels),
-            "false_negatives": _counts(self.num_labels),
-        }
-        if self.label_names is not None:
-            self.state["class_hits_at_1"] = _counts()
-            self.state["section_hits_at_1"] = _counts()
-
-    def _settings(self) -> tuple:
-        return (self.num_labels, self.ks, self.label_names, self.threshold)
-
-    def update(self, probabilities, references) -> None:
-        """Add one batch: ``probabilities`` [B, L] in [0, 1] and multi-hot ``references`` [B, L]."""
-        probabilities = _as_matrix(probabilities, "predictions")
-        if not np.issubdtype(probabilities.dtype, np.floating):  # bool/int scores cannot be negated for ranking
-            probabilities = probabilities.astype(np.float32)
-        references = _as_matrix(references, "references")
-        _check_shapes(probabilities, references, self.num_labels)
-        if np.isnan(probabilities).any():
-            raise ValueError("predictions contain NaN scores; check the model outputs (e.g. a diverged loss)")
-        if probabilities.size and (probabilities.min() < 0 or probabilities.max() > 1):
-            raise ValueError(
-                f"predictions must be probabilities in [0, 1] (apply a sigmoid to logits first), "
-                f"got values from {probabilities.min()} to {probabilities.max()}"
-            )
-        if not ((references == 0) | (references == 1)).all():
-            raise ValueError(f"references must be multi-hot 0/1, got values {np.unique(references)[:10].tolist()}")
-        truth = references.astype(bool)
-        state = self.state
-
-        true_count = truth.sum(axis=1)
-        has_labels = true_count > 0
-        state["num_patents"] += len(truth)
-        state["num_patents_without_labels"] += int((~has_labels).sum())
-        state["num_true_labels"] += int(true_count.sum())
-
-        top = top_k_indices(probabilities, max(self.ks))
-        hits_by_rank = np.cumsum(np.take_along_axis(truth, top, axis=1), axis=1)
-        for i, k in enumerate(self.ks):
-            hits = hits_by_rank[:, min(k, self.num_labels) - 1]
-            state["hits_at_k"][i] += int(hits.sum())
-            state["recall_sum_at_k"][i] += float((hits[has_labels] / true_count[has_labels]).sum())
-
-        predicted = probabilities >= self.threshold
-        true_positives = (predicted & truth).sum(axis=0)
-        state["true_positives"] += true_positives
-        state["false_positives"] += predicted.sum(axis=0) - true_positives
-        state["false_negatives"] += truth.sum(axis=0) - true_positives
-        state["exact_matches"] += int((predicted == truth).all(axis=1).sum())
-
-        if self.label_names is not None:
-            top1 = top[:, 0]
-            for key, level in (("class_hits_at_1", self._label_class), ("section_hits_at_1", self._label_section)):
-                same_level = level[top1][:, None] == level[None, :]
-                state[key] += int((same_level & truth).any(axis=1).sum())
-
-    def merge(self, other: "MultilabelMetricsAccumulator") -> "MultilabelMetricsAccumulator":
-        """Add the counts of ``other`` (e.g. another process's accumulator) into this one; returns self."""
-        if other._settings() != self._settings():
-            raise ValueError(
-                f"cannot merge accumulators with different settings: {self.num_labels} labels, k={self.ks}, "
-                f"threshold={self.threshold} vs {other.num_labels} labels, k={other.ks}, threshold={other.threshold} "
-                "(label_names must match too)"
-            )
-        for key, array in self.state.items():
-            array += other.state[key]
-        return self
-
-    def per_label(self) -> Dict[str, np.ndarray]:
-        """Per-label threshold scores: ``precision``, ``recall``, ``f1`` (zero_division=0) and ``support``."""
-        tp, fp, fn = (self.state[key] for key in ("true_positives", "false_positives", "false_negatives"))
-        return {
-            "precision": _ratio(tp, tp + fp),
-            "recall": _ratio(tp, tp + fn),
-            "f1": _ratio(2 * tp, 2 * tp + fp + fn),
-            "support": tp + fn,
-        }
-
-    def compute(self) -> Dict[str, Union[float, int]]:
-        """The metric dict (keys in the module docstring). Raises ValueError before any patent was added."""
-        state = self.state
-        num_patents = int(state["num_patents"])
-        if num_patents == 0:
-            raise ValueError("no patents to evaluate: call update() with at least one row first")
-        num_with_labels = num_patents - int(state["num_patents_without_labels"])
-        results: Dict[str, Union[float, int]] = {}
-        for i, k in enumerate(self.ks):
-            hits = state["hits_at_k"][i]
-            precision = float(hits / (num_patents * k))
-            recall = float(_ratio(state["recall_sum_at_k"][i], num_with_labels))
-            recall_micro = float(_ratio(hits, state["num_true_labels"]))
-            results[f"precision@{k}"] = precision
-            results[f"recall@{k}"] = recall
-            results[f"f1@{k}"] = _harmonic_mean(precision, recall)
-            results[f"recall@{k}_micro"] = recall_micro
-            results[f"f1@{k}_micro"] = _harmonic_mean(precision, recall_micro)
-
-        tp, fp, fn = (int(state[key].sum()) for key in ("true_positives", "false_positives", "false_negatives"))
-        per_label = self.per_label()
-        results["micro_f1"] = float(_ratio(2 * tp, 2 * tp + fp + fn))
-        results["macro_f1"] = float(per_label["f1"].mean())
-        results["micro_precision"] = float(_ratio(tp, tp + fp))
-        results["macro_precision"] = float(per_label["precision"].mean())
-        results["micro_recall"] = float(_ratio(tp, tp + fn))
-        results["macro_recall"] = float(per_label["recall"].mean())
-        results["exact_match"] = float(state["exact_matches"] / num_patents)
-
-        if self.label_names is not None:
-            results["precision@1_class"] = float(state["class_hits_at_1"] / num_patents)
-            results["precision@1_section"] = float(state["section_hits_at_1"] / num_patents)
-        results["num_patents"] = num_patents
-        results["num_patents_without_labels"] = int(state["num_patents_without_labels"])
-        return results
+def _progress_bar(starts: range):
+    """A tqdm bar over the chunks of a one-shot evaluation, shown only when there are two or more."""
+    return tqdm(starts, desc="metrics", unit="chunk", disable=len(starts) < 2)
 
 
 def compute_multilabel_metrics(
@@ -274,18 +37,10 @@ def compute_multilabel_metrics(
 ) -> Dict[str, Union[float, int]]:
     """All metrics at once for ``predictions`` [N, L] (probabilities) and multi-hot ``references`` [N, L].
 
-    Runs :class:`MultilabelMetricsAccumulator` over row chunks, so it gives exactly what streaming the
-    same rows batch by batch gives. ``label_names`` (the L subclass codes, in column order) adds the
-    class- and section-level top-1 precision.
+    :func:`multilabel_metrics.compute_multilabel_metrics <modernpatent_hf.metrics_hub.f1_at_k.multilabel_metrics.compute_multilabel_metrics>`
+    (the one implementation, also behind the ``evaluate`` metric) with a progress bar over its row chunks.
+    ``label_names`` (the L subclass codes, in column order) adds the class- and section-level top-1 precision.
     """
-    predictions = _as_matrix(predictions, "predictions")
-    references = _as_matrix(references, "references")
-    if predictions.size == 0 and references.size == 0:
-        raise ValueError(f"no patents to evaluate: predictions and references are empty (shape {predictions.shape})")
-    _check_shapes(predictions, references)
-    accumulator = MultilabelMetricsAccumulator(predictions.shape[1], k=k, label_names=label_names, threshold=threshold)
-    starts = range(0, len(predictions), ONE_SHOT_CHUNK_ROWS)
-    for start in tqdm(starts, desc="metrics", unit="chunk", disable=len(starts) < 2):
-        stop = start + ONE_SHOT_CHUNK_ROWS
-        accumulator.update(predictions[start:stop], references[start:stop])
-    return accumulator.compute()
+    return _multilabel_metrics.compute_multilabel_metrics(
+        predictions, references, k=k, label_names=label_names, threshold=threshold, progress=_progress_bar
+    )

@@ -1,5 +1,11 @@
 """Metrics: sklearn agreement, hand-computed @k values, streaming/merging, the evaluate module, bad inputs."""
 
+import json
+import os
+import shutil
+import subprocess
+import sys
+
 import evaluate
 import numpy as np
 import pytest
@@ -13,6 +19,8 @@ from modernpatent_hf import (
     compute_multilabel_metrics,
     top_k_indices,
 )
+from modernpatent_hf.cpc import normalize_subclass
+from modernpatent_hf.metrics_hub.f1_at_k import multilabel_metrics
 
 KS = [1, 2, 5]
 
@@ -153,7 +161,7 @@ def test_streaming_in_batches_equals_one_shot(monkeypatch):
         accumulator.update(probabilities[start:stop], references[start:stop])
     assert_same_metrics(accumulator.compute(), one_shot)
     # The one-shot function itself streams chunks: a chunk size that splits the rows gives the same.
-    monkeypatch.setattr(metrics, "ONE_SHOT_CHUNK_ROWS", 64)
+    monkeypatch.setattr(multilabel_metrics, "ONE_SHOT_CHUNK_ROWS", 64)
     assert_same_metrics(compute_multilabel_metrics(probabilities, references, k=KS, label_names=label_names), one_shot)
 
 
@@ -214,6 +222,133 @@ def test_bad_inputs_raise_one_line_errors(predictions, references, kwargs, messa
 
 
 def test_label_names_must_be_cpc_codes():
-    with pytest.raises(CpcCodeError, match="'not-a-code'") as error:
+    # The metric module cannot import the package, so a bad name is a plain one-line ValueError, not a CpcCodeError.
+    with pytest.raises(ValueError, match="invalid CPC code 'not-a-code' in label_names") as error:
         MultilabelMetricsAccumulator(2, label_names=["A01B", "not-a-code"])
     assert "\n" not in str(error.value)
+    with pytest.raises(ValueError, match="a int, not a string"):
+        compute_multilabel_metrics([[0.1, 0.9]], [[0, 1]], label_names=["A01B", 42])
+
+
+LABEL_NAME_SPELLINGS = [
+    "A01B", "a01b", " H01L ", "h01l\t", "A01B 1/00", "A01B1/00", "A01B 1/00 (2006.01)", "A01B 1/00(2006-01-01)",
+    "H01L 21 / 02", "A 01 B", "Y10S 901/02", "G06F 16/35 20130101", "A01B 12345",
+    "", "A01", "A01BC", "I01B", "USPC 123/456", "A\u0660\u0661B", "H01L 21/", "A01B (2006.01", "A01B,C11D", 7, None,
+]
+
+
+@pytest.mark.parametrize("value", LABEL_NAME_SPELLINGS)
+def test_metric_module_reads_label_names_like_the_cpc_parser(value):
+    """The metric module's own small CPC reader accepts exactly the spellings of cpc.normalize_subclass."""
+    try:
+        expected = normalize_subclass(value)
+    except CpcCodeError:
+        with pytest.raises(ValueError, match="invalid CPC code"):
+            multilabel_metrics.subclass_code(value)
+    else:
+        assert multilabel_metrics.subclass_code(value) == expected
+
+
+def test_the_package_metrics_are_the_metric_modules_one_implementation(monkeypatch):
+    assert metrics.MultilabelMetricsAccumulator is multilabel_metrics.MultilabelMetricsAccumulator
+    assert metrics.top_k_indices is multilabel_metrics.top_k_indices
+    assert MultilabelMetricsAccumulator is multilabel_metrics.MultilabelMetricsAccumulator
+    # compute_multilabel_metrics only adds a tqdm bar: it hands every argument to the module's function.
+    calls = []
+
+    def recording(*args, **kwargs):
+        calls.append((args, kwargs))
+        return {"from": "metric module"}
+
+    monkeypatch.setattr(multilabel_metrics, "compute_multilabel_metrics", recording)
+    assert compute_multilabel_metrics([[0.2]], [[1]], k=[1], label_names=["A01B"], threshold=0.3) == {"from": "metric module"}
+    (args, kwargs), = calls
+    assert args == ([[0.2]], [[1]])
+    assert kwargs["k"] == [1] and kwargs["label_names"] == ["A01B"] and kwargs["threshold"] == 0.3
+    progress = kwargs["progress"]
+    assert list(progress(range(0, 3))) == [0, 1, 2]
+
+
+def test_progress_callback_sees_the_chunks_and_changes_nothing(monkeypatch):
+    monkeypatch.setattr(multilabel_metrics, "ONE_SHOT_CHUNK_ROWS", 16)
+    probabilities, references = random_batch(50, 6, seed=6)
+    seen = []
+
+    def progress(starts):
+        seen.append(list(starts))
+        return starts
+
+    with_progress = multilabel_metrics.compute_multilabel_metrics(probabilities, references, progress=progress)
+    assert seen == [[0, 16, 32, 48]]
+    assert_same_metrics(with_progress, multilabel_metrics.compute_multilabel_metrics(probabilities, references))
+    assert_same_metrics(with_progress, compute_multilabel_metrics(probabilities, references))
+
+
+# Run after the script_without_package preamble in a clean interpreter: loads a copy of the metric folder with
+# evaluate and writes what it computes on the small example below.
+LOAD_COPY_BODY = """
+    import os
+    import evaluate
+
+    folder, result_path = sys.argv[1], sys.argv[2]
+    try:
+        import modernpatent_hf  # noqa: F401
+        package_importable = True
+    except ImportError:
+        package_importable = False
+    f1_at_k = evaluate.load(folder, cache_dir=os.environ["EVALUATE_CACHE_DIR"])
+    results = f1_at_k.compute(
+        predictions=[[0.9, 0.6, 0.1], [0.2, 0.3, 0.8], [0.1, 0.7, 0.2]],
+        references=[[1, 0, 1], [0, 0, 1], [1, 0, 0]],
+        k=[1, 2],
+        label_names=["a01b", "A01C 1/00", " H04L 12/28 (2006.01) "],
+    )
+    with open(result_path, "w") as handle:
+        json.dump({
+            "package_importable": package_importable,
+            "loaded_package_modules": sorted(name for name in sys.modules if name.startswith("modernpatent_hf")),
+            "metric_module": type(f1_at_k).__module__,
+            "results": results,
+        }, handle)
+"""
+
+# By hand, threshold 0.5. Top-1: row 0 label 0 (hit), row 1 label 2 (hit), row 2 label 1 (miss, but A01C shares class
+# A01 and section A with the true A01B); top-2: {0, 1} 1 hit, {2, 1} 1 hit, {1, 2} 0 hits; |Y| = 2, 1, 1 (4 labels).
+# Predicted sets {0, 1}, {2}, {1}: label 0 TP 1 FN 1, label 1 FP 2, label 2 TP 1 FN 1; one exact match (row 1).
+COPY_EXPECTED = {
+    "precision@1": 2 / 3, "recall@1": (1 / 2 + 1 + 0) / 3, "f1@1": 4 / 7, "recall@1_micro": 2 / 4, "f1@1_micro": 4 / 7,
+    "precision@2": 2 / 6, "recall@2": (1 / 2 + 1 + 0) / 3, "f1@2": 2 / 5, "recall@2_micro": 2 / 4, "f1@2_micro": 2 / 5,
+    "micro_f1": 1 / 2, "macro_f1": (2 / 3 + 0 + 2 / 3) / 3, "micro_precision": 2 / 4, "macro_precision": (1 + 0 + 1) / 3,
+    "micro_recall": 2 / 4, "macro_recall": (1 / 2 + 0 + 1 / 2) / 3, "exact_match": 1 / 3,
+    "precision@1_class": 1.0, "precision@1_section": 1.0, "num_patents": 3, "num_patents_without_labels": 0,
+}
+
+
+def load_metric_copy_without_package(folder, tmp_path, script_without_package):
+    """Run LOAD_COPY_BODY on ``folder`` in ``python -I`` that refuses modernpatent_hf; the completed process and result."""
+    script = tmp_path / "load_copy.py"
+    script.write_text(script_without_package(LOAD_COPY_BODY))
+    environment = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    environment.update(
+        HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", HF_MODULES_CACHE=str(tmp_path / "modules"),
+        EVALUATE_CACHE_DIR=str(tmp_path / "evaluate-cache"),
+    )
+    completed = subprocess.run(
+        [sys.executable, "-I", str(script), str(folder), str(tmp_path / "result.json")],
+        cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=300,
+    )
+    result = json.loads((tmp_path / "result.json").read_text()) if completed.returncode == 0 else None
+    return completed, result
+
+
+def test_a_copy_of_the_metric_folder_loads_and_computes_without_the_package(tmp_path, script_without_package):
+    copy = tmp_path / "f1_at_k"
+    shutil.copytree(F1_AT_K_METRIC, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    completed, result = load_metric_copy_without_package(copy, tmp_path, script_without_package)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert result["package_importable"] is False
+    assert result["loaded_package_modules"] == []
+    assert result["metric_module"].startswith("evaluate_modules.")
+    assert result["results"].keys() == COPY_EXPECTED.keys()
+    for key, value in COPY_EXPECTED.items():
+        assert result["results"][key] == pytest.approx(value, rel=1e-12, abs=1e-12), key

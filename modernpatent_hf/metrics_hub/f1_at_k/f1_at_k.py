@@ -1,9 +1,13 @@
-"""F1@k for multi-label patent classification: P/R/F1 of the top-k labels, threshold micro/macro scores."""
+"""F1@k for multi-label patent classification: P/R/F1 of the top-k labels, threshold micro/macro scores.
+
+Self-contained: the numbers come from ``multilabel_metrics.py`` next to this file (numpy only), which
+``evaluate`` copies along with this script, so the folder loads with ``evaluate.load(folder)`` anywhere.
+"""
 
 import datasets
 import evaluate
 
-from modernpatent_hf.metrics import compute_multilabel_metrics
+from .multilabel_metrics import compute_multilabel_metrics
 
 _DESCRIPTION = """
 Multi-label metrics for CPC subclass classification. For each k: precision@k (hits / (N * k)),
@@ -31,8 +35,7 @@ Returns:
     Scores lie in [0, 1], higher is better.
 
 Examples:
-    >>> from modernpatent_hf import F1_AT_K_METRIC
-    >>> f1_at_k = evaluate.load(F1_AT_K_METRIC)
+    >>> f1_at_k = evaluate.load("path/to/f1_at_k")  # this folder, or a copy of it on the Hub
     >>> results = f1_at_k.compute(
     ...     predictions=[[0.9, 0.6, 0.1], [0.2, 0.3, 0.8]],
     ...     references=[[1, 0, 1], [0, 0, 1]],
