@@ -11,7 +11,7 @@ with a small tokenizer, so every path loads the model exactly as a user would. S
 
 Paths (all on the same model and inputs):
     naive      fixed-size batches in input order, each padded to its longest text (what a plain HF loop does)
-    ours       :class:`~modernpatent_hf.inference.PatentClassifier`: length-bucketed batches under a token budget
+    ours       :class:`~modernpatent_hf.predictor.PatentClassifier`: length-bucketed batches under a token budget
     int8       ``ours`` with dynamic int8 linear layers (``PatentClassifier.from_pretrained(..., int8=True)``, CPU)
     onnx       the ``export_onnx`` graph in onnxruntime on the same length buckets (CPU)
     onnx-int8  its ``quantize_dynamic`` int8 version (CPU)
@@ -36,27 +36,27 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
+from transformers import BertConfig, ModernBertConfig
 
 from .cpc import CpcLabelSpace
-from .data.synthetic import synthetic_world
+from .data.records import dataset_texts
+from .data.synthetic import generated_claims, synthetic_world
 from .export import (
     INT8_ONNX_FILE,
     OnnxPatentClassifier,
-    dataset_texts,
     export_onnx,
-    generated_claims,
-    pad_token_ids,
     quantize_onnx_int8,
     top1_agreement,
 )
-from .inference import (
+from .io_utils import write_json_atomically
+from .model_factory import build_patent_classifier, special_token_ids
+from .predictor import (
     DEFAULT_MAX_BATCH_SIZE,
     DEFAULT_MAX_BATCH_TOKENS,
     PatentClassifier,
     length_bucketed_batches,
+    pad_token_ids,
 )
-from .io_utils import write_json_atomically
-from .model_factory import build_patent_classifier
 from .tokenization import train_patent_tokenizer
 
 # First-claim token lengths of USPTO-3M with the ModernBERT tokenizer (DESIGN.md section 4).
@@ -196,15 +196,9 @@ def bucketed_logits(classifier: PatentClassifier, input_ids: Sequence[Sequence[i
 def save_random_classifier(architecture: str, out_dir: str, tiny: bool = False) -> str:
     """Save a randomly initialized ``"modernbert"`` or ``"bert"`` classifier of the standard shape (base; ``tiny``:
     :data:`TINY_CONFIGS`) to ``out_dir``, with a small BPE tokenizer and the synthetic world's 665 subclasses."""
-    from transformers import BertConfig, ModernBertConfig
-
     tokenizer = train_patent_tokenizer(generated_claims(200), vocab_size=RANDOM_MODEL_VOCAB)
     shape = dict(TINY_CONFIGS[architecture], vocab_size=RANDOM_MODEL_VOCAB) if tiny else {}
-    special = {"pad_token_id": tokenizer.pad_token_id}
-    if architecture == "modernbert":
-        special.update(cls_token_id=tokenizer.cls_token_id, sep_token_id=tokenizer.sep_token_id,
-                       bos_token_id=tokenizer.cls_token_id, eos_token_id=tokenizer.sep_token_id)
-    config = (ModernBertConfig if architecture == "modernbert" else BertConfig)(**shape, **special)
+    config = (ModernBertConfig if architecture == "modernbert" else BertConfig)(**shape, **special_token_ids(architecture, tokenizer))
     label_space = CpcLabelSpace(synthetic_world().codes.tolist())
     build_patent_classifier(config, label_space, attn_implementation="sdpa").save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)

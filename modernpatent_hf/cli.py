@@ -120,7 +120,8 @@ def _cmd_report(args):
 def _cmd_predict(args):
     from accelerate import PartialState
 
-    from .inference import PatentClassifier, predict_file
+    from .predict_file import predict_file
+    from .predictor import PatentClassifier
 
     classifier = PatentClassifier.from_pretrained(
         args.model, device=args.device, dtype=args.dtype, int8=args.int8, compile=args.compile,
@@ -152,7 +153,8 @@ def _cmd_experiments_summarize(args):
 
 
 def _cmd_export_onnx(args):
-    from .export import dataset_texts, export_onnx
+    from .data.records import dataset_texts
+    from .export import export_onnx
 
     texts = dataset_texts(args.dataset, args.split) if args.dataset else None
     print(json.dumps(export_onnx(args.model, args.out, opset=args.opset, int8=args.int8, texts=texts), indent=1))

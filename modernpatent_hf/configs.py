@@ -5,6 +5,10 @@ The training scripts (``modernpatent_hf/scripts/``) parse their dataclasses with
 them); command-line values win over the YAML. Values are typed by the same argparse machinery that
 ``transformers.HfArgumentParser`` builds from the dataclasses, so ``--learning_rate 8e-5`` and a YAML
 ``learning_rate: 8e-5`` (which YAML itself reads as a string) both become floats.
+
+Every argument dataclass of the recipes lives here: :class:`ModelArguments` and :class:`DataArguments`
+(both recipes), :class:`PatentTrainingArguments` (fine-tuning), :class:`PretrainArguments` and
+:class:`PretrainTrainingArguments` (MLM pretraining).
 """
 
 from __future__ import annotations
@@ -17,8 +21,9 @@ import typing
 from dataclasses import asdict, dataclass, field
 from typing import List, Optional, Sequence, Tuple
 
+import torch
 import yaml
-from transformers import HfArgumentParser
+from transformers import HfArgumentParser, TrainingArguments
 from transformers.hf_argparser import string_to_bool
 
 from .io_utils import write_json_atomically
@@ -120,6 +125,88 @@ class DataArguments:
         metadata={"help": "Train even when the splits share ids or texts (normalized: casefolded, whitespace "
                   "collapsed); by default such a layout is refused, since its evaluation scores training data."},
     )
+
+
+def needs_cpu_process_group() -> bool:
+    """Whether this is one of several processes (``WORLD_SIZE`` > 1) on a machine without an accelerator.
+
+    Such processes must join one gloo group on the CPU (``use_cpu=True``): without it, accelerate gives
+    each of them a world of one and they silently train alone. This holds under DeepSpeed too, whose
+    engine then runs ZeRO over that gloo group (tests/test_deepspeed.py).
+    """
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.accelerator.is_available()
+
+
+@dataclass
+class PatentTrainingArguments(TrainingArguments):
+    r"""`TrainingArguments` for CPC patent classification.
+
+    Changed defaults (compared with `transformers.TrainingArguments`):
+        metric_for_best_model: ``"f1@1"`` (the figure the seed and PatentBERT report), greater_is_better ``True``.
+        train_sampling_strategy: ``"group_by_length"`` (patents vary from 20 to thousands of tokens; grouping
+            similar lengths wastes less compute on padding).
+        batch_eval_metrics: ``True`` (streaming evaluation, see :mod:`modernpatent_hf.trainer`).
+        remove_unused_columns: ``False`` (the collator needs ``label_ids``, which is not a forward argument).
+        report_to: ``"tensorboard"``.
+        label_names: ``["labels"]``.
+
+    New parameters:
+        top_k: the k of precision/recall/F1@k reported at evaluation.
+        eval_threshold: probability threshold of the micro/macro/exact-match metrics.
+    """
+
+    metric_for_best_model: Optional[str] = field(default="f1@1", metadata={"help": "Metric that selects the best checkpoint."})
+    greater_is_better: Optional[bool] = field(default=True, metadata={"help": "Whether a larger metric_for_best_model is better."})
+    train_sampling_strategy: str = field(
+        default="group_by_length",
+        metadata={"help": "Sampler for training: 'group_by_length' (default here), 'random', 'sequential' or 'batch_rebalance'.",
+                  "choices": ["random", "sequential", "group_by_length", "batch_rebalance"]},
+    )
+    batch_eval_metrics: bool = field(default=True, metadata={"help": "Compute metrics batch by batch (streaming)."})
+    remove_unused_columns: bool = field(default=False, metadata={"help": "Keep label_ids for the collator."})
+    report_to: Optional[str] = field(default="tensorboard", metadata={"help": "Trackers to log to: 'tensorboard', 'wandb', 'none', ..."})
+    label_names: Optional[List[str]] = field(default_factory=lambda: ["labels"], metadata={"help": "Input keys holding the targets."})
+    top_k: List[int] = field(default_factory=lambda: [1, 5], metadata={"help": "k values of P/R/F1@k reported at evaluation."})
+    eval_threshold: float = field(default=0.5, metadata={"help": "Probability threshold of the micro/macro metrics."})
+
+    def __post_init__(self):
+        self.use_cpu = self.use_cpu or needs_cpu_process_group()
+        super().__post_init__()
+
+
+@dataclass
+class PretrainArguments:
+    """How tokens are masked and how documents become sequences."""
+
+    mlm_probability: float = field(default=0.30, metadata={"help": "Share of non-special tokens selected for prediction (upstream and ModernBERT: 0.30)."})
+    mask_replace_prob: float = field(default=0.8, metadata={"help": "Share of the selected tokens replaced by [MASK]."})
+    random_replace_prob: float = field(
+        default=0.1, metadata={"help": "Share of the selected tokens replaced by a random token; the rest (default 10 %) stay unchanged."}
+    )
+    packing: bool = field(
+        default=False,
+        metadata={"help": "False: one document per sequence, truncated to max_length. True: documents joined by [SEP] and "
+                  "cut into blocks of max_length tokens (no padding, no truncation; attention spans the documents of a block)."},
+    )
+
+
+@dataclass
+class PretrainTrainingArguments(TrainingArguments):
+    r"""`TrainingArguments` for MLM pretraining.
+
+    Changed defaults (compared with `transformers.TrainingArguments`):
+        remove_unused_columns: ``False`` (the collator reads ``special_tokens_mask``, which is not a forward argument).
+        report_to: ``"tensorboard"``.
+        use_cpu: set when several processes run on a machine without an accelerator (see
+            :func:`needs_cpu_process_group`).
+    """
+
+    remove_unused_columns: bool = field(default=False, metadata={"help": "Keep special_tokens_mask for the collator."})
+    report_to: Optional[str] = field(default="tensorboard", metadata={"help": "Trackers to log to: 'tensorboard', 'wandb', 'none', ..."})
+
+    def __post_init__(self):
+        self.use_cpu = self.use_cpu or needs_cpu_process_group()
+        super().__post_init__()
 
 
 def _typed_override_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:

@@ -39,12 +39,12 @@ import numpy as np
 import yaml
 
 from . import scripts
-from .configs import DataArguments, ModelArguments, parse_recipe_args
+from .configs import DataArguments, ModelArguments, PatentTrainingArguments, parse_recipe_args
 from .data.loading import RUN_DATA_SUBDIR, load_patent_splits
 from .data.records import is_prepared_dir
-from .reporting import baseline_metrics, new_figure, save_figure
+from .reporting.figures import new_figure, save_figure
+from .reporting.tables import baseline_metrics
 from .tokenization import TOKENIZER_SUBDIR, load_or_train_tokenizer
-from .trainer import PatentTrainingArguments
 
 SCRIPTS_DIR = os.path.dirname(os.path.abspath(scripts.__file__))
 """The package's training scripts (``finetune.py``, ``pretrain_mlm.py``): installed with it, so a non-editable

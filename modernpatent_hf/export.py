@@ -13,7 +13,7 @@ sliding-window local attention, sdpa or eager attention) and BERT in seconds and
 without data-dependent branches while tracing, so the sliding-window and padding masks stay in the graph.
 
 :class:`OnnxPatentClassifier` runs an exported directory on length-bucketed batches, as
-:class:`~modernpatent_hf.inference.PatentClassifier` runs a torch checkpoint.
+:class:`~modernpatent_hf.predictor.PatentClassifier` runs a torch checkpoint.
 """
 
 from __future__ import annotations
@@ -26,14 +26,9 @@ import numpy as np
 import torch
 
 from .cpc import LABEL_SPACE_FILE, CpcLabelSpace
-from .data.records import load_dataset_dir
-from .data.synthetic import generate_synthetic_records
-from .inference import (
-    DEFAULT_MAX_BATCH_SIZE,
-    DEFAULT_MAX_BATCH_TOKENS,
-    length_bucketed_batches,
-    load_checkpoint_label_space,
-)
+from .data.synthetic import generated_claims
+from .model_factory import load_checkpoint_label_space
+from .predictor import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_BATCH_TOKENS, length_bucketed_batches, pad_token_ids
 
 ONNX_FILE = "model.onnx"
 INT8_ONNX_FILE = "model.int8.onnx"
@@ -59,32 +54,6 @@ def _max_length(tokenizer, config) -> int:
     """The longest input the model takes: the tokenizer's limit or the position embeddings', whichever is smaller."""
     limits = [tokenizer.model_max_length, getattr(config, "max_position_embeddings", None)]
     return min(limit for limit in limits if limit)
-
-
-def pad_token_ids(input_ids: Sequence[Sequence[int]], pad_id: int):
-    """Right-pad token id lists to the longest: ``(input_ids, attention_mask)``, int64 numpy arrays [N, T]."""
-    longest = max(len(ids) for ids in input_ids)
-    padded = np.full((len(input_ids), longest), pad_id, dtype=np.int64)
-    mask = np.zeros_like(padded)
-    for row, ids in enumerate(input_ids):
-        padded[row, : len(ids)] = ids
-        mask[row, : len(ids)] = 1
-    return padded, mask
-
-
-def generated_claims(count: int, seed: int = 0) -> List[str]:
-    """``count`` claim-like texts from the synthetic generator, for checks that need some text."""
-    return [record["text"] for record in generate_synthetic_records(count, seed=seed)]
-
-
-def dataset_texts(dataset_dir: str, split: str = "test", limit: Optional[int] = None) -> List[str]:
-    """The texts of one split of a prepared dataset directory (``modernpatent prepare``/``synth``), the first ``limit``."""
-    splits = load_dataset_dir(dataset_dir)
-    if split not in splits or len(splits[split]) == 0:
-        filled = ", ".join(name for name in splits if len(splits[name])) or "none"
-        raise ValueError(f"{dataset_dir} has no rows in split {split!r}; choose a split with rows: {filled}")
-    rows = splits[split] if limit is None else splits[split].select(range(min(limit, len(splits[split]))))
-    return list(rows["text"])
 
 
 def _texts_of_varied_lengths(count: int) -> List[str]:
@@ -229,7 +198,7 @@ class OnnxPatentClassifier:
 
     ``int8`` selects ``model.int8.onnx``; ``threads`` sets onnxruntime's intra-op threads (default: its own choice).
     Texts are truncated to ``max_length`` tokens (default: the model's limit); batches are cut as in
-    :class:`~modernpatent_hf.inference.PatentClassifier`, and logits come back in input order.
+    :class:`~modernpatent_hf.predictor.PatentClassifier`, and logits come back in input order.
     """
 
     def __init__(

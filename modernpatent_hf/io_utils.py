@@ -46,6 +46,16 @@ def write_json_atomically(path: PathLike, obj: Any, **json_options) -> None:
     replace_atomically(path, write)
 
 
+def write_text_atomically(path: PathLike, text: str) -> None:
+    """Write ``text`` as UTF-8 with :func:`replace_atomically`."""
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8") as handle:
+            handle.write(text)
+
+    replace_atomically(path, write)
+
+
 def scratch_path(path: PathLike, kind: str) -> str:
     """A sibling of ``path`` private to this process: ``PATH.KIND-HOST-PID`` (``kind``: a word such as ``tmp``).
 

@@ -11,9 +11,11 @@ import os
 from typing import Optional, Union
 
 from transformers import AutoConfig, BertConfig, ModernBertConfig, PreTrainedConfig
+from transformers.utils import cached_file
 
+from .configs import ModelArguments
 from .configuration_modernpatent import BertPatentConfig, ModernPatentConfig, named_labels
-from .cpc import CpcLabelSpace
+from .cpc import LABEL_SPACE_FILE, CpcLabelSpace
 from .modeling_modernpatent import (
     BertForHierarchicalPatentClassification,
     ModernBertForHierarchicalPatentClassification,
@@ -136,7 +138,18 @@ def _check_saved_labels(config: PreTrainedConfig, label_space: CpcLabelSpace, so
     )
 
 
-def new_model_config(model_args, tokenizer, label_space: Optional[CpcLabelSpace] = None, **loss_settings):
+def special_token_ids(architecture: str, tokenizer) -> dict:
+    """The config fields that tie a new ``"modernbert"`` or ``"bert"`` model's special tokens to ``tokenizer``'s."""
+    special = {"pad_token_id": tokenizer.pad_token_id}
+    if architecture == "modernbert":
+        special.update(
+            bos_token_id=tokenizer.cls_token_id, eos_token_id=tokenizer.sep_token_id,
+            cls_token_id=tokenizer.cls_token_id, sep_token_id=tokenizer.sep_token_id,
+        )
+    return special
+
+
+def new_model_config(model_args: ModelArguments, tokenizer, label_space: Optional[CpcLabelSpace] = None, **loss_settings):
     """Config of a new randomly initialized model whose vocabulary and special tokens match ``tokenizer``.
 
     With ``label_space``: a patent classifier's config. Without: a stock ``ModernBertConfig``/``BertConfig``
@@ -148,16 +161,11 @@ def new_model_config(model_args, tokenizer, label_space: Optional[CpcLabelSpace]
     else:
         config_class = ModernPatentConfig if model_args.architecture == "modernbert" else BertPatentConfig
         labels = {"id2label": dict(label_space.id2label), "label2id": dict(label_space.label2id)}
-    special = {"pad_token_id": tokenizer.pad_token_id}
-    if model_args.architecture == "modernbert":
-        special.update(
-            bos_token_id=tokenizer.cls_token_id, eos_token_id=tokenizer.sep_token_id,
-            cls_token_id=tokenizer.cls_token_id, sep_token_id=tokenizer.sep_token_id,
-        )
+    special = special_token_ids(model_args.architecture, tokenizer)
     return config_class(vocab_size=len(tokenizer), **labels, **special, **(model_args.model_config or {}), **loss_settings)
 
 
-def build_classifier(model_args, tokenizer, label_space: CpcLabelSpace, class_weights: Optional[list] = None):
+def build_classifier(model_args: ModelArguments, tokenizer, label_space: CpcLabelSpace, class_weights: Optional[list] = None):
     """The patent classifier of a run: from a checkpoint (encoder loaded, head new) or new and random; LoRA-wrapped on request."""
     loss_settings = {"loss_type": model_args.loss_type, "pooling": model_args.pooling,
                      "classifier_dropout": model_args.classifier_dropout, "class_weight_cap": model_args.class_weight_cap}
@@ -186,7 +194,7 @@ def build_classifier(model_args, tokenizer, label_space: CpcLabelSpace, class_we
     return model
 
 
-def wrap_with_lora(model, model_args):
+def wrap_with_lora(model, model_args: ModelArguments):
     """LoRA adapters on the encoder's linear layers; the head and classifier stay fully trainable."""
     # Imported on use: peft takes seconds to import, and every `import modernpatent_hf` imports this module.
     from peft import LoraConfig, get_peft_model
@@ -196,3 +204,35 @@ def wrap_with_lora(model, model_args):
         target_modules=list(model_args.lora_target_modules), modules_to_save=["head", "classifier"],
     )
     return get_peft_model(model, config)
+
+
+def load_checkpoint_label_space(path_or_hub_id: str, config) -> CpcLabelSpace:
+    """The label space of a checkpoint: its ``label_space.json``, else the CPC codes of ``config.id2label``.
+
+    Raises a one-line ValueError when neither gives CPC codes, or when they disagree with the model's outputs.
+    """
+    names = named_labels(config)
+    label_file = cached_file(
+        path_or_hub_id, LABEL_SPACE_FILE,
+        _raise_exceptions_for_missing_entries=False, _raise_exceptions_for_connection_errors=False,
+    )
+    if label_file is not None:
+        label_space = CpcLabelSpace.load(label_file)
+    else:
+        try:
+            label_space = CpcLabelSpace(names) if names else None
+        except ValueError:  # labels that are not CPC codes
+            label_space = None
+        if label_space is None:
+            raise ValueError(
+                f"model directory {path_or_hub_id} lacks a label space: no {LABEL_SPACE_FILE} and its config's "
+                "id2label holds no CPC codes; save the checkpoint with PatentTrainer or copy the training data's "
+                f"{LABEL_SPACE_FILE} next to it"
+            )
+    if len(label_space) != config.num_labels or (names is not None and names != list(label_space.codes)):
+        raise ValueError(
+            f"{path_or_hub_id}: the model predicts {config.num_labels} labels but its label space "
+            f"({LABEL_SPACE_FILE} or config id2label) lists {len(label_space)} codes in another order or set; "
+            "use the label space the model was trained with"
+        )
+    return label_space

@@ -1,8 +1,8 @@
 """Continued masked-language-model (MLM) pretraining of ModernBERT (or BERT) on patent text.
 
-The pieces of ``recipes/pretrain_mlm.py``: its arguments, the tokenization (one document per sequence,
-or documents packed into fixed-length blocks), the masked-LM model (new, or a checkpoint to continue),
-a masking collator that owns its randomness (masks depend on the batch and the seed only), and a `Trainer` that
+The pieces of ``recipes/pretrain_mlm.py`` (its arguments are in :mod:`modernpatent_hf.configs`): the
+tokenization (one document per sequence, or documents packed into fixed-length blocks), the masked-LM model
+(new, or a checkpoint to continue), a masking collator that owns its randomness (masks depend on the batch and the seed only), and a `Trainer` that
 reports perplexity. The output is a stock ``ModernBertForMaskedLM`` checkpoint (config, safetensors,
 tokenizer) that ``recipes/finetune.py`` takes as ``model_name_or_path``.
 """
@@ -12,53 +12,19 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
 import torch
-from transformers import PreTrainedTokenizerBase, TrainingArguments
+from transformers import AutoModelForMaskedLM, PreTrainedTokenizerBase
 
+from .configs import ModelArguments
 from .model_factory import load_checkpoint_config, load_pretrained_weights, new_model_config
-from .trainer import ResumableTrainer, needs_cpu_process_group
+from .trainer import ResumableTrainer
 
 # Encoder families an MLM run can start from (a fine-tuned patent classifier has no masked-LM head).
 MLM_MODEL_TYPES = ("modernbert", "bert")
-
-
-@dataclass
-class PretrainArguments:
-    """How tokens are masked and how documents become sequences."""
-
-    mlm_probability: float = field(default=0.30, metadata={"help": "Share of non-special tokens selected for prediction (upstream and ModernBERT: 0.30)."})
-    mask_replace_prob: float = field(default=0.8, metadata={"help": "Share of the selected tokens replaced by [MASK]."})
-    random_replace_prob: float = field(
-        default=0.1, metadata={"help": "Share of the selected tokens replaced by a random token; the rest (default 10 %) stay unchanged."}
-    )
-    packing: bool = field(
-        default=False,
-        metadata={"help": "False: one document per sequence, truncated to max_length. True: documents joined by [SEP] and "
-                  "cut into blocks of max_length tokens (no padding, no truncation; attention spans the documents of a block)."},
-    )
-
-
-@dataclass
-class PretrainTrainingArguments(TrainingArguments):
-    r"""`TrainingArguments` for MLM pretraining.
-
-    Changed defaults (compared with `transformers.TrainingArguments`):
-        remove_unused_columns: ``False`` (the collator reads ``special_tokens_mask``, which is not a forward argument).
-        report_to: ``"tensorboard"``.
-        use_cpu: set when several processes run on a machine without an accelerator (see
-            :func:`~modernpatent_hf.trainer.needs_cpu_process_group`).
-    """
-
-    remove_unused_columns: bool = field(default=False, metadata={"help": "Keep special_tokens_mask for the collator."})
-    report_to: Optional[str] = field(default="tensorboard", metadata={"help": "Trackers to log to: 'tensorboard', 'wandb', 'none', ..."})
-
-    def __post_init__(self):
-        self.use_cpu = self.use_cpu or needs_cpu_process_group()
-        super().__post_init__()
 
 
 def as_int_list(values) -> list:
@@ -191,10 +157,8 @@ def tokenize_for_mlm(dataset, tokenizer, max_length: int, packing: bool = False,
     )
 
 
-def build_masked_lm(model_args, tokenizer):
+def build_masked_lm(model_args: ModelArguments, tokenizer):
     """The masked-LM model of a run: ``model_name_or_path`` continued, or a new random one from ``model_config``."""
-    from transformers import AutoModelForMaskedLM
-
     extra = {"attn_implementation": model_args.attn_implementation} if model_args.attn_implementation else {}
     name = model_args.model_name_or_path
     if name:

@@ -18,8 +18,9 @@ from collections.abc import Sized
 from typing import Iterable, Iterator, List, Optional
 
 from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
-from transformers import AutoTokenizer, PreTrainedTokenizerFast
+from transformers import AutoTokenizer, PreTrainedTokenizerFast, TrainingArguments
 
+from .configs import ModelArguments
 from .data.readers import iter_records
 from .data.records import load_dataset_dir
 from .io_utils import main_process_first
@@ -145,7 +146,7 @@ def train_tokenizer_from_corpus(corpus, vocab_size: int = 16000, out_dir: Option
     return tokenizer
 
 
-def load_or_train_tokenizer(model_args, train_texts, work_dir: str, training_args=None):
+def load_or_train_tokenizer(model_args: ModelArguments, train_texts, work_dir: str, training_args: Optional[TrainingArguments] = None):
     """The run's tokenizer: from ``tokenizer_name_or_path`` (or the model's), or trained on ``train_texts``."""
     name = model_args.tokenizer_name_or_path or model_args.model_name_or_path
     if name == "train" and model_args.model_name_or_path:

@@ -1,4 +1,10 @@
-"""Training: arguments with this task's defaults, the collator, streaming F1@k evaluation, the Trainer.
+"""Training: the Trainers, the multi-label collator, the tokenization of patents, streaming F1@k evaluation.
+
+:class:`ResumableTrainer` (the base of both recipes' trainers) saves no pickle and trains no step past the
+end on resume; :class:`PatentTrainer` adds the CPC label space, the collator and the metrics, and saves the
+label space and a model card with every checkpoint. Their arguments live in :mod:`modernpatent_hf.configs`,
+what is written into run and checkpoint directories in :mod:`modernpatent_hf.checkpoints`, the model card
+in :mod:`modernpatent_hf.model_card`.
 
 The tokenized dataset stores each patent's labels as label-space *indices* (a few ints per row, not
 665 floats), and :class:`MultiLabelCollator` builds the multi-hot float targets per batch. Evaluation
@@ -10,75 +16,24 @@ padding of uneven last batches).
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Dict, List, Optional
 
 import numpy as np
 import torch
-from transformers import Trainer, TrainingArguments
-from transformers.trainer import TRAINING_ARGS_NAME
+from transformers import Trainer
 
+from .checkpoints import latest_metrics, save_training_args_as_json
 from .cpc import LABEL_SPACE_FILE, CpcLabelSpace
-from .io_utils import write_json_atomically
 from .metrics import MultilabelMetricsAccumulator
+from .model_card import model_card
 
 logger = logging.getLogger(__name__)
 
-# The training arguments saved with every checkpoint, as JSON (see ResumableTrainer._save).
-TRAINING_ARGS_JSON = "training_args.json"
-
 # Outputs of our models that are not the subclass logits: evaluation must not collect them.
 NON_LOGIT_OUTPUTS = ["class_logits", "section_logits", "hidden_states", "attentions"]
-
-
-@dataclass
-class PatentTrainingArguments(TrainingArguments):
-    r"""`TrainingArguments` for CPC patent classification.
-
-    Changed defaults (compared with `transformers.TrainingArguments`):
-        metric_for_best_model: ``"f1@1"`` (the figure the seed and PatentBERT report), greater_is_better ``True``.
-        train_sampling_strategy: ``"group_by_length"`` (patents vary from 20 to thousands of tokens; grouping
-            similar lengths wastes less compute on padding).
-        batch_eval_metrics: ``True`` (streaming evaluation, see the module docstring).
-        remove_unused_columns: ``False`` (the collator needs ``label_ids``, which is not a forward argument).
-        report_to: ``"tensorboard"``.
-        label_names: ``["labels"]``.
-
-    New parameters:
-        top_k: the k of precision/recall/F1@k reported at evaluation.
-        eval_threshold: probability threshold of the micro/macro/exact-match metrics.
-    """
-
-    metric_for_best_model: Optional[str] = field(default="f1@1", metadata={"help": "Metric that selects the best checkpoint."})
-    greater_is_better: Optional[bool] = field(default=True, metadata={"help": "Whether a larger metric_for_best_model is better."})
-    train_sampling_strategy: str = field(
-        default="group_by_length",
-        metadata={"help": "Sampler for training: 'group_by_length' (default here), 'random', 'sequential' or 'batch_rebalance'.",
-                  "choices": ["random", "sequential", "group_by_length", "batch_rebalance"]},
-    )
-    batch_eval_metrics: bool = field(default=True, metadata={"help": "Compute metrics batch by batch (streaming)."})
-    remove_unused_columns: bool = field(default=False, metadata={"help": "Keep label_ids for the collator."})
-    report_to: Optional[str] = field(default="tensorboard", metadata={"help": "Trackers to log to: 'tensorboard', 'wandb', 'none', ..."})
-    label_names: Optional[List[str]] = field(default_factory=lambda: ["labels"], metadata={"help": "Input keys holding the targets."})
-    top_k: List[int] = field(default_factory=lambda: [1, 5], metadata={"help": "k values of P/R/F1@k reported at evaluation."})
-    eval_threshold: float = field(default=0.5, metadata={"help": "Probability threshold of the micro/macro metrics."})
-
-    def __post_init__(self):
-        self.use_cpu = self.use_cpu or needs_cpu_process_group()
-        super().__post_init__()
-
-
-def needs_cpu_process_group() -> bool:
-    """Whether this is one of several processes (``WORLD_SIZE`` > 1) on a machine without an accelerator.
-
-    Such processes must join one gloo group on the CPU (``use_cpu=True``): without it, accelerate gives
-    each of them a world of one and they silently train alone. This holds under DeepSpeed too, whose
-    engine then runs ZeRO over that gloo group (tests/test_deepspeed.py).
-    """
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.accelerator.is_available()
 
 
 @dataclass
@@ -211,140 +166,3 @@ class PatentTrainer(ResumableTrainer):
         self.label_space.save(os.path.join(output_dir, LABEL_SPACE_FILE))
         with open(os.path.join(output_dir, "README.md"), "w", encoding="utf-8") as handle:
             handle.write(model_card(self.model, self.label_space, self.args, latest_metrics(self.state.log_history)))
-
-
-def save_training_args_as_json(output_dir: str, args: TrainingArguments) -> None:
-    """Replace the ``training_args.bin`` that ``Trainer._save`` just wrote with ``training_args.json``.
-
-    The Trainer pickles its arguments (``torch.save``) and never reads them back; a directory we
-    publish holds no pickle, so a Trainer subclass calls this at the end of its ``_save``.
-    """
-    pickled_args = os.path.join(output_dir, TRAINING_ARGS_NAME)
-    if os.path.exists(pickled_args):
-        os.remove(pickled_args)
-    write_json_atomically(os.path.join(output_dir, TRAINING_ARGS_JSON), args.to_dict(), default=str)
-
-
-def latest_metrics(log_history: List[Dict]) -> Dict[str, float]:
-    """The most recent evaluation metrics of each prefix (eval_, test_) found in a Trainer log history."""
-    metrics: Dict[str, float] = {}
-    for entry in log_history:
-        if any(key.startswith(("eval_", "test_")) for key in entry):
-            metrics.update({k: v for k, v in entry.items() if k.startswith(("eval_", "test_"))})
-    return metrics
-
-
-def model_card(model, label_space: CpcLabelSpace, args: TrainingArguments, metrics: Dict[str, float]) -> str:
-    """A Hugging Face model card: metadata, what the model does, its metrics, settings and usage."""
-    config = getattr(model, "config", None)
-    rows = [
-        ("F1@1", "f1@1"), ("P@1", "precision@1"), ("R@1 (per-patent mean)", "recall@1"), ("R@1 micro", "recall@1_micro"),
-        ("F1@5", "f1@5"), ("class P@1", "precision@1_class"), ("section P@1", "precision@1_section"),
-        ("micro F1 @0.5", "micro_f1"), ("macro F1 @0.5", "macro_f1"), ("macro precision @0.5", "macro_precision"),
-    ]
-    table = ["| metric | validation | test |", "|---|---|---|"]
-    for name, key in rows:
-        values = [metrics.get(f"{prefix}_{key}") for prefix in ("eval", "test")]
-        if any(v is not None for v in values):
-            table.append(f"| {name} | " + " | ".join("" if v is None else f"{100 * v:.2f} %" for v in values) + " |")
-    settings = {
-        "loss": getattr(config, "loss_type", None),
-        "hierarchy weight": getattr(config, "hierarchy_weight", None),
-        "class weights": "balanced" if getattr(config, "class_weights", None) else "none",
-        "pooling": getattr(config, "pooling", None),
-        "learning rate": args.learning_rate,
-        "scheduler": str(getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type)),
-        "batch size per device": args.per_device_train_batch_size,
-        "epochs": args.num_train_epochs if args.max_steps is None or args.max_steps <= 0 else f"{args.max_steps} steps",
-        "weight decay": args.weight_decay,
-        "AdamW betas / eps": f"({args.adam_beta1}, {args.adam_beta2}) / {args.adam_epsilon}",
-        "bf16": args.bf16,
-    }
-    return "\n".join([
-        "---",
-        "library_name: transformers",
-        "pipeline_tag: text-classification",
-        "tags: [patents, cpc, multi-label-classification, modernpatent-hf]",
-        "---",
-        "",
-        f"# CPC subclass classifier ({len(label_space)} labels)",
-        "",
-        f"Predicts CPC subclasses ({len(label_space)} labels over {len(label_space.classes)} classes and "
-        f"{len(label_space.sections)} sections) of a patent from its text. Trained with modernpatent-hf.",
-        "",
-        "## Metrics",
-        "",
-        *(table if len(table) > 2 else ["No evaluation has run yet."]),
-        "",
-        "## Training settings",
-        "",
-        *[f"- {name}: {value}" for name, value in settings.items() if value is not None],
-        "",
-        "## Usage",
-        "",
-        "```python",
-        "from transformers import AutoModelForSequenceClassification, AutoTokenizer",
-        "model = AutoModelForSequenceClassification.from_pretrained(PATH, trust_remote_code=True)",
-        "tokenizer = AutoTokenizer.from_pretrained(PATH)",
-        "probabilities = model(**tokenizer(texts, return_tensors='pt', padding=True, truncation=True)).logits.sigmoid()",
-        "```",
-        "",
-        "The label space (codes, counts, titles) is in `label_space.json`: "
-        "`modernpatent_hf.CpcLabelSpace.load(PATH)`.",
-        "",
-    ])
-
-
-def last_complete_checkpoint(output_dir: str) -> Optional[str]:
-    """The newest ``checkpoint-N`` directory in ``output_dir`` that was saved to the end, or None.
-
-    The Trainer writes ``trainer_state.json`` last, after the weights, optimizer, scheduler and RNG states.
-    A checkpoint whose state file is missing or unreadable was interrupted while saving (a kill, a full
-    disk), so it is skipped with a warning and the previous one is used: a resume never loads half a checkpoint.
-    """
-    import re
-
-    if not os.path.isdir(output_dir):
-        return None
-    steps = sorted(
-        (int(match.group(1)), name)
-        for name in os.listdir(output_dir)
-        if (match := re.fullmatch(r"checkpoint-(\d+)", name)) and os.path.isdir(os.path.join(output_dir, name))
-    )
-    for _, name in reversed(steps):
-        path = os.path.join(output_dir, name)
-        try:
-            with open(os.path.join(path, "trainer_state.json"), encoding="utf-8") as handle:
-                json.load(handle)
-            return path
-        except (OSError, ValueError):
-            logger.warning("skipping %s: it was not saved to the end (no readable trainer_state.json)", path)
-    return None
-
-
-def parameter_checksum(model) -> str:
-    """sha256 over the model's parameters in name order: equal on every rank of a correct data-parallel run.
-
-    Under DeepSpeed ZeRO-3 each rank holds only a shard of every parameter, so the parameters are gathered
-    first; there this is a collective that every rank must call.
-    """
-    import contextlib
-    import hashlib
-
-    named_parameters = sorted(model.named_parameters())
-    gathered = contextlib.nullcontext()
-    if any(hasattr(parameter, "ds_id") for _, parameter in named_parameters):
-        import deepspeed
-
-        gathered = deepspeed.zero.GatheredParameters([parameter for _, parameter in named_parameters])
-    digest = hashlib.sha256()
-    with gathered:
-        for name, parameter in named_parameters:
-            digest.update(name.encode("utf-8"))
-            digest.update(parameter.detach().float().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
-
-
-def save_metrics_json(path: str, metrics: Dict[str, float]) -> None:
-    """Write metrics as JSON atomically."""
-    write_json_atomically(path, metrics, sort_keys=True)

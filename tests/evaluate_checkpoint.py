@@ -9,8 +9,9 @@ import sys
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from modernpatent_hf import CpcLabelSpace
+from modernpatent_hf.configs import PatentTrainingArguments
 from modernpatent_hf.data.records import load_dataset_dir
-from modernpatent_hf.trainer import PatentTrainer, PatentTrainingArguments, tokenize_patent_dataset
+from modernpatent_hf.trainer import PatentTrainer, tokenize_patent_dataset
 
 checkpoint, data_dir, output_dir = sys.argv[1:4]
 label_space = CpcLabelSpace.load(checkpoint)

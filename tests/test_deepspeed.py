@@ -76,10 +76,9 @@ def initial_model(stage, zero_run):
     import transformers
 
     from modernpatent_hf import CpcLabelSpace
-    from modernpatent_hf.configs import DataArguments, ModelArguments, parse_recipe_args
+    from modernpatent_hf.configs import DataArguments, ModelArguments, PatentTrainingArguments, parse_recipe_args
     from modernpatent_hf.model_factory import build_classifier
     from modernpatent_hf.tokenization import load_or_train_tokenizer
-    from modernpatent_hf.trainer import PatentTrainingArguments
 
     zero2_output, _ = zero_run(2)
     if stage == 3:
@@ -106,7 +105,7 @@ def test_recipe_trains_under_deepspeed_zero_in_two_ranks(zero_run, stage):
 def test_final_checkpoint_is_the_whole_trained_model(zero_run, stage):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from modernpatent_hf.trainer import parameter_checksum
+    from modernpatent_hf.checkpoints import parameter_checksum
 
     output_dir, log = zero_run(stage)
     model = AutoModelForSequenceClassification.from_pretrained(output_dir)

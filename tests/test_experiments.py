@@ -109,9 +109,14 @@ def test_bad_grids_are_named(tmp_path, conditions, message):
 
 @pytest.mark.parametrize("grid_dir", sorted(p.parent for p in (REPO_ROOT / "recipes" / "experiments").glob("*/base.yaml")))
 def test_shipped_grids_parse_as_the_recipes_will_read_them(grid_dir, tmp_path):
-    from modernpatent_hf.configs import DataArguments, ModelArguments, parse_recipe_args
-    from modernpatent_hf.pretraining import PretrainArguments, PretrainTrainingArguments
-    from modernpatent_hf.trainer import PatentTrainingArguments
+    from modernpatent_hf.configs import (
+        DataArguments,
+        ModelArguments,
+        PatentTrainingArguments,
+        PretrainArguments,
+        PretrainTrainingArguments,
+        parse_recipe_args,
+    )
 
     grid = load_grid(str(grid_dir))
     assert grid.reference == "bce" and len(grid.conditions) == 7

@@ -15,15 +15,9 @@ from modernpatent_hf.benchmark import (
     useful_flops,
 )
 from modernpatent_hf.cli import main
-from modernpatent_hf.export import (
-    INT8_ONNX_FILE,
-    ONNX_FILE,
-    OnnxPatentClassifier,
-    export_onnx,
-    generated_claims,
-    pad_token_ids,
-)
-from modernpatent_hf.inference import PatentClassifier
+from modernpatent_hf.data.synthetic import generated_claims
+from modernpatent_hf.export import INT8_ONNX_FILE, ONNX_FILE, OnnxPatentClassifier, export_onnx
+from modernpatent_hf.predictor import PatentClassifier, pad_token_ids
 
 ARCHITECTURES = ("modernbert", "bert")
 

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from modernpatent_hf.configs import DataArguments, ModelArguments, parse_recipe_args
-from modernpatent_hf.trainer import PatentTrainingArguments
+from modernpatent_hf.configs import DataArguments, ModelArguments, PatentTrainingArguments, parse_recipe_args
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ARGUMENT_TYPES = (ModelArguments, DataArguments, PatentTrainingArguments)
@@ -213,7 +212,7 @@ def test_a_new_tokenizer_for_a_pretrained_checkpoint_is_refused(tmp_path):
 
 
 def test_resume_skips_a_checkpoint_that_was_not_saved_to_the_end(tmp_path):
-    from modernpatent_hf.trainer import last_complete_checkpoint
+    from modernpatent_hf.checkpoints import last_complete_checkpoint
 
     assert last_complete_checkpoint(str(tmp_path / "missing")) is None
     for step, state in ((2, "{}"), (10, "{}"), (12, '{"global_st'), (14, None)):

@@ -25,7 +25,8 @@ from modernpatent_hf import (
     train_patent_tokenizer,
 )
 from modernpatent_hf.data.records import write_dataset_dir
-from modernpatent_hf.inference import PatentClassifier, length_bucketed_batches, predict_file
+from modernpatent_hf.predict_file import predict_file
+from modernpatent_hf.predictor import PatentClassifier, length_bucketed_batches
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MAX_LENGTH = 48

@@ -248,8 +248,7 @@ def test_finetuning_from_the_pretrained_checkpoint_initializes_only_the_classifi
 
 
 def test_every_pretraining_yaml_parses():
-    from modernpatent_hf.configs import DataArguments, ModelArguments, parse_recipe_args
-    from modernpatent_hf.pretraining import PretrainArguments, PretrainTrainingArguments
+    from modernpatent_hf.configs import DataArguments, ModelArguments, PretrainArguments, PretrainTrainingArguments, parse_recipe_args
 
     paths = sorted((REPO_ROOT / "recipes").glob("*/pretrain.yaml")) + sorted((REPO_ROOT / "recipes").glob("*/pretrain/*.yaml"))
     assert len(paths) >= 2

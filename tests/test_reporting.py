@@ -8,15 +8,9 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from modernpatent_hf.reporting import (
-    dataset_report,
-    per_label_metrics,
-    plot_metric_curves,
-    plot_rank_frequency,
-    read_run,
-    run_names,
-    write_report,
-)
+from modernpatent_hf.reporting import write_report
+from modernpatent_hf.reporting.dataset_report import dataset_report, plot_rank_frequency
+from modernpatent_hf.reporting.run_report import per_label_metrics, plot_metric_curves, read_run, run_names
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 CURVE_SCALES = {"f1@1": 1.0, "micro_f1": 0.8, "macro_f1": 0.2, "macro_precision": 0.3}  # metric = scale * the run's F1@1

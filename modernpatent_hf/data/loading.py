@@ -8,8 +8,11 @@ then reads the same files.
 from __future__ import annotations
 
 import os
-from typing import Tuple
+from typing import Optional, Tuple
 
+from transformers import TrainingArguments
+
+from ..configs import DataArguments
 from ..cpc import CpcLabelSpace
 from ..io_utils import main_process_first
 from .leakage import split_overlap
@@ -20,7 +23,9 @@ from .synthetic import write_synthetic_corpus
 RUN_DATA_SUBDIR = "data"  # where a run prepares a raw source, inside its output directory
 
 
-def load_patent_splits(data_args, work_dir: str, training_args=None) -> Tuple[object, CpcLabelSpace]:
+def load_patent_splits(
+    data_args: DataArguments, work_dir: str, training_args: Optional[TrainingArguments] = None
+) -> Tuple[object, CpcLabelSpace]:
     """The run's ``DatasetDict`` (train/validation/test of normalized records) and its label space.
 
     ``data_args.dataset_name_or_path`` may be a prepared directory (used as it is), ``"synthetic"`` (the

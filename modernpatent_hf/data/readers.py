@@ -84,17 +84,24 @@ def one_line(error: BaseException) -> str:
 
 
 # ------------------------------------------------------------------------------ field values
-def parse_text_fields(text_fields: Union[str, Sequence[str], None]) -> Optional[Tuple[str, ...]]:
-    """``"title,abstract"`` or ``["title", "abstract"]`` -> a validated tuple; ``None`` stays ``None``."""
+def parse_text_fields(
+    text_fields: Union[str, Sequence[str], None], allowed: Optional[Sequence[str]] = TEXT_FIELDS
+) -> Optional[Tuple[str, ...]]:
+    """``"title,abstract"`` or ``["title", "abstract"]`` -> a validated tuple; ``None`` stays ``None``.
+
+    ``allowed``: the field names a source can have (``prepare``: :data:`TEXT_FIELDS`); ``None`` admits any
+    name (prediction inputs, whose CSV/Parquet columns are the user's). A repeated field is always an error.
+    """
     if text_fields is None:
         return None
     names = text_fields.split(",") if isinstance(text_fields, str) else list(text_fields)
     fields = tuple(name.strip() for name in names if name.strip())
     if not fields:
-        raise ValueError(f"no text field given in {text_fields!r}: choose from {', '.join(TEXT_FIELDS)}")
+        example = f"choose from {', '.join(allowed)}" if allowed else "e.g. title,abstract"
+        raise ValueError(f"no text field given in {text_fields!r}: {example}")
     for field in fields:
-        if field not in TEXT_FIELDS:
-            raise ValueError(f"unknown text field {field!r}: choose from {', '.join(TEXT_FIELDS)}")
+        if allowed is not None and field not in allowed:
+            raise ValueError(f"unknown text field {field!r}: choose from {', '.join(allowed)}")
     if len(set(fields)) != len(fields):
         raise ValueError(f"text field repeated in {text_fields!r}")
     return fields

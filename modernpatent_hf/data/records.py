@@ -17,7 +17,7 @@ import os
 import shutil
 from array import array
 from collections import Counter
-from typing import Dict, Iterable, Mapping, Optional, Sequence
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -296,3 +296,13 @@ def read_stats(path: str) -> Dict:
 def is_prepared_dir(path: str) -> bool:
     """A directory written by `modernpatent prepare` or `modernpatent synth` (label space and dataset card)."""
     return os.path.isdir(path) and os.path.isfile(os.path.join(path, LABEL_SPACE_FILE)) and os.path.isfile(os.path.join(path, "README.md"))
+
+
+def dataset_texts(dataset_dir: str, split: str = "test", limit: Optional[int] = None) -> List[str]:
+    """The texts of one split of a prepared dataset directory (``modernpatent prepare``/``synth``), the first ``limit``."""
+    splits = load_dataset_dir(dataset_dir)
+    if split not in splits or len(splits[split]) == 0:
+        filled = ", ".join(name for name in splits if len(splits[name])) or "none"
+        raise ValueError(f"{dataset_dir} has no rows in split {split!r}; choose a split with rows: {filled}")
+    rows = splits[split] if limit is None else splits[split].select(range(min(limit, len(splits[split]))))
+    return list(rows["text"])

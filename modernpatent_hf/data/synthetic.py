@@ -564,3 +564,8 @@ def write_synthetic_corpus(
         "dropped": dropped,
         "seconds": round(time.perf_counter() - started, 2),
     }
+
+
+def generated_claims(count: int, seed: int = 0) -> List[str]:
+    """``count`` claim-like texts from the synthetic generator, for checks that need some text."""
+    return [record["text"] for record in generate_synthetic_records(count, seed=seed)]

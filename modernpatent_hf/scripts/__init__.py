@@ -6,3 +6,16 @@
 ``recipes/finetune.py`` and ``recipes/pretrain_mlm.py`` are two-line shims over them, so the documented
 ``accelerate launch recipes/finetune.py`` keeps working in a clone.
 """
+
+import sys
+from typing import Callable, List, Optional
+
+
+def run_with_one_line_errors(main: Callable, name: str, argv: Optional[List[str]] = None) -> None:
+    """Run a script's ``main(argv)``; a problem with the user's configuration or data (ValueError, OSError) ends
+    the process with one line ``NAME: error: ...`` and status 2 instead of a traceback."""
+    try:
+        main(argv)
+    except (ValueError, OSError) as error:
+        print(f"{name}: error: {error}", file=sys.stderr)
+        sys.exit(2)

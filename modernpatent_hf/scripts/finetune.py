@@ -11,25 +11,19 @@ the last checkpoint in its output directory.
 
 import logging
 import os
-import sys
 
 import transformers
 
-from modernpatent_hf.configs import DataArguments, ModelArguments, dump_recipe_args, parse_recipe_args
+from modernpatent_hf.checkpoints import last_complete_checkpoint, parameter_checksum, save_metrics_json
+from modernpatent_hf.configs import DataArguments, ModelArguments, PatentTrainingArguments, dump_recipe_args, parse_recipe_args
 from modernpatent_hf.data.loading import load_patent_splits
 from modernpatent_hf.data.records import format_label_statistics, label_statistics
 from modernpatent_hf.losses import balanced_class_weights
 from modernpatent_hf.model_factory import build_classifier
-from modernpatent_hf.reporting import compare_with_baselines
+from modernpatent_hf.reporting.tables import compare_with_baselines
+from modernpatent_hf.scripts import run_with_one_line_errors
 from modernpatent_hf.tokenization import load_or_train_tokenizer
-from modernpatent_hf.trainer import (
-    PatentTrainer,
-    PatentTrainingArguments,
-    last_complete_checkpoint,
-    parameter_checksum,
-    save_metrics_json,
-    tokenize_patent_dataset,
-)
+from modernpatent_hf.trainer import PatentTrainer, tokenize_patent_dataset
 
 logger = logging.getLogger("finetune")
 
@@ -101,11 +95,7 @@ def main(argv=None):
 
 def cli(argv=None) -> None:
     """Run :func:`main`; a problem with the user's configuration or data ends the process with one line and status 2."""
-    try:
-        main(argv)
-    except (ValueError, OSError) as error:
-        print(f"finetune: error: {error}", file=sys.stderr)
-        sys.exit(2)
+    run_with_one_line_errors(main, "finetune", argv)
 
 
 if __name__ == "__main__":

@@ -14,22 +14,22 @@ output directory.
 
 import logging
 import os
-import sys
 
 import transformers
 
-from modernpatent_hf.configs import DataArguments, ModelArguments, dump_recipe_args, parse_recipe_args
-from modernpatent_hf.data.loading import load_patent_splits
-from modernpatent_hf.pretraining import (
-    MLMTrainer,
+from modernpatent_hf.checkpoints import last_complete_checkpoint, save_metrics_json
+from modernpatent_hf.configs import (
+    DataArguments,
+    ModelArguments,
     PretrainArguments,
     PretrainTrainingArguments,
-    SeededMLMCollator,
-    build_masked_lm,
-    tokenize_for_mlm,
+    dump_recipe_args,
+    parse_recipe_args,
 )
+from modernpatent_hf.data.loading import load_patent_splits
+from modernpatent_hf.pretraining import MLMTrainer, SeededMLMCollator, build_masked_lm, tokenize_for_mlm
+from modernpatent_hf.scripts import run_with_one_line_errors
 from modernpatent_hf.tokenization import load_or_train_tokenizer
-from modernpatent_hf.trainer import last_complete_checkpoint, save_metrics_json
 
 logger = logging.getLogger("pretrain_mlm")
 
@@ -93,11 +93,7 @@ def main(argv=None):
 
 def cli(argv=None) -> None:
     """Run :func:`main`; a problem with the user's configuration or data ends the process with one line and status 2."""
-    try:
-        main(argv)
-    except (ValueError, OSError) as error:
-        print(f"pretrain_mlm: error: {error}", file=sys.stderr)
-        sys.exit(2)
+    run_with_one_line_errors(main, "pretrain_mlm", argv)
 
 
 if __name__ == "__main__":

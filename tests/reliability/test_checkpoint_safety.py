@@ -24,8 +24,10 @@ from transformers import AutoModelForSequenceClassification, ModernBertConfig
 from transformers.trainer_pt_utils import safe_globals
 
 from modernpatent_hf import CpcLabelSpace, build_patent_classifier
+from modernpatent_hf.checkpoints import TRAINING_ARGS_JSON
+from modernpatent_hf.configs import PatentTrainingArguments
 from modernpatent_hf.model_factory import load_pretrained_weights
-from modernpatent_hf.trainer import TRAINING_ARGS_JSON, PatentTrainer, PatentTrainingArguments
+from modernpatent_hf.trainer import PatentTrainer
 
 PACKAGE = os.path.dirname(inspect.getsourcefile(build_patent_classifier))
 RECIPES = os.path.join(os.path.dirname(PACKAGE), "recipes")
@@ -266,7 +268,7 @@ def test_the_prediction_path_loads_pickled_weights_only_with_allow_pickle(pickle
     from tokenizers.models import WordLevel
     from transformers import PreTrainedTokenizerFast
 
-    from modernpatent_hf.inference import PatentClassifier
+    from modernpatent_hf.predictor import PatentClassifier
 
     path, model = pickled_checkpoint
     words = ["[PAD]", "[CLS]", "[SEP]", "[UNK]", "[MASK]"] + [f"w{i}" for i in range(TINY.vocab_size - 5)]

@@ -1,0 +1,249 @@
+"""Batch prediction with a trained CPC classifier: length-bucketed batches, top-k codes, thresholds.
+
+:class:`PatentClassifier` wraps a saved checkpoint (model, tokenizer, label space). Texts are tokenized
+once, sorted by length and cut into batches under a token budget (:func:`length_bucketed_batches`); each
+batch is padded only to its own longest text (:func:`pad_token_ids`, shared with the ONNX export and the
+benchmark), so short patents never pay for long ones, and the logits come back in input order.
+Prediction over files, resumable and in several processes, is :mod:`modernpatent_hf.predict_file`.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from typing import Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+
+# Importing this package registered its model types with these Auto classes.
+from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+
+from .cpc import CpcLabelSpace, class_of, section_of
+from .data.readers import one_line
+from .model_factory import load_checkpoint_label_space, load_pretrained_weights
+
+DEFAULT_MAX_BATCH_TOKENS = 16384
+DEFAULT_MAX_BATCH_SIZE = 256
+
+
+def pad_token_ids(input_ids: Sequence[Sequence[int]], pad_id: int):
+    """Right-pad token id lists to the longest: ``(input_ids, attention_mask)``, int64 numpy arrays [N, T]."""
+    longest = max(len(ids) for ids in input_ids)
+    padded = np.full((len(input_ids), longest), pad_id, dtype=np.int64)
+    mask = np.zeros_like(padded)
+    for row, ids in enumerate(input_ids):
+        padded[row, : len(ids)] = ids
+        mask[row, : len(ids)] = 1
+    return padded, mask
+
+
+def length_bucketed_batches(lengths: Sequence[int], max_batch_tokens: int, max_batch_size: int) -> List[List[int]]:
+    """Indices grouped into batches of similar length, longest first.
+
+    Indices are sorted by length, descending (ties keep input order), and cut so that each batch's padded size
+    ``len(batch) * max(length in batch)`` stays within ``max_batch_tokens`` and a batch holds at most
+    ``max_batch_size`` items. A single item longer than the budget gets a batch of its own. Every index appears
+    exactly once.
+    """
+    if max_batch_tokens < 1 or max_batch_size < 1:
+        raise ValueError(
+            f"max_batch_tokens ({max_batch_tokens}) and max_batch_size ({max_batch_size}) must be at least 1"
+        )
+    batches: List[List[int]] = []
+    batch: List[int] = []
+    longest = 0
+    for index in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+        if batch and ((len(batch) + 1) * longest > max_batch_tokens or len(batch) == max_batch_size):
+            batches.append(batch)
+            batch = []
+        if not batch:
+            longest = max(int(lengths[index]), 1)  # the first item of a batch is its longest
+        batch.append(index)
+    if batch:
+        batches.append(batch)
+    return batches
+
+
+def torch_dtype(dtype, device: torch.device) -> torch.dtype:
+    """``None`` -> bf16 on CUDA, fp32 elsewhere (bf16 is several times slower than fp32 on CPUs)."""
+    if dtype is None:
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    resolved = getattr(torch, dtype, None) if isinstance(dtype, str) else dtype
+    if not isinstance(resolved, torch.dtype) or not resolved.is_floating_point:
+        raise ValueError(f"dtype {dtype!r} is not a floating-point torch dtype: use float32, bfloat16 or float16")
+    return resolved
+
+
+def default_device() -> torch.device:
+    """The GPU of this process (LOCAL_RANK under a multi-process launcher) when there is one, else the CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return torch.device("cpu")
+
+
+class PatentClassifier:
+    """A CPC classifier ready for batch prediction: ``model``, ``tokenizer``, ``label_space``, ``device``.
+
+    Build it with :meth:`from_pretrained`. :meth:`logits` and :meth:`predict` take any number of texts and
+    batch them by length under ``max_batch_tokens``; texts longer than ``max_length`` tokens are truncated and
+    counted in ``truncated_count`` (cumulative over calls).
+    """
+
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        label_space: CpcLabelSpace,
+        max_length: int,
+        max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
+        max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
+        compile: bool = False,
+        source: Optional[str] = None,
+        precision: Optional[str] = None,
+    ):
+        if max_length < 2:
+            raise ValueError(f"max_length must be at least 2 tokens, got {max_length}")
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.label_space = label_space
+        self.max_length = int(max_length)
+        self.max_batch_tokens = int(max_batch_tokens)
+        self.max_batch_size = int(max_batch_size)
+        self.device = next(model.parameters()).device
+        self.source = source
+        # What the weights compute in ("float32", "bfloat16", "int8"): resumed prediction files must not mix them.
+        self.precision = precision or str(next(model.parameters()).dtype).removeprefix("torch.")
+        self.truncated_count = 0
+        # Recompiling for every new batch shape would cost more than it saves: one dynamic-shape graph.
+        self._forward = torch.compile(model, dynamic=True) if compile else model
+        # Padding positions are masked out, so any id works when a tokenizer defines none.
+        self._pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path_or_hub_id: str,
+        device=None,
+        dtype=None,
+        int8: bool = False,
+        compile: bool = False,
+        max_length: Optional[int] = None,
+        max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
+        max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
+        titles: Union[str, os.PathLike, Mapping[str, str], None] = None,
+        allow_pickle: bool = False,
+    ) -> "PatentClassifier":
+        """Load a checkpoint saved by this package (or any sequence classifier whose labels are CPC codes).
+
+        device: default the process's GPU when there is one, else the CPU. dtype: default bf16 on CUDA, fp32 on
+        the CPU. int8: dynamic int8 quantization of every ``nn.Linear`` (CPU, fp32 only). compile: ``torch.compile``
+        with dynamic shapes. max_length: default the smaller of the tokenizer's ``model_max_length`` and the model's
+        ``max_position_embeddings`` (pass the training max length to match training). titles: a ``code<TAB>title``
+        TSV or a mapping, added to the predictions (the label space's own titles otherwise). allow_pickle: also read
+        pickled weights (``pytorch_model.bin``); by default only safetensors are read.
+        """
+        device = torch.device(device) if device is not None else default_device()
+        dtype = torch_dtype(dtype, device)
+        if int8 and (device.type != "cpu" or dtype != torch.float32):
+            raise ValueError(
+                f"int8 dynamic quantization runs on the CPU in float32 only (asked: device {device}, dtype {dtype}); "
+                "drop int8 or use device='cpu' with dtype float32"
+            )
+        try:
+            config = AutoConfig.from_pretrained(path_or_hub_id)
+        except (OSError, ValueError) as error:  # hub errors are OSErrors, malformed ids ValueErrors, both long
+            raise OSError(
+                f"cannot load a model from {os.fspath(path_or_hub_id)!r} ({one_line(error)}); give a checkpoint "
+                "directory with config.json, or a Hub id where the Hub is reachable"
+            ) from None
+        label_space = load_checkpoint_label_space(path_or_hub_id, config)
+        if titles is not None:
+            label_space = label_space.with_titles(titles)
+        tokenizer = AutoTokenizer.from_pretrained(path_or_hub_id)
+        model = load_pretrained_weights(AutoModelForSequenceClassification, path_or_hub_id, allow_pickle=allow_pickle, config=config, dtype=dtype)
+        model = model.to(device).eval()
+        if int8:
+            with warnings.catch_warnings():  # torch.ao.quantization announces its move to torchao; it still works
+                warnings.simplefilter("ignore", DeprecationWarning)
+                warnings.filterwarnings("ignore", message=".*quantized tensor creation functions.*deprecated")
+                model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+        if max_length is None:
+            limits = [tokenizer.model_max_length, getattr(config, "max_position_embeddings", None)]
+            max_length = min(limit for limit in limits if limit)
+        return cls(model, tokenizer, label_space, max_length, max_batch_tokens, max_batch_size, compile=compile,
+                   source=str(path_or_hub_id), precision="int8" if int8 else None)
+
+    # ----------------------------------------------------------------- tokens
+    def encode(self, texts: Sequence[str]) -> List[List[int]]:
+        """Token ids of each text, truncated to ``max_length`` (truncations are added to ``truncated_count``)."""
+        texts = list(texts)
+        for index, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise ValueError(f"text {index} is a {type(text).__name__}, not a string")
+        if not texts:
+            return []
+        # The overflow rows tell which texts did not fit; only each text's first window is kept.
+        encoded = self.tokenizer(
+            texts, truncation=True, max_length=self.max_length, return_overflowing_tokens=True,
+            return_attention_mask=False, return_token_type_ids=False,
+        )
+        input_ids: List[Optional[List[int]]] = [None] * len(texts)
+        for ids, text_index in zip(encoded["input_ids"], encoded["overflow_to_sample_mapping"]):
+            if input_ids[text_index] is None:
+                input_ids[text_index] = ids
+        windows = np.bincount(encoded["overflow_to_sample_mapping"], minlength=len(texts))
+        self.truncated_count += int((windows > 1).sum())
+        return input_ids
+
+    def padded_batches(self, input_ids: Sequence[Sequence[int]]) -> Iterator[Tuple[List[int], torch.Tensor, torch.Tensor]]:
+        """``(indices, input_ids, attention_mask)`` per length bucket, right-padded to the bucket's longest, on
+        ``device``."""
+        lengths = [len(ids) for ids in input_ids]
+        for batch in length_bucketed_batches(lengths, self.max_batch_tokens, self.max_batch_size):
+            ids, mask = pad_token_ids([input_ids[index] for index in batch], self._pad_id)
+            yield batch, torch.from_numpy(ids).to(self.device), torch.from_numpy(mask).to(self.device)
+
+    # ----------------------------------------------------------------- scores
+    def logits(self, texts: Sequence[str]) -> np.ndarray:
+        """Subclass logits ``[len(texts), num_labels]`` (float32), rows in input order."""
+        input_ids = self.encode(texts)
+        logits = np.zeros((len(input_ids), len(self.label_space)), dtype=np.float32)
+        with torch.inference_mode():
+            for batch, ids, mask in self.padded_batches(input_ids):
+                output = self._forward(input_ids=ids, attention_mask=mask)
+                logits[batch] = output.logits.float().cpu().numpy()
+        return logits
+
+    def predict(self, texts: Sequence[str], top_k: int = 5, threshold: Optional[float] = None) -> List[List[dict]]:
+        """The ``top_k`` most likely subclasses of each text, best first.
+
+        Each prediction is ``{"code", "score", "class", "section"}`` (plus ``"title"`` when the label space has
+        one); ``score`` is the sigmoid probability. With ``threshold``, codes scoring below it are left out, but
+        the best code is always kept: every patent has at least one subclass, so a text never comes back
+        without a prediction (its low score says how unsure it is).
+        """
+        check_top_k(top_k, threshold)
+        probabilities = torch.from_numpy(self.logits(texts)).sigmoid().numpy()
+        # Stable sort: equal scores keep label order, as in the transformers pipeline, so ties resolve alike.
+        best = np.argsort(-probabilities, axis=1, kind="stable")[:, :top_k]
+        predictions = []
+        for row, indices in zip(probabilities, best):
+            kept = [i for rank, i in enumerate(indices) if rank == 0 or threshold is None or row[i] >= threshold]
+            predictions.append([self._prediction(int(i), float(row[i])) for i in kept])
+        return predictions
+
+    def _prediction(self, index: int, score: float) -> dict:
+        code = self.label_space.codes[index]
+        prediction = {"code": code, "score": score, "class": class_of(code), "section": section_of(code)}
+        title = self.label_space.title(code)
+        if title is not None:
+            prediction["title"] = title
+        return prediction
+
+
+def check_top_k(top_k: int, threshold: Optional[float]) -> None:
+    if top_k < 1:
+        raise ValueError(f"top_k must be at least 1, got {top_k}")
+    if threshold is not None and not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"threshold must be a probability in [0, 1], got {threshold}")

@@ -1,0 +1,74 @@
+"""Markdown tables of the reports and the summary table of a model beside the reference predictors.
+
+What the training recipe (``scripts/finetune.py``) and ``experiments`` need from the reports; this module
+draws nothing, so it does not import matplotlib.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Iterable, Mapping, Sequence
+
+from ..baselines import most_frequent_label_scores, tfidf_linear_scores
+from ..cpc import CpcLabelSpace
+from ..metrics import compute_multilabel_metrics
+
+# (column title, metric key) of the summary table the demo and the docs print.
+SUMMARY_COLUMNS = (
+    ("P@1", "precision@1"),
+    ("R@1", "recall@1"),
+    ("F1@1", "f1@1"),
+    ("R@1 micro", "recall@1_micro"),
+    ("class P@1", "precision@1_class"),
+    ("section P@1", "precision@1_section"),
+    ("macro F1", "macro_f1"),
+)
+# Columns of the final-metrics table of training runs.
+RUN_COLUMNS = (
+    ("F1@1", "f1@1"),
+    ("P@1", "precision@1"),
+    ("R@1", "recall@1"),
+    ("F1@5", "f1@5"),
+    ("micro F1", "micro_f1"),
+    ("macro F1", "macro_f1"),
+    ("macro precision", "macro_precision"),
+    ("class P@1", "precision@1_class"),
+    ("section P@1", "precision@1_section"),
+)
+
+
+def metrics_table(rows: Mapping[str, Mapping[str, float]], columns=SUMMARY_COLUMNS) -> str:
+    """A markdown table, one row per predictor, values in percent."""
+    header = "| predictor | " + " | ".join(title for title, _ in columns) + " |"
+    lines = [header, "|---|" + "---:|" * len(columns)]
+    for name, metrics in rows.items():
+        cells = [f"{100 * metrics[key]:.2f}" if key in metrics else "-" for _, key in columns]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def baseline_metrics(train_split, test_split, label_space: CpcLabelSpace, k: Sequence[int] = (1, 5)) -> Dict[str, Dict[str, float]]:
+    """Metrics of the most-frequent-label and TF-IDF linear predictors on ``test_split``."""
+    references = label_space.encode_batch(test_split["labels"])
+    names = list(label_space.codes)
+    majority = most_frequent_label_scores(train_split["labels"], label_space, len(test_split))
+    tfidf = tfidf_linear_scores(train_split["text"], train_split["labels"], test_split["text"], label_space)
+    return {
+        "most frequent label": compute_multilabel_metrics(majority, references, k=k, label_names=names),
+        "TF-IDF + one-vs-rest logistic regression": compute_multilabel_metrics(tfidf, references, k=k, label_names=names),
+    }
+
+
+def compare_with_baselines(model_metrics: Mapping[str, float], train_split, test_split, label_space: CpcLabelSpace,
+                           k: Sequence[int] = (1, 5), model_name: str = "this model", prefix: str = "test_") -> str:
+    """The summary table of the model's ``test_*`` metrics beside the reference predictors'."""
+    rows = {model_name: {key[len(prefix):]: value for key, value in model_metrics.items() if key.startswith(prefix)}}
+    rows.update(baseline_metrics(train_split, test_split, label_space, k))
+    return f"Test split ({len(test_split):,} patents, {len(label_space)} labels), values in %:\n\n" + metrics_table(rows)
+
+
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence], align: str = "") -> str:
+    """A markdown table; ``align`` holds one ``l``/``r`` per column (default: first left, the rest right)."""
+    align = align or "l" + "r" * (len(header) - 1)
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---:" if a == "r" else "---" for a in align) + "|"]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
