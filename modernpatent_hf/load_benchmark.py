@@ -25,8 +25,8 @@ import time
 from typing import Dict, Iterable, List, Optional, Sequence
 
 from .benchmark import save_random_classifier
+from .data.splits import RECORDS_NOT_WRITTEN
 from .data.synthetic import generate_synthetic_records
-from .data.uspto3m import RECORDS_NOT_WRITTEN
 from .io_utils import replace_atomically, write_json_atomically
 
 DEFAULT_ROWS = (100_000, 1_000_000)

@@ -18,7 +18,8 @@ from modernpatent_hf.data.readers import (
     parse_text_fields,
     strip_claim_number,
 )
-from modernpatent_hf.data.uspto3m import Uspto3mBuilder, clean_records, load_uspto3m, split_indices
+from modernpatent_hf.data.splits import clean_records, split_indices
+from modernpatent_hf.data.uspto3m import Uspto3mBuilder, load_uspto3m
 
 # A small copy of the Hub layout. Row by row: a claim number to strip, a spaced claim number, no claim
 # number, a repeat of 8000002 that adds G06F, an empty claim after stripping, a null claim, a

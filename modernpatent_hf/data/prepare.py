@@ -30,7 +30,7 @@ from ..io_utils import remove_stale_scratch, scratch_path
 from .leakage import leakage_report
 from .readers import iter_records, parse_text_fields, resolve_format
 from .records import SPLIT_ORDER, label_statistics, record_features, write_dataset_dir
-from .uspto3m import (
+from .splits import (
     SEED,
     VALIDATION_FRACTION,
     assign_splits,
@@ -129,7 +129,7 @@ def prepare_dataset(
 
     Splits: test by ``test_year`` (sampled to ``test_size``) or a random ``test_fraction`` (empty
     when neither), validation = ``validation_fraction`` of the rest, all seeded with ``seed``
-    (see :func:`modernpatent_hf.data.uspto3m.split_indices`). The label space comes from the train
+    (see :func:`modernpatent_hf.data.splits.split_indices`). The label space comes from the train
     split (subclasses with at least ``min_count`` occurrences; ``titles``: a ``code<TAB>title``
     file or mapping). ``progress=None`` shows progress bars when stderr is a terminal. Returns a
     summary with the rows per split, the label count, the drop/merge/move ``counts`` and the

@@ -26,7 +26,8 @@ from modernpatent_hf.cli import main
 from modernpatent_hf.configs import DataArguments, ModelArguments, PatentTrainingArguments, parse_recipe_args
 from modernpatent_hf.data.readers import iter_records
 from modernpatent_hf.data.records import load_dataset_dir
-from modernpatent_hf.data.uspto3m import RECORDS_NOT_WRITTEN, load_uspto3m
+from modernpatent_hf.data.splits import RECORDS_NOT_WRITTEN
+from modernpatent_hf.data.uspto3m import load_uspto3m
 from modernpatent_hf.metrics import F1_AT_K_METRIC
 
 GOOD = {"id": "US1", "title": "A seed drill", "abstract": "A drill for seeds.", "cpc": ["A01C"]}
