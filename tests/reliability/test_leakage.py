@@ -54,7 +54,7 @@ def runs(tmp_path_factory):
     summary = prepare_dataset(source, tmp_path / "a", **options)
     again = prepare_dataset(source, tmp_path / "b", **options)
     with pytest.MonkeyPatch.context() as patch:  # the split drawn before the move, written despite its overlap
-        patch.setattr("modernpatent_hf.data.uspto3m.move_shared_texts_to_train", lambda keys, positions: (dict(positions), 0))
+        patch.setattr("modernpatent_hf.data.splits.move_shared_texts_to_train", lambda keys, positions: (dict(positions), 0))
         patch.setattr("modernpatent_hf.data.records._refuse_shared_texts", lambda *args: None)
         prepare_dataset(source, tmp_path / "unmoved", **options)
     return {
