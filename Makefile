@@ -83,7 +83,9 @@ test-latest:
 	$(PYTHON) -m venv .venv-latest
 	.venv-latest/bin/python -m pip install --quiet --upgrade pip setuptools
 	.venv-latest/bin/python -m pip install --quiet $(TORCH)
-	.venv-latest/bin/python -m pip install --quiet --upgrade --upgrade-strategy eager --no-build-isolation -e ".[dev]"
+	echo "$(TORCH)" > .venv-latest/torch-constraint.txt
+	.venv-latest/bin/python -m pip install --quiet --upgrade --upgrade-strategy eager -c .venv-latest/torch-constraint.txt \
+		--no-build-isolation -e ".[dev]"
 	@echo "newest releases that differ from $(LOCK) (< lock, > newest):"
 	-@diff <(grep -v '^#' $(LOCK) | sort -f) <(.venv-latest/bin/python -m pip freeze --all --exclude-editable | sed -E 's/^torch==([^+]*)\+.*/torch==\1/' | sort -f) | grep '^[<>]'
 	$(OFFLINE) .venv-latest/bin/python -m pytest -q $(TESTS)
