@@ -71,7 +71,6 @@ class SeededMLMCollator:
         """A generator seeded by ``seed`` and the token ids of the batch, in order."""
         digest = hashlib.blake2b(str(self.seed).encode(), digest_size=8)
         for ids in examples:
-            ids = ids.tolist() if hasattr(ids, "tolist") else ids
             digest.update(np.asarray(ids, dtype=np.int64).tobytes())
         return torch.Generator().manual_seed(int.from_bytes(digest.digest(), "little") & (2**63 - 1))
 
