@@ -138,16 +138,32 @@ def needs_cpu_process_group() -> bool:
 
 
 @dataclass
-class PatentTrainingArguments(TrainingArguments):
-    r"""`TrainingArguments` for CPC patent classification.
+class RecipeTrainingArguments(TrainingArguments):
+    r"""`TrainingArguments` shared by both recipes.
 
     Changed defaults (compared with `transformers.TrainingArguments`):
+        report_to: ``"tensorboard"``.
+        use_cpu: set when several processes run on a machine without an accelerator (see
+            :func:`needs_cpu_process_group`).
+    """
+
+    report_to: Optional[str] = field(default="tensorboard", metadata={"help": "Trackers to log to: 'tensorboard', 'wandb', 'none', ..."})
+
+    def __post_init__(self):
+        self.use_cpu = self.use_cpu or needs_cpu_process_group()
+        super().__post_init__()
+
+
+@dataclass
+class PatentTrainingArguments(RecipeTrainingArguments):
+    r"""`TrainingArguments` for CPC patent classification.
+
+    Changed defaults (besides :class:`RecipeTrainingArguments`'):
         metric_for_best_model: ``"f1@1"`` (the figure the seed and PatentBERT report), greater_is_better ``True``.
         train_sampling_strategy: ``"group_by_length"`` (patents vary from 20 to thousands of tokens; grouping
             similar lengths wastes less compute on padding).
         batch_eval_metrics: ``True`` (streaming evaluation, see :mod:`modernpatent_hf.trainer`).
         remove_unused_columns: ``False`` (the collator needs ``label_ids``, which is not a forward argument).
-        report_to: ``"tensorboard"``.
         label_names: ``["labels"]``.
 
     New parameters:
@@ -164,14 +180,9 @@ class PatentTrainingArguments(TrainingArguments):
     )
     batch_eval_metrics: bool = field(default=True, metadata={"help": "Compute metrics batch by batch (streaming)."})
     remove_unused_columns: bool = field(default=False, metadata={"help": "Keep label_ids for the collator."})
-    report_to: Optional[str] = field(default="tensorboard", metadata={"help": "Trackers to log to: 'tensorboard', 'wandb', 'none', ..."})
     label_names: Optional[List[str]] = field(default_factory=lambda: ["labels"], metadata={"help": "Input keys holding the targets."})
     top_k: List[int] = field(default_factory=lambda: [1, 5], metadata={"help": "k values of P/R/F1@k reported at evaluation."})
     eval_threshold: float = field(default=0.5, metadata={"help": "Probability threshold of the micro/macro metrics."})
-
-    def __post_init__(self):
-        self.use_cpu = self.use_cpu or needs_cpu_process_group()
-        super().__post_init__()
 
 
 @dataclass
@@ -191,22 +202,14 @@ class PretrainArguments:
 
 
 @dataclass
-class PretrainTrainingArguments(TrainingArguments):
+class PretrainTrainingArguments(RecipeTrainingArguments):
     r"""`TrainingArguments` for MLM pretraining.
 
-    Changed defaults (compared with `transformers.TrainingArguments`):
+    Changed defaults (besides :class:`RecipeTrainingArguments`'):
         remove_unused_columns: ``False`` (the collator reads ``special_tokens_mask``, which is not a forward argument).
-        report_to: ``"tensorboard"``.
-        use_cpu: set when several processes run on a machine without an accelerator (see
-            :func:`needs_cpu_process_group`).
     """
 
     remove_unused_columns: bool = field(default=False, metadata={"help": "Keep special_tokens_mask for the collator."})
-    report_to: Optional[str] = field(default="tensorboard", metadata={"help": "Trackers to log to: 'tensorboard', 'wandb', 'none', ..."})
-
-    def __post_init__(self):
-        self.use_cpu = self.use_cpu or needs_cpu_process_group()
-        super().__post_init__()
 
 
 def _typed_override_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
