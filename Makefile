@@ -60,17 +60,20 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
+# make lock and make test-latest: a new venv with the newest pip and setuptools, and torch 2.13.0.
+new_venv = rm -rf $(1) && $(PYTHON) -m venv $(1) && $(1)/bin/python -m pip install --quiet --upgrade pip setuptools \
+	&& $(1)/bin/python -m pip install --quiet $(TORCH)
+# Every installed package but this one, torch without its local build tag (2.13.0+cpu here, 2.13.0 elsewhere).
+FREEZE = -m pip freeze --all --exclude-editable --exclude modernpatent-hf | sed -E 's/^torch==([^+]*)\+.*/torch==\1/'
+
 # Re-resolve the lock on purpose: a throwaway venv gets the newest releases within setup.py's ranges
 # (torch stays 2.13.0), and its `pip freeze` becomes requirements.lock. Then run `make test` and commit both.
 lock:
-	rm -rf .venv-lock
-	$(PYTHON) -m venv .venv-lock
-	.venv-lock/bin/python -m pip install --quiet --upgrade pip setuptools
-	.venv-lock/bin/python -m pip install --quiet $(TORCH)
+	$(call new_venv,.venv-lock)
 	.venv-lock/bin/python -m pip install --quiet ".[dev]" $(LOCK_EXTRAS)
 	{ echo "# Exact versions installed by make demo / make test / CI (pip constraints). Do not edit: run make lock."; \
 	  echo "# Resolved $$(date -u +%Y-%m-%d) with $$(.venv-lock/bin/python -c "import platform; print(platform.python_implementation(), platform.python_version())") on $$(uname -s) $$(uname -m)."; \
-	  .venv-lock/bin/python -m pip freeze --all --exclude modernpatent-hf | sed -E 's/^torch==([^+]*)\+.*/torch==\1/'; \
+	  .venv-lock/bin/python $(FREEZE); \
 	} > $(LOCK).tmp
 	mv $(LOCK).tmp $(LOCK)
 	rm -rf .venv-lock build *.egg-info
@@ -79,15 +82,12 @@ lock:
 # Not in CI: the suite against the newest releases (torch stays 2.13.0, whose newer builds pull CUDA), so
 # drift shows here before a user meets it. Prints what differs from the lock first.
 test-latest:
-	rm -rf .venv-latest
-	$(PYTHON) -m venv .venv-latest
-	.venv-latest/bin/python -m pip install --quiet --upgrade pip setuptools
-	.venv-latest/bin/python -m pip install --quiet $(TORCH)
+	$(call new_venv,.venv-latest)
 	echo "$(TORCH)" > .venv-latest/torch-constraint.txt
 	.venv-latest/bin/python -m pip install --quiet --upgrade --upgrade-strategy eager -c .venv-latest/torch-constraint.txt \
 		--no-build-isolation -e ".[dev]"
 	@echo "newest releases that differ from $(LOCK) (< lock, > newest):"
-	-@diff <(grep -v '^#' $(LOCK) | sort -f) <(.venv-latest/bin/python -m pip freeze --all --exclude-editable | sed -E 's/^torch==([^+]*)\+.*/torch==\1/' | sort -f) | grep '^[<>]'
+	-@diff <(grep -v '^#' $(LOCK) | sort -f) <(.venv-latest/bin/python $(FREEZE) | sort -f) | grep '^[<>]'
 	$(OFFLINE) .venv-latest/bin/python -m pytest -q $(TESTS)
 
 clean:
