@@ -2,7 +2,8 @@
 
     {"id": "US10002286B1", "predictions": [{"code": "G06V", "score": 0.93, "class": "G06", "section": "G"}, ...]}
 
-Rows. Inputs are read by :mod:`modernpatent_hf.data.inputs`. Every input row gives exactly one output row. A bad
+Rows. Inputs are resolved to their files by :mod:`modernpatent_hf.data.inputs` and read row by row by
+:func:`modernpatent_hf.data.readers.iter_rows`, the reader ``prepare`` uses. Every input row gives exactly one output row. A bad
 row (invalid JSON, not an object, no ``id``, no text in the chosen fields) stops the run with a one-line error
 naming its line or row (``on_bad_row="raise"``, the default), or with ``on_bad_row="record"`` becomes an output
 row ``{"id": ... or null, "predictions": [], "error": "<what is wrong, where>"}`` counted in ``bad_rows``. Texts
@@ -31,14 +32,14 @@ import json
 import os
 import sys
 import time
-from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Union
+from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import torch
 from accelerate import PartialState
 from tqdm.auto import tqdm
 
-from .data.inputs import BadRow, default_text_fields, input_files, iter_input_rows, row_id_and_text, total_rows
-from .data.readers import parse_text_fields
+from .data.inputs import default_text_fields, input_files, row_id_and_text, total_rows
+from .data.readers import BadRow, Counters, Row, iter_rows, parse_text_fields
 from .io_utils import remove_stale_scratch, scratch_path, write_json_atomically
 from .predictor import PatentClassifier, check_top_k
 
@@ -49,7 +50,15 @@ _STATE_VERSION = 1
 _BARRIER_TIMEOUT = datetime.timedelta(days=7)
 
 
-def _predict_chunk(classifier: PatentClassifier, chunk, fields, top_k, threshold, on_bad_row, counters) -> List[str]:
+def _predict_chunk(
+    classifier: PatentClassifier,
+    chunk: Sequence[Tuple[str, Row]],
+    fields: Sequence[str],
+    top_k: int,
+    threshold: Optional[float],
+    on_bad_row: str,
+    counters: Counters,
+) -> List[str]:
     """The output lines of one chunk of ``(where, row)`` input rows, one per row, in order."""
     rows: List[dict] = []
     texts: List[str] = []
@@ -76,7 +85,7 @@ def _predict_chunk(classifier: PatentClassifier, chunk, fields, top_k, threshold
     return [json.dumps(row, ensure_ascii=False) for row in rows]
 
 
-def _chunks(rows: Iterable, size: int) -> Iterator[list]:
+def _chunks(rows: Iterable[Tuple[str, Row]], size: int) -> Iterator[List[Tuple[str, Row]]]:
     iterator = iter(rows)
     while chunk := list(itertools.islice(iterator, size)):
         yield chunk
@@ -178,7 +187,7 @@ def _merge_parts(output_path: str, world: int, chunk_size: int, expected_rows: i
         os.remove(path)
 
 
-def _process_state(device: torch.device):
+def _process_state(device: torch.device) -> PartialState:
     """accelerate's view of the launcher (rank, world size, barrier); CPU processes join a gloo group."""
     return PartialState(cpu=device.type == "cpu", timeout=_BARRIER_TIMEOUT)
 
@@ -236,7 +245,8 @@ def predict_file(
     bar = tqdm(total=total_rows(input_format, files), desc="predicting", unit=" rows",
                disable=not (progress and state.is_main_process))
     try:
-        for chunk_index, chunk in enumerate(_chunks(iter_input_rows(input_format, files, fields, input_counts), chunk_size)):
+        rows_in = iter_rows(files, input_format, columns=("id", *fields), counters=input_counts)
+        for chunk_index, chunk in enumerate(_chunks(rows_in, chunk_size)):
             bar.update(len(chunk))
             if chunk_index % world != rank or chunk_index // world < part.chunks_done:
                 continue  # another process's chunk, or one committed before an interruption

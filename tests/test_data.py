@@ -12,8 +12,11 @@ import pytest
 from datasets import Dataset, load_dataset
 
 from modernpatent_hf import CpcCodeError, CpcLabelSpace
+from modernpatent_hf.data.inputs import row_id_and_text
 from modernpatent_hf.data.readers import (
+    BadRow,
     iter_records,
+    iter_rows,
     normalize_date,
     parse_text_fields,
     strip_claim_number,
@@ -352,6 +355,30 @@ def test_jsonl_bad_input_errors(tmp_path):
     assert "\n" not in str(error.value)
     with pytest.raises(FileNotFoundError, match="nowhere.jsonl"):
         iter_records(tmp_path / "nowhere.jsonl")
+
+
+def test_prepare_and_predict_read_json_lines_alike(tmp_path):
+    """prepare (iter_records) and predict (row_id_and_text) read the same rows of iter_rows alike."""
+    rows = [
+        {"id": "US1", "cpc": ["A01B"], "title": "Plough", "abstract": "A blade."},
+        {"id": 2, "cpc": ["H01L"], "title": "Wafer", "claims": ["1. A gate.", "2. A layer."]},
+    ]
+    path = write_lines(tmp_path / "same.jsonl", [json.dumps(rows[0]), "", json.dumps(rows[1])])
+    counters = {}
+    assert [where for where, _ in iter_rows(path, "jsonl", counters=counters)] == [f"{path}:1", f"{path}:3"]
+    assert counters == {"empty_lines": 1}
+    for fields in (("title", "abstract"), ("title", "first_claim")):
+        prepared = [(record["id"], record["text"]) for record in iter_records(path, text_fields=fields)]
+        predicted = [row_id_and_text(where, row, fields, {}) for where, row in iter_rows(path, "jsonl")]
+        assert predicted == prepared and prepared[1] == ("2", "Wafer" if "abstract" in fields else "Wafer\nA gate.")
+    bad = write_lines(tmp_path / "bad.jsonl", [json.dumps(rows[0]), '{"id": "US3", "cpc": '])
+    with pytest.raises(ValueError) as prepare_error:
+        list(iter_records(bad))
+    where, line = list(iter_rows(bad, "jsonl"))[1]
+    with pytest.raises(BadRow) as predict_error:
+        row_id_and_text(where, line, ("title", "abstract"), {})
+    assert str(prepare_error.value) == str(predict_error.value)
+    assert str(predict_error.value).startswith(f"{bad}:2: not valid JSON (Expecting value, column ")
 
 
 # ------------------------------------------------------------------------------ dataset card

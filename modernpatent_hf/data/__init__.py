@@ -1,4 +1,10 @@
-"""Patent data: normalized records, readers (USPTO-3M, PatentBERT TSV, JSON Lines), USPTO-3M splits, `prepare`."""
+"""Patent data: every file format and the on-disk layout.
+
+:mod:`.readers` reads every input (USPTO-3M Parquet/Hub, PatentBERT TSV, JSON Lines, CSV) row by row for both
+``prepare`` and ``predict`` and builds normalized records; :mod:`.inputs` resolves prediction inputs and builds a
+row's id and text; :mod:`.records` is the record and the prepared directory layout; :mod:`.splits`,
+:mod:`.leakage`, :mod:`.uspto3m` and :mod:`.prepare` make the splits; :mod:`.synthetic` the embedded corpus.
+"""
 
 from .prepare import prepare_dataset
 from .readers import iter_records

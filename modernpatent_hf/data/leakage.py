@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import hashlib
 from array import array
-from typing import Dict, Iterable, Mapping, Tuple
+from typing import Dict, Iterable, Mapping, Optional, Tuple
 
+import datasets
 import numpy as np
+from tqdm.auto import tqdm
 
 EDGE_WORDS = 10
 ROW_BATCH = 10_000
@@ -45,10 +47,10 @@ def text_key(text: str) -> int:
     return digest64(normalize_text(text))
 
 
-def duplicate_keys(texts: Iterable[str], total: int = None, progress: bool = False) -> Tuple[np.ndarray, np.ndarray]:
+def duplicate_keys(
+    texts: Iterable[str], total: Optional[int] = None, progress: bool = False
+) -> Tuple[np.ndarray, np.ndarray]:
     """Exact- and near-duplicate keys (two uint64 arrays) of ``texts``, in order."""
-    from tqdm.auto import tqdm
-
     exact, near = array("Q"), array("Q")  # 8 bytes a key, not a Python int each
     for text in tqdm(texts, total=total, desc="hashing texts for the leakage check", unit=" texts", disable=not progress):
         words = text.casefold().split()  # normalize_text, split once for both keys
@@ -99,7 +101,7 @@ def count_shared(keys: np.ndarray, positions: Mapping[str, np.ndarray]) -> int:
     return int(sum(mask.sum() for mask in shared.values()))
 
 
-def split_overlap(splits: Mapping[str, object]) -> Dict[str, object]:
+def split_overlap(splits: Mapping[str, datasets.Dataset]) -> Dict[str, object]:
     """Ids and exact-duplicate texts that a ``DatasetDict`` (or dict of datasets) shares between splits.
 
     Returns ``{"shared_ids": n, "shared_texts": m, "example": (split, id) or None}``: ``n`` rows whose id

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from typing import Optional, Tuple
 
+import datasets
 from transformers import TrainingArguments
 
 from ..configs import DataArguments
@@ -25,7 +26,7 @@ RUN_DATA_SUBDIR = "data"  # where a run prepares a raw source, inside its output
 
 def load_patent_splits(
     data_args: DataArguments, work_dir: str, training_args: Optional[TrainingArguments] = None
-) -> Tuple[object, CpcLabelSpace]:
+) -> Tuple[datasets.DatasetDict, CpcLabelSpace]:
     """The run's ``DatasetDict`` (train/validation/test of normalized records) and its label space.
 
     ``data_args.dataset_name_or_path`` may be a prepared directory (used as it is), ``"synthetic"`` (the
@@ -64,7 +65,7 @@ def load_patent_splits(
     return splits, label_space
 
 
-def refuse_split_overlap(splits, path: str) -> None:
+def refuse_split_overlap(splits: datasets.DatasetDict, path: str) -> None:
     """A one-line error when ``splits`` share ids or normalized texts, naming the counts, an example and the flag."""
     overlap = split_overlap(splits)
     if overlap["shared_ids"] or overlap["shared_texts"]:

@@ -1,9 +1,10 @@
 """``modernpatent prepare``: any supported source -> normalized Parquet splits + label space + statistics.
 
-The inputs (USPTO-3M from the Hub or a local Parquet copy, PatentBERT TSV, JSON Lines; see
-:mod:`modernpatent_hf.data.readers`) are streamed into one temporary Arrow file next to the output,
-then go through the USPTO-3M steps of :mod:`modernpatent_hf.data.uspto3m` with Arrow-backed
-``datasets`` operations: duplicate ids merged, train/validation/test split, texts found in two
+The inputs (USPTO-3M from the Hub or a local Parquet copy, PatentBERT TSV, JSON Lines) are read by
+:func:`modernpatent_hf.data.readers.iter_records`, which builds normalized records from the rows of
+:func:`~modernpatent_hf.data.readers.iter_rows` (the row reader ``predict`` uses too). They are streamed
+into one temporary Arrow file next to the output, then go through the USPTO-3M steps of
+:mod:`modernpatent_hf.data.uspto3m` with Arrow-backed ``datasets`` operations: duplicate ids merged, train/validation/test split, texts found in two
 splits moved to train (:mod:`modernpatent_hf.data.leakage`), label space built from the train split
 with ``min_count``, labels outside it dropped. The result is written with
 :func:`modernpatent_hf.data.records.write_dataset_dir`, so ``datasets.load_dataset(OUT_DIR)`` loads
@@ -23,7 +24,13 @@ import shutil
 import sys
 from typing import Dict, Iterable, Iterator, Mapping, Optional, Sequence, Union
 
+import datasets
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from datasets.arrow_writer import ArrowWriter
+from datasets.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+from tqdm.auto import tqdm
 
 from ..cpc import read_titles_tsv
 from ..io_utils import remove_stale_scratch, scratch_path
@@ -44,10 +51,8 @@ PathLike = Union[str, os.PathLike]
 
 
 @contextlib.contextmanager
-def _datasets_progress_bars(enabled: bool):
+def _datasets_progress_bars(enabled: bool) -> Iterator[None]:
     """Silence ``datasets``' own progress bars while ours are off (the user's global choice is kept)."""
-    from datasets.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
-
     was_disabled = are_progress_bars_disabled()
     if not enabled:
         disable_progress_bars()
@@ -59,7 +64,7 @@ def _datasets_progress_bars(enabled: bool):
 
 
 @contextlib.contextmanager
-def _staging_dir(out_dir: str):
+def _staging_dir(out_dir: str) -> Iterator[str]:
     """A scratch directory next to ``out_dir``, removed at the end (or by the next run after a kill)."""
     path = scratch_path(out_dir, "staging")
     os.makedirs(path)
@@ -69,19 +74,16 @@ def _staging_dir(out_dir: str):
         shutil.rmtree(path, ignore_errors=True)
 
 
-def stage_records(records: Iterable[Mapping], path: str):
+def stage_records(records: Iterable[Mapping], path: str) -> datasets.Dataset:
     """Write normalized records to one Arrow file and open it as a memory-mapped ``datasets.Dataset``."""
-    from datasets import Dataset
-    from datasets.arrow_writer import ArrowWriter
-
     with ArrowWriter(features=record_features(), path=path, writer_batch_size=10_000) as writer:
         for record in records:
             writer.write(dict(record))
         writer.finalize()
-    return Dataset.from_file(path)
+    return datasets.Dataset.from_file(path)
 
 
-def _rows(table, positions, window: int = 10_000) -> Iterator[dict]:
+def _rows(table: pa.Table, positions: np.ndarray, window: int = 10_000) -> Iterator[dict]:
     """The rows of an Arrow table at sorted ``positions``, gathered ``window`` table rows at a time.
 
     Each take reads one slice of the table: a take over the whole memory-mapped table concatenates the
@@ -94,10 +96,8 @@ def _rows(table, positions, window: int = 10_000) -> Iterator[dict]:
             yield from table.slice(start, window).take(batch - start).to_pylist()
 
 
-def _date_summary(dates) -> Dict:
+def _date_summary(dates: Union[pa.Array, pa.ChunkedArray]) -> Dict:
     """First and last date, records without a date, records per year: the date range the data holds."""
-    import pyarrow.compute as pc
-
     if len(dates) == 0:
         return {"first": None, "last": None, "records_without_date": 0, "records_per_year": {}}
     bounds = pc.min_max(dates).as_py()
@@ -146,7 +146,6 @@ def prepare_dataset(
     if titles is not None and not isinstance(titles, Mapping):
         titles = read_titles_tsv(titles)  # read before the long work: a bad path fails at once
     progress = sys.stderr.isatty() if progress is None else progress
-    from tqdm.auto import tqdm
 
     counters: Dict[str, int] = {}
     out_dir = os.path.abspath(os.fspath(out_dir))

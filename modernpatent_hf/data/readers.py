@@ -1,6 +1,17 @@
-"""Readers that turn patent sources into normalized records (see :mod:`modernpatent_hf.data.records`).
+"""Every input file format: rows (:func:`iter_rows`) and the normalized records built from them (:func:`iter_records`).
 
-Three source layouts are understood:
+Layers. :func:`iter_rows` is the one row reader of every input, used by ``modernpatent prepare`` (through
+:func:`iter_records`) and by ``modernpatent predict`` (:mod:`modernpatent_hf.predict_file`): it yields
+``(where, row)`` for JSON Lines (the raw line; :func:`parse_json_row` parses it or raises :class:`BadRow`),
+PatentBERT TSV, CSV and Parquet, where ``where`` (``path:line`` or ``path row N``) names the row in errors.
+Parquet is read by one batch reader, :func:`iter_parquet_batches` (column selection, constant memory), and
+columns are checked by one function, :func:`check_columns`, for USPTO-3M and prediction inputs alike.
+:func:`iter_records` turns rows into normalized records (see :mod:`modernpatent_hf.data.records`); USPTO-3M
+batches are normalized column-wise (:func:`normalize_uspto3m_batch`, also used as a ``Dataset.map``).
+What only prediction needs (resolving an input path to its files, building a row's id and text) is in
+:mod:`modernpatent_hf.data.inputs`.
+
+Records. :func:`iter_records` understands three source layouts:
 
 * **USPTO-3M** (``MalavP/USPTO-3M`` on the Hub, or a local copy of its Parquet files such as
   ``DIR/data/train-00000-of-00001.parquet``): columns ``cpc_ids`` (comma-joined subclass codes),
@@ -39,21 +50,28 @@ every record seen, so ``records_read = yielded + empty_text + no_labels``.
 
 from __future__ import annotations
 
+import csv
 import datetime
 import glob
 import gzip
 import json
 import os
 import re
-from typing import Dict, Iterable, Iterator, List, Mapping, MutableMapping, Optional, Sequence, Tuple, Union
+from typing import IO, Callable, Dict, Iterable, Iterator, List, Mapping, MutableMapping, Optional, Sequence, Tuple, Union
 
-from ..cpc import parse_cpc_codes
+import datasets
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ..cpc import CodeInput, parse_cpc_codes
 
 USPTO3M_HUB_ID = "MalavP/USPTO-3M"
 USPTO3M_COLUMNS = ("cpc_ids", "id", "date", "text")
 TSV_COLUMNS = ("group_ids", "id", "date", "text")
 TEXT_FIELDS = ("title", "abstract", "claims", "first_claim")
 INPUT_FORMATS = ("auto", "hub", "parquet", "tsv", "jsonl")
+# The formats iter_rows reads (prepare reads all but csv, predict jsonl, csv and parquet).
+ROW_FORMATS = ("jsonl", "tsv", "csv", "parquet")
 FIRST_CLAIM = ("first_claim",)
 # USPTO-3M and PatentBERT TSV rows hold only the first claim; JSON Lines records default to title + abstract.
 DEFAULT_TEXT_FIELDS = {"hub": FIRST_CLAIM, "parquet": FIRST_CLAIM, "tsv": FIRST_CLAIM, "jsonl": ("title", "abstract")}
@@ -66,9 +84,11 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 # [0-9], not \d, which also matches Arabic-Indic and full-width digits.
 _ISO_DATE = re.compile(r"^([0-9]{4})-([0-9]{2})-([0-9]{2})(?:[ T].*)?$")
 _COMPACT_DATE = re.compile(r"^([0-9]{4})([0-9]{2})([0-9]{2})$")
-_BATCH_ROWS = 10_000
+BATCH_ROWS = 10_000  # rows per Parquet (or Hub dataset) batch
 
 Counters = MutableMapping[str, int]
+# A row of iter_rows: the raw line of a JSON Lines file, else the row's values by column name.
+Row = Union[str, Dict[str, object]]
 
 
 def count(counters: Optional[Counters], key: str, n: int = 1) -> None:
@@ -112,7 +132,7 @@ def strip_claim_number(text: str) -> str:
     return _CLAIM_NUMBER.sub("", text, count=1)
 
 
-def normalize_date(value, record_id=None) -> Optional[str]:
+def normalize_date(value: object, record_id: Optional[str] = None) -> Optional[str]:
     """``YYYY-MM-DD`` from ``'2013-01-01'``, ``'2013-01-01 00:00:00'``, ``'20130101'`` or a date; None if absent."""
     if isinstance(value, (datetime.date, datetime.datetime)):
         return value.strftime("%Y-%m-%d")
@@ -127,7 +147,7 @@ def normalize_date(value, record_id=None) -> Optional[str]:
     return "-".join(match.groups())
 
 
-def normalize_record_id(value, where: str) -> str:
+def normalize_record_id(value: object, where: str) -> str:
     """A record's id as a stripped string (integers written out); ``where`` names the record in errors.
 
     Anything else (missing, empty, a float such as ``8000001.0``, a list) is a one-line error rather
@@ -143,7 +163,7 @@ def normalize_record_id(value, where: str) -> str:
     )
 
 
-def _text_value(value, field: str, record_id) -> str:
+def _text_value(value: object, field: str, record_id: str) -> str:
     """One field's contribution to the text: NUL removed, stripped, claim numbers removed, claim lists joined."""
     if value is None:
         return ""
@@ -157,18 +177,18 @@ def _text_value(value, field: str, record_id) -> str:
     return strip_claim_number(value).strip() if field in _CLAIM_FIELDS else value
 
 
-def _has_nul(value) -> bool:
+def _has_nul(value: object) -> bool:
     if isinstance(value, list):
         return any(_has_nul(item) for item in value)
     return isinstance(value, str) and "\x00" in value
 
 
 def build_record(
-    record_id,
-    codes,
+    record_id: Union[str, int],
+    codes: CodeInput,
     fields: Mapping[str, object],
     text_fields: Sequence[str],
-    date=None,
+    date: object = None,
     on_invalid_code: str = "drop",
     counters: Optional[Counters] = None,
 ) -> Tuple[dict, int]:
@@ -275,7 +295,32 @@ def resolve_format(path: Union[str, os.PathLike], input_format: str = "auto") ->
     return resolved
 
 
-# ------------------------------------------------------------------------------ USPTO-3M (Parquet / Hub)
+# ------------------------------------------------------------------------------ columns and Parquet batches
+ColumnHint = Callable[[str], str]
+
+
+def uspto3m_column_hint(name: str) -> str:
+    """The end of the error for a USPTO-3M source that lacks column ``name``: the layout it should have."""
+    return f"expected the USPTO-3M layout {', '.join(USPTO3M_COLUMNS)}"
+
+
+def row_column_hint(name: str) -> str:
+    """The end of the error for a CSV/Parquet row source (``predict``) that lacks column ``name``."""
+    return "every row needs an 'id'" if name == "id" else "choose --text-fields from its columns"
+
+
+def check_columns(columns: Iterable[str], source: object, required: Sequence[str], hint: ColumnHint) -> None:
+    """Raise a one-line error naming the first of the ``required`` columns that ``source`` lacks.
+
+    ``columns``: the columns ``source`` (a file, a dataset) has; ``hint(name)`` ends the message with
+    what the caller expected (:func:`uspto3m_column_hint`, :func:`row_column_hint`).
+    """
+    columns = list(columns)
+    for name in required:
+        if name not in columns:
+            raise ValueError(f"{source} has no column {name!r} (columns: {', '.join(columns)}); {hint(name)}")
+
+
 def parquet_files(path: Union[str, os.PathLike]) -> List[str]:
     """The Parquet files of a path: the file itself, or every ``*.parquet`` under a directory, sorted."""
     path = os.fspath(path)
@@ -289,47 +334,49 @@ def parquet_files(path: Union[str, os.PathLike]) -> List[str]:
     return files
 
 
-def check_uspto3m_columns(columns: Iterable[str], source) -> None:
-    """Raise a one-line error naming the first USPTO-3M column that ``source`` lacks."""
-    columns = list(columns)
-    for name in USPTO3M_COLUMNS:
-        if name not in columns:
-            raise ValueError(
-                f"{source} has no column {name!r} (columns: {', '.join(columns)}); "
-                f"expected the USPTO-3M layout {', '.join(USPTO3M_COLUMNS)}"
-            )
+def iter_parquet_batches(
+    path: str, columns: Optional[Sequence[str]] = None, hint: ColumnHint = row_column_hint
+) -> Iterator[Dict[str, list]]:
+    """Batches (column name -> values) of one Parquet file, read in constant memory.
 
-
-def iter_parquet_batches(path: str) -> Iterator[Dict[str, list]]:
-    """Batches of USPTO-3M columns read straight from one Parquet file (constant memory)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
+    With ``columns``, only those are read, after :func:`check_columns` (with ``hint``) has made sure the
+    file has them; without, every column. A file that is not Parquet (or cut short) is a one-line error.
+    """
     try:
         parquet = pq.ParquetFile(path)
-        check_uspto3m_columns(parquet.schema_arrow.names, path)
-        for batch in parquet.iter_batches(batch_size=_BATCH_ROWS, columns=list(USPTO3M_COLUMNS)):
+        if columns is not None:
+            check_columns(parquet.schema_arrow.names, path, columns, hint)
+            columns = list(dict.fromkeys(columns))
+        for batch in parquet.iter_batches(batch_size=BATCH_ROWS, columns=columns):
             yield batch.to_pydict()
     except (pa.ArrowException, OSError) as error:
-        raise ValueError(f"cannot read {path} as Parquet ({one_line(error)}); is the file complete? copy it again") from None
+        raise ValueError(f"cannot read {path} as Parquet ({one_line(error)}); is the file complete?") from None
 
 
-def load_uspto3m_raw(source: Union[str, os.PathLike] = USPTO3M_HUB_ID, split: str = "train"):
+def columns_of(input_format: str, file: str) -> Optional[List[str]]:
+    """Column names of a CSV or Parquet file (None for JSON Lines, whose rows each carry their own fields)."""
+    if input_format == "parquet":
+        return pq.read_schema(file).names
+    if input_format == "csv":
+        with open_text(file) as handle:
+            return next(csv.reader(handle), [])
+    return None
+
+
+def load_uspto3m_raw(source: Union[str, os.PathLike] = USPTO3M_HUB_ID, split: str = "train") -> datasets.Dataset:
     """USPTO-3M rows as published, through ``datasets.load_dataset``.
 
     ``source`` is the Hub id (``MalavP/USPTO-3M``), a local directory with the same Parquet layout,
     or a single Parquet file. Without network the Hub id fails with a one-line message that says
     how to use a local copy.
     """
-    from datasets import load_dataset
-
     source = os.fspath(source)
     is_local = os.path.exists(source)
     try:
         if os.path.isfile(source):
-            dataset = load_dataset("parquet", data_files=source, split=split)
+            dataset = datasets.load_dataset("parquet", data_files=source, split=split)
         else:
-            dataset = load_dataset(source, split=split)
+            dataset = datasets.load_dataset(source, split=split)
     except Exception as error:  # datasets raises many types (ConnectionError, DatasetNotFoundError, ArrowInvalid...)
         if is_local:
             raise ValueError(
@@ -339,21 +386,8 @@ def load_uspto3m_raw(source: Union[str, os.PathLike] = USPTO3M_HUB_ID, split: st
             f"cannot load {source!r} from the Hugging Face Hub ({one_line(error)}); where the Hub is reachable run "
             f"`hf download {source} --repo-type dataset --local-dir DIR` and pass DIR instead"
         ) from None
-    check_uspto3m_columns(dataset.column_names, source)
+    check_columns(dataset.column_names, source, USPTO3M_COLUMNS, uspto3m_column_hint)
     return dataset
-
-
-def _iter_uspto3m(batches: Iterable[Mapping[str, list]], on_invalid_code, counters) -> Iterator[dict]:
-    columns = ("id", "text", "labels", "date", "title", "abstract")
-    for batch in batches:
-        normalized = normalize_uspto3m_batch(batch, on_invalid_code)
-        for name in ROW_COUNT_COLUMNS:
-            count(counters, name, sum(normalized[name]))
-        for values in zip(*(normalized[name] for name in columns)):
-            record = dict(zip(columns, values))
-            count(counters, "records_read")
-            if keep_record(record, counters):
-                yield record
 
 
 # ------------------------------------------------------------------------------ text files
@@ -382,7 +416,22 @@ def numbered_lines(path: str) -> Iterator[Tuple[int, str]]:
         ) from None
 
 
-def _iter_tsv(path: str, on_invalid_code, counters) -> Iterator[dict]:
+def open_text(path: str) -> IO[str]:
+    """A UTF-8 text file for the ``csv`` module (``newline=""``), gzip-compressed when it ends in ``.gz``."""
+    if path.lower().endswith(".gz"):
+        return gzip.open(path, "rt", encoding="utf-8", newline="")
+    return open(path, encoding="utf-8", newline="")
+
+
+def _jsonl_rows(path: str, counters: Optional[Counters]) -> Iterator[Tuple[str, str]]:
+    for line_number, line in numbered_lines(path):
+        if line.strip():
+            yield f"{path}:{line_number}", line
+        else:
+            count(counters, "empty_lines")
+
+
+def _tsv_rows(path: str) -> Iterator[Tuple[str, Dict[str, str]]]:
     for line_number, line in numbered_lines(path):
         line = line.rstrip("\r\n")
         if not line.strip():
@@ -396,23 +445,96 @@ def _iter_tsv(path: str, on_invalid_code, counters) -> Iterator[dict]:
                 f"{path}:{line_number}: expected {len(TSV_COLUMNS)} tab-separated columns "
                 f"({' '.join(TSV_COLUMNS)}), found {len(row)}"
             )
-        group_ids, record_id, date, text = row
-        record_id = normalize_record_id(record_id, f"{path}:{line_number}")
-        count(counters, "records_read")
-        record, n_invalid = build_record(
-            record_id, group_ids, {"first_claim": text}, FIRST_CLAIM, date=date.strip(),
-            on_invalid_code=on_invalid_code, counters=counters,
-        )
-        count(counters, "invalid_codes", n_invalid)
-        if keep_record(record, counters):
-            yield record
+        yield f"{path}:{line_number}", dict(zip(TSV_COLUMNS, row))
 
 
-def jsonl_text_fields(row: Mapping) -> Dict[str, object]:
+def _csv_rows(path: str, columns: Optional[Sequence[str]], hint: ColumnHint) -> Iterator[Tuple[str, Dict[str, str]]]:
+    # Patent texts outgrow csv's default 128 KiB field limit.
+    csv.field_size_limit(max(csv.field_size_limit(), 1 << 30))
+    try:
+        with open_text(path) as handle:
+            reader = csv.DictReader(handle)
+            if columns is not None:
+                check_columns(reader.fieldnames or [], path, columns, hint)
+            for row_number, row in enumerate(reader, start=1):
+                yield f"{path} row {row_number}", row
+    except (csv.Error, UnicodeDecodeError, EOFError) as error:
+        raise ValueError(f"cannot read {path} as UTF-8 CSV ({error}); is the file complete?") from None
+
+
+def _parquet_rows(path: str, columns: Optional[Sequence[str]], hint: ColumnHint) -> Iterator[Tuple[str, Dict[str, object]]]:
+    row_number = 0
+    for batch in iter_parquet_batches(path, columns, hint):
+        names = list(batch)
+        for values in zip(*batch.values()):
+            row_number += 1
+            yield f"{path} row {row_number}", dict(zip(names, values))
+
+
+# ------------------------------------------------------------------------------ rows
+class BadRow(ValueError):
+    """An input row that cannot be used; the message names its file and line (or row)."""
+
+    def __init__(self, message: str, record_id: Optional[str] = None):
+        super().__init__(message)
+        self.record_id = record_id
+
+
+def iter_rows(
+    files: Union[str, os.PathLike, Iterable[Union[str, os.PathLike]]],
+    input_format: str,
+    columns: Optional[Sequence[str]] = None,
+    counters: Optional[Counters] = None,
+    hint: ColumnHint = row_column_hint,
+) -> Iterator[Tuple[str, Row]]:
+    """``(where, row)`` for every row of one file or several (in order), in constant memory.
+
+    ``where`` names the row in error messages: ``path:line`` (JSON Lines, TSV) or ``path row N`` (CSV,
+    Parquet; N counts data rows from 1). ``row`` is, by ``input_format``:
+
+    * ``jsonl``: the raw line, to be parsed with :func:`parse_json_row` when it is used (so a bad line is
+      that row's error, and rows skipped on resume cost no parsing). Empty lines are not rows: they are
+      counted in ``counters`` (``empty_lines``).
+    * ``tsv``: a dict of the :data:`TSV_COLUMNS` cells (an optional header row is skipped; a line with
+      another number of columns is an error).
+    * ``csv`` (a header row, UTF-8, ``.csv`` or ``.csv.gz``): a dict of the cells by column name.
+    * ``parquet``: a dict of the values by column name, read in batches by :func:`iter_parquet_batches`.
+
+    ``columns`` (CSV and Parquet): the columns every row needs; a file without one of them is a one-line
+    error ending in ``hint(name)`` (see :func:`check_columns`), and Parquet files are read for these
+    columns only.
+    """
+    if input_format not in ROW_FORMATS:
+        raise ValueError(f"cannot read rows of format {input_format!r}: choose from {', '.join(ROW_FORMATS)}")
+    paths = [files] if isinstance(files, (str, os.PathLike)) else list(files)
+    for path in map(os.fspath, paths):
+        if input_format == "jsonl":
+            yield from _jsonl_rows(path, counters)
+        elif input_format == "tsv":
+            yield from _tsv_rows(path)
+        elif input_format == "csv":
+            yield from _csv_rows(path, columns, hint)
+        else:
+            yield from _parquet_rows(path, columns, hint)
+
+
+def parse_json_row(where: str, line: str) -> Dict[str, object]:
+    """The JSON object of one JSON Lines row (from :func:`iter_rows`); raises :class:`BadRow` naming ``where``."""
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as error:
+        raise BadRow(f"{where}: not valid JSON ({error.msg}, column {error.colno})") from None
+    if not isinstance(row, dict):
+        raise BadRow(f"{where}: expected a JSON object, got a {type(row).__name__}")
+    return row
+
+
+def jsonl_text_fields(row: Mapping[str, object]) -> Dict[str, object]:
     """The text fields a JSON Lines record has; ``first_claim`` falls back to the first item of a claims list."""
     fields = {field: row[field] for field in ("title", "abstract", "claims", "first_claim") if field in row}
-    if "first_claim" not in fields and isinstance(row.get("claims"), list) and row["claims"]:
-        fields["first_claim"] = row["claims"][0]
+    claims = row.get("claims")
+    if "first_claim" not in fields and isinstance(claims, list) and claims:
+        fields["first_claim"] = claims[0]
     return fields
 
 
@@ -430,32 +552,50 @@ def refuse_surrogates(fields: Mapping[str, object], where: str) -> None:
                     ) from None
 
 
-def _iter_jsonl(path: str, text_fields, on_invalid_code, counters) -> Iterator[dict]:
-    for line_number, line in numbered_lines(path):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise ValueError(
-                f"{path}:{line_number}: not valid JSON ({error.msg}, column {error.colno}); fix or remove that line"
-            ) from None
-        if not isinstance(row, dict):
-            raise ValueError(f"{path}:{line_number}: expected a JSON object, got a {type(row).__name__}")
-        record_id = normalize_record_id(row.get("id"), f"{path}:{line_number}")
+# ------------------------------------------------------------------------------ records
+def _iter_uspto3m(batches: Iterable[Mapping[str, list]], on_invalid_code: str, counters: Optional[Counters]) -> Iterator[dict]:
+    columns = ("id", "text", "labels", "date", "title", "abstract")
+    for batch in batches:
+        normalized = normalize_uspto3m_batch(batch, on_invalid_code)
+        for name in ROW_COUNT_COLUMNS:
+            count(counters, name, sum(normalized[name]))
+        for values in zip(*(normalized[name] for name in columns)):
+            record = dict(zip(columns, values))
+            count(counters, "records_read")
+            if keep_record(record, counters):
+                yield record
+
+
+def _iter_tsv(path: str, on_invalid_code: str, counters: Optional[Counters]) -> Iterator[dict]:
+    for where, row in iter_rows(path, "tsv"):
+        record_id = normalize_record_id(row["id"], where)
+        count(counters, "records_read")
+        record, n_invalid = build_record(
+            record_id, row["group_ids"], {"first_claim": row["text"]}, FIRST_CLAIM, date=row["date"].strip(),
+            on_invalid_code=on_invalid_code, counters=counters,
+        )
+        count(counters, "invalid_codes", n_invalid)
+        if keep_record(record, counters):
+            yield record
+
+
+def _iter_jsonl(path: str, text_fields: Sequence[str], on_invalid_code: str, counters: Optional[Counters]) -> Iterator[dict]:
+    for where, line in iter_rows(path, "jsonl"):  # no counters: empty lines are not counted by prepare
+        row = parse_json_row(where, line)
+        record_id = normalize_record_id(row.get("id"), where)
         if "cpc" not in row:
             raise ValueError(
-                f"{path}:{line_number}: record {record_id!r} has no 'cpc' field (a list of CPC codes); "
+                f"{where}: record {record_id!r} has no 'cpc' field (a list of CPC codes); "
                 f"its keys: {', '.join(map(str, row))}"
             )
         fields = jsonl_text_fields(row)
         if not fields:
             raise ValueError(
-                f"{path}:{line_number}: record {record_id!r} has none of the text fields {', '.join(TEXT_FIELDS)}; "
+                f"{where}: record {record_id!r} has none of the text fields {', '.join(TEXT_FIELDS)}; "
                 f"its keys: {', '.join(map(str, row))}"
             )
         if "\\u" in line:  # only a JSON escape can make an unpaired surrogate, which is not text
-            refuse_surrogates(fields, f"{path}:{line_number}: record {record_id!r}")
+            refuse_surrogates(fields, f"{where}: record {record_id!r}")
         count(counters, "records_read")
         record, n_invalid = build_record(
             record_id, row["cpc"], fields, text_fields, date=row.get("date"),
@@ -496,7 +636,9 @@ def iter_records(
     if input_format == "tsv":
         return _iter_tsv(path, on_invalid_code, counters)
     if input_format == "parquet":
-        batches = (batch for file in parquet_files(path) for batch in iter_parquet_batches(file))
+        batches: Iterable[Mapping[str, list]] = (
+            batch for file in parquet_files(path) for batch in iter_parquet_batches(file, USPTO3M_COLUMNS, uspto3m_column_hint)
+        )
     else:
-        batches = load_uspto3m_raw(path).iter(batch_size=_BATCH_ROWS)
+        batches = load_uspto3m_raw(path).iter(batch_size=BATCH_ROWS)
     return _iter_uspto3m(batches, on_invalid_code, counters)

@@ -19,7 +19,12 @@ from array import array
 from collections import Counter
 from typing import Dict, Iterable, List, Mapping, Optional, Sequence
 
+import datasets
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import yaml
+from tqdm.auto import tqdm
 
 from ..cpc import LABEL_SPACE_FILE, CpcLabelSpace, class_of, section_of
 from ..io_utils import remove_stale_scratch, scratch_path, write_json_atomically
@@ -32,25 +37,22 @@ SPLIT_ORDER = ("train", "validation", "test")
 ROW_GROUP_ROWS = 10_000  # rows held in memory (as Python dicts) before they go to the Parquet file
 
 
-def record_features():
+def record_features() -> datasets.Features:
     """The ``datasets.Features`` of a normalized record."""
-    from datasets import Features, List, Value
-
-    return Features(
+    string = datasets.Value("string")
+    return datasets.Features(
         {
-            "id": Value("string"),
-            "text": Value("string"),
-            "labels": List(Value("string")),
-            "date": Value("string"),
-            "title": Value("string"),
-            "abstract": Value("string"),
+            "id": string,
+            "text": string,
+            "labels": datasets.List(string),
+            "date": string,
+            "title": string,
+            "abstract": string,
         }
     )
 
 
-def _arrow_schema():
-    import pyarrow as pa
-
+def _arrow_schema() -> pa.Schema:
     return pa.schema(
         [
             ("id", pa.string()),
@@ -127,8 +129,6 @@ def _content_fingerprint(data_dir: str) -> str:
 
 
 def _readme(rows_per_split: Mapping[str, int], description: str, fingerprint: str) -> str:
-    import yaml
-
     splits = [split for split, rows in rows_per_split.items() if rows]
     header = {
         "configs": [{
@@ -168,10 +168,6 @@ def write_dataset_dir(
     layout that leaks is an error: an id in two splits, or a text found in two splits once normalized
     (:mod:`modernpatent_hf.data.leakage`). Returns the number of rows per split.
     """
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-    from tqdm.auto import tqdm
-
     out_dir = os.path.abspath(out_dir)
     remove_stale_scratch(out_dir)
     tmp_dir = scratch_path(out_dir, "tmp")
@@ -185,7 +181,7 @@ def write_dataset_dir(
             rows, buffer, shard, writer = 0, [], 0, None
             id_keys[split], text_keys[split] = array("Q"), array("Q")
 
-            def flush():
+            def flush() -> None:
                 nonlocal buffer, writer
                 if buffer:
                     if writer is None:
@@ -232,11 +228,8 @@ def write_dataset_dir(
     return rows_per_split
 
 
-def _split_ids(tmp_dir: str, split: str):
+def _split_ids(tmp_dir: str, split: str) -> pa.ChunkedArray:
     """The ``id`` column of a split written to ``tmp_dir`` (read back from its shards)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     shards = sorted(glob.glob(os.path.join(tmp_dir, SHARDS_SUBDIR, f"{split}-*.parquet")))
     return pa.concat_tables([pq.read_table(shard, columns=["id"]) for shard in shards]).column("id")
 
@@ -272,23 +265,22 @@ def _refuse_shared_texts(tmp_dir: str, text_keys: Mapping[str, array]) -> None:
     )
 
 
-def load_dataset_dir(path: str):
+def load_dataset_dir(path: str) -> datasets.DatasetDict:
     """Load a directory written by :func:`write_dataset_dir` through ``datasets.load_dataset``.
 
     Splits written empty (which have no files) come back as empty splits with the record features.
     """
-    from datasets import Dataset, load_dataset
-
     if not os.path.isfile(os.path.join(path, "README.md")):
         raise FileNotFoundError(f"{path} is not a prepared dataset directory (no README.md with `configs:`)")
-    dataset = load_dataset(path)
+    dataset = datasets.load_dataset(path)
     for split in SPLIT_ORDER:
         if split not in dataset:
-            dataset[split] = Dataset.from_dict({column: [] for column in RECORD_COLUMNS}, features=record_features())
+            dataset[split] = datasets.Dataset.from_dict({column: [] for column in RECORD_COLUMNS}, features=record_features())
     return dataset
 
 
 def read_stats(path: str) -> Dict:
+    """The ``stats.json`` of a prepared dataset directory."""
     with open(os.path.join(path, STATS_FILE), encoding="utf-8") as handle:
         return json.load(handle)
 

@@ -22,10 +22,12 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Dict, Iterator, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import datasets
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from ..cpc import CpcLabelSpace
 from .leakage import count_shared, duplicate_keys, move_shared_texts_to_train
@@ -33,6 +35,9 @@ from .readers import Counters, count
 from .records import SPLIT_ORDER
 
 logger = logging.getLogger(__name__)
+
+# A column of a dataset's Arrow table (or one chunk of it).
+ArrowColumn = Union[pa.Array, pa.ChunkedArray]
 
 VALIDATION_FRACTION = 0.005
 SEED = 42
@@ -42,21 +47,19 @@ SEED = 42
 # The steps below read whole columns of a dataset without an indices mapping (``dataset.data.table``)
 # and rewrite rows only in batched maps over it: an indices mapping (after ``select``) makes datasets
 # gather rows one by one, which is slow at 3.2M rows. Splits are selected once, at the end.
-def _bool_mask(array) -> np.ndarray:
+def _bool_mask(array: ArrowColumn) -> np.ndarray:
     return np.asarray(array.to_numpy(zero_copy_only=False), dtype=bool)
 
 
-def iter_values(column, batch_size: int = 10_000) -> Iterator:
+def iter_values(column: ArrowColumn, batch_size: int = 10_000) -> Iterator[object]:
     """The values of an Arrow column as Python objects, a bounded slice at a time (chunks can hold millions of rows)."""
     for chunk in getattr(column, "chunks", [column]):
         for start in range(0, len(chunk), batch_size):
             yield from chunk.slice(start, batch_size).to_pylist()
 
 
-def label_counts(labels) -> Dict[str, int]:
+def label_counts(labels: ArrowColumn) -> Dict[str, int]:
     """Occurrences of each subclass code in an Arrow ``labels`` column."""
-    import pyarrow.compute as pc
-
     if len(labels) == 0:
         return {}
     counts = pc.value_counts(pc.list_flatten(labels))
@@ -69,7 +72,9 @@ def label_space_from_dataset(dataset: datasets.Dataset, min_count: int = 1) -> C
 
 
 # ------------------------------------------------------------------------------ cleaning
-def _clean_batch(batch, indices, keep, updates):
+def _clean_batch(
+    batch: Mapping[str, list], indices: List[int], keep: np.ndarray, updates: Mapping[int, list]
+) -> Dict[str, list]:
     rows = [i for i, index in enumerate(indices) if keep[index]]
     cleaned = {name: [values[i] for i in rows] for name, values in batch.items()}
     cleaned["labels"] = [updates.get(indices[i], labels) for i, labels in zip(rows, cleaned["labels"])]
@@ -84,8 +89,6 @@ def clean_records(records: datasets.Dataset, counters: Optional[Counters] = None
     problem rows are found with Arrow compute and removed in one batched map; the result has no
     indices mapping. Returns ``records`` itself when there is nothing to remove.
     """
-    import pyarrow.compute as pc
-
     table = records.data.table
     empty = _bool_mask(pc.equal(pc.utf8_length(table.column("text")), 0).fill_null(True))
     unlabeled = ~empty & _bool_mask(pc.equal(pc.list_value_length(table.column("labels")), 0).fill_null(True))
@@ -126,7 +129,7 @@ def clean_records(records: datasets.Dataset, counters: Optional[Counters] = None
     )
 
 
-def _keep_codes(labels, codes):
+def _keep_codes(labels: List[List[str]], codes: Sequence[str]) -> Dict[str, List[List[str]]]:
     space = set(codes)
     return {"labels": [[code for code in row if code in space] for row in labels]}
 
@@ -151,7 +154,7 @@ def check_split_options(
 
 def split_indices(
     num_rows: int,
-    dates=None,
+    dates: Union[ArrowColumn, Sequence[Optional[str]], None] = None,
     *,
     validation_fraction: float = VALIDATION_FRACTION,
     seed: int = SEED,
@@ -167,8 +170,6 @@ def split_indices(
     Validation: ``ceil(validation_fraction * pool)`` rows of the remaining pool, drawn exactly as
     ``Dataset.train_test_split(test_size=validation_fraction, seed=seed)`` draws its test part.
     """
-    import pyarrow.compute as pc
-
     check_split_options(validation_fraction, test_fraction, test_year, test_size)
     test = np.zeros(0, dtype=np.int64)
     if test_year is not None or test_size is not None:
@@ -222,9 +223,6 @@ def assign_splits(
     labels (``no_labels_in_space``). Returns the restricted records (no indices mapping), the row
     indices of each split, and the label space.
     """
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
     table = records.data.table
     positions = split_indices(
         len(records), table.column("date") if test_year is not None else None,
@@ -255,7 +253,7 @@ def assign_splits(
     return records, positions, label_space
 
 
-def build_splits(records: datasets.Dataset, **options) -> Tuple[datasets.DatasetDict, CpcLabelSpace]:
+def build_splits(records: datasets.Dataset, **options: Any) -> Tuple[datasets.DatasetDict, CpcLabelSpace]:
     """:func:`assign_splits` as a ``DatasetDict`` (train, validation, test) plus the label space."""
     records, positions, label_space = assign_splits(records, **options)
     return datasets.DatasetDict({name: records.select(positions[name]) for name in SPLIT_ORDER}), label_space

@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass
 from itertools import islice
 from statistics import NormalDist
-from typing import Dict, Iterator, List
+from typing import Dict, Iterable, Iterator, List
 
 import numpy as np
 
@@ -481,7 +481,7 @@ def generate_synthetic_records(n: int, seed: int = 0, num_subclasses: int = MAX_
             }
 
 
-def _restricted_to(records, label_space: CpcLabelSpace, dropped: Dict[str, int]):
+def _restricted_to(records: Iterable[dict], label_space: CpcLabelSpace, dropped: Dict[str, int]) -> Iterator[dict]:
     """Keep only labels inside ``label_space``; a record left without labels is dropped (and counted)."""
     for record in records:
         known, unknown = label_space.split_known(record["labels"])
@@ -532,7 +532,7 @@ def write_synthetic_corpus(
     dropped = {"labels_outside_train": 0, "records_without_train_labels": 0}
     split_labels = {"validation": [], "test": []}
 
-    def kept(split, count):
+    def kept(split: str, count: int) -> Iterator[dict]:
         for record in _restricted_to(islice(records, count), label_space, dropped):
             split_labels[split].append(record["labels"])
             yield record

@@ -16,9 +16,11 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
-from typing import Dict, Optional, Union
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import datasets
+import pyarrow.compute as pc
+from huggingface_hub import snapshot_download
 
 from ..cpc import CpcLabelSpace
 from .readers import (
@@ -34,13 +36,14 @@ from .readers import (
     normalize_uspto3m_batch,
     one_line,
     parquet_files,
+    uspto3m_column_hint,
 )
 from .records import record_features
 from .splits import SEED, VALIDATION_FRACTION, build_splits, check_split_options, clean_records, log_counts
 
 logger = logging.getLogger(__name__)
 
-def _normalized_features():
+def _normalized_features() -> datasets.Features:
     features = record_features()
     for name in ROW_COUNT_COLUMNS:
         features[name] = datasets.Value("int32")
@@ -69,8 +72,6 @@ def load_uspto3m(
     ``label_space.json`` path) restricts the labels; by default it is built from the train split
     with ``min_count``. Drop and merge counts go to ``counters`` (a dict) and are logged.
     """
-    import pyarrow.compute as pc
-
     check_split_options(validation_fraction, test_fraction, test_year, test_size)
     if on_invalid_code not in ("drop", "raise"):
         raise ValueError(f"on_invalid_code must be 'drop' or 'raise', got {on_invalid_code!r}")
@@ -109,8 +110,6 @@ class Uspto3mConfig(datasets.BuilderConfig):
 
 def _download_hub_copy() -> str:
     """A local snapshot of the Hub dataset's Parquet files (a one-line error when the Hub is unreachable)."""
-    from huggingface_hub import snapshot_download
-
     try:
         return snapshot_download(USPTO3M_HUB_ID, repo_type="dataset", allow_patterns=["*.parquet", "**/*.parquet"])
     except Exception as error:  # offline mode, DNS failures and missing repos all end here
@@ -153,11 +152,11 @@ class Uspto3mBuilder(datasets.GeneratorBasedBuilder):
             homepage=f"https://huggingface.co/datasets/{USPTO3M_HUB_ID}",
         )
 
-    def _split_generators(self, dl_manager):
+    def _split_generators(self, dl_manager) -> List[datasets.SplitGenerator]:
         source = self.config.data_dir or _download_hub_copy()
         return [datasets.SplitGenerator(name=datasets.Split.TRAIN, gen_kwargs={"files": parquet_files(source)})]
 
-    def _generate_examples(self, files):
+    def _generate_examples(self, files: Sequence[str]) -> Iterator[Tuple[int, dict]]:
         key = 0
         if self.config.normalized:
             counters: Dict[str, int] = {}
@@ -168,7 +167,7 @@ class Uspto3mBuilder(datasets.GeneratorBasedBuilder):
             log_counts(f"USPTO-3M {self.config.name}", counters)
             return
         for file in files:
-            for batch in iter_parquet_batches(file):
+            for batch in iter_parquet_batches(file, USPTO3M_COLUMNS, uspto3m_column_hint):
                 for codes, record_id, date, text in zip(*(batch[name] for name in USPTO3M_COLUMNS)):
                     date = normalize_date(date, record_id)
                     yield key, {"cpc_ids": codes, "id": str(record_id), "date": date, "text": text}
