@@ -36,7 +36,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
-from transformers import BertConfig, ModernBertConfig
+from transformers import BertConfig, ModernBertConfig, PreTrainedModel
 
 from .cpc import CpcLabelSpace
 from .data.records import dataset_texts
@@ -108,7 +108,7 @@ def attended_pairs(length: int, window: Optional[int]) -> int:
     return int((np.minimum(positions + window, length - 1) - np.maximum(positions - window, 0) + 1).sum())
 
 
-def useful_flops(model, lengths: Sequence[int]) -> float:
+def useful_flops(model: PreTrainedModel, lengths: Sequence[int]) -> float:
     """FLOPs the classifier must compute for texts of ``lengths`` tokens, padding excluded (module docstring)."""
     encoder = model.base_model
     encoder_weights = sum(module.weight.numel() for module in encoder.modules() if isinstance(module, torch.nn.Linear))
@@ -172,7 +172,7 @@ def padded_tokens(lengths: Sequence[int], batches: Sequence[Sequence[int]]) -> i
 
 
 # ------------------------------------------------------------------------------------------------------- the paths
-def naive_logits(model, input_ids: Sequence[Sequence[int]], batch_size: int, pad_id: int) -> np.ndarray:
+def naive_logits(model: PreTrainedModel, input_ids: Sequence[Sequence[int]], batch_size: int, pad_id: int) -> np.ndarray:
     """Logits from fixed-size batches in input order, each padded to its longest sequence."""
     device = next(model.parameters()).device
     outputs = []

@@ -16,12 +16,15 @@ import json
 import logging
 import os
 import re
-from typing import Dict, List, Optional
+from typing import TYPE_CHECKING, Dict, List, Optional
 
 from transformers import TrainingArguments
 from transformers.trainer import TRAINING_ARGS_NAME
 
 from .io_utils import write_json_atomically
+
+if TYPE_CHECKING:
+    import torch
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +78,7 @@ def latest_metrics(log_history: List[Dict]) -> Dict[str, float]:
     return metrics
 
 
-def parameter_checksum(model) -> str:
+def parameter_checksum(model: torch.nn.Module) -> str:
     """sha256 over the model's parameters in name order: equal on every rank of a correct data-parallel run.
 
     Under DeepSpeed ZeRO-3 each rank holds only a shard of every parameter, so the parameters are gathered

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Dict, List, Optional
 
-from transformers import BertConfig, ModernBertConfig
+from transformers import BertConfig, ModernBertConfig, PretrainedConfig
 
 from .losses import LOSS_TYPES
 
@@ -136,7 +136,7 @@ class PatentClassifierConfigMixin:
         }
 
 
-def named_labels(config) -> Optional[List[str]]:
+def named_labels(config: PretrainedConfig) -> Optional[List[str]]:
     """The label names of any transformers config in logit order, or None while they are transformers' placeholders
     (``LABEL_0``, ``LABEL_1``... as in a config built without labels, e.g. a masked-LM checkpoint's)."""
     names = [config.id2label[index] for index in range(config.num_labels)]

@@ -12,11 +12,15 @@ import json
 import os
 import re
 from collections import Counter
-from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .io_utils import write_json_atomically
+
+if TYPE_CHECKING:
+    import torch
 
 SECTIONS = "ABCDEFGHY"
 
@@ -42,7 +46,7 @@ CodeInput = Union[str, Sequence[str], None]
 class CpcCodeError(ValueError):
     """A value that is not a CPC symbol. The message names the value and, when known, the record."""
 
-    def __init__(self, value, record_id=None, reason: str = ""):
+    def __init__(self, value: object, record_id: Optional[str] = None, reason: str = ""):
         self.value = value
         self.record_id = record_id
         where = f" in record {record_id!r}" if record_id is not None else ""
@@ -53,7 +57,7 @@ class CpcCodeError(ValueError):
         )
 
 
-def normalize_subclass(value, record_id=None) -> str:
+def normalize_subclass(value: object, record_id: Optional[str] = None) -> str:
     """Reduce one CPC symbol in any common spelling to its subclass code.
 
     ``'a01b'``, ``' A01B '``, ``'A01B 1/00'``, ``'A01B1/00'``, ``'A01B 1/00 (2006.01)'`` -> ``'A01B'``.
@@ -81,7 +85,7 @@ def _symbols(value, record_id) -> List:
     raise CpcCodeError(value, record_id, f"a {type(value).__name__}; expected a string or a list of strings")
 
 
-def parse_cpc_codes(value: CodeInput, record_id=None, errors: str = "raise") -> Tuple[List[str], List]:
+def parse_cpc_codes(value: CodeInput, record_id: Optional[str] = None, errors: str = "raise") -> Tuple[List[str], List]:
     """Parse a field holding CPC symbols into deduplicated subclass codes, first-seen order kept.
 
     ``value`` is a string (one symbol or several joined by ``,`` ``;`` ``|``), a list of such strings,
@@ -191,7 +195,7 @@ class CpcLabelSpace:
 
     # ----------------------------------------------------------------- construction
     @classmethod
-    def from_counts(cls, counts: Mapping[str, int], min_count: int = 1, titles=None) -> "CpcLabelSpace":
+    def from_counts(cls, counts: Mapping[str, int], min_count: int = 1, titles: Optional[Mapping[str, str]] = None) -> "CpcLabelSpace":
         """Keep the codes that occur at least ``min_count`` times."""
         kept = {code: n for code, n in counts.items() if n >= min_count}
         if not kept:
@@ -199,7 +203,7 @@ class CpcLabelSpace:
         return cls(kept, counts=kept, titles=titles)
 
     @classmethod
-    def from_label_lists(cls, label_lists: Iterable[Sequence[str]], min_count: int = 1, titles=None) -> "CpcLabelSpace":
+    def from_label_lists(cls, label_lists: Iterable[Sequence[str]], min_count: int = 1, titles: Optional[Mapping[str, str]] = None) -> "CpcLabelSpace":
         """Build from the label lists of a dataset (each list holds normalized subclass codes)."""
         counts = Counter(code for labels in label_lists for code in labels)
         return cls.from_counts(counts, min_count=min_count, titles=titles)
@@ -260,18 +264,18 @@ class CpcLabelSpace:
         rows = [self.encode(labels, strict=strict) for labels in label_lists]
         return np.stack(rows) if rows else np.zeros((0, len(self)), dtype=np.float32)
 
-    def decode(self, vector, threshold: float = 0.5) -> List[str]:
+    def decode(self, vector: ArrayLike, threshold: float = 0.5) -> List[str]:
         """Codes whose entry is at least ``threshold`` (multi-hot vectors or probabilities)."""
         vector = np.asarray(vector)
         if vector.shape != (len(self.codes),):
             raise ValueError(f"expected a vector of {len(self.codes)} entries, got shape {vector.shape}")
         return [self.codes[i] for i in np.flatnonzero(vector >= threshold)]
 
-    def decode_batch(self, matrix, threshold: float = 0.5) -> List[List[str]]:
+    def decode_batch(self, matrix: ArrayLike, threshold: float = 0.5) -> List[List[str]]:
         return [self.decode(row, threshold) for row in np.asarray(matrix)]
 
     # ----------------------------------------------------------------- hierarchy
-    def hierarchy_tensors(self):
+    def hierarchy_tensors(self) -> Dict[str, torch.Tensor]:
         """``subclass_to_class``, ``class_to_section`` and ``subclass_to_section`` as torch LongTensors."""
         import torch
 

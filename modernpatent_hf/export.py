@@ -24,6 +24,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
+from transformers import PreTrainedModel
 
 from .cpc import LABEL_SPACE_FILE, CpcLabelSpace
 from .data.synthetic import generated_claims
@@ -42,11 +43,11 @@ DEFAULT_AGREEMENT_TEXTS = 128
 class _LogitsOnly(torch.nn.Module):
     """The classifier as a function of (input_ids, attention_mask) -> logits: what the ONNX graph computes."""
 
-    def __init__(self, model):
+    def __init__(self, model: PreTrainedModel):
         super().__init__()
         self.model = model
 
-    def forward(self, input_ids, attention_mask):
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
 
 

@@ -8,7 +8,10 @@ import re
 import shutil
 import socket
 from contextlib import nullcontext
-from typing import Any, Callable, List, Union
+from typing import TYPE_CHECKING, Any, Callable, ContextManager, List, Optional, Union
+
+if TYPE_CHECKING:
+    from transformers import TrainingArguments
 
 PathLike = Union[str, os.PathLike]
 
@@ -29,7 +32,7 @@ def replace_atomically(path: PathLike, write: Callable[[str], Any]) -> None:
         raise
 
 
-def write_json_atomically(path: PathLike, obj: Any, **json_options) -> None:
+def write_json_atomically(path: PathLike, obj: Any, **json_options: Any) -> None:
     """Write ``obj`` as JSON with :func:`replace_atomically`, flushed to disk before the rename.
 
     ``json_options`` go to ``json.dump`` (default ``indent=1``, ``ensure_ascii=False``), e.g.
@@ -98,7 +101,7 @@ def remove_stale_scratch(path: PathLike) -> List[str]:
     return removed
 
 
-def main_process_first(training_args, desc: str = "preparing files"):
+def main_process_first(training_args: Optional[TrainingArguments], desc: str = "preparing files") -> ContextManager[Any]:
     """``training_args.main_process_first(desc)``, or a no-op without training arguments (one process).
 
     Work done once per run (preparing data, training a tokenizer) runs on the main process while the other

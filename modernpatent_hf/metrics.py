@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from typing import Dict, Optional, Sequence, Union
 
+from numpy.typing import ArrayLike
 from tqdm.auto import tqdm
 
 from .metrics_hub.f1_at_k import multilabel_metrics as _multilabel_metrics
@@ -29,8 +30,8 @@ def _progress_bar(starts: range):
 
 
 def compute_multilabel_metrics(
-    predictions,
-    references,
+    predictions: ArrayLike,
+    references: ArrayLike,
     k: KInput = (1, 5),
     label_names: Optional[Sequence[str]] = None,
     threshold: float = 0.5,

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Dict
+from typing import TYPE_CHECKING, Dict
 
 from transformers import TrainingArguments
 
 from .cpc import CpcLabelSpace
 
+if TYPE_CHECKING:
+    import torch
 
-def model_card(model, label_space: CpcLabelSpace, args: TrainingArguments, metrics: Dict[str, float]) -> str:
+
+def model_card(model: torch.nn.Module, label_space: CpcLabelSpace, args: TrainingArguments, metrics: Dict[str, float]) -> str:
     """A Hugging Face model card: metadata, what the model does, its metrics, settings and usage."""
     config = getattr(model, "config", None)
     rows = [

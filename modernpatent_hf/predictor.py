@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 # Importing this package registered its model types with these Auto classes.
-from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer
+from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from .cpc import CpcLabelSpace, class_of, section_of
 from .data.readers import one_line
@@ -27,7 +27,7 @@ DEFAULT_MAX_BATCH_TOKENS = 16384
 DEFAULT_MAX_BATCH_SIZE = 256
 
 
-def pad_token_ids(input_ids: Sequence[Sequence[int]], pad_id: int):
+def pad_token_ids(input_ids: Sequence[Sequence[int]], pad_id: int) -> Tuple[np.ndarray, np.ndarray]:
     """Right-pad token id lists to the longest: ``(input_ids, attention_mask)``, int64 numpy arrays [N, T]."""
     longest = max(len(ids) for ids in input_ids)
     padded = np.full((len(input_ids), longest), pad_id, dtype=np.int64)
@@ -65,7 +65,7 @@ def length_bucketed_batches(lengths: Sequence[int], max_batch_tokens: int, max_b
     return batches
 
 
-def torch_dtype(dtype, device: torch.device) -> torch.dtype:
+def torch_dtype(dtype: Union[str, torch.dtype, None], device: torch.device) -> torch.dtype:
     """``None`` -> bf16 on CUDA, fp32 elsewhere (bf16 is several times slower than fp32 on CPUs)."""
     if dtype is None:
         return torch.bfloat16 if device.type == "cuda" else torch.float32
@@ -92,8 +92,8 @@ class PatentClassifier:
 
     def __init__(
         self,
-        model,
-        tokenizer,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
         label_space: CpcLabelSpace,
         max_length: int,
         max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
@@ -124,8 +124,8 @@ class PatentClassifier:
     def from_pretrained(
         cls,
         path_or_hub_id: str,
-        device=None,
-        dtype=None,
+        device: Union[str, torch.device, None] = None,
+        dtype: Union[str, torch.dtype, None] = None,
         int8: bool = False,
         compile: bool = False,
         max_length: Optional[int] = None,

@@ -13,21 +13,26 @@ import hashlib
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Optional
+from typing import TYPE_CHECKING, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import torch
-from transformers import AutoModelForMaskedLM, PreTrainedTokenizerBase
+from transformers import AutoModelForMaskedLM, PreTrainedModel, PreTrainedTokenizerBase
+from transformers.trainer_utils import EvalLoopOutput
 
 from .configs import ModelArguments
 from .model_factory import load_checkpoint_config, load_pretrained_weights, new_model_config
 from .trainer import ResumableTrainer
 
+if TYPE_CHECKING:
+    from datasets import Dataset
+    from torch.utils.data import DataLoader
+
 # Encoder families an MLM run can start from (a fine-tuned patent classifier has no masked-LM head).
 MLM_MODEL_TYPES = ("modernbert", "bert")
 
 
-def as_int_list(values) -> list:
+def as_int_list(values: Union[Sequence[int], np.ndarray, torch.Tensor]) -> list:
     """A list of ints from a list, numpy array or tensor of token ids or mask values."""
     return values.tolist() if hasattr(values, "tolist") else list(values)
 
@@ -94,7 +99,7 @@ class SeededMLMCollator:
                 columns[name].append([pad_value] * fill + values if left else values + [pad_value] * fill)
         return {name: torch.tensor(rows, dtype=torch.long) for name, rows in columns.items()}
 
-    def mask_tokens(self, input_ids: torch.Tensor, special_tokens_mask: torch.Tensor, generator: torch.Generator):
+    def mask_tokens(self, input_ids: torch.Tensor, special_tokens_mask: torch.Tensor, generator: torch.Generator) -> Tuple[torch.Tensor, torch.Tensor]:
         """(masked input ids, labels) by the 80/10/10 rule; ``input_ids`` is left unchanged."""
         never = special_tokens_mask.bool() | torch.isin(input_ids, torch.tensor(self.tokenizer.all_special_ids))
         selection_prob = torch.full(input_ids.shape, self.mlm_probability).masked_fill_(never, 0.0)
@@ -121,7 +126,14 @@ class SeededMLMCollator:
         return batch
 
 
-def tokenize_for_mlm(dataset, tokenizer, max_length: int, packing: bool = False, num_proc=None, desc: str = "tokenizing"):
+def tokenize_for_mlm(
+    dataset: Dataset,
+    tokenizer: PreTrainedTokenizerBase,
+    max_length: int,
+    packing: bool = False,
+    num_proc: Optional[int] = None,
+    desc: str = "tokenizing",
+) -> Dataset:
     """Turn a dataset with a ``text`` column into MLM inputs: ``input_ids``, ``attention_mask``, ``special_tokens_mask``.
 
     Without packing, each document is one ``[CLS] text [SEP]`` sequence truncated to ``max_length``. With packing,
@@ -133,11 +145,11 @@ def tokenize_for_mlm(dataset, tokenizer, max_length: int, packing: bool = False,
         raise ValueError(f"max_length={max_length} is too small for MLM: a sequence needs [CLS] and at least one token")
     special_ids = set(tokenizer.all_special_ids)
 
-    def encode(batch):
+    def encode(batch: Mapping[str, List[str]]) -> Dict[str, List[List[int]]]:
         encoded = tokenizer(batch["text"], truncation=True, max_length=max_length, return_special_tokens_mask=True)
         return {key: encoded[key] for key in ("input_ids", "attention_mask", "special_tokens_mask")}
 
-    def encode_packed(batch):
+    def encode_packed(batch: Mapping[str, List[str]]) -> Dict[str, List[List[int]]]:
         stream = []
         for ids in tokenizer(batch["text"], add_special_tokens=False)["input_ids"]:
             if ids:
@@ -156,7 +168,7 @@ def tokenize_for_mlm(dataset, tokenizer, max_length: int, packing: bool = False,
     )
 
 
-def build_masked_lm(model_args: ModelArguments, tokenizer):
+def build_masked_lm(model_args: ModelArguments, tokenizer: PreTrainedTokenizerBase) -> PreTrainedModel:
     """The masked-LM model of a run: ``model_name_or_path`` continued, or a new random one from ``model_config``."""
     extra = {"attn_implementation": model_args.attn_implementation} if model_args.attn_implementation else {}
     name = model_args.model_name_or_path
@@ -189,7 +201,14 @@ def perplexity(loss: float) -> float:
 class MLMTrainer(ResumableTrainer):
     """A `Trainer` whose evaluations also report ``{prefix}_perplexity`` (logged, and returned by evaluate/predict)."""
 
-    def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None, metric_key_prefix="eval"):
+    def evaluation_loop(
+        self,
+        dataloader: DataLoader,
+        description: str,
+        prediction_loss_only: Optional[bool] = None,
+        ignore_keys: Optional[List[str]] = None,
+        metric_key_prefix: str = "eval",
+    ) -> EvalLoopOutput:
         output = super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys, metric_key_prefix)
         loss = output.metrics.get(f"{metric_key_prefix}_loss")
         if loss is not None:

@@ -18,7 +18,7 @@ from collections.abc import Sized
 from typing import Iterable, Iterator, List, Optional
 
 from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
-from transformers import AutoTokenizer, PreTrainedTokenizerFast, TrainingArguments
+from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast, TrainingArguments
 
 from .configs import ModelArguments
 from .data.readers import iter_records
@@ -51,7 +51,7 @@ def train_patent_tokenizer(
     vocab_size: int = 16000,
     min_frequency: int = 2,
     model_max_length: int = 8192,
-):
+) -> PreTrainedTokenizerFast:
     """Train a byte-level BPE tokenizer with ModernBERT's special tokens on an iterable of texts.
 
     ``texts`` is streamed in batches (a list, a ``datasets`` column or any generator); a progress bar
@@ -135,7 +135,7 @@ def _text_lines(path: str) -> Iterator[str]:
                 yield line
 
 
-def train_tokenizer_from_corpus(corpus, vocab_size: int = 16000, out_dir: Optional[str] = None, min_frequency: int = 2):
+def train_tokenizer_from_corpus(corpus: str, vocab_size: int = 16000, out_dir: Optional[str] = None, min_frequency: int = 2) -> PreTrainedTokenizerFast:
     """Train :func:`train_patent_tokenizer` on the texts of ``corpus`` (see :func:`corpus_texts`).
 
     With ``out_dir`` the tokenizer is saved there (``save_pretrained``). Returns the tokenizer.
@@ -146,7 +146,9 @@ def train_tokenizer_from_corpus(corpus, vocab_size: int = 16000, out_dir: Option
     return tokenizer
 
 
-def load_or_train_tokenizer(model_args: ModelArguments, train_texts, work_dir: str, training_args: Optional[TrainingArguments] = None):
+def load_or_train_tokenizer(
+    model_args: ModelArguments, train_texts: Iterable[str], work_dir: str, training_args: Optional[TrainingArguments] = None
+) -> PreTrainedTokenizerBase:
     """The run's tokenizer: from ``tokenizer_name_or_path`` (or the model's), or trained on ``train_texts``."""
     name = model_args.tokenizer_name_or_path or model_args.model_name_or_path
     if name == "train" and model_args.model_name_or_path:

@@ -23,7 +23,7 @@ touching pyplot's global state: reports work headless and inside other programs.
 from __future__ import annotations
 
 import os
-from typing import Dict, Optional, Sequence
+from typing import Dict, Optional, Sequence, Union
 
 from ..io_utils import write_text_atomically
 from .dataset_report import dataset_report
@@ -32,7 +32,7 @@ from .run_report import runs_report
 REPORT_FILE = "report.md"
 
 
-def write_report(out_dir: str, data: Optional[str] = None, runs: Sequence[str] = (), text_fields=None,
+def write_report(out_dir: str, data: Optional[str] = None, runs: Sequence[str] = (), text_fields: Union[str, Sequence[str], None] = None,
                  titles: Optional[str] = None, per_label: bool = False, per_label_split: Optional[str] = None) -> Dict:
     """Write a report on a dataset (``data``), on training runs (``runs``), or both, into ``out_dir``.
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, Iterator, Mapping, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Dict, Iterable, Iterator, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -20,6 +20,9 @@ from ..data.readers import iter_records
 from ..data.records import format_label_statistics, is_prepared_dir, label_statistics, load_dataset_dir
 from .figures import new_figure, save_figure
 from .tables import markdown_table
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 SECTION_TITLES = {
     "A": "Human necessities",
@@ -57,7 +60,9 @@ class LabelTallies:
             yield labels
 
 
-def read_label_lists(source: str, text_fields=None) -> Tuple[Iterable[Sequence[str]], Optional[CpcLabelSpace], Dict[str, int]]:
+def read_label_lists(
+    source: str, text_fields: Union[str, Sequence[str], None] = None
+) -> Tuple[Iterable[Sequence[str]], Optional[CpcLabelSpace], Dict[str, int]]:
     """The label lists of a dataset, streamed, with its label space (when it has one) and its rows per split.
 
     ``source`` is a directory written by ``modernpatent prepare``/``synth`` (all splits are read) or any
@@ -94,7 +99,7 @@ def fit_power_law(frequencies: Sequence[float]) -> Tuple[float, float]:
     return float(slope), float(intercept)
 
 
-def plot_top_subclasses(stats: Mapping, path: str, top_n: int = 30):
+def plot_top_subclasses(stats: Mapping, path: str, top_n: int = 30) -> Figure:
     """Bars of the ``top_n`` most frequent subclasses' shares of label occurrences (``label_statistics`` output).
 
     The title gives their cumulative share. Saves a PNG at ``path`` and returns the figure.
@@ -179,7 +184,9 @@ def _top_subclass_table(stats: Mapping, top_n: int, titles: Mapping[str, str]) -
     return markdown_table(header, rows, align="rllrrr")
 
 
-def dataset_report(source: str, out_dir: str, text_fields=None, titles: Optional[str] = None, top_n: int = 30) -> Tuple[str, Dict]:
+def dataset_report(
+    source: str, out_dir: str, text_fields: Union[str, Sequence[str], None] = None, titles: Optional[str] = None, top_n: int = 30
+) -> Tuple[str, Dict]:
     """Label statistics, the two imbalance plots and section/class tables of a dataset.
 
     Writes ``data_top_subclasses.png`` and ``data_rank_frequency.png`` into ``out_dir``; returns the

@@ -13,11 +13,11 @@ from ..io_utils import replace_atomically
 DPI = 120
 
 
-def new_figure(width: float, height: float):
+def new_figure(width: float, height: float) -> Figure:
     """A matplotlib Figure of this size (inches) at the reports' DPI, laid out without clipping; no pyplot state."""
     return Figure(figsize=(width, height), dpi=DPI, layout="constrained")
 
 
-def save_figure(figure, path: str) -> None:
+def save_figure(figure: Figure, path: str) -> None:
     """Save ``figure`` as a PNG at ``path`` atomically."""
     replace_atomically(path, lambda tmp: figure.savefig(tmp, format="png", dpi=DPI))

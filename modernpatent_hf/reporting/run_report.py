@@ -12,7 +12,7 @@ import re
 import tempfile
 from collections import Counter
 from dataclasses import dataclass
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 from matplotlib.ticker import LogFormatter, MaxNLocator
@@ -26,6 +26,9 @@ from ..io_utils import write_text_atomically
 from ..trainer import PatentTrainer, tokenize_patent_dataset
 from .figures import new_figure, save_figure
 from .tables import RUN_COLUMNS, markdown_table, metrics_table
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 # (subplot title, metric key) of the evaluation curves; the Trainer logs them as ``eval_<key>``.
 CURVE_METRICS = (
@@ -101,7 +104,7 @@ def metric_curve(log_history: Sequence[Mapping], key: str, prefix: str = "eval_"
     return steps, [by_step[step] for step in steps]
 
 
-def plot_metric_curves(runs: Sequence[TrainingRun], path: str, metrics=CURVE_METRICS):
+def plot_metric_curves(runs: Sequence[TrainingRun], path: str, metrics: Sequence[Tuple[str, str]] = CURVE_METRICS) -> Figure:
     """One subplot per metric of ``metrics`` (values in %, against the training step), runs overlaid.
 
     Saves a PNG at ``path`` and returns the figure.
@@ -133,7 +136,7 @@ def _final_split(runs: Sequence[TrainingRun]) -> Tuple[str, str]:
     return "validation", "eval_"
 
 
-def plot_level_precision(runs: Sequence[TrainingRun], path: str):
+def plot_level_precision(runs: Sequence[TrainingRun], path: str) -> Figure:
     """Grouped bars of top-1 precision at subclass, class and section level, one bar colour per run.
 
     Uses the test metrics when every run has them, else the validation metrics. Saves a PNG at ``path``
@@ -235,7 +238,7 @@ def write_per_label_tsv(per_label: Mapping, path: str) -> None:
     write_text_atomically(path, "\n".join(lines) + "\n")
 
 
-def plot_per_label_f1(per_label_by_run: Mapping[str, Mapping], path: str, bins: int = 8):
+def plot_per_label_f1(per_label_by_run: Mapping[str, Mapping], path: str, bins: int = 8) -> Figure:
     """Per-label F1 against the label's training frequency (log x), runs overlaid, with the mean F1 per log bin.
 
     Labels absent from the evaluated split (support 0) have no defined F1 and are left out.

@@ -6,11 +6,14 @@ draws nothing, so it does not import matplotlib.
 
 from __future__ import annotations
 
-from typing import Dict, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Dict, Iterable, Mapping, Sequence, Tuple
 
 from ..baselines import most_frequent_label_scores, tfidf_linear_scores
 from ..cpc import CpcLabelSpace
 from ..metrics import compute_multilabel_metrics
+
+if TYPE_CHECKING:
+    from datasets import Dataset
 
 # (column title, metric key) of the summary table the demo and the docs print.
 SUMMARY_COLUMNS = (
@@ -36,7 +39,7 @@ RUN_COLUMNS = (
 )
 
 
-def metrics_table(rows: Mapping[str, Mapping[str, float]], columns=SUMMARY_COLUMNS) -> str:
+def metrics_table(rows: Mapping[str, Mapping[str, float]], columns: Sequence[Tuple[str, str]] = SUMMARY_COLUMNS) -> str:
     """A markdown table, one row per predictor, values in percent."""
     header = "| predictor | " + " | ".join(title for title, _ in columns) + " |"
     lines = [header, "|---|" + "---:|" * len(columns)]
@@ -46,7 +49,7 @@ def metrics_table(rows: Mapping[str, Mapping[str, float]], columns=SUMMARY_COLUM
     return "\n".join(lines)
 
 
-def baseline_metrics(train_split, test_split, label_space: CpcLabelSpace, k: Sequence[int] = (1, 5)) -> Dict[str, Dict[str, float]]:
+def baseline_metrics(train_split: Dataset, test_split: Dataset, label_space: CpcLabelSpace, k: Sequence[int] = (1, 5)) -> Dict[str, Dict[str, float]]:
     """Metrics of the most-frequent-label and TF-IDF linear predictors on ``test_split``."""
     references = label_space.encode_batch(test_split["labels"])
     names = list(label_space.codes)
@@ -58,7 +61,7 @@ def baseline_metrics(train_split, test_split, label_space: CpcLabelSpace, k: Seq
     }
 
 
-def compare_with_baselines(model_metrics: Mapping[str, float], train_split, test_split, label_space: CpcLabelSpace,
+def compare_with_baselines(model_metrics: Mapping[str, float], train_split: Dataset, test_split: Dataset, label_space: CpcLabelSpace,
                            k: Sequence[int] = (1, 5), model_name: str = "this model", prefix: str = "test_") -> str:
     """The summary table of the model's ``test_*`` metrics beside the reference predictors'."""
     rows = {model_name: {key[len(prefix):]: value for key, value in model_metrics.items() if key.startswith(prefix)}}

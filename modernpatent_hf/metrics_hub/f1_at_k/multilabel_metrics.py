@@ -39,6 +39,7 @@ import re
 from typing import Callable, Dict, Iterable, Optional, Sequence, Union
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 # One CPC (or IPC) symbol: subclass, optional main group / subgroup, optional version date "(2006.01)"
 # or BigQuery-style date suffix; spaces between the parts optional. The same pattern as the package's
@@ -52,7 +53,7 @@ _CPC_SYMBOL = re.compile(
 )
 
 
-def subclass_code(value) -> str:
+def subclass_code(value: object) -> str:
     """The four-character CPC subclass code of one label name: ``'a01b'``, ``'A01B 1/00'`` -> ``'A01B'``.
 
     Raises a one-line ``ValueError`` naming ``value`` for anything that is not a CPC symbol.
@@ -205,7 +206,7 @@ class MultilabelMetricsAccumulator:
     def _settings(self) -> tuple:
         return (self.num_labels, self.ks, self.label_names, self.threshold)
 
-    def update(self, probabilities, references) -> None:
+    def update(self, probabilities: ArrayLike, references: ArrayLike) -> None:
         """Add one batch: ``probabilities`` [B, L] in [0, 1] and multi-hot ``references`` [B, L]."""
         probabilities = _as_matrix(probabilities, "predictions")
         if not np.issubdtype(probabilities.dtype, np.floating):  # bool/int scores cannot be negated for ranking
@@ -310,8 +311,8 @@ class MultilabelMetricsAccumulator:
 
 
 def compute_multilabel_metrics(
-    predictions,
-    references,
+    predictions: ArrayLike,
+    references: ArrayLike,
     k: KInput = (1, 5),
     label_names: Optional[Sequence[str]] = None,
     threshold: float = 0.5,
