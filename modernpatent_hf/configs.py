@@ -305,7 +305,7 @@ class RecipeArgumentParser(HfArgumentParser):
         )
         self.add_argument(
             "--config", default=None, metavar="YAML",
-            help="YAML file of field: value pairs for this run (recipes/*/*.yaml); the --field options below override it",
+            help="YAML file of field: value pairs for this run (recipes/<model>/<task>/config_<variant>.yaml); the --field options below override it",
         )
         for action in self._actions:
             # Field help is plain text ("10 %"), but argparse formats it with %: escape every % not starting %(name)s.

@@ -1,11 +1,13 @@
 """Experiment grids: several conditions x several training seeds, reported with 95 % confidence intervals.
 
-A grid is a directory (``recipes/experiments/<grid>/``) of YAML files:
+A grid is a directory (``recipes/<model>/grid_<name>/``, e.g. ``recipes/tiny-modernbert/grid_synthetic/``) of
+YAML files named as every recipe is (``config_<variant>.yaml``):
 
-* ``base.yaml``: a complete ``recipes/finetune.py`` config that every condition shares.
-* one ``<condition>.yaml`` per condition: the finetune fields it changes, plus three optional keys of
-  its own: ``description`` (one line for the tables), ``reference: true`` (exactly one condition, the
-  one every other is compared with) and ``pretrain`` (a mapping ``{config: YAML, field: value, ...}``:
+* ``config_base.yaml``: a complete ``recipes/finetune.py`` config that every condition shares.
+* one ``config_<condition>.yaml`` per condition, the condition's name being the part after ``config_``
+  (``config_bce.yaml``: ``bce``): the finetune fields it changes, plus three optional keys of its own:
+  ``description`` (one line for the tables), ``reference: true`` (exactly one condition, the one every
+  other is compared with) and ``pretrain`` (a mapping ``{config: YAML, field: value, ...}``:
   MLM pretraining with ``recipes/pretrain_mlm.py`` first, once per seed, whose output checkpoint
   becomes the condition's ``model_name_or_path``).
 
@@ -33,7 +35,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import yaml
@@ -46,6 +48,9 @@ from .reporting.figures import new_figure, save_figure
 from .reporting.tables import baseline_metrics
 from .tokenization import TOKENIZER_SUBDIR, load_or_train_tokenizer
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
 SCRIPTS_DIR = os.path.dirname(os.path.abspath(scripts.__file__))
 """The package's training scripts (``finetune.py``, ``pretrain_mlm.py``): installed with it, so a non-editable
 install runs grids too."""
@@ -55,8 +60,11 @@ SUMMARY_FILE = "summary.md"
 DIFFERENCES_FIGURE = "differences.png"  # next to summary.md, which embeds it
 BASELINES_FILE = "baselines.json"
 RUN_CONFIG_FILE = "recipe.yaml"
-SHARED_INPUTS_FILE = "shared_inputs.yaml"  # the base.yaml fields that made OUT/data and OUT/tokenizer
+SHARED_INPUTS_FILE = "shared_inputs.yaml"  # the config_base.yaml fields that made OUT/data and OUT/tokenizer
 COMPLETION_FILE = "all_results.json"  # written by the recipes when a run has finished
+# A grid's files: the shared config, and CONDITION_PREFIX + <condition> + ".yaml" per condition.
+GRID_BASE_FILE = "config_base.yaml"
+CONDITION_PREFIX = "config_"
 
 # Keys of a condition file that are not finetune fields.
 CONDITION_KEYS = ("description", "reference", "pretrain")
@@ -162,26 +170,37 @@ def _read_mapping(path: str) -> Dict:
 
 
 def load_grid(grid_dir: str) -> Grid:
-    """Read ``base.yaml`` and the condition files of ``grid_dir`` (see the module docstring)."""
-    base_path = os.path.join(grid_dir, "base.yaml")
+    """Read ``config_base.yaml`` and the ``config_<condition>.yaml`` files of ``grid_dir`` (see the module docstring)."""
+    base_path = os.path.join(grid_dir, GRID_BASE_FILE)
     if not os.path.isfile(base_path):
-        raise FileNotFoundError(f"{grid_dir!r} is not an experiment grid: it has no base.yaml")
+        if not os.path.isdir(grid_dir):
+            raise FileNotFoundError(f"{grid_dir!r} is not an experiment grid: no such directory")
+        old_layout = os.path.isfile(os.path.join(grid_dir, "base.yaml"))
+        hint = "; it has base.yaml, the old layout: rename it to config_base.yaml and each <condition>.yaml to " \
+               "config_<condition>.yaml" if old_layout else ""
+        raise FileNotFoundError(f"{grid_dir!r} is not an experiment grid: it has no {GRID_BASE_FILE}{hint}")
     base = _read_mapping(base_path)
     conditions = []
     for filename in sorted(os.listdir(grid_dir)):
-        name, extension = os.path.splitext(filename)
-        if extension not in (".yaml", ".yml") or name == "base":
+        stem, extension = os.path.splitext(filename)
+        if extension not in (".yaml", ".yml") or filename == GRID_BASE_FILE:
             continue
         path = os.path.join(grid_dir, filename)
+        if not stem.startswith(CONDITION_PREFIX):
+            raise ValueError(
+                f"{path}: a grid holds only {GRID_BASE_FILE} and {CONDITION_PREFIX}<condition>.yaml files; rename it to "
+                f"{CONDITION_PREFIX}{stem}{extension} to make it a condition, or move it out of the grid"
+            )
+        name = stem[len(CONDITION_PREFIX):]
         if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
-            raise ValueError(f"{path}: condition names may hold only letters, digits, '_', '-' and '.'")
+            raise ValueError(f"{path}: the condition name after 'config_' must be non-empty and hold only letters, digits, '_', '-' and '.'")
         spec = _read_mapping(path)
         overrides = {key: value for key, value in spec.items() if key not in CONDITION_KEYS}
         fixed = sorted(set(overrides) & set(SHARED_FIELDS + RUNNER_FIELDS))
         if fixed:
             raise ValueError(
                 f"{path} sets {', '.join(fixed)}: these fields fix the data, the tokens or the run layout and must "
-                "be the same for every condition; set them in base.yaml"
+                "be the same for every condition; set them in config_base.yaml"
             )
         pretrain = spec.get("pretrain")
         if pretrain is not None and not (isinstance(pretrain, dict) and "config" in pretrain):
@@ -224,7 +243,7 @@ def prepare_shared_inputs(grid: Grid, out_dir: str) -> Dict:
 
     Returns ``{"fields": {...finetune fields...}, "splits": ..., "label_space": ...}``: the prepared
     dataset directory (the source itself when it is one already, else ``out_dir/data``) and, when
-    ``base.yaml`` trains a tokenizer, the one trained into ``out_dir/tokenizer``.
+    ``config_base.yaml`` trains a tokenizer, the one trained into ``out_dir/tokenizer``.
     """
     # Data and tokenizer prepared earlier into out_dir are reused only if they were made by these settings.
     _write_run_config(os.path.join(out_dir, SHARED_INPUTS_FILE), {key: grid.base[key] for key in SHARED_FIELDS if key in grid.base})
@@ -373,7 +392,7 @@ def _baseline_metrics(out_dir: str, shared: Dict) -> Dict[str, Dict[str, float]]
             return json.load(handle)
     splits = shared["splits"]
     if "test" not in splits or len(splits["test"]) == 0:
-        raise ValueError("the grid's data has no test split: set test_fraction (or test_year) in base.yaml")
+        raise ValueError("the grid's data has no test split: set test_fraction (or test_year) in config_base.yaml")
     baselines = baseline_metrics(splits["train"], splits["test"], shared["label_space"])
     with open(path, "w", encoding="utf-8") as handle:
         json.dump(baselines, handle, indent=1)
@@ -494,7 +513,8 @@ def summary_markdown(results: Dict, confidence: float = 0.95) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_paired_differences(results: Dict, path: str, confidence: float = 0.95, metrics=DIFFERENCE_METRICS):
+def plot_paired_differences(results: Dict, path: str, confidence: float = 0.95,
+                            metrics: Sequence[str] = DIFFERENCE_METRICS) -> Figure:
     """One panel per metric: each condition's paired difference to the reference with its interval (a dot alone
     where one common seed gives no interval), a line at 0. Saved as a PNG at ``path``; returns the figure."""
     chosen = [entry for entry in SUMMARY_METRICS if entry[0] in metrics]

@@ -19,7 +19,7 @@ import torch
 import modernpatent_hf  # noqa: F401  (registers the Auto classes that from_pretrained needs)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DEMO_YAML = REPO_ROOT / "recipes" / "demo" / "finetune.yaml"
+DEMO_YAML = REPO_ROOT / "recipes" / "tiny-modernbert" / "finetune" / "config_demo.yaml"
 TINY_MODEL = ("{hidden_size: 32, num_hidden_layers: 2, num_attention_heads: 2, intermediate_size: 64, "
               "max_position_embeddings: 64, global_attn_every_n_layers: 1}")
 MAX_STEPS = 4

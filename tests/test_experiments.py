@@ -83,9 +83,9 @@ TINY_BASE = {
 
 def write_grid(directory, conditions, base=TINY_BASE):
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / "base.yaml").write_text(yaml.safe_dump(base))
+    (directory / "config_base.yaml").write_text(yaml.safe_dump(base))
     for name, spec in conditions.items():
-        (directory / f"{name}.yaml").write_text(yaml.safe_dump(spec))
+        (directory / f"config_{name}.yaml").write_text(yaml.safe_dump(spec))
     return directory
 
 
@@ -98,8 +98,8 @@ def test_grid_puts_the_reference_first(tmp_path):
 @pytest.mark.parametrize("conditions, message", [
     ({"a": {}, "b": {}}, "exactly one condition"),
     ({"a": {"reference": True}, "b": {"reference": True}}, "found 2 .a, b."),
-    ({"a": {"reference": True}, "b": {"split_seed": 7}}, r"b\.yaml sets split_seed"),
-    ({"a": {"reference": True}, "b": {"pretrain": "recipes/demo/pretrain.yaml"}}, "pretrain must be a mapping"),
+    ({"a": {"reference": True}, "b": {"split_seed": 7}}, r"config_b\.yaml sets split_seed"),
+    ({"a": {"reference": True}, "b": {"pretrain": "recipes/tiny-modernbert/pretrain/config_demo.yaml"}}, "pretrain must be a mapping"),
     ({"a": {"reference": True}, "b": {"pretrain": {"config": "/nonexistent/pretrain.yaml"}}}, "pretrain config '/nonexistent"),
 ])
 def test_bad_grids_are_named(tmp_path, conditions, message):
@@ -107,7 +107,37 @@ def test_bad_grids_are_named(tmp_path, conditions, message):
         load_grid(write_grid(tmp_path, conditions))
 
 
-@pytest.mark.parametrize("grid_dir", sorted(p.parent for p in (REPO_ROOT / "recipes" / "experiments").glob("*/base.yaml")))
+def test_a_grid_is_config_base_plus_config_condition_files(tmp_path):
+    grid = write_grid(tmp_path / "grid", {"bce": {"reference": True}})
+    (grid / "notes.txt").write_text("not YAML: ignored")
+    assert list(load_grid(str(grid)).conditions) == ["bce"]
+    (grid / "hier.yaml").write_text("loss_type: hierarchical\n")
+    with pytest.raises(ValueError, match=r"hier\.yaml: a grid holds only config_base\.yaml and config_<condition>\.yaml files; rename it to config_hier\.yaml"):
+        load_grid(str(grid))
+    (grid / "hier.yaml").unlink()
+    (grid / "config_.yaml").write_text("loss_type: hierarchical\n")
+    with pytest.raises(ValueError, match="condition name after 'config_' must be non-empty"):
+        load_grid(str(grid))
+
+
+def test_a_directory_without_config_base_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="is not an experiment grid: no such directory"):
+        load_grid(str(tmp_path / "missing"))
+    with pytest.raises(FileNotFoundError, match="is not an experiment grid: it has no config_base.yaml$"):
+        load_grid(str(tmp_path))
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(TINY_BASE))  # the layout before config_*.yaml
+    with pytest.raises(FileNotFoundError, match="it has base.yaml, the old layout: rename it to config_base.yaml"):
+        load_grid(str(tmp_path))
+
+
+SHIPPED_GRIDS = sorted(p.parent for p in (REPO_ROOT / "recipes").glob("*/grid_*/config_base.yaml"))
+
+
+def test_the_shipped_grids_are_found():
+    assert [f"{p.parent.name}/{p.name}" for p in SHIPPED_GRIDS] == ["tiny-modernbert/grid_real_patents", "tiny-modernbert/grid_synthetic"]
+
+
+@pytest.mark.parametrize("grid_dir", SHIPPED_GRIDS)
 def test_shipped_grids_parse_as_the_recipes_will_read_them(grid_dir, tmp_path):
     from modernpatent_hf.configs import (
         DataArguments,

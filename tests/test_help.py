@@ -76,5 +76,5 @@ def test_recipe_help_under_accelerate_lists_config_and_defaults(recipe):
     assert result.returncode == 0, result.stderr[-2000:]
     text = " ".join(result.stdout.split())
     assert "--config YAML" in text
-    assert f"accelerate launch recipes/{recipe}.py --config recipes/demo/" in text
+    assert f"accelerate launch recipes/{recipe}.py --config recipes/tiny-modernbert/" in text
     assert "(default: 5e-05)" in text  # learning_rate, from TrainingArguments

@@ -13,8 +13,8 @@ import torch
 from modernpatent_hf.pretraining import SeededMLMCollator, tokenize_for_mlm
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-PRETRAIN_YAML = REPO_ROOT / "recipes" / "demo" / "pretrain.yaml"
-FINETUNE_YAML = REPO_ROOT / "recipes" / "demo" / "finetune.yaml"
+PRETRAIN_YAML = REPO_ROOT / "recipes" / "tiny-modernbert" / "pretrain" / "config_demo.yaml"
+FINETUNE_YAML = REPO_ROOT / "recipes" / "tiny-modernbert" / "finetune" / "config_demo.yaml"
 TINY_MODEL = ("{hidden_size: 32, num_hidden_layers: 2, num_attention_heads: 2, intermediate_size: 64, "
               "max_position_embeddings: 64, global_attn_every_n_layers: 1, sparse_prediction: true}")
 
@@ -250,7 +250,7 @@ def test_finetuning_from_the_pretrained_checkpoint_initializes_only_the_classifi
 def test_every_pretraining_yaml_parses():
     from modernpatent_hf.configs import DataArguments, ModelArguments, PretrainArguments, PretrainTrainingArguments, parse_recipe_args
 
-    paths = sorted((REPO_ROOT / "recipes").glob("*/pretrain.yaml")) + sorted((REPO_ROOT / "recipes").glob("*/pretrain/*.yaml"))
+    paths = sorted((REPO_ROOT / "recipes").glob("*/pretrain/config_*.yaml"))
     assert len(paths) >= 2
     for path in paths:
         # bf16 needs a GPU; everything else must parse here exactly as written.

@@ -1,7 +1,7 @@
 """The training entry points, shipped with the package (as trl/scripts/ does), so an installed package runs them:
 
-    accelerate launch -m modernpatent_hf.scripts.finetune --config recipes/demo/finetune.yaml
-    accelerate launch -m modernpatent_hf.scripts.pretrain_mlm --config recipes/demo/pretrain.yaml
+    accelerate launch -m modernpatent_hf.scripts.finetune --config recipes/tiny-modernbert/finetune/config_demo.yaml
+    accelerate launch -m modernpatent_hf.scripts.pretrain_mlm --config recipes/tiny-modernbert/pretrain/config_demo.yaml
 
 ``recipes/finetune.py`` and ``recipes/pretrain_mlm.py`` are two-line shims over them, so the documented
 ``accelerate launch recipes/finetune.py`` keeps working in a clone.

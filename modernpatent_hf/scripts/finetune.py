@@ -1,16 +1,17 @@
 """Fine-tune ModernBERT (or BERT) for CPC subclass classification.
 
-    accelerate launch -m modernpatent_hf.scripts.finetune --config recipes/demo/finetune.yaml [--field value ...]
-    accelerate launch recipes/finetune.py --config recipes/demo/finetune.yaml      # the same, from a clone
+    accelerate launch -m modernpatent_hf.scripts.finetune --config recipes/tiny-modernbert/finetune/config_demo.yaml [--field value ...]
+    accelerate launch recipes/finetune.py --config recipes/tiny-modernbert/finetune/config_demo.yaml      # the same, from a clone
 
-One YAML per run (recipes/*/finetune*.yaml); command-line values override it. The output directory
-ends with a loadable checkpoint (config with auto_map, safetensors weights, tokenizer, label space,
-model card) and the evaluation metrics as JSON. A run relaunched with the same command resumes from
-the last checkpoint in its output directory.
+One YAML per run (recipes/<model>/finetune/config_<variant>.yaml); command-line values override it. The output
+directory ends with a loadable checkpoint (config with auto_map, safetensors weights, tokenizer, label space,
+model card) and the evaluation metrics as JSON. A run relaunched with the same command resumes from the last
+checkpoint in its output directory.
 """
 
 import logging
 import os
+from typing import Dict, List, Optional
 
 import transformers
 
@@ -28,7 +29,7 @@ from modernpatent_hf.trainer import PatentTrainer, tokenize_patent_dataset
 logger = logging.getLogger("finetune")
 
 
-def main(argv=None):
+def main(argv: Optional[List[str]] = None) -> Dict[str, float]:
     model_args, data_args, training_args = parse_recipe_args((ModelArguments, DataArguments, PatentTrainingArguments), argv, description=__doc__)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO if training_args.should_log else logging.WARNING)
     transformers.utils.logging.set_verbosity(logging.WARNING)
@@ -93,7 +94,7 @@ def main(argv=None):
     return metrics
 
 
-def cli(argv=None) -> None:
+def cli(argv: Optional[List[str]] = None) -> None:
     """Run :func:`main`; a problem with the user's configuration or data ends the process with one line and status 2."""
     run_with_one_line_errors(main, "finetune", argv)
 

@@ -1,19 +1,20 @@
 """Continue masked-language-model pretraining of ModernBERT (or BERT) on patent text.
 
-    accelerate launch -m modernpatent_hf.scripts.pretrain_mlm --config recipes/demo/pretrain.yaml [--field value ...]
-    accelerate launch recipes/pretrain_mlm.py --config recipes/demo/pretrain.yaml      # the same, from a clone
+    accelerate launch -m modernpatent_hf.scripts.pretrain_mlm --config recipes/tiny-modernbert/pretrain/config_demo.yaml [--field value ...]
+    accelerate launch recipes/pretrain_mlm.py --config recipes/tiny-modernbert/pretrain/config_demo.yaml      # the same, from a clone
 
-One YAML per run (recipes/*/pretrain*.yaml); command-line values override it. The data are the training
-split of the same source fine-tuning reads (``dataset_name_or_path``), so a pretraining run with the
-fine-tuning run's split settings never sees its validation or test patents. The output directory ends
-with a masked-LM checkpoint (config, safetensors weights, tokenizer) that ``recipes/finetune.py`` takes
-as ``model_name_or_path`` (with ``tokenizer_name_or_path`` the same directory), and the evaluation loss
-and perplexity as JSON. A run relaunched with the same command resumes from the last checkpoint in its
-output directory.
+One YAML per run (recipes/<model>/pretrain/config_<variant>.yaml); command-line values override it. The data
+are the training split of the same source fine-tuning reads (``dataset_name_or_path``), so a pretraining run
+with the fine-tuning run's split settings never sees its validation or test patents. The output directory ends
+with a masked-LM checkpoint (config, safetensors weights, tokenizer) that ``recipes/finetune.py`` takes as
+``model_name_or_path`` (with ``tokenizer_name_or_path`` the same directory), and the evaluation loss and
+perplexity as JSON. A run relaunched with the same command resumes from the last checkpoint in its output
+directory.
 """
 
 import logging
 import os
+from typing import Dict, List, Optional
 
 import transformers
 
@@ -34,7 +35,7 @@ from modernpatent_hf.tokenization import load_or_train_tokenizer
 logger = logging.getLogger("pretrain_mlm")
 
 
-def main(argv=None):
+def main(argv: Optional[List[str]] = None) -> Dict[str, float]:
     model_args, data_args, pretrain_args, training_args = parse_recipe_args(
         (ModelArguments, DataArguments, PretrainArguments, PretrainTrainingArguments), argv, description=__doc__
     )
@@ -91,7 +92,7 @@ def main(argv=None):
     return metrics
 
 
-def cli(argv=None) -> None:
+def cli(argv: Optional[List[str]] = None) -> None:
     """Run :func:`main`; a problem with the user's configuration or data ends the process with one line and status 2."""
     run_with_one_line_errors(main, "pretrain_mlm", argv)
 
