@@ -61,6 +61,11 @@ class ModelArguments:
                   "choices": ["bce", "hierarchical", "upstream_hierarchical"]},
     )
     hierarchy_weight: Optional[float] = field(default=None, metadata={"help": "Weight of the hierarchical term (default: the config's)."})
+    init_bias_from_prior: bool = field(
+        default=True,
+        metadata={"help": "Start a new classifier's bias at each label's log-odds in the training split, so "
+                  "training does not spend its first steps learning the label prior (a loaded classifier keeps its own)."},
+    )
     class_weighting: str = field(
         default="none",
         metadata={"help": "'balanced': per-label BCE weights total/(K*count_c) from the training split, capped "
@@ -169,6 +174,7 @@ class PatentTrainingArguments(RecipeTrainingArguments):
     New parameters:
         top_k: the k of precision/recall/F1@k reported at evaluation.
         eval_threshold: probability threshold of the micro/macro/exact-match metrics.
+        head_learning_rate: learning rate of the head and classifier (no weight decay); default learning_rate.
     """
 
     metric_for_best_model: Optional[str] = field(default="f1@1", metadata={"help": "Metric that selects the best checkpoint."})
@@ -183,6 +189,11 @@ class PatentTrainingArguments(RecipeTrainingArguments):
     label_names: Optional[List[str]] = field(default_factory=lambda: ["labels"], metadata={"help": "Input keys holding the targets."})
     top_k: List[int] = field(default_factory=lambda: [1, 5], metadata={"help": "k values of P/R/F1@k reported at evaluation."})
     eval_threshold: float = field(default=0.5, metadata={"help": "Probability threshold of the micro/macro metrics."})
+    head_learning_rate: Optional[float] = field(
+        default=None,
+        metadata={"help": "Learning rate of the head and classifier (new weights), which also get no weight decay; "
+                  "the encoder keeps learning_rate. Default: learning_rate for all."},
+    )
 
 
 @dataclass

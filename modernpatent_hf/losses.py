@@ -132,10 +132,13 @@ def patent_classification_loss(
     """The training loss selected by ``loss_type`` (a scalar).
 
     - ``"bce"``: :func:`multilabel_bce` (optionally class-weighted).
-    - ``"hierarchical"``: BCE + ``hierarchy_weight`` x mean over patents of :func:`expected_hierarchical_distance`;
-      differentiable, so the hierarchy shapes the gradient.
-    - ``"upstream_hierarchical"``: BCE + ``hierarchy_weight`` x mean of :func:`upstream_top1_penalty`. A
-      reproduction of the seed work only: the penalty is a constant to autograd, so the gradient is plain BCE's.
+    - ``"hierarchical"``: BCE + ``hierarchy_weight`` x mean over patents of :func:`expected_hierarchical_distance`
+      divided by the number of labels L; differentiable, so the hierarchy shapes the gradient. The division puts
+      the term on BCE's per-label scale (BCE is a mean over patents *and* labels): undivided, with 393-665
+      labels it outweighed BCE several hundred times and pulled every patent towards the same frequent subclasses.
+    - ``"upstream_hierarchical"``: BCE + ``hierarchy_weight`` x mean of :func:`upstream_top1_penalty`, on the
+      seed's scale (not divided). A reproduction of the seed work only: the penalty is a constant to autograd, so
+      the gradient is plain BCE's.
 
     ``hierarchy`` (a :class:`LabelHierarchy`) is needed by the hierarchical types.
     """
@@ -147,7 +150,7 @@ def patent_classification_loss(
     if hierarchy is None:
         raise ValueError(f"loss_type {loss_type!r} needs the CPC label hierarchy")
     if loss_type == "hierarchical":
-        penalty = expected_hierarchical_distance(logits, labels, hierarchy)
+        penalty = expected_hierarchical_distance(logits, labels, hierarchy) / logits.shape[-1]
     else:
         penalty = upstream_top1_penalty(logits, labels, hierarchy)
     return loss + hierarchy_weight * penalty.mean()

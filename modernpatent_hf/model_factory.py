@@ -8,9 +8,9 @@ is read with its own class and converted field by field into the patent config, 
 """
 
 import os
-from typing import Optional, Union
+from typing import Optional, Sequence, Union
 
-from transformers import AutoConfig, BertConfig, ModernBertConfig, PreTrainedConfig
+from transformers import AutoConfig, BertConfig, ModernBertConfig, PreTrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.utils import cached_file
 
 from .configs import ModelArguments
@@ -165,8 +165,19 @@ def new_model_config(model_args: ModelArguments, tokenizer, label_space: Optiona
     return config_class(vocab_size=len(tokenizer), **labels, **special, **(model_args.model_config or {}), **loss_settings)
 
 
-def build_classifier(model_args: ModelArguments, tokenizer, label_space: CpcLabelSpace, class_weights: Optional[list] = None):
-    """The patent classifier of a run: from a checkpoint (encoder loaded, head new) or new and random; LoRA-wrapped on request."""
+def build_classifier(
+    model_args: ModelArguments,
+    tokenizer: PreTrainedTokenizerBase,
+    label_space: CpcLabelSpace,
+    class_weights: Optional[Sequence[float]] = None,
+    label_frequencies: Optional[Sequence[float]] = None,
+) -> PreTrainedModel:
+    """The patent classifier of a run: from a checkpoint (encoder loaded, head new) or new and random; LoRA-wrapped on request.
+
+    ``label_frequencies`` (each label's share of training patents) start a new classifier's bias at the label
+    prior when ``model_args.init_bias_from_prior``; a checkpoint that already has a classifier for these labels
+    keeps its own.
+    """
     loss_settings = {"loss_type": model_args.loss_type, "pooling": model_args.pooling,
                      "classifier_dropout": model_args.classifier_dropout, "class_weight_cap": model_args.class_weight_cap}
     if model_args.hierarchy_weight is not None:
@@ -184,6 +195,9 @@ def build_classifier(model_args: ModelArguments, tokenizer, label_space: CpcLabe
             config._attn_implementation = model_args.attn_implementation
         model_class = ModernBertForHierarchicalPatentClassification if model_args.architecture == "modernbert" else BertForHierarchicalPatentClassification
         model = model_class(config)
+    new_classifier = not model_args.model_name_or_path or named_labels(load_checkpoint_config(model_args.model_name_or_path)) is None
+    if model_args.init_bias_from_prior and label_frequencies is not None and new_classifier:
+        model.init_classifier_bias_from_prior(label_frequencies)
     if model.config.vocab_size < len(tokenizer):
         raise ValueError(
             f"the tokenizer has {len(tokenizer)} tokens but the model's vocabulary only {model.config.vocab_size}; "

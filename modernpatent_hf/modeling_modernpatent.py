@@ -10,7 +10,7 @@ head's dense + LayerNorm into ``head`` (exactly what the seed work's stock class
 """
 
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -128,6 +128,20 @@ class PatentClassifierMixin:
         std = self.config.hidden_size**-0.5
         init.trunc_normal_(self.classifier.weight, mean=0.0, std=std, a=-2 * std, b=2 * std)
         init.zeros_(self.classifier.bias)
+
+    def init_classifier_bias_from_prior(self, label_frequencies: Sequence[float]) -> None:
+        """Set the classifier bias to each label's log-odds ``log(p / (1 - p))`` of its training frequency ``p``.
+
+        A new head with zero bias predicts 0.5 for every label, so its first hundreds of steps only learn the
+        label prior, and with one shared gradient for all patents, models ended there (the same top-5 for every
+        patent). Starting at the prior costs no steps: from the first step the gradient is what the text adds.
+        Frequencies are clipped to [1e-6, 1 - 1e-6] so that a label never or always seen gets a finite bias.
+        """
+        frequencies = torch.as_tensor(label_frequencies, dtype=torch.float64).clamp(1e-6, 1 - 1e-6)
+        if frequencies.shape != self.classifier.bias.shape:
+            raise ValueError(f"label_frequencies has {frequencies.numel()} values but the classifier has {self.classifier.bias.numel()} labels")
+        with torch.no_grad():
+            self.classifier.bias.copy_(torch.log(frequencies / (1 - frequencies)).to(self.classifier.bias.dtype))
 
     def _classify(self, hidden_states, attention_mask, labels, encoder_outputs) -> HierarchicalClassifierOutput:
         pooled = pool_hidden_states(hidden_states, attention_mask, self.config.pooling)

@@ -23,6 +23,8 @@ from typing import Dict, List, Optional
 
 import numpy as np
 import torch
+from datasets import Dataset
+from torch.utils.data import SequentialSampler
 from transformers import Trainer
 
 from .checkpoints import latest_metrics, save_training_args_as_json
@@ -34,6 +36,8 @@ logger = logging.getLogger(__name__)
 
 # Outputs of our models that are not the subclass logits: evaluation must not collect them.
 NON_LOGIT_OUTPUTS = ["class_logits", "section_logits", "hidden_states", "attentions"]
+# Module names of the patent classifiers' head (see modeling_modernpatent.PatentClassifierMixin).
+HEAD_MODULES = frozenset({"head", "classifier"})
 
 
 @dataclass
@@ -77,6 +81,15 @@ def tokenize_patent_dataset(dataset, tokenizer, label_space: CpcLabelSpace, max_
         remove_columns=[c for c in dataset.column_names if c not in keep],
     )
     return tokenized, left_out
+
+
+def is_head_parameter(name: str) -> bool:
+    """Whether a parameter name belongs to the patent head or classifier (new weights), not to the encoder.
+
+    Module names, not prefixes, so the names of LoRA-wrapped models (``base_model.model.classifier.modules_to_save...``)
+    match too.
+    """
+    return bool(HEAD_MODULES & set(name.split(".")))
 
 
 class PatentMetricsComputer:
@@ -151,6 +164,36 @@ class PatentTrainer(ResumableTrainer):
         if kwargs.get("data_collator") is None and kwargs.get("processing_class") is not None:
             kwargs["data_collator"] = MultiLabelCollator(kwargs["processing_class"], len(label_space))
         super().__init__(*args, **kwargs)
+
+    def _get_eval_sampler(self, eval_dataset: Dataset) -> Optional[torch.utils.data.Sampler]:
+        """Evaluation and prediction in dataset order, whatever ``train_sampling_strategy`` says.
+
+        transformers applies ``group_by_length`` to evaluation too, so ``predict`` returned its rows shuffled
+        by length: predictions no longer lined up with the dataset (metrics were right, since each batch keeps
+        its own labels). Distributed runs keep the Trainer's sequential sharding (no sampler).
+        """
+        return SequentialSampler(eval_dataset) if self.args.world_size <= 1 and eval_dataset is not None else None
+
+    def create_optimizer(self, model: Optional[torch.nn.Module] = None) -> torch.optim.Optimizer:
+        """The Trainer's optimizer, with the head and classifier in their own group when ``head_learning_rate`` is set.
+
+        That group has ``head_learning_rate`` and no weight decay (weight decay pulls new weights towards 0, and
+        the classifier bias holds the label prior); the LR scheduler scales it like the others.
+        """
+        optimizer = super().create_optimizer(model)
+        head_learning_rate = getattr(self.args, "head_learning_rate", None)
+        if head_learning_rate is None:
+            return optimizer
+        model = self.model if model is None else model
+        head_parameters = [parameter for name, parameter in model.named_parameters() if parameter.requires_grad and is_head_parameter(name)]
+        if not head_parameters:
+            raise ValueError("head_learning_rate is set but the model has no trainable head or classifier parameters")
+        head_ids = {id(parameter) for parameter in head_parameters}
+        for group in optimizer.param_groups:
+            group["params"] = [parameter for parameter in group["params"] if id(parameter) not in head_ids]
+        optimizer.param_groups[:] = [group for group in optimizer.param_groups if group["params"]]
+        optimizer.add_param_group({"params": head_parameters, "lr": head_learning_rate, "weight_decay": 0.0})
+        return optimizer
 
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval"):
         return super().evaluate(eval_dataset, ignore_keys=ignore_keys or NON_LOGIT_OUTPUTS, metric_key_prefix=metric_key_prefix)

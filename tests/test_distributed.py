@@ -11,6 +11,7 @@ from accelerate.commands.config.config_args import load_config_from_file
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = REPO_ROOT / "accelerate_configs"
 EXPECTED = {"cpu_ddp", "single_gpu", "ddp", "zero2", "zero3", "fsdp", "multi_node"}
+DEMO_YAML = REPO_ROOT / "recipes" / "tiny-modernbert" / "finetune" / "config_demo.yaml"
 
 
 def test_the_expected_configs_exist():
@@ -51,7 +52,7 @@ def test_cpu_ddp_runs_finetune_in_two_ranks_that_end_with_identical_weights(tmp_
     tiny = "{hidden_size: 32, num_hidden_layers: 2, num_attention_heads: 2, intermediate_size: 64, max_position_embeddings: 128, global_attn_every_n_layers: 1}"
     result = subprocess.run(
         [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(CONFIGS / "cpu_ddp.yaml"),
-         str(REPO_ROOT / "recipes" / "finetune.py"), "--config", str(REPO_ROOT / "recipes" / "tiny-modernbert" / "finetune" / "config_demo.yaml"),
+         str(REPO_ROOT / "recipes" / "finetune.py"), "--config", str(DEMO_YAML),
          "--output_dir", str(tmp_path / "run"), "--synthetic_num_records", "600", "--model_config", tiny,
          "--tokenizer_vocab_size", "600", "--max_length", "64", "--max_steps", "6", "--per_device_train_batch_size", "8",
          "--eval_strategy", "no", "--save_strategy", "no", "--report_to", "none", "--compare_baselines", "false"],
@@ -71,7 +72,7 @@ def test_evaluation_in_two_ranks_equals_one_process(tmp_path):
     tiny = "{hidden_size: 32, num_hidden_layers: 1, num_attention_heads: 2, intermediate_size: 64, max_position_embeddings: 128, global_attn_every_n_layers: 1}"
     run = tmp_path / "run"
     train = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "recipes" / "finetune.py"), "--config", str(REPO_ROOT / "recipes" / "tiny-modernbert" / "finetune" / "config_demo.yaml"),
+        [sys.executable, str(REPO_ROOT / "recipes" / "finetune.py"), "--config", str(DEMO_YAML),
          "--output_dir", str(run), "--synthetic_num_records", "600", "--model_config", tiny, "--tokenizer_vocab_size", "600",
          "--max_length", "64", "--max_steps", "4", "--eval_strategy", "no", "--save_strategy", "no", "--report_to", "none",
          "--compare_baselines", "false"],

@@ -111,11 +111,14 @@ def test_expected_distance_is_zero_without_true_labels():
     assert torch.count_nonzero(logits.grad[1]) == 0
 
 
-def test_hierarchical_loss_is_bce_plus_weighted_mean_expected_distance():
+def test_hierarchical_loss_is_bce_plus_weighted_mean_expected_distance_per_label():
+    # BCE is a mean over patents and labels; the expected distance is per patent, so it is divided by the
+    # number of labels to stay on BCE's scale (undivided it outweighed BCE by the label count).
     logits = torch.randn(3, len(CODES))
     labels = multi_hot([A01B], [H01L, H04W], [])
     tree = hierarchy()
-    expected = multilabel_bce(logits, labels) + 0.3 * expected_hierarchical_distance(logits, labels, tree).mean()
+    per_label_distance = expected_hierarchical_distance(logits, labels, tree).mean() / len(CODES)
+    expected = multilabel_bce(logits, labels) + 0.3 * per_label_distance
     loss = patent_classification_loss(logits, labels, "hierarchical", tree, hierarchy_weight=0.3)
     assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
 

@@ -13,12 +13,14 @@ import logging
 import os
 from typing import Dict, List, Optional
 
+import numpy as np
 import transformers
 
 from modernpatent_hf.checkpoints import last_complete_checkpoint, parameter_checksum, save_metrics_json
 from modernpatent_hf.configs import DataArguments, ModelArguments, PatentTrainingArguments, dump_recipe_args, parse_recipe_args
 from modernpatent_hf.data.loading import load_patent_splits
 from modernpatent_hf.data.records import format_label_statistics, label_statistics
+from modernpatent_hf.data.splits import label_counts
 from modernpatent_hf.losses import balanced_class_weights
 from modernpatent_hf.model_factory import build_classifier
 from modernpatent_hf.reporting.tables import compare_with_baselines
@@ -42,11 +44,13 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, float]:
     logger.info("\n%s", format_label_statistics(label_statistics(splits["train"]["labels"]), title="Label statistics of the training split"))
     tokenizer = load_or_train_tokenizer(model_args, splits["train"]["text"], training_args.output_dir, training_args)
 
+    # Arrow counts, not a multi-hot matrix: N x L floats would not fit in memory for USPTO-3M.
+    counts_by_code = label_counts(splits["train"].with_format("arrow")["labels"])
+    label_counts_in_order = np.array([counts_by_code.get(code, 0) for code in label_space.codes], dtype=np.float64)
     class_weights = None
     if model_args.class_weighting == "balanced":
-        counts = label_space.encode_batch(splits["train"]["labels"]).sum(axis=0)
-        class_weights = balanced_class_weights(counts, cap=model_args.class_weight_cap)
-    model = build_classifier(model_args, tokenizer, label_space, class_weights)
+        class_weights = balanced_class_weights(label_counts_in_order, cap=model_args.class_weight_cap)
+    model = build_classifier(model_args, tokenizer, label_space, class_weights, label_frequencies=label_counts_in_order / max(len(splits["train"]), 1))
 
     with training_args.main_process_first(desc="tokenizing"):
         tokenized = {}
