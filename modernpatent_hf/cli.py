@@ -54,6 +54,19 @@ def command_parser(commands: argparse._SubParsersAction, name: str, *, example_k
     )
 
 
+def threshold_value(text: str) -> float | str:
+    """``--threshold``: a probability in [0, 1] or ``auto`` (the checkpoint's tuned per-label thresholds)."""
+    if text == "auto":
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a probability in [0, 1] or 'auto', got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a probability in [0, 1] or 'auto', got {text!r}")
+    return value
+
+
 def _cmd_prepare(args):
     from .data.prepare import prepare_dataset
 
@@ -282,8 +295,9 @@ def build_parser() -> argparse.ArgumentParser:
                          help=".jsonl/.jsonl.gz, .csv/.csv.gz or .parquet file, a Parquet directory, or a `prepare` directory")
     predict.add_argument("--output", required=True, help="JSON Lines file to write (appears when complete)")
     predict.add_argument("--top-k", type=int, default=5, help="codes per row, best first")
-    predict.add_argument("--threshold", type=float, default=None,
-                         help="keep codes with at least this probability (at most --top-k; the best code is always kept)")
+    predict.add_argument("--threshold", type=threshold_value, default=None,
+                         help="keep codes with at least this probability (at most --top-k; the best code is always kept); "
+                         "'auto': each code's threshold tuned on validation at training time (the checkpoint's thresholds.json)")
     predict.add_argument("--titles", default=None, help="code<TAB>title TSV: add titles to the predictions")
     predict.add_argument("--text-fields", default=None,
                          help="comma-separated fields joined into the text (default: the 'text' column of CSV/Parquet "

@@ -125,6 +125,11 @@ class DataArguments:
         default=False,
         metadata={"help": "Also score the most-frequent-label and TF-IDF linear predictors on the test split and print them beside the model."},
     )
+    compare_frozen_encoder: bool = field(
+        default=False,
+        metadata={"help": "With compare_baselines: also embed train and test once with the frozen starting checkpoint "
+                  "(model_name_or_path, mean pooling) and fit a linear head on the embeddings, a baseline for fine-tuning."},
+    )
     allow_split_overlap: bool = field(
         default=False,
         metadata={"help": "Train even when the splits share ids or texts (normalized: casefolded, whitespace "
@@ -175,6 +180,7 @@ class PatentTrainingArguments(RecipeTrainingArguments):
         top_k: the k of precision/recall/F1@k reported at evaluation.
         eval_threshold: probability threshold of the micro/macro/exact-match metrics.
         head_learning_rate: learning rate of the head and classifier (no weight decay); default learning_rate.
+        threshold_min_positives: validation patents a label needs for its own tuned threshold.
     """
 
     metric_for_best_model: Optional[str] = field(default="f1@1", metadata={"help": "Metric that selects the best checkpoint."})
@@ -189,6 +195,11 @@ class PatentTrainingArguments(RecipeTrainingArguments):
     label_names: Optional[List[str]] = field(default_factory=lambda: ["labels"], metadata={"help": "Input keys holding the targets."})
     top_k: List[int] = field(default_factory=lambda: [1, 5], metadata={"help": "k values of P/R/F1@k reported at evaluation."})
     eval_threshold: float = field(default=0.5, metadata={"help": "Probability threshold of the micro/macro metrics."})
+    threshold_min_positives: int = field(
+        default=10,
+        metadata={"help": "Labels with at least this many validation patents get their own tuned decision threshold "
+                  "(thresholds.json, used by `predict --threshold auto`); the others share the global one."},
+    )
     head_learning_rate: Optional[float] = field(
         default=None,
         metadata={"help": "Learning rate of the head and classifier (new weights), which also get no weight decay; "

@@ -55,7 +55,7 @@ def _predict_chunk(
     chunk: Sequence[Tuple[str, Row]],
     fields: Sequence[str],
     top_k: int,
-    threshold: Optional[float],
+    threshold: Union[float, str, None],
     on_bad_row: str,
     counters: Counters,
 ) -> List[str]:
@@ -197,7 +197,7 @@ def predict_file(
     input_path: Union[str, os.PathLike],
     output_path: Union[str, os.PathLike],
     top_k: int = 5,
-    threshold: Optional[float] = None,
+    threshold: Union[float, str, None] = None,
     text_fields: Union[str, Sequence[str], None] = None,
     input_format: str = "auto",
     chunk_size: int = DEFAULT_CHUNK_SIZE,
@@ -216,6 +216,7 @@ def predict_file(
     """
     start = time.perf_counter()
     check_top_k(top_k, threshold)
+    classifier.label_thresholds(threshold)  # "auto" without tuned thresholds fails before any input is read
     if on_bad_row not in BAD_ROW_POLICIES:
         raise ValueError(f"on_bad_row must be one of {', '.join(BAD_ROW_POLICIES)}, got {on_bad_row!r}")
     if chunk_size < 1:

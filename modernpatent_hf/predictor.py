@@ -18,10 +18,12 @@ import torch
 
 # Importing this package registered its model types with these Auto classes.
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers.utils import cached_file
 
 from .cpc import CpcLabelSpace, class_of, section_of
 from .data.readers import one_line
 from .model_factory import load_checkpoint_label_space, load_pretrained_weights
+from .thresholds import THRESHOLDS_FILE, load_thresholds
 
 DEFAULT_MAX_BATCH_TOKENS = 16384
 DEFAULT_MAX_BATCH_SIZE = 256
@@ -101,6 +103,7 @@ class PatentClassifier:
         compile: bool = False,
         source: Optional[str] = None,
         precision: Optional[str] = None,
+        thresholds: Optional[np.ndarray] = None,
     ):
         if max_length < 2:
             raise ValueError(f"max_length must be at least 2 tokens, got {max_length}")
@@ -115,6 +118,10 @@ class PatentClassifier:
         # What the weights compute in ("float32", "bfloat16", "int8"): resumed prediction files must not mix them.
         self.precision = precision or str(next(model.parameters()).dtype).removeprefix("torch.")
         self.truncated_count = 0
+        # Per-label decision thresholds tuned on validation (thresholds.json), used by predict(threshold="auto").
+        self.thresholds = None if thresholds is None else np.asarray(thresholds, dtype=np.float32)
+        if self.thresholds is not None and self.thresholds.shape != (len(label_space),):
+            raise ValueError(f"thresholds has shape {self.thresholds.shape}, expected one per label ({len(label_space)})")
         # Recompiling for every new batch shape would cost more than it saves: one dynamic-shape graph.
         self._forward = torch.compile(model, dynamic=True) if compile else model
         # Padding positions are masked out, so any id works when a tokenizer defines none.
@@ -171,8 +178,13 @@ class PatentClassifier:
         if max_length is None:
             limits = [tokenizer.model_max_length, getattr(config, "max_position_embeddings", None)]
             max_length = min(limit for limit in limits if limit)
+        thresholds_file = cached_file(
+            path_or_hub_id, THRESHOLDS_FILE,
+            _raise_exceptions_for_missing_entries=False, _raise_exceptions_for_connection_errors=False,
+        )
+        thresholds = load_thresholds(os.path.dirname(thresholds_file), label_space.codes) if thresholds_file else None
         return cls(model, tokenizer, label_space, max_length, max_batch_tokens, max_batch_size, compile=compile,
-                   source=str(path_or_hub_id), precision="int8" if int8 else None)
+                   source=str(path_or_hub_id), precision="int8" if int8 else None, thresholds=thresholds)
 
     # ----------------------------------------------------------------- tokens
     def encode(self, texts: Sequence[str]) -> List[List[int]]:
@@ -215,23 +227,41 @@ class PatentClassifier:
                 logits[batch] = output.logits.float().cpu().numpy()
         return logits
 
-    def predict(self, texts: Sequence[str], top_k: int = 5, threshold: Optional[float] = None) -> List[List[dict]]:
+    def predict(self, texts: Sequence[str], top_k: int = 5, threshold: Union[float, str, None] = None) -> List[List[dict]]:
         """The ``top_k`` most likely subclasses of each text, best first.
 
         Each prediction is ``{"code", "score", "class", "section"}`` (plus ``"title"`` when the label space has
         one); ``score`` is the sigmoid probability. With ``threshold``, codes scoring below it are left out, but
         the best code is always kept: every patent has at least one subclass, so a text never comes back
-        without a prediction (its low score says how unsure it is).
+        without a prediction (its low score says how unsure it is). ``threshold="auto"`` uses the per-label
+        thresholds tuned on validation at training time (the checkpoint's ``thresholds.json``).
         """
         check_top_k(top_k, threshold)
+        cuts = self.label_thresholds(threshold)
         probabilities = torch.from_numpy(self.logits(texts)).sigmoid().numpy()
         # Stable sort: equal scores keep label order, as in the transformers pipeline, so ties resolve alike.
         best = np.argsort(-probabilities, axis=1, kind="stable")[:, :top_k]
         predictions = []
         for row, indices in zip(probabilities, best):
-            kept = [i for rank, i in enumerate(indices) if rank == 0 or threshold is None or row[i] >= threshold]
+            kept = [i for rank, i in enumerate(indices) if rank == 0 or cuts is None or row[i] >= cuts[i]]
             predictions.append([self._prediction(int(i), float(row[i])) for i in kept])
         return predictions
+
+    def label_thresholds(self, threshold: Union[float, str, None]) -> Optional[np.ndarray]:
+        """One cut per label for ``threshold`` (a number, ``"auto"`` for the tuned ones, or None for no cut).
+
+        Raises a one-line ValueError for ``"auto"`` when the checkpoint has no ``thresholds.json``.
+        """
+        if threshold is None:
+            return None
+        if threshold != "auto":
+            return np.full(len(self.label_space), threshold, dtype=np.float32)
+        if self.thresholds is None:
+            raise ValueError(
+                f"threshold 'auto' needs the tuned thresholds of the checkpoint ({THRESHOLDS_FILE}), which "
+                f"{self.source or 'this model'} lacks: train with a validation split, or give a number"
+            )
+        return self.thresholds
 
     def _prediction(self, index: int, score: float) -> dict:
         code = self.label_space.codes[index]
@@ -242,8 +272,12 @@ class PatentClassifier:
         return prediction
 
 
-def check_top_k(top_k: int, threshold: Optional[float]) -> None:
+def check_top_k(top_k: int, threshold: Union[float, str, None]) -> None:
+    """One-line errors for a ``top_k`` below 1 and a threshold that is neither ``"auto"`` nor a probability."""
     if top_k < 1:
         raise ValueError(f"top_k must be at least 1, got {top_k}")
-    if threshold is not None and not 0.0 <= threshold <= 1.0:
-        raise ValueError(f"threshold must be a probability in [0, 1], got {threshold}")
+    if isinstance(threshold, str):
+        if threshold != "auto":
+            raise ValueError(f"threshold must be a probability in [0, 1] or 'auto', got {threshold!r}")
+    elif threshold is not None and not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"threshold must be a probability in [0, 1] or 'auto', got {threshold}")

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -31,6 +31,7 @@ from .checkpoints import latest_metrics, save_training_args_as_json
 from .cpc import LABEL_SPACE_FILE, CpcLabelSpace
 from .metrics import MultilabelMetricsAccumulator
 from .model_card import model_card
+from .thresholds import f1_from_counts, threshold_counts
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +39,14 @@ logger = logging.getLogger(__name__)
 NON_LOGIT_OUTPUTS = ["class_logits", "section_logits", "hidden_states", "attentions"]
 # Module names of the patent classifiers' head (see modeling_modernpatent.PatentClassifierMixin).
 HEAD_MODULES = frozenset({"head", "classifier"})
+
+
+def multi_hot(label_ids: Sequence[Sequence[int]], num_labels: int) -> np.ndarray:
+    """[N, num_labels] float32 multi-hot rows from each row's label indices (the tokenized ``label_ids``)."""
+    matrix = np.zeros((len(label_ids), num_labels), dtype=np.float32)
+    for row, ids in enumerate(label_ids):
+        matrix[row, list(ids)] = 1.0
+    return matrix
 
 
 @dataclass
@@ -53,10 +62,7 @@ class MultiLabelCollator:
         inputs = [{k: feature[k] for k in ("input_ids", "attention_mask") if k in feature} for feature in features]
         batch = self.tokenizer.pad(inputs, padding=True, pad_to_multiple_of=self.pad_to_multiple_of, return_tensors="pt")
         if all(ids is not None for ids in label_ids):
-            labels = torch.zeros(len(features), self.num_labels, dtype=torch.float32)
-            for row, ids in enumerate(label_ids):
-                labels[row, list(ids)] = 1.0
-            batch["labels"] = labels
+            batch["labels"] = torch.from_numpy(multi_hot(label_ids, self.num_labels))
         return batch
 
 
@@ -100,6 +106,9 @@ class PatentMetricsComputer:
         self.k = tuple(k)
         self.threshold = threshold
         self._accumulator = None
+        # Per-label thresholds tuned on validation: when set, micro/macro F1 at them are reported too ("*_tuned").
+        self.tuned_thresholds: Optional[np.ndarray] = None
+        self._tuned_counts = None
 
     def _new_accumulator(self):
         return MultilabelMetricsAccumulator(
@@ -114,12 +123,21 @@ class PatentMetricsComputer:
         references = eval_pred.label_ids
         probabilities = torch.sigmoid(torch.as_tensor(logits).float()).cpu().numpy()
         references = torch.as_tensor(references).cpu().numpy()
-        self._accumulator.update(probabilities, (references > 0.5).astype(np.int32))
+        truth = references > 0.5
+        self._accumulator.update(probabilities, truth.astype(np.int32))
+        if self.tuned_thresholds is not None:
+            counts = threshold_counts(probabilities, truth, self.tuned_thresholds)
+            self._tuned_counts = counts if self._tuned_counts is None else tuple(a + b for a, b in zip(self._tuned_counts, counts))
         if not compute_result:
             return {}
         accumulator, self._accumulator = self._accumulator, None
         self.last_per_label = accumulator.per_label()
-        return accumulator.compute()
+        results = accumulator.compute()
+        if self._tuned_counts is not None:
+            (true_positives, false_positives, false_negatives), self._tuned_counts = self._tuned_counts, None
+            results["micro_f1_tuned"] = float(f1_from_counts(true_positives.sum(), false_positives.sum(), false_negatives.sum()))
+            results["macro_f1_tuned"] = float(f1_from_counts(true_positives, false_positives, false_negatives).mean())
+        return results
 
 
 class ResumableTrainer(Trainer):

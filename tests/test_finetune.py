@@ -119,6 +119,11 @@ def test_run_reports_every_metric_and_the_baseline_table(finished_run):
         for key in ("f1@1", "precision@1", "recall@1", "recall@1_micro", "f1@5", "micro_f1", "macro_f1",
                     "precision@1_class", "precision@1_section"):
             assert 0.0 <= metrics[f"{prefix}_{key}"] <= 1.0, f"{prefix}_{key}"
+    # Thresholds tuned on validation are saved with the model and scored on test.
+    for key in ("test_micro_f1_tuned", "test_macro_f1_tuned", "eval_threshold_global"):
+        assert 0.0 <= metrics[key] <= 1.0, key
+    thresholds = json.loads((output_dir / "thresholds.json").read_text())
+    assert set(thresholds["per_label"]) == set(json.loads((output_dir / "label_space.json").read_text())["codes"])
     # The demo table: the model beside the two reference predictors.
     assert "most frequent label" in result.stdout and "TF-IDF" in result.stdout and "this model" in result.stdout
     card = (output_dir / "README.md").read_text()

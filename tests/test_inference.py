@@ -27,6 +27,7 @@ from modernpatent_hf import (
 from modernpatent_hf.data.records import write_dataset_dir
 from modernpatent_hf.predict_file import predict_file
 from modernpatent_hf.predictor import PatentClassifier, length_bucketed_batches
+from modernpatent_hf.thresholds import save_thresholds
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MAX_LENGTH = 48
@@ -165,6 +166,32 @@ def test_predict_sorts_scores_decodes_codes_and_applies_the_threshold(classifier
     assert [len(p) for p in classifier.predict(texts, top_k=5, threshold=1.0)] == [1, 1, 1]
     with pytest.raises(ValueError, match="top_k"):
         classifier.predict(texts, top_k=0)
+
+
+def test_threshold_auto_applies_each_codes_tuned_threshold_from_the_checkpoint(checkpoint, classifier, tmp_path):
+    texts = ["valve rotor housing", "antenna blade", "seed signal circuit layer wafer"]
+    space = classifier.label_space
+    with pytest.raises(ValueError, match="threshold 'auto' needs the tuned thresholds"):
+        classifier.predict(texts, threshold="auto")
+    with pytest.raises(ValueError, match="or 'auto'"):
+        classifier.predict(texts, threshold="best")
+    probabilities = 1 / (1 + np.exp(-classifier.logits(texts).astype(np.float64)))
+    # Every code's cut sits just above its score in the first text, except the best two codes, whose cut is 0.
+    cuts = np.minimum(probabilities[0] + 1e-3, 1.0)
+    best_two = np.argsort(-probabilities[0])[:2]
+    cuts[best_two] = 0.0
+    tuned_dir = tmp_path / "tuned"
+    shutil.copytree(checkpoint, tuned_dir)
+    save_thresholds(str(tuned_dir), {"global": 0.5, "per_label": cuts, "tuned_labels": len(space)}, space.codes, 10, 1)
+    tuned = PatentClassifier.from_pretrained(tuned_dir)
+    kept = tuned.predict(texts[:1], top_k=len(space), threshold="auto")[0]
+    assert [p["code"] for p in kept] == [space.codes[i] for i in best_two]
+    # The command line takes it too: a thresholds file the model lacks is a one-line error.
+    source = write_jsonl(tmp_path / "in.jsonl", short_records(3))
+    result = subprocess.run([sys.executable, "-m", "modernpatent_hf.cli", "predict", "--model", str(checkpoint), "--input", str(source),
+                             "--output", str(tmp_path / "out.jsonl"), "--threshold", "auto"], capture_output=True, text=True)
+    assert result.returncode != 0 and "threshold 'auto' needs the tuned thresholds" in result.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "out.jsonl").exists()
 
 
 def test_int8_is_close_to_float32_and_refused_off_the_cpu(checkpoint, classifier):

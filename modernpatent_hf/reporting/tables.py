@@ -6,9 +6,9 @@ draws nothing, so it does not import matplotlib.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Dict, Iterable, Mapping, Sequence, Tuple
+from typing import TYPE_CHECKING, Dict, Iterable, Mapping, Optional, Sequence, Tuple
 
-from ..baselines import most_frequent_label_scores, tfidf_linear_scores
+from ..baselines import frozen_encoder_linear_scores, most_frequent_label_scores, tfidf_linear_scores
 from ..cpc import CpcLabelSpace
 from ..metrics import compute_multilabel_metrics
 
@@ -49,23 +49,30 @@ def metrics_table(rows: Mapping[str, Mapping[str, float]], columns: Sequence[Tup
     return "\n".join(lines)
 
 
-def baseline_metrics(train_split: Dataset, test_split: Dataset, label_space: CpcLabelSpace, k: Sequence[int] = (1, 5)) -> Dict[str, Dict[str, float]]:
-    """Metrics of the most-frequent-label and TF-IDF linear predictors on ``test_split``."""
+def baseline_metrics(train_split: Dataset, test_split: Dataset, label_space: CpcLabelSpace, k: Sequence[int] = (1, 5),
+                     frozen_encoder: Optional[str] = None, max_length: int = 128) -> Dict[str, Dict[str, float]]:
+    """Metrics of the most-frequent-label and TF-IDF linear predictors on ``test_split``, and with
+    ``frozen_encoder`` (a pretrained checkpoint) those of its frozen embeddings + a linear head."""
     references = label_space.encode_batch(test_split["labels"])
     names = list(label_space.codes)
     majority = most_frequent_label_scores(train_split["labels"], label_space, len(test_split))
     tfidf = tfidf_linear_scores(train_split["text"], train_split["labels"], test_split["text"], label_space)
-    return {
+    rows = {
         "most frequent label": compute_multilabel_metrics(majority, references, k=k, label_names=names),
         "TF-IDF + one-vs-rest logistic regression": compute_multilabel_metrics(tfidf, references, k=k, label_names=names),
     }
+    if frozen_encoder:
+        frozen = frozen_encoder_linear_scores(frozen_encoder, train_split["text"], train_split["labels"], test_split["text"], label_space, max_length)
+        rows["frozen encoder + linear head"] = compute_multilabel_metrics(frozen, references, k=k, label_names=names)
+    return rows
 
 
 def compare_with_baselines(model_metrics: Mapping[str, float], train_split: Dataset, test_split: Dataset, label_space: CpcLabelSpace,
-                           k: Sequence[int] = (1, 5), model_name: str = "this model", prefix: str = "test_") -> str:
-    """The summary table of the model's ``test_*`` metrics beside the reference predictors'."""
+                           k: Sequence[int] = (1, 5), model_name: str = "this model", prefix: str = "test_",
+                           frozen_encoder: Optional[str] = None, max_length: int = 128) -> str:
+    """The summary table of the model's ``test_*`` metrics beside the reference predictors' (see :func:`baseline_metrics`)."""
     rows = {model_name: {key[len(prefix):]: value for key, value in model_metrics.items() if key.startswith(prefix)}}
-    rows.update(baseline_metrics(train_split, test_split, label_space, k))
+    rows.update(baseline_metrics(train_split, test_split, label_space, k, frozen_encoder, max_length))
     return f"Test split ({len(test_split):,} patents, {len(label_space)} labels), values in %:\n\n" + metrics_table(rows)
 
 

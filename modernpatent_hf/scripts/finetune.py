@@ -25,8 +25,9 @@ from modernpatent_hf.losses import balanced_class_weights
 from modernpatent_hf.model_factory import build_classifier
 from modernpatent_hf.reporting.tables import compare_with_baselines
 from modernpatent_hf.scripts import run_with_one_line_errors
+from modernpatent_hf.thresholds import save_thresholds, tune_thresholds
 from modernpatent_hf.tokenization import load_or_train_tokenizer
-from modernpatent_hf.trainer import PatentTrainer, tokenize_patent_dataset
+from modernpatent_hf.trainer import PatentTrainer, multi_hot, tokenize_patent_dataset
 
 logger = logging.getLogger("finetune")
 
@@ -39,6 +40,8 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, float]:
     # Before anything random: a new model's initial weights must be the same in every run with this seed.
     transformers.set_seed(training_args.seed)
 
+    if data_args.compare_frozen_encoder and not model_args.model_name_or_path:
+        raise ValueError("compare_frozen_encoder needs a pretrained model_name_or_path: a new random encoder has no embeddings worth a baseline")
     splits, label_space = load_patent_splits(data_args, training_args.output_dir, training_args)
     logger.info("data: %s; %r", {name: len(rows) for name, rows in splits.items()}, label_space)
     logger.info("\n%s", format_label_statistics(label_statistics(splits["train"]["labels"]), title="Label statistics of the training split"))
@@ -79,9 +82,19 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, float]:
         print(f"rank {training_args.process_index} of {training_args.world_size}: "
               f"parameter sha256 {parameter_checksum(trainer.accelerator.unwrap_model(trainer.model))}", flush=True)
     metrics = {f"train_{k}" if not k.startswith("train_") else k: v for k, v in train_result.metrics.items()}
-    for name, prefix in (("validation", "eval"), ("test", "test")):
-        if name in tokenized and len(tokenized[name]):
-            metrics.update(trainer.evaluate(tokenized[name], metric_key_prefix=prefix))
+    if "validation" in tokenized and len(tokenized["validation"]):
+        # Validation predictions tune the decision thresholds that `predict --threshold auto` uses; the test
+        # split is then also scored at them (test_micro_f1_tuned, test_macro_f1_tuned).
+        validation = trainer.predict(tokenized["validation"], metric_key_prefix="eval")
+        metrics.update(validation.metrics)
+        references = multi_hot(tokenized["validation"]["label_ids"], len(label_space))
+        tuned = tune_thresholds(1 / (1 + np.exp(-validation.predictions.astype(np.float64))), references, training_args.threshold_min_positives)
+        metrics["eval_threshold_global"] = tuned["global"]
+        trainer.compute_metrics.tuned_thresholds = tuned["per_label"]
+        if training_args.should_save:
+            save_thresholds(training_args.output_dir, tuned, label_space.codes, len(references), training_args.threshold_min_positives)
+    if "test" in tokenized and len(tokenized["test"]):
+        metrics.update(trainer.evaluate(tokenized["test"], metric_key_prefix="test"))
 
     if model_args.use_lora:
         # A merged model is a plain checkpoint: loadable without peft, by AutoModel and remote code.
@@ -92,7 +105,9 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, float]:
         save_metrics_json(os.path.join(training_args.output_dir, "all_results.json"), metrics)
 
     if data_args.compare_baselines and "test" in splits and len(splits["test"]) and training_args.should_save:
-        print(compare_with_baselines(metrics, splits["train"], splits["test"], label_space, training_args.top_k))
+        frozen_encoder = model_args.model_name_or_path if data_args.compare_frozen_encoder else None
+        print(compare_with_baselines(metrics, splits["train"], splits["test"], label_space, training_args.top_k,
+                                     frozen_encoder=frozen_encoder, max_length=data_args.max_length))
     if training_args.push_to_hub:
         trainer.push_to_hub()
     return metrics
