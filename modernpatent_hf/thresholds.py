@@ -76,7 +76,7 @@ def tune_thresholds(
         raise ValueError(f"probabilities {probabilities.shape} and references {truth.shape} must be the same non-empty [N, L] shape")
     if min_positives < 1:
         raise ValueError(f"min_positives must be at least 1, got {min_positives}")
-    candidates = np.asarray(candidates, dtype=np.float32)
+    candidates = np.round(np.asarray(candidates, dtype=np.float64), 6)
     per_candidate = [threshold_counts(probabilities, truth, threshold) for threshold in candidates]
     micro = [float(f1_from_counts(np.array(tp.sum()), np.array(fp.sum()), np.array(fn.sum()))) for tp, fp, fn in per_candidate]
     best_global = float(candidates[int(np.argmax(micro))])

@@ -205,6 +205,9 @@ def test_errors_are_one_line(tmp_path):
     # An unknown config key.
     result = run_recipe(tiny_run_args(tmp_path / "c", "--not_a_field", "1"), check=False)
     assert "not_a_field" in error_line(result)
+    # A frozen-encoder baseline of a random new encoder.
+    result = run_recipe(tiny_run_args(tmp_path / "d", "--compare_frozen_encoder", "true"), check=False)
+    assert "compare_frozen_encoder needs a pretrained model_name_or_path" in error_line(result)
 
 
 def test_a_new_tokenizer_for_a_pretrained_checkpoint_is_refused(tmp_path):
