@@ -141,9 +141,10 @@ def _cmd_report(args):
 def _cmd_predict(args):
     from accelerate import PartialState
 
-    from .predict_file import predict_file
+    from .predict_file import check_prediction_output, predict_file
     from .predictor import PatentClassifier
 
+    check_prediction_output(args.output, [args.input, args.model])  # before the model loads
     classifier = PatentClassifier.from_pretrained(
         args.model, device=args.device, dtype=args.dtype, int8=args.int8, compile=args.compile,
         max_length=args.max_length, max_batch_tokens=args.batch_tokens, max_batch_size=args.batch_size,

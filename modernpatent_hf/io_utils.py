@@ -8,7 +8,7 @@ import re
 import shutil
 import socket
 from contextlib import nullcontext
-from typing import TYPE_CHECKING, Any, Callable, ContextManager, List, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, ContextManager, Iterable, List, Optional, Union
 
 if TYPE_CHECKING:
     from transformers import TrainingArguments
@@ -57,6 +57,27 @@ def write_text_atomically(path: PathLike, text: str) -> None:
             handle.write(text)
 
     replace_atomically(path, write)
+
+
+def _is_within(path: str, directory: str) -> bool:
+    return os.path.commonpath([path, directory]) == directory
+
+
+def refuse_output_overlap(output: PathLike, inputs: Iterable[PathLike], option: str = "the output") -> None:
+    """Raise a one-line ValueError when ``output`` is, contains or sits inside an existing local input.
+
+    Writing there would replace or delete the input (a model's weights, a source file, its neighbours), or
+    mix the output into what a later run reads. ``inputs`` that do not exist locally (Hub ids) are skipped.
+    """
+    output = os.path.realpath(os.fspath(output))
+    for item in inputs:
+        if item is None or not os.path.exists(os.fspath(item)):
+            continue
+        path = os.path.realpath(os.fspath(item))
+        if output == path or _is_within(path, output) or (os.path.isdir(path) and _is_within(output, path)):
+            raise ValueError(
+                f"{option} {output} would overwrite or sit inside the input {path}: choose a path outside every input (nothing was changed)"
+            )
 
 
 def scratch_path(path: PathLike, kind: str) -> str:

@@ -40,7 +40,7 @@ from tqdm.auto import tqdm
 
 from .data.inputs import default_text_fields, input_files, row_id_and_text, total_rows
 from .data.readers import BadRow, Counters, Row, iter_rows, parse_text_fields
-from .io_utils import remove_stale_scratch, scratch_path, write_json_atomically
+from .io_utils import refuse_output_overlap, remove_stale_scratch, scratch_path, write_json_atomically
 from .predictor import PatentClassifier, check_top_k
 
 DEFAULT_CHUNK_SIZE = 10_000
@@ -192,6 +192,13 @@ def _process_state(device: torch.device) -> PartialState:
     return PartialState(cpu=device.type == "cpu", timeout=_BARRIER_TIMEOUT)
 
 
+def check_prediction_output(output_path: Union[str, os.PathLike], inputs: Sequence[Union[str, os.PathLike, None]]) -> None:
+    """One-line refusal of an output that is a directory, or is, contains or sits inside an input (the model too)."""
+    refuse_output_overlap(output_path, inputs, "--output")
+    if os.path.isdir(output_path):
+        raise ValueError(f"--output {os.path.abspath(output_path)} is a directory: give the path of a JSON Lines file")
+
+
 def predict_file(
     classifier: PatentClassifier,
     input_path: Union[str, os.PathLike],
@@ -223,14 +230,16 @@ def predict_file(
         raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
     input_format, files = input_files(input_path, input_format, split)
     output_path = os.path.abspath(output_path)
-    if output_path in {os.path.abspath(file) for file in files}:
-        raise ValueError(f"the output {output_path} is also an input file: write the predictions elsewhere")
+    check_prediction_output(output_path, [input_path, *files, classifier.source])
     fields = parse_text_fields(text_fields, allowed=None) or default_text_fields(input_format, files)
     model_files = sorted(glob.glob(os.path.join(classifier.source, "*"))) if os.path.isdir(classifier.source or "") else []
     settings = {
         "input": _file_signatures(files), "model": classifier.source, "model_files": _file_signatures(model_files),
         "precision": classifier.precision, "max_length": classifier.max_length, "top_k": top_k,
         "threshold": threshold, "text_fields": fields, "chunk_size": chunk_size, "on_bad_row": on_bad_row,
+        # Titles (--titles) and tuned thresholds change rows too.
+        "titles": [classifier.label_space.title(code) for code in classifier.label_space.codes],
+        "thresholds": None if classifier.thresholds is None else classifier.thresholds.tolist(),
     }
     fingerprint = hashlib.sha256(json.dumps(settings, sort_keys=True).encode("utf-8")).hexdigest()
 

@@ -33,10 +33,10 @@ from datasets.utils import are_progress_bars_disabled, disable_progress_bars, en
 from tqdm.auto import tqdm
 
 from ..cpc import read_titles_tsv
-from ..io_utils import remove_stale_scratch, scratch_path
+from ..io_utils import refuse_output_overlap, remove_stale_scratch, scratch_path
 from .leakage import leakage_report
 from .readers import iter_records, parse_text_fields, resolve_format
-from .records import SPLIT_ORDER, label_statistics, record_features, write_dataset_dir
+from .records import SPLIT_ORDER, is_prepared_dir, label_statistics, record_features, write_dataset_dir
 from .splits import (
     SEED,
     VALIDATION_FRACTION,
@@ -110,6 +110,22 @@ def _date_summary(dates: Union[pa.Array, pa.ChunkedArray]) -> Dict:
     }
 
 
+def check_prepare_output(out_dir: str, inputs: Sequence[PathLike]) -> None:
+    """Refuse, before reading anything, an output that would destroy files ``prepare`` did not write.
+
+    The output directory is replaced at the end of a run, so it must be new, empty, or an earlier output of
+    ``prepare`` (or ``synth``); it may not be, contain or sit inside an input.
+    """
+    refuse_output_overlap(out_dir, inputs, "--out")
+    if os.path.isfile(out_dir) or os.path.islink(out_dir):
+        raise ValueError(f"--out {out_dir} is a file: give a directory path (nothing was changed)")
+    if os.path.isdir(out_dir) and os.listdir(out_dir) and not is_prepared_dir(out_dir):
+        raise ValueError(
+            f"--out {out_dir} already holds files that `modernpatent prepare` did not write, and a run replaces the "
+            "whole directory: give a new or empty directory (nothing was changed)"
+        )
+
+
 def prepare_dataset(
     inputs: Union[PathLike, Sequence[PathLike]],
     out_dir: PathLike,
@@ -149,6 +165,7 @@ def prepare_dataset(
 
     counters: Dict[str, int] = {}
     out_dir = os.path.abspath(os.fspath(out_dir))
+    check_prepare_output(out_dir, inputs)
     os.makedirs(os.path.dirname(out_dir), exist_ok=True)
     remove_stale_scratch(out_dir)  # what a killed run left: the staging file of USPTO-3M takes gigabytes
     # The staging file sits next to the output: USPTO-3M takes gigabytes that /tmp may not have.
