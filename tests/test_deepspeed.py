@@ -77,16 +77,22 @@ def initial_model(stage, zero_run):
 
     from modernpatent_hf import CpcLabelSpace
     from modernpatent_hf.configs import DataArguments, ModelArguments, PatentTrainingArguments, parse_recipe_args
+    from modernpatent_hf.data.loading import load_patent_splits
+    from modernpatent_hf.data.splits import label_counts_in_order
     from modernpatent_hf.model_factory import build_classifier
     from modernpatent_hf.tokenization import load_or_train_tokenizer
 
     zero2_output, _ = zero_run(2)
     if stage == 3:
         return transformers.AutoModelForSequenceClassification.from_pretrained(zero2_output)
-    model_args, _, training_args = parse_recipe_args((ModelArguments, DataArguments, PatentTrainingArguments), recipe_args(zero2_output))
+    model_args, data_args, training_args = parse_recipe_args((ModelArguments, DataArguments, PatentTrainingArguments), recipe_args(zero2_output))
     tokenizer = load_or_train_tokenizer(model_args, [], str(zero2_output))  # the run's saved tokenizer
     transformers.set_seed(training_args.seed)
-    return build_classifier(model_args, tokenizer, CpcLabelSpace.load(zero2_output))
+    # The run's training split (prepared into its output directory) sets the classifier bias at the label prior.
+    splits, label_space = load_patent_splits(data_args, str(zero2_output))
+    assert list(label_space.codes) == list(CpcLabelSpace.load(zero2_output).codes)
+    frequencies = label_counts_in_order(splits["train"], label_space) / len(splits["train"])
+    return build_classifier(model_args, tokenizer, label_space, label_frequencies=frequencies)
 
 
 @pytest.mark.parametrize("stage", [2, 3])

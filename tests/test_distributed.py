@@ -99,8 +99,11 @@ def test_evaluation_in_two_ranks_equals_one_process(tmp_path):
     assert single.keys() == parallel.keys()
     for key, value in single.items():
         if key == "test_loss":
-            # Trainer's eval loss repeats each batch mean by the *first* batch size, so an uneven last
-            # batch weighs a little differently with other batch boundaries; our metrics are exact.
-            assert parallel[key] == pytest.approx(value, rel=1e-3)
+            # Trainer's eval loss repeats each batch mean by the *first* batch size, so the uneven last batch
+            # counts as a full one, and one process (batches of 4 in order) and two ranks (8 rows a step)
+            # end on different last batches: on these ~60 test rows that moves the mean by up to a few %.
+            # (Before evaluation ran in dataset order, one process grouped rows by length and the two
+            # figures happened to agree to 1e-3.) Our metrics are exact.
+            assert parallel[key] == pytest.approx(value, rel=5e-2)
         else:
             assert parallel[key] == pytest.approx(value, abs=1e-9), key

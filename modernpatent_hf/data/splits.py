@@ -66,6 +66,16 @@ def label_counts(labels: ArrowColumn) -> Dict[str, int]:
     return dict(zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist()))
 
 
+def label_counts_in_order(dataset: datasets.Dataset, label_space: CpcLabelSpace) -> np.ndarray:
+    """How many patents of ``dataset`` carry each label of ``label_space``, in label order (float64 [L]).
+
+    Counted in Arrow, not through a multi-hot matrix: N x L floats would not fit in memory for USPTO-3M.
+    Divided by ``len(dataset)`` these are the label frequencies a new classifier's bias starts from.
+    """
+    counts = label_counts(dataset.with_format("arrow")["labels"])
+    return np.array([counts.get(code, 0) for code in label_space.codes], dtype=np.float64)
+
+
 def label_space_from_dataset(dataset: datasets.Dataset, min_count: int = 1) -> CpcLabelSpace:
     """The label space of a (training) split: subclasses with at least ``min_count`` occurrences."""
     return CpcLabelSpace.from_counts(label_counts(dataset.with_format("arrow")["labels"]), min_count=min_count)

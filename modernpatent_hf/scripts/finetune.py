@@ -20,7 +20,7 @@ from modernpatent_hf.checkpoints import last_complete_checkpoint, parameter_chec
 from modernpatent_hf.configs import DataArguments, ModelArguments, PatentTrainingArguments, dump_recipe_args, parse_recipe_args
 from modernpatent_hf.data.loading import load_patent_splits
 from modernpatent_hf.data.records import format_label_statistics, label_statistics
-from modernpatent_hf.data.splits import label_counts
+from modernpatent_hf.data.splits import label_counts_in_order
 from modernpatent_hf.losses import balanced_class_weights
 from modernpatent_hf.model_factory import build_classifier
 from modernpatent_hf.reporting.tables import compare_with_baselines
@@ -47,13 +47,11 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, float]:
     logger.info("\n%s", format_label_statistics(label_statistics(splits["train"]["labels"]), title="Label statistics of the training split"))
     tokenizer = load_or_train_tokenizer(model_args, splits["train"]["text"], training_args.output_dir, training_args)
 
-    # Arrow counts, not a multi-hot matrix: N x L floats would not fit in memory for USPTO-3M.
-    counts_by_code = label_counts(splits["train"].with_format("arrow")["labels"])
-    label_counts_in_order = np.array([counts_by_code.get(code, 0) for code in label_space.codes], dtype=np.float64)
+    train_label_counts = label_counts_in_order(splits["train"], label_space)
     class_weights = None
     if model_args.class_weighting == "balanced":
-        class_weights = balanced_class_weights(label_counts_in_order, cap=model_args.class_weight_cap)
-    model = build_classifier(model_args, tokenizer, label_space, class_weights, label_frequencies=label_counts_in_order / max(len(splits["train"]), 1))
+        class_weights = balanced_class_weights(train_label_counts, cap=model_args.class_weight_cap)
+    model = build_classifier(model_args, tokenizer, label_space, class_weights, label_frequencies=train_label_counts / max(len(splits["train"]), 1))
 
     with training_args.main_process_first(desc="tokenizing"):
         tokenized = {}
