@@ -12,6 +12,10 @@ from typing import Sequence
 
 import numpy as np
 import torch
+from scipy import sparse
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import SGDClassifier
+from sklearn.multiclass import OneVsRestClassifier
 from tqdm.auto import tqdm
 from transformers import AutoModel, AutoTokenizer
 
@@ -41,11 +45,6 @@ def tfidf_linear_scores(
 
     Labels that never occur in ``train_labels`` get probability 0 (a one-vs-rest model cannot learn them).
     """
-    from scipy import sparse
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import SGDClassifier
-    from sklearn.multiclass import OneVsRestClassifier
-
     # int32, not int8: sklearn's LabelBinarizer scrambles the columns of an int8 indicator matrix.
     targets = sparse.csr_matrix(label_space.encode_batch(train_labels), dtype=np.int32)
     occurrences = np.asarray(targets.sum(axis=0)).ravel()

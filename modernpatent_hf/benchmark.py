@@ -32,11 +32,14 @@ import platform
 import statistics
 import tempfile
 import time
+import warnings
 from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
-from transformers import BertConfig, ModernBertConfig, PreTrainedModel
+import transformers
+from tqdm.auto import tqdm
+from transformers import AutoConfig, BertConfig, ModernBertConfig, PreTrainedModel
 
 from .cpc import CpcLabelSpace
 from .data.records import dataset_texts
@@ -149,8 +152,6 @@ def int8_matmul_speedup(size: int = 2048) -> float:
     An upper bound, roughly, on what the int8 paths can gain: CPUs without VNNI instructions multiply int8
     little faster than fp32.
     """
-    import warnings
-
     linear = torch.nn.Sequential(torch.nn.Linear(size, size, bias=False))
     with warnings.catch_warnings():  # torch.ao.quantization announces its move to torchao; it still works
         warnings.simplefilter("ignore")
@@ -230,9 +231,6 @@ def benchmark_model(
     work_dir: str,
 ) -> Dict:
     """Time every path on one model (a checkpoint, or random of the standard shape when ``checkpoint`` is None)."""
-    from tqdm.auto import tqdm
-    from transformers import AutoConfig
-
     source = checkpoint or f"random {'tiny ' if tiny else ''}{'ModernBertConfig' if name == 'modernbert' else 'BertConfig'}()"
     if checkpoint is None:
         checkpoint = save_random_classifier(name, os.path.join(work_dir, name), tiny)
@@ -395,8 +393,8 @@ def run_benchmark(
     threads = torch.get_num_threads()
     texts = dataset_texts(dataset, split, num_samples) if dataset is not None else None
 
-    import onnxruntime
-    import transformers
+    import onnxruntime  # the optional `onnx` extra: needed only here
+
 
     results = {
         "machine": {

@@ -19,7 +19,7 @@ import re
 import sys
 import typing
 from dataclasses import asdict, dataclass, field
-from typing import List, Optional, Sequence, Tuple
+from typing import Any, List, Optional, Sequence, Tuple
 
 import torch
 import yaml
@@ -370,7 +370,7 @@ def parse_recipe_args(dataclass_types: Sequence[type], argv: Optional[List[str]]
     return RecipeArgumentParser(dataclass_types, description).parse_recipe(argv)
 
 
-def dump_recipe_args(path: str, *instances) -> None:
+def dump_recipe_args(path: str, *instances: Any) -> None:
     """Write the resolved configuration of a run (all dataclasses, JSON) so that it can be reproduced."""
     resolved = {}
     for instance in instances:

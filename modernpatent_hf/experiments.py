@@ -39,6 +39,8 @@ from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import yaml
+from scipy import stats
+from tqdm.auto import tqdm
 
 from . import scripts
 from .configs import DataArguments, ModelArguments, PatentTrainingArguments, parse_recipe_args
@@ -103,8 +105,6 @@ def mean_confidence_interval(values: Sequence[float], confidence: float = 0.95) 
     The half-width is ``t((1 + confidence) / 2, n - 1) * s / sqrt(n)`` with ``s`` the sample standard
     deviation (ddof 1). One value has no spread to estimate: its bounds are ``nan``.
     """
-    from scipy import stats
-
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
     values = np.asarray(values, dtype=float)
@@ -331,8 +331,6 @@ def run_grid(grid_dir: str, out_dir: str, seeds: Sequence[int] = (0, 1, 2), cond
     condition of seed 0, then of seed 1, ...) so an interrupted grid already has complete pairs;
     finished runs are skipped. Returns the results (see :func:`collect_results`).
     """
-    from tqdm.auto import tqdm
-
     grid = load_grid(grid_dir)
     selected = list(grid.conditions) if conditions is None else list(conditions)
     unknown = [name for name in selected if name not in grid.conditions]

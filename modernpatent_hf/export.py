@@ -18,13 +18,14 @@ without data-dependent branches while tracing, so the sliding-window and padding
 
 from __future__ import annotations
 
+import logging
 import os
 import warnings
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 import torch
-from transformers import PreTrainedModel
+from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
 
 from .cpc import LABEL_SPACE_FILE, CpcLabelSpace
 from .data.synthetic import generated_claims
@@ -64,6 +65,7 @@ def _texts_of_varied_lengths(count: int) -> List[str]:
 
 
 def _onnx_session(path: str, threads: Optional[int] = None):
+    # onnx and onnxruntime are the optional `onnx` extra: imported where they are used, not with the package.
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
@@ -75,8 +77,6 @@ def _onnx_session(path: str, threads: Optional[int] = None):
 
 def quantize_onnx_int8(onnx_path: str, int8_path: str) -> None:
     """Dynamic int8 quantization of an exported model: int8 weights, activations quantized per batch at run time."""
-    import logging
-
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     # quantize_dynamic logs a generic "consider pre-processing" warning on the root logger for every model.
@@ -113,13 +113,6 @@ def export_onnx(
     "int8_top1_agreement", "int8_max_abs_diff", "agreement_texts"}``.
     """
     import onnx
-    from transformers import (
-        AutoConfig,
-        AutoModelForSequenceClassification,
-        AutoTokenizer,
-    )
-
-    import modernpatent_hf  # noqa: F401  registers our model types with the Auto classes
 
     if not os.path.isfile(os.path.join(model_dir, "config.json")):
         raise FileNotFoundError(f"{model_dir} is not a saved model directory (no config.json): pass a checkpoint directory")
@@ -211,10 +204,6 @@ class OnnxPatentClassifier:
         max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
         max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
     ):
-        from transformers import AutoConfig, AutoTokenizer
-
-        import modernpatent_hf  # noqa: F401  registers our model types with AutoConfig
-
         path = os.path.join(onnx_dir, INT8_ONNX_FILE if int8 else ONNX_FILE)
         if not os.path.isfile(path):
             raise FileNotFoundError(

@@ -14,15 +14,19 @@ it counted as dropped or merged), and ``predict`` must write exactly one output 
 
 from __future__ import annotations
 
+import ctypes
 import itertools
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import tempfile
 import time
 from typing import Dict, Iterable, List, Optional, Sequence
+
+from tqdm.auto import tqdm
 
 from .benchmark import save_random_classifier
 from .data.splits import RECORDS_NOT_WRITTEN
@@ -46,8 +50,6 @@ def short_records(n: int, seed: int = 0) -> Iterable[dict]:
 
 def write_records(path: str, n: int, seed: int = 0, progress: bool = True) -> str:
     """Write :func:`short_records` to ``path`` as JSON Lines (atomically: a killed write leaves no file)."""
-    from tqdm.auto import tqdm
-
     def write(tmp: str) -> None:
         with open(tmp, "w", encoding="utf-8") as handle:
             for record in tqdm(short_records(n, seed), total=n, desc=f"writing {n:,} records", unit=" records",
@@ -72,9 +74,6 @@ def _memory_mib(pid: int) -> Dict[str, float]:
 
 def _die_with_parent() -> None:
     """In the child before exec: ask Linux to SIGKILL it when its parent dies (``PR_SET_PDEATHSIG``)."""
-    import ctypes
-    import signal
-
     ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
 
 

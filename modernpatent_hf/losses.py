@@ -50,7 +50,7 @@ def hierarchy_distance_matrix(
     return torch.where(same_subclass, 0.0, distance)
 
 
-def multilabel_bce(logits: torch.Tensor, labels: torch.Tensor, class_weights: Optional[torch.Tensor] = None):
+def multilabel_bce(logits: torch.Tensor, labels: torch.Tensor, class_weights: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Binary cross-entropy averaged over patents and labels; ``class_weights`` [L] multiply both terms of a column."""
     weight = None if class_weights is None else class_weights.to(torch.float32)[None, :]
     return F.binary_cross_entropy_with_logits(logits.float(), labels.float(), weight=weight)
@@ -92,7 +92,7 @@ class LabelHierarchy:
         return nearest.masked_fill(~is_true.any(dim=-1, keepdim=True), 0.0)
 
 
-def expected_hierarchical_distance(logits: torch.Tensor, labels: torch.Tensor, hierarchy: LabelHierarchy):
+def expected_hierarchical_distance(logits: torch.Tensor, labels: torch.Tensor, hierarchy: LabelHierarchy) -> torch.Tensor:
     """Expected CPC distance between a subclass drawn from ``softmax(logits)`` and the true set, per patent ([B]).
 
     ``E = sum_j p_j d_j`` with ``p = softmax(z)`` over the L subclasses and ``d_j = min_{y in Y} D[j, y]`` the
@@ -110,7 +110,7 @@ def expected_hierarchical_distance(logits: torch.Tensor, labels: torch.Tensor, h
 
 
 @torch.no_grad()
-def upstream_top1_penalty(logits: torch.Tensor, labels: torch.Tensor, hierarchy: LabelHierarchy):
+def upstream_top1_penalty(logits: torch.Tensor, labels: torch.Tensor, hierarchy: LabelHierarchy) -> torch.Tensor:
     """The seed work's penalty per patent ([B]): the CPC distance from the top-1 subclass to the nearest true one.
 
     With the default weights: 0 when the top-1 subclass is true, 0.25 when only the subclass differs, 0.5 when

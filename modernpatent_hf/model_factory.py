@@ -8,8 +8,9 @@ is read with its own class and converted field by field into the patent config, 
 """
 
 import os
-from typing import Optional, Sequence, Union
+from typing import Any, Optional, Sequence, Union
 
+import torch
 from transformers import AutoConfig, BertConfig, ModernBertConfig, PreTrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.utils import cached_file
 
@@ -30,10 +31,10 @@ def build_patent_classifier(
     label_space: CpcLabelSpace,
     *,
     attn_implementation: Optional[str] = None,
-    dtype=None,
+    dtype: Union[str, torch.dtype, None] = None,
     allow_pickle: bool = False,
-    **config_overrides,
-):
+    **config_overrides: Any,
+) -> PreTrainedModel:
     """A ModernBERT or BERT patent classifier predicting the subclasses of ``label_space``.
 
     ``model_name_or_path`` is a checkpoint directory or hub id, detected from its config: a stock ModernBERT
@@ -103,7 +104,7 @@ def load_checkpoint_config(model_name_or_path: str) -> PreTrainedConfig:
         raise ValueError(f"{path!r} is not a model checkpoint ({str(error).splitlines()[0]})") from None
 
 
-def load_pretrained_weights(model_class, model_name_or_path: str, *, allow_pickle: bool = False, **kwargs):
+def load_pretrained_weights(model_class: Any, model_name_or_path: str, *, allow_pickle: bool = False, **kwargs: Any) -> PreTrainedModel:
     """``model_class.from_pretrained(model_name_or_path, **kwargs)`` that reads safetensors weights only.
 
     A checkpoint with pickled weights alone (``pytorch_model.bin``) is refused with a one-line OSError
@@ -138,7 +139,7 @@ def _check_saved_labels(config: PreTrainedConfig, label_space: CpcLabelSpace, so
     )
 
 
-def special_token_ids(architecture: str, tokenizer) -> dict:
+def special_token_ids(architecture: str, tokenizer: PreTrainedTokenizerBase) -> dict:
     """The config fields that tie a new ``"modernbert"`` or ``"bert"`` model's special tokens to ``tokenizer``'s."""
     special = {"pad_token_id": tokenizer.pad_token_id}
     if architecture == "modernbert":
@@ -149,7 +150,9 @@ def special_token_ids(architecture: str, tokenizer) -> dict:
     return special
 
 
-def new_model_config(model_args: ModelArguments, tokenizer, label_space: Optional[CpcLabelSpace] = None, **loss_settings):
+def new_model_config(
+    model_args: ModelArguments, tokenizer: PreTrainedTokenizerBase, label_space: Optional[CpcLabelSpace] = None, **loss_settings: Any
+) -> PreTrainedConfig:
     """Config of a new randomly initialized model whose vocabulary and special tokens match ``tokenizer``.
 
     With ``label_space``: a patent classifier's config. Without: a stock ``ModernBertConfig``/``BertConfig``
@@ -208,7 +211,7 @@ def build_classifier(
     return model
 
 
-def wrap_with_lora(model, model_args: ModelArguments):
+def wrap_with_lora(model: PreTrainedModel, model_args: ModelArguments) -> torch.nn.Module:
     """LoRA adapters on the encoder's linear layers; the head and classifier stay fully trainable."""
     # Imported on use: peft takes seconds to import, and every `import modernpatent_hf` imports this module.
     from peft import LoraConfig, get_peft_model
@@ -220,7 +223,7 @@ def wrap_with_lora(model, model_args: ModelArguments):
     return get_peft_model(model, config)
 
 
-def load_checkpoint_label_space(path_or_hub_id: str, config) -> CpcLabelSpace:
+def load_checkpoint_label_space(path_or_hub_id: str, config: PreTrainedConfig) -> CpcLabelSpace:
     """The label space of a checkpoint: its ``label_space.json``, else the CPC codes of ``config.id2label``.
 
     Raises a one-line ValueError when neither gives CPC codes, or when they disagree with the model's outputs.

@@ -9,8 +9,9 @@ head's dense + LayerNorm into ``head`` (exactly what the seed work's stock class
 ``head`` for a bare ``ModernBertModel`` checkpoint) starts from random weights.
 """
 
+import os
 from dataclasses import dataclass
-from typing import Optional, Sequence, Tuple
+from typing import Any, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
@@ -56,7 +57,7 @@ class PatentPredictionHead(nn.Module):
         return self.norm(self.act(self.dense(pooled)))
 
 
-def pool_hidden_states(hidden_states: torch.Tensor, attention_mask: Optional[torch.Tensor], pooling: str):
+def pool_hidden_states(hidden_states: torch.Tensor, attention_mask: Optional[torch.Tensor], pooling: str) -> torch.Tensor:
     """[B, T, H] -> [B, H]: the first token (``"cls"``) or the mean over non-padding tokens (``"mean"``).
 
     The mean accumulates in float32: a bf16 sum over hundreds of tokens loses precision.
@@ -169,7 +170,7 @@ class PatentClassifierMixin:
             class_weights=class_weights,
         )
 
-    def save_pretrained(self, save_directory, *args, **kwargs):
+    def save_pretrained(self, save_directory: Union[str, os.PathLike], *args: Any, **kwargs: Any) -> Any:
         """``PreTrainedModel.save_pretrained``, with this class in ``auto_map`` for ``AutoModel`` too.
 
         ``register_for_auto_class`` records one auto class (AutoModelForSequenceClassification); the same class
@@ -214,7 +215,7 @@ class ModernBertForHierarchicalPatentClassification(PatentClassifierMixin, Moder
         position_ids: Optional[torch.Tensor] = None,
         inputs_embeds: Optional[torch.Tensor] = None,
         labels: Optional[torch.Tensor] = None,
-        **kwargs,
+        **kwargs: Any,
     ) -> HierarchicalClassifierOutput:
         """``labels``: float multi-hot [B, L]; when given, the output carries the loss."""
         outputs = self.model(
@@ -254,7 +255,7 @@ class BertForHierarchicalPatentClassification(PatentClassifierMixin, BertPreTrai
         position_ids: Optional[torch.Tensor] = None,
         inputs_embeds: Optional[torch.Tensor] = None,
         labels: Optional[torch.Tensor] = None,
-        **kwargs,
+        **kwargs: Any,
     ) -> HierarchicalClassifierOutput:
         """``labels``: float multi-hot [B, L]; when given, the output carries the loss."""
         outputs = self.bert(

@@ -19,13 +19,14 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 from datasets import Dataset
 from torch.utils.data import SequentialSampler
-from transformers import Trainer
+from transformers import PreTrainedTokenizerBase, Trainer
+from transformers.trainer_utils import PredictionOutput
 
 from .checkpoints import latest_metrics, save_training_args_as_json
 from .cpc import LABEL_SPACE_FILE, CpcLabelSpace
@@ -66,7 +67,10 @@ class MultiLabelCollator:
         return batch
 
 
-def tokenize_patent_dataset(dataset, tokenizer, label_space: CpcLabelSpace, max_length: int, num_proc=None, desc="tokenizing"):
+def tokenize_patent_dataset(
+    dataset: Dataset, tokenizer: PreTrainedTokenizerBase, label_space: CpcLabelSpace, max_length: int,
+    num_proc: Optional[int] = None, desc: str = "tokenizing",
+) -> Tuple[Dataset, int]:
     """Tokenize ``text`` and map ``labels`` to label-space indices; keeps ``id`` and adds ``length``.
 
     Codes outside the label space (rare codes seen only outside train) are left out of ``label_ids``;
@@ -74,7 +78,7 @@ def tokenize_patent_dataset(dataset, tokenizer, label_space: CpcLabelSpace, max_
     """
     left_out = sum(len(label_space.split_known(labels)[1]) for labels in dataset["labels"])
 
-    def encode(batch):
+    def encode(batch: Dict[str, list]) -> Dict[str, list]:
         encoded = tokenizer(batch["text"], truncation=True, max_length=max_length)
         encoded["label_ids"] = [[label_space.label2id[c] for c in labels if c in label_space.label2id] for labels in batch["labels"]]
         encoded["length"] = [len(ids) for ids in encoded["input_ids"]]
@@ -101,7 +105,7 @@ def is_head_parameter(name: str) -> bool:
 class PatentMetricsComputer:
     """``compute_metrics`` for ``batch_eval_metrics=True``: accumulates per batch, reports at the last one."""
 
-    def __init__(self, label_space: CpcLabelSpace, k=(1, 5), threshold: float = 0.5):
+    def __init__(self, label_space: CpcLabelSpace, k: Sequence[int] = (1, 5), threshold: float = 0.5):
         self.label_space = label_space
         self.k = tuple(k)
         self.threshold = threshold
@@ -172,7 +176,7 @@ class PatentTrainer(ResumableTrainer):
     training settings, usage) with every checkpoint, so each one is self-describing and loadable.
     """
 
-    def __init__(self, *args, label_space: CpcLabelSpace, **kwargs):
+    def __init__(self, *args: Any, label_space: CpcLabelSpace, **kwargs: Any):
         self.label_space = label_space
         training_args = kwargs.get("args") if "args" in kwargs else (args[1] if len(args) > 1 else None)
         top_k = getattr(training_args, "top_k", (1, 5))
@@ -213,10 +217,10 @@ class PatentTrainer(ResumableTrainer):
         optimizer.add_param_group({"params": head_parameters, "lr": head_learning_rate, "weight_decay": 0.0})
         return optimizer
 
-    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval"):
+    def evaluate(self, eval_dataset: Optional[Dataset] = None, ignore_keys: Optional[List[str]] = None, metric_key_prefix: str = "eval") -> Dict[str, float]:
         return super().evaluate(eval_dataset, ignore_keys=ignore_keys or NON_LOGIT_OUTPUTS, metric_key_prefix=metric_key_prefix)
 
-    def predict(self, test_dataset, ignore_keys=None, metric_key_prefix="test"):
+    def predict(self, test_dataset: Dataset, ignore_keys: Optional[List[str]] = None, metric_key_prefix: str = "test") -> PredictionOutput:
         return super().predict(test_dataset, ignore_keys=ignore_keys or NON_LOGIT_OUTPUTS, metric_key_prefix=metric_key_prefix)
 
     def _save(self, output_dir: Optional[str] = None, state_dict=None):
