@@ -20,7 +20,9 @@ from tqdm.auto import tqdm
 from transformers import AutoModel, AutoTokenizer
 
 from .cpc import CpcLabelSpace
+from .losses import label_log_odds
 from .model_factory import load_pretrained_weights
+from .modeling_modernpatent import pool_hidden_states
 from .predictor import length_bucketed_batches, pad_token_ids
 
 
@@ -75,9 +77,8 @@ def embed_texts(model_name_or_path: str, texts: Sequence[str], max_length: int =
         for batch in batches:
             ids, mask = pad_token_ids([input_ids[i] for i in batch], tokenizer.pad_token_id)
             ids, mask = torch.from_numpy(ids), torch.from_numpy(mask)
-            hidden = encoder(input_ids=ids, attention_mask=mask).last_hidden_state.float()
-            weights = mask.unsqueeze(-1).float()
-            features[batch] = ((hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)).numpy()
+            hidden = encoder(input_ids=ids, attention_mask=mask).last_hidden_state
+            features[batch] = pool_hidden_states(hidden, mask, "mean").float().numpy()
             progress.update(len(batch))
     return features
 
@@ -101,11 +102,10 @@ def linear_head_scores(
     mean, std = train_features.mean(axis=0), train_features.std(axis=0) + 1e-6
     inputs = torch.from_numpy((train_features - mean) / std).float()
     targets = torch.from_numpy(label_space.encode_batch(train_labels)).float()
-    frequencies = targets.mean(dim=0).clamp(1e-6, 1 - 1e-6)
     head = torch.nn.Linear(inputs.shape[1], len(label_space))
     with torch.no_grad():
         head.weight.normal_(0.0, 0.01, generator=generator)
-        head.bias.copy_(torch.log(frequencies / (1 - frequencies)))
+        head.bias.copy_(label_log_odds(targets.mean(dim=0)))
     optimizer = torch.optim.AdamW(head.parameters(), lr=learning_rate, weight_decay=weight_decay)
     for _ in range(epochs):
         optimizer.zero_grad()

@@ -35,6 +35,13 @@ def balanced_class_weights(counts: Sequence[float], cap: float = 5.0) -> List[fl
     return [min(cap, total / (len(counts) * count)) if count > 0 else float(cap) for count in counts]
 
 
+def label_log_odds(frequencies: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """``log(p / (1 - p))`` of label frequencies ``p``, clipped to [eps, 1 - eps] so that a label never or always
+    seen stays finite: the logits of the label prior, where a new classifier's bias starts."""
+    frequencies = torch.as_tensor(frequencies, dtype=torch.float64).clamp(eps, 1 - eps)
+    return torch.log(frequencies / (1 - frequencies))
+
+
 def hierarchy_distance_matrix(
     subclass_to_class: torch.Tensor, subclass_to_section: torch.Tensor, weights: Sequence[float] = (1.0, 0.5, 0.25)
 ) -> torch.Tensor:

@@ -3,7 +3,8 @@
 The implementation lives in the ``f1_at_k`` ``evaluate`` metric's folder,
 :mod:`modernpatent_hf.metrics_hub.f1_at_k.multilabel_metrics` (numpy only, so a copy of the folder
 loads without this package); its module docstring states the conventions (DESIGN.md, "Metrics").
-This module re-exports :class:`MultilabelMetricsAccumulator` and :func:`top_k_indices` as they are,
+This module re-exports :class:`MultilabelMetricsAccumulator`, :func:`top_k_indices`, :func:`set_counts` and
+:func:`f1_from_counts` as they are,
 and :func:`compute_multilabel_metrics` with a tqdm progress bar over the row chunks.
 """
 
@@ -16,12 +17,12 @@ from numpy.typing import ArrayLike
 from tqdm.auto import tqdm
 
 from .metrics_hub.f1_at_k import multilabel_metrics as _multilabel_metrics
-from .metrics_hub.f1_at_k.multilabel_metrics import KInput, MultilabelMetricsAccumulator, top_k_indices
+from .metrics_hub.f1_at_k.multilabel_metrics import KInput, MultilabelMetricsAccumulator, f1_from_counts, set_counts, top_k_indices
 
 F1_AT_K_METRIC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "metrics_hub", "f1_at_k")
 """Directory of the ``evaluate`` module: ``evaluate.load(F1_AT_K_METRIC)`` works offline."""
 
-__all__ = ["F1_AT_K_METRIC", "MultilabelMetricsAccumulator", "compute_multilabel_metrics", "top_k_indices"]
+__all__ = ["F1_AT_K_METRIC", "MultilabelMetricsAccumulator", "compute_multilabel_metrics", "f1_from_counts", "set_counts", "top_k_indices"]
 
 
 def _progress_bar(starts: range):

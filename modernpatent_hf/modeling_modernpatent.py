@@ -22,7 +22,7 @@ from transformers.utils import ModelOutput
 from transformers.utils.generic import can_return_tuple
 
 from .configuration_modernpatent import BertPatentConfig, ModernPatentConfig
-from .losses import LabelHierarchy, patent_classification_loss
+from .losses import LabelHierarchy, label_log_odds, patent_classification_loss
 
 
 @dataclass
@@ -138,11 +138,11 @@ class PatentClassifierMixin:
         patent). Starting at the prior costs no steps: from the first step the gradient is what the text adds.
         Frequencies are clipped to [1e-6, 1 - 1e-6] so that a label never or always seen gets a finite bias.
         """
-        frequencies = torch.as_tensor(label_frequencies, dtype=torch.float64).clamp(1e-6, 1 - 1e-6)
-        if frequencies.shape != self.classifier.bias.shape:
-            raise ValueError(f"label_frequencies has {frequencies.numel()} values but the classifier has {self.classifier.bias.numel()} labels")
+        log_odds = label_log_odds(label_frequencies)
+        if log_odds.shape != self.classifier.bias.shape:
+            raise ValueError(f"label_frequencies has {log_odds.numel()} values but the classifier has {self.classifier.bias.numel()} labels")
         with torch.no_grad():
-            self.classifier.bias.copy_(torch.log(frequencies / (1 - frequencies)).to(self.classifier.bias.dtype))
+            self.classifier.bias.copy_(log_odds.to(self.classifier.bias.dtype))
 
     def _classify(self, hidden_states, attention_mask, labels, encoder_outputs) -> HierarchicalClassifierOutput:
         pooled = pool_hidden_states(hidden_states, attention_mask, self.config.pooling)

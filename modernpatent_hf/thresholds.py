@@ -22,6 +22,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from .io_utils import write_json_atomically
+from .metrics import f1_from_counts, set_counts
 
 THRESHOLDS_FILE = "thresholds.json"
 # Candidate cuts: fine enough that the best is within 0.025 of the optimum, coarse enough to tune in seconds.
@@ -33,15 +34,7 @@ def threshold_counts(
     probabilities: np.ndarray, truth: np.ndarray, threshold: Union[float, np.ndarray]
 ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-label true positives, false positives and false negatives ([L] each) of ``probabilities >= threshold``."""
-    predicted = probabilities >= threshold
-    true_positives = (predicted & truth).sum(axis=0)
-    return true_positives, predicted.sum(axis=0) - true_positives, truth.sum(axis=0) - true_positives
-
-
-def f1_from_counts(true_positives: np.ndarray, false_positives: np.ndarray, false_negatives: np.ndarray) -> np.ndarray:
-    """F1 = 2 TP / (2 TP + FP + FN), elementwise, 0 where there is nothing to score."""
-    denominator = 2 * true_positives + false_positives + false_negatives
-    return np.divide(2 * true_positives, denominator, out=np.zeros(np.shape(denominator), dtype=np.float64), where=denominator > 0)
+    return set_counts(probabilities >= threshold, truth)
 
 
 def threshold_scores(probabilities: ArrayLike, references: ArrayLike, thresholds: Union[float, ArrayLike]) -> Dict[str, float]:

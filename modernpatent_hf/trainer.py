@@ -30,9 +30,9 @@ from transformers.trainer_utils import PredictionOutput
 
 from .checkpoints import latest_metrics, save_training_args_as_json
 from .cpc import LABEL_SPACE_FILE, CpcLabelSpace
-from .metrics import MultilabelMetricsAccumulator
+from .metrics import MultilabelMetricsAccumulator, f1_from_counts
 from .model_card import model_card
-from .thresholds import f1_from_counts, threshold_counts
+from .thresholds import threshold_counts
 
 logger = logging.getLogger(__name__)
 

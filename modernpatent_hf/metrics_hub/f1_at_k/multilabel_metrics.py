@@ -36,7 +36,7 @@ Conventions (see DESIGN.md, "Metrics"):
 from __future__ import annotations
 
 import re
-from typing import Callable, Dict, Iterable, Optional, Sequence, Union
+from typing import Callable, Dict, Iterable, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -123,6 +123,18 @@ def _check_shapes(predictions: np.ndarray, references: np.ndarray, num_labels: O
 
 def _counts(shape=()) -> np.ndarray:
     return np.zeros(shape, dtype=np.int64)
+
+
+def set_counts(predicted: np.ndarray, truth: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-label true positives, false positives and false negatives ([L] each) of boolean [N, L] predicted sets."""
+    true_positives = (predicted & truth).sum(axis=0)
+    return true_positives, predicted.sum(axis=0) - true_positives, truth.sum(axis=0) - true_positives
+
+
+def f1_from_counts(true_positives: ArrayLike, false_positives: ArrayLike, false_negatives: ArrayLike) -> np.ndarray:
+    """F1 = 2 TP / (2 TP + FP + FN), elementwise, 0 where there is nothing to score."""
+    true_positives = np.asarray(true_positives)
+    return _ratio(2 * true_positives, 2 * true_positives + np.asarray(false_positives) + np.asarray(false_negatives))
 
 
 def _ratio(numerator, denominator):
@@ -239,10 +251,10 @@ class MultilabelMetricsAccumulator:
             state["recall_sum_at_k"][i] += float((hits[has_labels] / true_count[has_labels]).sum())
 
         predicted = probabilities >= self.threshold
-        true_positives = (predicted & truth).sum(axis=0)
+        true_positives, false_positives, false_negatives = set_counts(predicted, truth)
         state["true_positives"] += true_positives
-        state["false_positives"] += predicted.sum(axis=0) - true_positives
-        state["false_negatives"] += truth.sum(axis=0) - true_positives
+        state["false_positives"] += false_positives
+        state["false_negatives"] += false_negatives
         state["exact_matches"] += int((predicted == truth).all(axis=1).sum())
 
         if self.label_names is not None:
@@ -269,7 +281,7 @@ class MultilabelMetricsAccumulator:
         return {
             "precision": _ratio(tp, tp + fp),
             "recall": _ratio(tp, tp + fn),
-            "f1": _ratio(2 * tp, 2 * tp + fp + fn),
+            "f1": f1_from_counts(tp, fp, fn),
             "support": tp + fn,
         }
 
@@ -294,7 +306,7 @@ class MultilabelMetricsAccumulator:
 
         tp, fp, fn = (int(state[key].sum()) for key in ("true_positives", "false_positives", "false_negatives"))
         per_label = self.per_label()
-        results["micro_f1"] = float(_ratio(2 * tp, 2 * tp + fp + fn))
+        results["micro_f1"] = float(f1_from_counts(tp, fp, fn))
         results["macro_f1"] = float(per_label["f1"].mean())
         results["micro_precision"] = float(_ratio(tp, tp + fp))
         results["macro_precision"] = float(per_label["precision"].mean())
