@@ -46,7 +46,7 @@ def threshold_scores(probabilities: ArrayLike, references: ArrayLike, thresholds
     true_positives, false_positives, false_negatives = threshold_counts(probabilities, truth, np.asarray(thresholds, dtype=np.float32))
     tp, fp, fn = int(true_positives.sum()), int(false_positives.sum()), int(false_negatives.sum())
     return {
-        "micro_f1": float(f1_from_counts(np.array(tp), np.array(fp), np.array(fn))),
+        "micro_f1": float(f1_from_counts(tp, fp, fn)),
         "macro_f1": float(f1_from_counts(true_positives, false_positives, false_negatives).mean()),
         "micro_precision": tp / (tp + fp) if tp + fp else 0.0,
         "micro_recall": tp / (tp + fn) if tp + fn else 0.0,
@@ -71,7 +71,7 @@ def tune_thresholds(
         raise ValueError(f"min_positives must be at least 1, got {min_positives}")
     candidates = np.round(np.asarray(candidates, dtype=np.float64), 6)
     per_candidate = [threshold_counts(probabilities, truth, threshold) for threshold in candidates]
-    micro = [float(f1_from_counts(np.array(tp.sum()), np.array(fp.sum()), np.array(fn.sum()))) for tp, fp, fn in per_candidate]
+    micro = [float(f1_from_counts(tp.sum(), fp.sum(), fn.sum())) for tp, fp, fn in per_candidate]
     best_global = float(candidates[int(np.argmax(micro))])
     label_f1 = np.stack([f1_from_counts(tp, fp, fn) for tp, fp, fn in per_candidate])  # [candidates, L]
     per_label = np.full(truth.shape[1], best_global, dtype=np.float64)
