@@ -78,8 +78,9 @@ SHARED_FIELDS = (
 )
 # Fields the runner sets for every run.
 RUNNER_FIELDS = ("output_dir", "seed", "compare_baselines")
-# Fields a condition's MLM pretraining takes from its finetune config: the same encoder, records and lengths.
-INHERITED_BY_PRETRAINING = ("architecture", "model_config", "max_train_samples", "max_length")
+# Fields a condition's MLM pretraining takes from its finetune config: the same encoder (a pretrained checkpoint
+# to continue, or the shape of a new one), records and lengths.
+INHERITED_BY_PRETRAINING = ("model_name_or_path", "architecture", "model_config", "max_train_samples", "max_length")
 
 # (key in a run's all_results.json, key in the baselines' metrics or None, title, scale of the printed
 # value) of the summary tables, one table each.
@@ -322,16 +323,42 @@ def _format_seconds(seconds: float) -> str:
     return f"{minutes}m{seconds:02d}s"
 
 
+def parse_field_overrides(assignments: Sequence[str]) -> Dict:
+    """``["field=value", ...]`` (``--set`` on the command line) as a mapping, each value read as YAML
+    (``max_length=256`` gives an int, ``model_config={hidden_size: 64}`` a mapping)."""
+    overrides = {}
+    for assignment in assignments:
+        name, separator, value = assignment.partition("=")
+        if not separator or not name.strip():
+            raise ValueError(f"--set takes FIELD=VALUE, got {assignment!r}")
+        overrides[name.strip()] = yaml.safe_load(value)
+    return overrides
+
+
+def apply_base_overrides(grid: Grid, overrides: Dict) -> Grid:
+    """The grid with ``overrides`` set in its ``config_base.yaml`` fields (conditions still override them).
+
+    For settings that depend on the machine, such as a pretrained encoder's installed path; they are recorded
+    in every run's ``recipe.yaml`` like any other field.
+    """
+    reserved = sorted(set(overrides) & set(RUNNER_FIELDS + CONDITION_KEYS))
+    if reserved:
+        raise ValueError(f"--set {', '.join(reserved)}: the grid runner sets these itself")
+    return Grid(grid.directory, {**grid.base, **overrides}, grid.conditions)
+
+
 def run_grid(grid_dir: str, out_dir: str, seeds: Sequence[int] = (0, 1, 2), conditions: Optional[Sequence[str]] = None,
-             launcher: Sequence[str] = (sys.executable,), scripts_dir: str = SCRIPTS_DIR) -> Dict:
+             launcher: Sequence[str] = (sys.executable,), scripts_dir: str = SCRIPTS_DIR,
+             base_overrides: Optional[Dict] = None) -> Dict:
     """Train every (condition, seed) of the grid, then write ``results.json`` and ``summary.md`` to ``out_dir``.
 
+    ``base_overrides`` are set in ``config_base.yaml``'s fields first (:func:`apply_base_overrides`).
     ``launcher`` is the command that runs a recipe script (e.g. ``["accelerate", "launch"]``);
     ``scripts_dir`` holds ``finetune.py`` and ``pretrain_mlm.py`` (default: the package's). Runs go seed by seed (every
     condition of seed 0, then of seed 1, ...) so an interrupted grid already has complete pairs;
     finished runs are skipped. Returns the results (see :func:`collect_results`).
     """
-    grid = load_grid(grid_dir)
+    grid = apply_base_overrides(load_grid(grid_dir), base_overrides or {})
     selected = list(grid.conditions) if conditions is None else list(conditions)
     unknown = [name for name in selected if name not in grid.conditions]
     if unknown:
@@ -357,6 +384,7 @@ def run_grid(grid_dir: str, out_dir: str, seeds: Sequence[int] = (0, 1, 2), cond
         condition, directory = grid.conditions[name], run_dir(out_dir, name, seed)
         config = dict(configs[name], output_dir=directory, seed=seed)
         if condition.pretrain is not None:
+            # The pretraining continues the condition's own encoder; the fine-tuning then starts from its output.
             config["model_name_or_path"] = pretrain_dir(out_dir, name, seed)
         config_path = os.path.join(directory, RUN_CONFIG_FILE)
         _write_run_config(config_path, config)  # for a finished run: checks that it had these settings
@@ -367,7 +395,7 @@ def run_grid(grid_dir: str, out_dir: str, seeds: Sequence[int] = (0, 1, 2), cond
         progress.set_postfix_str(f"{name} seed {seed}, log: {os.path.join(directory, 'log.txt')}")
         run_started = time.perf_counter()
         if condition.pretrain is not None:
-            _run_pretraining(condition, seed, config, shared["fields"], config["model_name_or_path"], launcher, scripts_dir)
+            _run_pretraining(condition, seed, configs[name], shared["fields"], config["model_name_or_path"], launcher, scripts_dir)
         _launch([*launcher, os.path.join(scripts_dir, "finetune.py"), "--config", config_path], directory, f"run {name} seed {seed}")
         with open(os.path.join(directory, COMPLETION_FILE), encoding="utf-8") as handle:
             f1 = json.load(handle).get("test_f1@1", math.nan)

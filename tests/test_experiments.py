@@ -2,6 +2,7 @@
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ from modernpatent_hf.experiments import (
     load_grid,
     mean_confidence_interval,
     paired_difference_interval,
+    parse_field_overrides,
     run_dir,
     run_grid,
     summarize,
@@ -134,7 +136,8 @@ SHIPPED_GRIDS = sorted(p.parent for p in (REPO_ROOT / "recipes").glob("*/grid_*/
 
 
 def test_the_shipped_grids_are_found():
-    assert [f"{p.parent.name}/{p.name}" for p in SHIPPED_GRIDS] == ["tiny-modernbert/grid_real_patents", "tiny-modernbert/grid_synthetic"]
+    assert [f"{p.parent.name}/{p.name}" for p in SHIPPED_GRIDS] == [
+        "all-minilm-l6-v2/grid_real_patents", "tiny-modernbert/grid_real_patents", "tiny-modernbert/grid_synthetic"]
 
 
 @pytest.mark.parametrize("grid_dir", SHIPPED_GRIDS)
@@ -154,7 +157,8 @@ def test_shipped_grids_parse_as_the_recipes_will_read_them(grid_dir, tmp_path):
         config = tmp_path / f"{name}.yaml"
         config.write_text(yaml.safe_dump({**grid.base, **condition.overrides}))
         model_args, data_args, _ = parse_recipe_args((ModelArguments, DataArguments, PatentTrainingArguments), ["--config", str(config)])
-        assert data_args.max_length <= model_args.model_config["max_position_embeddings"], name
+        if model_args.model_config:  # a new model: its positions must cover the inputs
+            assert data_args.max_length <= model_args.model_config["max_position_embeddings"], name
         if condition.pretrain:
             spec = dict(condition.pretrain)
             pretrain = yaml.safe_load((REPO_ROOT / spec.pop("config")).read_text())
@@ -281,6 +285,41 @@ def test_rerun_skips_finished_runs_and_refuses_changed_settings(fake_grid, capsy
                             base={**TINY_BASE, "synthetic_num_records": 250})
     with pytest.raises(ValueError, match="shared_inputs.yaml holds other settings"):
         run_grid(str(other_data), str(fake_grid["out"]), seeds=(0,), scripts_dir=str(fake_grid["recipes"]))
+
+
+def test_set_overrides_the_base_for_every_run_and_its_pretraining(fake_grid, tmp_path):
+    # A pretrained encoder whose path depends on the machine (make real-patents-grid): --set gives it to every
+    # condition, and the pretraining condition continues that encoder before its fine-tuning starts from the result.
+    calls_before = len(read_calls(fake_grid["calls"]))
+    out, encoder = tmp_path / "out", tmp_path / "encoder"
+    shutil.copytree(fake_grid["out"] / "tokenizer", encoder)  # a checkpoint's own tokenizer, read by the runner
+    run_grid(str(fake_grid["grid"]), str(out), seeds=(0,), conditions=["bce", "pre"], scripts_dir=str(fake_grid["recipes"]),
+             base_overrides=parse_field_overrides([f"model_name_or_path={encoder}", "tokenizer_name_or_path=null",
+                                                   "learning_rate=0.002"]))
+    calls = read_calls(fake_grid["calls"])[calls_before:]
+    by_script = {(c["script"], Path(c["output_dir"]).parent.name): c for c in calls}
+    assert sorted(by_script) == [("finetune", "bce"), ("finetune", "pre"), ("pretrain", "pre")]
+    assert by_script["finetune", "bce"]["model_name_or_path"] == str(encoder)
+    assert by_script["pretrain", "pre"]["model_name_or_path"] == str(encoder)
+    assert by_script["finetune", "pre"]["model_name_or_path"] == str(out / "pretrain" / "pre" / "seed-0")
+    assert all(c["learning_rate"] == 0.002 for (script, _), c in by_script.items() if script == "finetune")
+    recorded = yaml.safe_load((Path(run_dir(str(out), "bce", 0)) / "recipe.yaml").read_text())
+    assert recorded["model_name_or_path"] == str(encoder)  # recorded with the run like any field
+
+
+@pytest.mark.parametrize("assignments, message", [
+    (["max_length"], "FIELD=VALUE"),
+    (["=3"], "FIELD=VALUE"),
+])
+def test_set_needs_field_and_value(assignments, message):
+    with pytest.raises(ValueError, match=message):
+        parse_field_overrides(assignments)
+
+
+def test_set_refuses_what_the_runner_sets(fake_grid, tmp_path):
+    with pytest.raises(ValueError, match="--set seed: the grid runner sets"):
+        run_grid(str(fake_grid["grid"]), str(tmp_path / "out"), seeds=(0,), scripts_dir=str(fake_grid["recipes"]),
+                 base_overrides={"seed": 3})
 
 
 def test_cli_summarize_and_its_errors(fake_grid, tmp_path, capsys):
