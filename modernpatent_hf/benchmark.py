@@ -12,11 +12,16 @@ with a small tokenizer, so every path loads the model exactly as a user would. S
 Paths (all on the same model and inputs):
     naive      fixed-size batches in input order, each padded to its longest text (what a plain HF loop does)
     ours       :class:`~modernpatent_hf.predictor.PatentClassifier`: length-bucketed batches under a token budget
+    packed     ``PatentClassifier(packing=True)``: texts concatenated into rows of a few static token budgets
+               (``packed_batch_tokens``), no padding, varlen flash attention on CUDA (:mod:`~modernpatent_hf.packing`)
+    packed+compile  the same, ``torch.compile``d (one graph per budget; the warm-up pass compiles)
     int8       ``ours`` with dynamic int8 linear layers (``PatentClassifier.from_pretrained(..., int8=True)``, CPU)
     onnx       the ``export_onnx`` graph in onnxruntime on the same length buckets (CPU)
     onnx-int8  its ``quantize_dynamic`` int8 version (CPU)
 
-Measures. Paths run round-robin, ``repeats`` times; each figure is the median over repeats. Tokens count only
+Measures. Every path first runs one untimed full pass (every batch shape: compilation, kernel choices and
+allocator growth are not throughput). Paths then run round-robin, ``repeats`` times; each figure is the median
+over repeats, and every round's time is reported too. Tokens count only
 non-padding tokens. Useful FLOPs count what the model must compute for those tokens: 2 x (weights of the encoder's
 linear layers) per token, 2 x (head and classifier weights) per text, and 4 x hidden size per attended
 (query, key) pair in each layer (a sliding-window layer attends within its window). They are compared with the
@@ -39,7 +44,7 @@ import numpy as np
 import torch
 import transformers
 from tqdm.auto import tqdm
-from transformers import AutoConfig, BertConfig, ModernBertConfig, PreTrainedModel
+from transformers import AutoConfig, AutoModelForSequenceClassification, BertConfig, ModernBertConfig, PreTrainedModel
 
 from .cpc import CpcLabelSpace
 from .data.records import dataset_texts
@@ -52,7 +57,8 @@ from .export import (
     top1_agreement,
 )
 from .io_utils import write_json_atomically
-from .model_factory import build_patent_classifier, special_token_ids
+from .model_factory import build_patent_classifier, load_pretrained_weights, special_token_ids
+from .packing import pack_batch, token_budget_batches, token_budgets, use_packed_attention
 from .predictor import (
     DEFAULT_MAX_BATCH_SIZE,
     DEFAULT_MAX_BATCH_TOKENS,
@@ -66,7 +72,8 @@ from .tokenization import train_patent_tokenizer
 USPTO3M_CLAIM_TOKENS = {"mean": 186, "median": 161, "p99": 575}
 MIN_CLAIM_TOKENS = 8
 MODELS = ("modernbert", "bert")
-PATHS = ("naive", "ours", "int8", "onnx", "onnx-int8")
+PATHS = ("naive", "ours", "packed", "packed+compile", "int8", "onnx", "onnx-int8")
+PACKED_PATHS = ("packed", "packed+compile")
 CPU_ONLY_PATHS = ("int8", "onnx", "onnx-int8")
 # Tiny shapes for tests: fast, and long enough inputs still cross ModernBERT's local-attention window.
 TINY_CONFIGS = {
@@ -77,6 +84,8 @@ TINY_CONFIGS = {
 }
 # Token budget of a length bucket on the CPU (run_benchmark says why it is smaller than on a GPU).
 CPU_MAX_BATCH_TOKENS = 1024
+# Token budget of a packed batch on a GPU (65,536 tokens: the fastest of the 2026-11-28 H200 probes).
+GPU_PACKED_BATCH_TOKENS = 65536
 # Vocabulary of the tokenizer saved with a random model: only its special tokens matter (inputs are token ids).
 RANDOM_MODEL_VOCAB = 512
 
@@ -172,6 +181,13 @@ def padded_tokens(lengths: Sequence[int], batches: Sequence[Sequence[int]]) -> i
     return sum(len(batch) * max(lengths[index] for index in batch) for batch in batches)
 
 
+def packed_tokens(classifier: PatentClassifier, lengths: Sequence[int]) -> int:
+    """Tokens computed by ``classifier``'s packed batches: each batch's static token budget."""
+    budgets = token_budgets(classifier.max_batch_tokens, classifier.max_length)
+    batches = token_budget_batches(lengths, budgets[-1], classifier.max_batch_size)
+    return sum(next(budget for budget in budgets if budget >= sum(lengths[i] for i in batch)) for batch in batches)
+
+
 # ------------------------------------------------------------------------------------------------------- the paths
 def naive_logits(model: PreTrainedModel, input_ids: Sequence[Sequence[int]], batch_size: int, pad_id: int) -> np.ndarray:
     """Logits from fixed-size batches in input order, each padded to its longest sequence."""
@@ -229,6 +245,7 @@ def benchmark_model(
     tiny: bool,
     seed: int,
     work_dir: str,
+    packed_batch_tokens: Optional[int] = None,
 ) -> Dict:
     """Time every path on one model (a checkpoint, or random of the standard shape when ``checkpoint`` is None)."""
     source = checkpoint or f"random {'tiny ' if tiny else ''}{'ModernBertConfig' if name == 'modernbert' else 'BertConfig'}()"
@@ -238,7 +255,7 @@ def benchmark_model(
         raise FileNotFoundError(f"--{name} {checkpoint!r} is not a checkpoint directory")
     model_max_length = min(max_length, AutoConfig.from_pretrained(checkpoint).max_position_embeddings)
     bucketing = dict(max_length=model_max_length, max_batch_tokens=max_batch_tokens, max_batch_size=max_batch_size)
-    ours = PatentClassifier.from_pretrained(checkpoint, device=device, dtype=dtype, **bucketing)
+    ours = PatentClassifier.from_pretrained(checkpoint, device=device, dtype=dtype, packing=False, compile=False, **bucketing)
     if texts is None:
         lengths = claim_like_lengths(num_samples, model_max_length, seed)
         input_ids = random_token_ids(lengths, min(len(ours.tokenizer), ours.model.config.vocab_size), seed)
@@ -249,6 +266,7 @@ def benchmark_model(
 
     skipped = _skip_reasons(paths, device)
     runners: Dict[str, Callable] = {}
+    packed_classifiers: Dict[str, PatentClassifier] = {}
     for path in paths:
         if path in skipped:
             continue
@@ -256,6 +274,16 @@ def benchmark_model(
             runners[path] = lambda ids: naive_logits(ours.model, ids, naive_batch_size, pad_id)
         elif path == "ours":
             runners[path] = lambda ids: bucketed_logits(ours, ids)
+        elif path in PACKED_PATHS:
+            packed_tokens_per_batch = packed_batch_tokens or max_batch_tokens
+            # A packed batch holds as many texts as its tokens allow; a few dozen tokens each at least.
+            packed = PatentClassifier.from_pretrained(
+                checkpoint, device=device, dtype=dtype, packing=True, compile=path == "packed+compile",
+                max_length=model_max_length, max_batch_tokens=packed_tokens_per_batch,
+                max_batch_size=max(max_batch_size, packed_tokens_per_batch // 64),
+            )
+            packed_classifiers[path] = packed
+            runners[path] = packed.logits_from_ids
         elif path == "int8":
             int8 = PatentClassifier.from_pretrained(checkpoint, device="cpu", int8=True, **bucketing)
             runners[path] = lambda ids, classifier=int8: bucketed_logits(classifier, ids)
@@ -268,8 +296,12 @@ def benchmark_model(
             session = OnnxPatentClassifier(onnx_dir, int8=path == "onnx-int8", threads=threads, **bucketing)
             runners[path] = session.logits_from_ids
 
-    for run in runners.values():  # warm-up: first-call allocations and kernel choices are not throughput
-        run(input_ids[:4])
+    warmup_seconds: Dict[str, float] = {}
+    for path, run in runners.items():  # one full pass: every batch shape compiled, allocated and tuned before timing
+        start = time.perf_counter()
+        run(input_ids)
+        _synchronize(device)
+        warmup_seconds[path] = time.perf_counter() - start
     seconds: Dict[str, List[float]] = {path: [] for path in runners}
     peaks: List[float] = []
     int8_speedups: List[float] = []
@@ -298,10 +330,14 @@ def benchmark_model(
             rows.append({**row, "skipped": skipped[path]})
             continue
         median = statistics.median(seconds[path])
-        computed = padded_tokens(lengths, fixed if path == "naive" else bucketed)
+        if path in packed_classifiers:
+            computed = packed_tokens(packed_classifiers[path], lengths)
+        else:
+            computed = padded_tokens(lengths, fixed if path == "naive" else bucketed)
         row.update(
             seconds=median,
             seconds_per_repeat=seconds[path],
+            warmup_seconds=warmup_seconds[path],
             samples_per_s=len(lengths) / median,
             tokens_per_s=sum(lengths) / median,
             useful_flops_per_s=flops / median,
@@ -359,6 +395,10 @@ def run_benchmark(
     tiny: bool = False,
     seed: int = 0,
     out: Optional[str] = None,
+    packed_batch_tokens: Optional[int] = None,
+    train_steps: int = 0,
+    train_batch_size: int = 32,
+    train_max_length: int = 512,
 ) -> Dict:
     """Benchmark ``paths`` on each of ``models`` (module docstring); returns the JSON-ready results.
 
@@ -372,7 +412,9 @@ def run_benchmark(
     prediction run buckets chunks of thousands of texts, so its buckets hold texts of nearly equal length (under
     1 % padding); the few dozen texts a CPU can time in minutes get such buckets only from a smaller budget (32
     texts: 9 % padding at 1024 tokens, 63 % at 16384), and 1024-token batches already keep a CPU's matrix units
-    busy.
+    busy. ``packed_batch_tokens`` (the packed paths' budget) defaults to 65536 on a GPU, ``max_batch_tokens`` on
+    the CPU. ``train_steps`` > 0 also times that many fine-tuning steps per model, padded and packed
+    (:func:`benchmark_training`).
     """
     checkpoints = dict(checkpoints or {})
     unknown = [name for name in models if name not in MODELS] + [path for path in paths if path not in PATHS]
@@ -388,6 +430,8 @@ def run_benchmark(
     device = torch.device(device)
     if max_batch_tokens is None:
         max_batch_tokens = CPU_MAX_BATCH_TOKENS if device.type == "cpu" else DEFAULT_MAX_BATCH_TOKENS
+    if packed_batch_tokens is None:
+        packed_batch_tokens = max_batch_tokens if device.type == "cpu" else GPU_PACKED_BATCH_TOKENS
     if threads:
         torch.set_num_threads(threads)
     threads = torch.get_num_threads()
@@ -412,21 +456,116 @@ def run_benchmark(
             "num_samples": num_samples, "repeats": repeats, "max_length": max_length,
             "naive_batch_size": naive_batch_size, "max_batch_tokens": max_batch_tokens,
             "max_batch_size": max_batch_size, "dataset": dataset, "split": split if dataset else None,
-            "tiny": tiny, "seed": seed,
+            "tiny": tiny, "seed": seed, "packed_batch_tokens": packed_batch_tokens,
+            "train_steps": train_steps, "train_batch_size": train_batch_size, "train_max_length": train_max_length,
             "lengths": "dataset texts" if dataset else f"lognormal quantiles, USPTO-3M first claims {USPTO3M_CLAIM_TOKENS}",
         },
         "models": [],
+        "training": [],
     }
     with tempfile.TemporaryDirectory(prefix="modernpatent-bench-") as work_dir:
         for name in models:
             results["models"].append(benchmark_model(
                 name, checkpoints.get(name), paths, device, dtype, num_samples, repeats, max_length, threads,
-                naive_batch_size, max_batch_tokens, max_batch_size, texts, tiny, seed, work_dir,
+                naive_batch_size, max_batch_tokens, max_batch_size, texts, tiny, seed, work_dir, packed_batch_tokens,
             ))
+            if train_steps > 0:
+                checkpoint = checkpoints.get(name) or os.path.join(work_dir, name)
+                results["training"].append(benchmark_training(
+                    name, checkpoint, device, dtype, train_steps, train_batch_size, train_max_length, seed,
+                ))
             results["machine"]["load_average_after"] = list(os.getloadavg())
             if out:
                 save_results(results, out)
+    results["comparison"] = compare_with_bert(results)
+    if out:
+        save_results(results, out)
     return results
+
+
+def compare_with_bert(results: Dict) -> Dict:
+    """The figures the speed claims rest on: ModernBERT's fastest path of ours (every path but ``naive``) against
+    BERT in the seed's setting (the ``naive`` path: fixed batches in input order, padded) and against BERT in its
+    own fastest path of ours."""
+    fastest = {}
+    seed_setting = {}
+    for model in results["models"]:
+        timed = [row for row in model["rows"] if "samples_per_s" in row]
+        ours = [row for row in timed if row["path"] != "naive"]  # our paths; naive is the seed's setting
+        if ours:
+            fastest[model["model"]] = max(ours, key=lambda row: row["samples_per_s"])
+        seed_setting.update({model["model"]: row for row in timed if row["path"] == "naive"})
+    comparison = {name: {"fastest_path": row["path"], "samples_per_s": row["samples_per_s"]} for name, row in fastest.items()}
+    if "modernbert" in fastest and "bert" in fastest:
+        ours = fastest["modernbert"]["samples_per_s"]
+        comparison["modernbert_fastest_vs_bert_fastest"] = ours / fastest["bert"]["samples_per_s"]
+        if "bert" in seed_setting:
+            comparison["bert_seed_setting_samples_per_s"] = seed_setting["bert"]["samples_per_s"]
+            comparison["modernbert_fastest_vs_bert_seed_setting"] = ours / seed_setting["bert"]["samples_per_s"]
+    return comparison
+
+
+def benchmark_training(
+    name: str, checkpoint: str, device: torch.device, dtype: Optional[str], steps: int, batch_size: int,
+    max_length: int, seed: int = 0, warmup_steps: int = 3,
+) -> Dict:
+    """Training throughput of fine-tuning steps (forward, hierarchical loss, backward, AdamW step), padded and packed.
+
+    As ``recipes/finetune.py`` trains: fp32 weights, bf16 autocast on CUDA (``--bf16``), batches of ``batch_size``
+    claim-like texts capped at ``max_length``, in random order (padded to each batch's longest) or packed into one
+    row. The same batches for both; ``warmup_steps`` untimed steps first. Reports samples/s and tokens/s.
+    """
+    config = AutoConfig.from_pretrained(checkpoint)
+    max_length = min(max_length, config.max_position_embeddings)
+    lengths = claim_like_lengths(batch_size * (steps + warmup_steps), max_length, seed)
+    input_ids = random_token_ids(lengths, config.vocab_size, seed)
+    rng = np.random.default_rng(seed)
+    labels = np.zeros((len(lengths), config.num_labels), dtype=np.float32)
+    labels[np.arange(len(lengths)), rng.integers(0, config.num_labels, len(lengths))] = 1.0
+    autocast_dtype = training_autocast_dtype(dtype, device)
+    rows = []
+    for packing in (False, True):
+        torch.manual_seed(seed)
+        model = load_pretrained_weights(AutoModelForSequenceClassification, checkpoint, dtype=torch.float32).to(device).train()
+        if packing:
+            use_packed_attention(model)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=device.type == "cuda")
+        pad_id = config.pad_token_id if config.pad_token_id is not None else 0
+        timed_seconds = 0.0
+        for step in range(steps + warmup_steps):
+            batch = slice(step * batch_size, (step + 1) * batch_size)
+            ids = input_ids[batch]
+            if packing:
+                inputs = pack_batch(ids, pad_id, device=device)
+            else:
+                padded, mask = pad_token_ids(ids, pad_id)
+                inputs = {"input_ids": torch.from_numpy(padded).to(device), "attention_mask": torch.from_numpy(mask).to(device)}
+            inputs["labels"] = torch.from_numpy(labels[batch]).to(device)
+            _synchronize(device)
+            start = time.perf_counter()
+            with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+                loss = model(**inputs).loss
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            _synchronize(device)
+            if step >= warmup_steps:
+                timed_seconds += time.perf_counter() - start
+        tokens = int(sum(lengths[warmup_steps * batch_size:]))
+        rows.append({
+            "model": name, "batches": "packed" if packing else "padded", "steps": steps, "batch_size": batch_size,
+            "max_length": max_length, "seconds": timed_seconds, "samples_per_s": steps * batch_size / timed_seconds,
+            "tokens_per_s": tokens / timed_seconds, "autocast": str(autocast_dtype).removeprefix("torch.") if autocast_dtype else None,
+        })
+        del model, optimizer
+    return {"model": name, "rows": rows}
+
+
+def training_autocast_dtype(dtype: Optional[str], device: torch.device) -> Optional[torch.dtype]:
+    """The autocast dtype of a training benchmark: ``dtype``, or bf16 on CUDA; None (fp32, no autocast) on the CPU."""
+    if dtype is not None and dtype != "float32":
+        return getattr(torch, dtype)
+    return torch.bfloat16 if device.type == "cuda" and dtype is None else None
 
 
 def _ratio(row: Dict, key: str) -> str:
@@ -447,20 +586,38 @@ def format_results(results: Dict) -> str:
         )
     lines += [
         "",
-        "| model | path | samples/s | tokens/s | useful GFLOP/s | % of peak | padding | x naive | x ours | top-1 = ours |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| model | path | samples/s | tokens/s | useful GFLOP/s | % of peak | padding | x naive | x ours | top-1 = ours | s per round (warm-up) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for model in results["models"]:
         for row in model["rows"]:
             if "skipped" in row:
-                lines.append(f"| {row['model']} | {row['path']} | skipped: {row['skipped']} | | | | | | | |")
+                lines.append(f"| {row['model']} | {row['path']} | skipped: {row['skipped']} | | | | | | | | |")
                 continue
             agreement = f"{100 * row['top1_agreement_vs_ours']:.1f} %" if "top1_agreement_vs_ours" in row else "-"
             lines.append(
                 f"| {row['model']} | {row['path']} | {row['samples_per_s']:.2f} | {row['tokens_per_s']:,.0f} | "
                 f"{row['useful_flops_per_s'] / 1e9:.1f} | {row['peak_percent']:.0f} % | {100 * row['padding_share']:.0f} % | "
-                f"{_ratio(row, 'speedup_vs_naive')} | {_ratio(row, 'speedup_vs_ours')} | {agreement} |"
+                f"{_ratio(row, 'speedup_vs_naive')} | {_ratio(row, 'speedup_vs_ours')} | {agreement} | "
+                f"{', '.join(f'{seconds:.2f}' for seconds in row['seconds_per_repeat'])} ({row['warmup_seconds']:.2f}) |"
             )
+    comparison = results.get("comparison") or {}
+    if "modernbert_fastest_vs_bert_fastest" in comparison:
+        lines.append("")
+        lines.append(f"ModernBERT in its fastest path ({comparison['modernbert']['fastest_path']}): "
+                     f"{comparison['modernbert']['samples_per_s']:,.0f} samples/s")
+        if "bert_seed_setting_samples_per_s" in comparison:
+            batch = results["settings"]["naive_batch_size"]
+            lines.append(f"BERT seed setting (batch {batch}, input order, padded): {comparison['bert_seed_setting_samples_per_s']:,.0f} "
+                         f"samples/s; ModernBERT fastest is {comparison['modernbert_fastest_vs_bert_seed_setting']:.2f}x")
+        lines.append(f"BERT in our fastest path ({comparison['bert']['fastest_path']}): {comparison['bert']['samples_per_s']:,.0f} "
+                     f"samples/s; ModernBERT fastest is {comparison['modernbert_fastest_vs_bert_fastest']:.2f}x")
+    if results.get("training"):
+        lines += ["", "| model | training batches | samples/s | tokens/s | steps x batch | max length | autocast |", "|---|---|---:|---:|---:|---:|---|"]
+        for model in results["training"]:
+            for row in model["rows"]:
+                lines.append(f"| {row['model']} | {row['batches']} | {row['samples_per_s']:.1f} | {row['tokens_per_s']:,.0f} | "
+                             f"{row['steps']} x {row['batch_size']} | {row['max_length']} | {row['autocast'] or 'fp32'} |")
     machine = results["machine"]
     lines.append("")
     lines.append(

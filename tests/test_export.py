@@ -123,23 +123,25 @@ def test_attention_pairs_and_useful_flops_count_only_real_tokens():
 def test_bench_cli_prints_a_table_and_writes_json(tmp_path, capsys):
     # In this process (not run_cli's subprocess): a second interpreter would spend most of the test importing torch.
     out = tmp_path / "bench.json"
-    assert main(["bench", "--tiny", "--num-samples", "6", "--repeats", "1", "--paths", "naive,ours,int8,onnx",
+    assert main(["bench", "--tiny", "--num-samples", "6", "--repeats", "1", "--paths", "naive,ours,packed,int8,onnx",
                  "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "| model | path | samples/s |" in printed
     results = json.loads(out.read_text())
-    assert set(results) == {"machine", "settings", "models"}
+    assert set(results) == {"machine", "settings", "models", "training", "comparison"}
+    assert "BERT seed setting (batch 32, input order, padded)" in printed and "BERT in our fastest path" in printed
     assert [model["model"] for model in results["models"]] == ["modernbert", "bert"]
     for model in results["models"]:
         assert model["matmul_peak_flops_per_s"] > 0 and model["int8_matmul_speedup"] > 0
         assert model["inputs"]["samples"] == 6
-        assert [row["path"] for row in model["rows"]] == ["naive", "ours", "int8", "onnx"]
+        assert [row["path"] for row in model["rows"]] == ["naive", "ours", "packed", "int8", "onnx"]
         for row in model["rows"]:
             assert row["samples_per_s"] > 0 and row["tokens_per_s"] > 0 and row["peak_percent"] > 0
             assert row["speedup_vs_naive"] > 0 and 0.0 <= row["top1_agreement_vs_ours"] <= 1.0
             assert f"| {model['model']} | {row['path']} |" in printed
-        # Same model, same inputs, fp32: the naive and ONNX paths score like ours.
-        assert all(row["max_abs_diff_vs_ours"] < 1e-4 for row in model["rows"] if row["path"] in ("naive", "onnx"))
+        # Same model, same inputs, fp32: the naive, packed and ONNX paths score like ours.
+        assert all(row["max_abs_diff_vs_ours"] < 1e-4 for row in model["rows"] if row["path"] in ("naive", "packed", "onnx"))
+        assert all(len(row["seconds_per_repeat"]) == 1 and row["warmup_seconds"] > 0 for row in model["rows"])
 
 
 def test_bench_cli_rejects_unknown_paths_in_one_line(capsys):

@@ -28,6 +28,7 @@ from modernpatent_hf.configs import (
     parse_recipe_args,
 )
 from modernpatent_hf.data.loading import load_patent_splits
+from modernpatent_hf.packing import use_packed_batches
 from modernpatent_hf.pretraining import MLMTrainer, SeededMLMCollator, build_masked_lm, tokenize_for_mlm
 from modernpatent_hf.scripts import run_with_one_line_errors
 from modernpatent_hf.tokenization import load_or_train_tokenizer
@@ -66,6 +67,8 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, float]:
         tokenizer, mlm_probability=pretrain_args.mlm_probability, mask_replace_prob=pretrain_args.mask_replace_prob,
         random_replace_prob=pretrain_args.random_replace_prob, seed=training_args.seed,
     )
+    if pretrain_args.padding_free:
+        collator = use_packed_batches(model, collator, token_labels=True)
     trainer = MLMTrainer(
         model=model, args=training_args, data_collator=collator, processing_class=tokenizer,
         train_dataset=tokenized["train"], eval_dataset=tokenized.get("validation"),
