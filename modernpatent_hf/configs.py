@@ -14,17 +14,23 @@ Every argument dataclass of the recipes lives here: :class:`ModelArguments` and 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import difflib
+import inspect
+import json
 import os
 import re
 import sys
 import typing
 from dataclasses import asdict, dataclass, field
-from typing import Any, List, Optional, Sequence, Tuple
+from typing import Any, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 import yaml
-from transformers import HfArgumentParser, TrainingArguments
+from huggingface_hub.errors import StrictDataclassError
+from transformers import BertConfig, HfArgumentParser, ModernBertConfig, TrainingArguments
 from transformers.hf_argparser import string_to_bool
+from transformers.utils import cached_file
 
 from .io_utils import write_json_atomically
 
@@ -94,6 +100,10 @@ class ModelArguments:
                   "safetensors. Only for checkpoints you trust: unpickling can run code."},
     )
 
+    def __post_init__(self):
+        if self.model_config is not None:
+            check_model_config(self.model_config, self.architecture)
+
 
 @dataclass
 class DataArguments:
@@ -135,6 +145,89 @@ class DataArguments:
         metadata={"help": "Train even when the splits share ids or texts (normalized: casefolded, whitespace "
                   "collapsed); by default such a layout is refused, since its evaluation scores training data."},
     )
+
+    def __post_init__(self):
+        check_max_length(self.max_length)
+
+
+def encoder_config_class(architecture: str) -> type:
+    """The transformers config class of a new encoder of ``architecture`` (``"modernbert"`` or ``"bert"``)."""
+    return ModernBertConfig if architecture == "modernbert" else BertConfig
+
+
+# model_config keys that a run fills from elsewhere (given twice, the config would get two values).
+MODEL_CONFIG_KEYS_SET_ELSEWHERE = {
+    **dict.fromkeys(("vocab_size", "pad_token_id", "bos_token_id", "eos_token_id", "cls_token_id", "sep_token_id"), "the tokenizer"),
+    **dict.fromkeys(("id2label", "label2id"), "the label space"),
+    "classifier_dropout": "the classifier_dropout field",
+}
+_POSITIVE_SIZES = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "max_position_embeddings")
+
+
+def check_model_config(model_config: Mapping[str, Any], architecture: str) -> None:
+    """A one-line ValueError naming the key when ``model_config`` (a new encoder's shape) cannot be what was meant.
+
+    That is a key the architecture's config class does not know (a typo would otherwise build a default-sized
+    model), a key the run sets from elsewhere, a size that is not a positive integer, a value the class refuses,
+    or a hidden size that the attention heads do not divide.
+    """
+    config_class = encoder_config_class(architecture)
+    known = _config_keys(config_class)
+    for key in model_config:
+        if key in MODEL_CONFIG_KEYS_SET_ELSEWHERE:
+            raise ValueError(f"model_config: {key!r} is set from {MODEL_CONFIG_KEYS_SET_ELSEWHERE[key]}; remove it from model_config")
+        if key not in known:
+            close = difflib.get_close_matches(str(key), sorted(known), n=1)
+            raise ValueError(f"model_config: unknown key {key!r} for {config_class.__name__}"
+                             + (f" (did you mean {close[0]!r}?)" if close else ""))
+    for key in _POSITIVE_SIZES:
+        value = model_config.get(key, 1)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"model_config: {key} must be a positive integer, got {value!r}")
+    try:
+        config = config_class(**model_config)
+    except (TypeError, ValueError, StrictDataclassError) as error:
+        raise ValueError(f"model_config: {' '.join(str(error).split())}") from None
+    if config.hidden_size % config.num_attention_heads:
+        raise ValueError(f"model_config: hidden_size {config.hidden_size} is not a multiple of num_attention_heads "
+                         f"{config.num_attention_heads}")
+
+
+def _config_keys(config_class: type) -> set:
+    """The keys ``config_class(**keys)`` uses: its fields, their aliases, and the older names its own code reads
+    from the extra keyword arguments (ModernBERT's ``global_attn_every_n_layers``, ``local_rope_theta``...)."""
+    keys = {item.name for item in dataclasses.fields(config_class) if not item.name.startswith("_")} | set(config_class.attribute_map)
+    try:
+        source = inspect.getsource(config_class)
+    except (OSError, TypeError):  # no source shipped: the fields alone
+        return keys
+    return keys | set(re.findall(r"kwargs\.(?:get|pop)\(\s*[\"'](\w+)[\"']", source))
+
+
+def check_max_length(max_length: Any, max_positions: Optional[int] = None, key: str = "max_length") -> None:
+    """A one-line ValueError naming ``key`` unless ``2 <= max_length <= max_positions`` (the model's positions, when known).
+
+    Two tokens are the least a sequence holds ([CLS] and [SEP]); a model has no position beyond its last.
+    """
+    if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 2:
+        raise ValueError(f"{key} must be an integer of at least 2 (a sequence holds [CLS] and [SEP]), got {max_length!r}")
+    if max_positions is not None and max_length > max_positions:
+        raise ValueError(f"{key} {max_length} exceeds the model's max_position_embeddings {max_positions}: lower {key}")
+
+
+def model_max_positions(model_args: ModelArguments) -> Optional[int]:
+    """``max_position_embeddings`` of the run's model without loading it: a new model's (``model_config`` or the class
+    default), or a checkpoint's ``config.json`` when it is a local directory or in the Hub cache; else None."""
+    if not model_args.model_name_or_path:
+        return encoder_config_class(model_args.architecture)(**(model_args.model_config or {})).max_position_embeddings
+    try:
+        path = cached_file(model_args.model_name_or_path, "config.json", local_files_only=True,
+                           _raise_exceptions_for_missing_entries=False, _raise_exceptions_for_connection_errors=False)
+        with open(path, encoding="utf-8") as handle:
+            positions = json.load(handle).get("max_position_embeddings")
+    except (OSError, ValueError, TypeError, AttributeError):  # not downloaded yet, or not a config: checked on loading
+        return None
+    return positions if isinstance(positions, int) else None
 
 
 def needs_cpu_process_group() -> bool:
@@ -181,6 +274,7 @@ class PatentTrainingArguments(RecipeTrainingArguments):
         eval_threshold: probability threshold of the micro/macro/exact-match metrics.
         head_learning_rate: learning rate of the head and classifier (no weight decay); default learning_rate.
         threshold_min_positives: validation patents a label needs for its own tuned threshold.
+        packing: packed (unpadded) batches, see :mod:`modernpatent_hf.packing`.
     """
 
     metric_for_best_model: Optional[str] = field(default="f1@1", metadata={"help": "Metric that selects the best checkpoint."})
@@ -205,6 +299,12 @@ class PatentTrainingArguments(RecipeTrainingArguments):
         metadata={"help": "Learning rate of the head and classifier (new weights), which also get no weight decay; "
                   "the encoder keeps learning_rate. Default: learning_rate for all."},
     )
+    packing: bool = field(
+        default=False,
+        metadata={"help": "Train and evaluate on packed batches: each batch's patents concatenated into one row "
+                  "without padding (positions restart per patent; attention stays within each patent, "
+                  "modernpatent_hf.packing). Same losses and metrics as padded batches, less compute; pays on GPUs."},
+    )
 
 
 @dataclass
@@ -220,6 +320,12 @@ class PretrainArguments:
         default=False,
         metadata={"help": "False: one document per sequence, truncated to max_length. True: documents joined by [SEP] and "
                   "cut into blocks of max_length tokens (no padding, no truncation; attention spans the documents of a block)."},
+    )
+    padding_free: bool = field(
+        default=False,
+        metadata={"help": "Concatenate each batch's sequences into one row without padding (positions restart per "
+                  "sequence; attention stays within each sequence, modernpatent_hf.packing): the same loss as padded "
+                  "batches with less compute. Independent of packing, which decides what a sequence is."},
     )
 
 
@@ -362,7 +468,12 @@ class RecipeArgumentParser(HfArgumentParser):
         field_types = _field_types(self.dataclass_types)
         merged = {key: _coerce(actions, field_types, key, value, known.config) for key, value in config.items()}
         merged.update(vars(overrides))
-        return self.parse_dict(merged, allow_extra_keys=False)
+        parsed = self.parse_dict(merged, allow_extra_keys=False)
+        model_args = next((item for item in parsed if isinstance(item, ModelArguments)), None)
+        data_args = next((item for item in parsed if isinstance(item, DataArguments)), None)
+        if model_args is not None and data_args is not None:
+            check_max_length(data_args.max_length, model_max_positions(model_args))
+        return parsed
 
 
 def parse_recipe_args(dataclass_types: Sequence[type], argv: Optional[List[str]] = None, description: Optional[str] = None) -> Tuple:

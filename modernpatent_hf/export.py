@@ -29,7 +29,7 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTok
 
 from .cpc import LABEL_SPACE_FILE, CpcLabelSpace
 from .data.synthetic import generated_claims
-from .model_factory import load_checkpoint_label_space
+from .model_factory import load_checkpoint_label_space, load_pretrained_weights
 from .predictor import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_BATCH_TOKENS, length_bucketed_batches, pad_token_ids
 
 ONNX_FILE = "model.onnx"
@@ -100,6 +100,7 @@ def export_onnx(
     opset: Optional[int] = None,
     int8: bool = False,
     texts: Optional[Sequence[str]] = None,
+    allow_pickle: bool = False,
 ) -> Dict:
     """Export the classifier saved in ``model_dir`` (ModernBERT or BERT, saved by this package) to ``out_dir``.
 
@@ -107,7 +108,8 @@ def export_onnx(
     ``label_space.json``; ``opset`` defaults to the exporter's. The fp32 graph is checked against torch on
     generated texts of different lengths in batches of two sizes: a difference above 1e-4 raises RuntimeError.
     ``int8=True`` also writes ``model.int8.onnx`` and measures its top-1 agreement with the fp32 graph on
-    ``texts`` (default: 128 generated claim-like texts).
+    ``texts`` (default: 128 generated claim-like texts). Weights are read from safetensors only, unless
+    ``allow_pickle`` (see :func:`~modernpatent_hf.model_factory.load_pretrained_weights`).
 
     Returns ``{"onnx", "opset", "max_abs_diff", "max_length"}`` plus, with ``int8``, ``{"int8_onnx",
     "int8_top1_agreement", "int8_max_abs_diff", "agreement_texts"}``.
@@ -125,8 +127,9 @@ def export_onnx(
     label_space = load_checkpoint_label_space(model_dir, config)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     # sdpa and eager both trace to plain MatMul/Softmax graphs; sdpa is what inference runs in torch.
-    model = AutoModelForSequenceClassification.from_pretrained(
-        model_dir, config=config, dtype=torch.float32, attn_implementation="sdpa"
+    model = load_pretrained_weights(
+        AutoModelForSequenceClassification, model_dir, allow_pickle=allow_pickle, config=config, dtype=torch.float32,
+        attn_implementation="sdpa",
     ).eval()
     max_length = _max_length(tokenizer, config)
 

@@ -1,4 +1,4 @@
-"""Small file-system helpers shared by the package: atomic file writes and per-process scratch paths."""
+"""Small file-system helpers shared by the package: atomic file writes, owned output directories, per-process scratch paths."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import os
 import re
 import shutil
 import socket
-from contextlib import nullcontext
-from typing import TYPE_CHECKING, Any, Callable, ContextManager, Iterable, List, Optional, Union
+from contextlib import contextmanager, nullcontext
+from typing import TYPE_CHECKING, Any, Callable, ContextManager, Iterable, Iterator, List, Optional, Union
 
 if TYPE_CHECKING:
     from transformers import TrainingArguments
@@ -59,6 +59,11 @@ def write_text_atomically(path: PathLike, text: str) -> None:
     replace_atomically(path, write)
 
 
+def file_signatures(paths: Iterable[PathLike]) -> List[list]:
+    """``[path, size, mtime]`` per file: what changes when a file is rewritten, without reading it."""
+    return [[os.path.abspath(path), os.path.getsize(path), os.stat(path).st_mtime_ns] for path in paths]
+
+
 def _is_within(path: str, directory: str) -> bool:
     return os.path.commonpath([path, directory]) == directory
 
@@ -78,6 +83,112 @@ def refuse_output_overlap(output: PathLike, inputs: Iterable[PathLike], option: 
             raise ValueError(
                 f"{option} {output} would overwrite or sit inside the input {path}: choose a path outside every input (nothing was changed)"
             )
+
+
+OUTPUT_MARKER = ".modernpatent-output"  # in each directory a command writes: which command, which files
+
+
+def read_output_marker(directory: PathLike) -> Optional[dict]:
+    """The :data:`OUTPUT_MARKER` of a directory a ``modernpatent`` command wrote, or None (none, or unreadable)."""
+    try:
+        with open(os.path.join(os.fspath(directory), OUTPUT_MARKER), encoding="utf-8") as handle:
+            marker = json.load(handle)
+    except (OSError, ValueError):
+        return None
+    return marker if isinstance(marker, dict) and isinstance(marker.get("command"), str) else None
+
+
+def files_under(directory: PathLike) -> List[str]:
+    """Every file and link under ``directory`` but the marker, as sorted ``/``-separated relative paths."""
+    directory = os.fspath(directory)
+    found = []
+    for root, subdirs, names in os.walk(directory):
+        for name in names + [sub for sub in subdirs if os.path.islink(os.path.join(root, sub))]:
+            relative = os.path.relpath(os.path.join(root, name), directory).replace(os.sep, "/")
+            if relative != OUTPUT_MARKER:
+                found.append(relative)
+    return sorted(found)
+
+
+def write_output_marker(
+    directory: PathLike, command: str, complete: bool = True, fingerprint: Optional[Any] = None
+) -> None:
+    """Mark ``directory`` as the output of ``modernpatent COMMAND``; once ``complete``, list the files it holds.
+
+    ``fingerprint`` (JSON) records what the output was made from, for caches keyed by it. A marker that is
+    not ``complete`` belongs to a run still going or one that stopped: every file there is that run's.
+    """
+    write_json_atomically(
+        os.path.join(os.fspath(directory), OUTPUT_MARKER),
+        {"command": command, "complete": complete, "files": files_under(directory) if complete else None,
+         "fingerprint": fingerprint},
+    )
+
+
+def check_output_dir(
+    out_dir: PathLike, command: str, inputs: Iterable[PathLike] = (), overwrite: bool = False, option: str = "--out"
+) -> None:
+    """Refuse with one line, before any work, an output directory that ``modernpatent COMMAND`` may not write.
+
+    Allowed: a new or empty directory, or an earlier output of a ``modernpatent`` command (an
+    :data:`OUTPUT_MARKER` that lists every file there), replaced only with ``overwrite`` unless that run
+    did not complete. Refused: a file, a directory holding any file no command wrote, and a path that is,
+    contains or sits inside one of ``inputs`` (:func:`refuse_output_overlap`). ``option`` names the path.
+    """
+    refuse_output_overlap(out_dir, inputs, option)
+    path = os.path.abspath(os.fspath(out_dir))
+    if os.path.islink(path) or (os.path.lexists(path) and not os.path.isdir(path)):
+        raise ValueError(f"{option} {path} is a file or a link: give a directory path (nothing was changed)")
+    if not os.path.isdir(path) or not os.listdir(path):
+        return
+    marker = read_output_marker(path)
+    if marker is None:
+        raise ValueError(
+            f"{option} {path} already holds files that modernpatent did not write (it has no {OUTPUT_MARKER}), and "
+            f"`modernpatent {command}` would replace them: give a new or empty directory (nothing was changed)"
+        )
+    if not marker.get("complete"):
+        return  # what a stopped run of ours left
+    foreign = sorted(set(files_under(path)) - set(marker.get("files") or ()))
+    if foreign:
+        raise ValueError(
+            f"{option} {path} holds {len(foreign)} file(s) that `modernpatent {marker['command']}` did not write "
+            f"(e.g. {foreign[0]}): move them out or give a new or empty directory (nothing was changed)"
+        )
+    if not overwrite:
+        raise ValueError(
+            f"{option} {path} holds an earlier output of `modernpatent {marker['command']}`: pass --overwrite "
+            "(overwrite=True) to replace it, or give a new directory (nothing was changed)"
+        )
+
+
+def _remove_files_under(directory: str) -> None:
+    """Delete every file under ``directory`` but the marker, then the emptied subdirectories."""
+    for relative in files_under(directory):
+        os.remove(os.path.join(directory, *relative.split("/")))
+    for root, _, _ in sorted(os.walk(directory), key=lambda entry: -len(entry[0])):
+        if root != directory and not os.listdir(root):
+            os.rmdir(root)
+
+
+@contextmanager
+def owned_output_dir(
+    out_dir: PathLike, command: str, inputs: Iterable[PathLike] = (), overwrite: bool = False, option: str = "--out"
+) -> Iterator[str]:
+    """The directory for a command that writes its files in place: checked, emptied of its own older output, marked.
+
+    :func:`check_output_dir` runs first (a refusal changes nothing); then the directory is marked as a run
+    in progress, the command's earlier files there are removed (so none outlives the options that made
+    it), and the body writes. On success the marker lists the files written; after a failure it stays
+    incomplete, and the next run replaces that output without ``overwrite``. Yields the absolute path.
+    """
+    check_output_dir(out_dir, command, inputs, overwrite, option)
+    path = os.path.abspath(os.fspath(out_dir))
+    os.makedirs(path, exist_ok=True)
+    write_output_marker(path, command, complete=False)  # a run stopped from here on leaves an output of ours
+    _remove_files_under(path)  # check_output_dir found no file there that a command did not write
+    yield path
+    write_output_marker(path, command)
 
 
 def scratch_path(path: PathLike, kind: str) -> str:

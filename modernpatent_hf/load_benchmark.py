@@ -199,7 +199,7 @@ def _run_one(name: str, n: int, source: str, model: Optional[str], work_dir: str
     log = os.path.join(work_dir, f"{name}-{n}.log")
     if name == "prepare":
         out_dir = os.path.join(work_dir, f"prepared-{n}")
-        measured = measure_command(_cli("prepare", source, "--out", out_dir, "--test-fraction", "0.1"), log)
+        measured = measure_command(_cli("prepare", source, "--out", out_dir, "--test-fraction", "0.1", "--overwrite"), log)
         summary = json.loads(measured.pop("stdout"))
         written = sum(summary["rows_per_split"].values())
         not_written = sum(summary["counts"].get(key, 0) for key in RECORDS_NOT_WRITTEN)

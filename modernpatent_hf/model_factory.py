@@ -8,15 +8,19 @@ is read with its own class and converted field by field into the patent config, 
 """
 
 import os
+import pickle
+import re
 from typing import Any, Optional, Sequence, Union
 
 import torch
+from safetensors import SafetensorError
 from transformers import AutoConfig, BertConfig, ModernBertConfig, PreTrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.utils import cached_file
 
-from .configs import ModelArguments
+from .configs import ModelArguments, encoder_config_class
 from .configuration_modernpatent import BertPatentConfig, ModernPatentConfig, named_labels
 from .cpc import LABEL_SPACE_FILE, CpcLabelSpace
+from .data.readers import one_line
 from .modeling_modernpatent import (
     BertForHierarchicalPatentClassification,
     ModernBertForHierarchicalPatentClassification,
@@ -107,11 +111,16 @@ def load_checkpoint_config(model_name_or_path: str) -> PreTrainedConfig:
 def load_pretrained_weights(model_class: Any, model_name_or_path: str, *, allow_pickle: bool = False, **kwargs: Any) -> PreTrainedModel:
     """``model_class.from_pretrained(model_name_or_path, **kwargs)`` that reads safetensors weights only.
 
+    The one way this package loads a model's weights (prediction, ONNX export, reports, recipes): a test
+    checks that no other ``from_pretrained`` of a model class is left in the package.
+
     A checkpoint with pickled weights alone (``pytorch_model.bin``) is refused with a one-line OSError
-    naming the opt-in, ``allow_pickle=True``. transformers reads such weights with
+    naming the opt-in, ``allow_pickle=True`` (``--allow-pickle``). transformers reads such weights with
     ``torch.load(weights_only=True)``, a restricted unpickler, but pickle is a code-bearing format
     whose restrictions have been bypassed before (CVE-2025-32434): only a checkpoint you trust should
-    be read that way. ``model_class`` is any class with ``from_pretrained`` (ours or an Auto class).
+    be read that way. A weights file that is damaged (empty, truncated, not safetensors) or a pickle the
+    restricted unpickler refuses is a one-line OSError too. ``model_class`` is any class with
+    ``from_pretrained`` (ours or an Auto class).
     """
     try:
         return model_class.from_pretrained(model_name_or_path, use_safetensors=None if allow_pickle else True, **kwargs)
@@ -120,7 +129,20 @@ def load_pretrained_weights(model_class: Any, model_name_or_path: str, *, allow_
             raise
         raise OSError(
             f"{model_name_or_path} has no safetensors weights (model.safetensors); if it has pickled weights "
-            "(pytorch_model.bin) from a source you trust, allow them with allow_pickle=True (allow_pickle: true in a recipe)"
+            "(pytorch_model.bin) from a source you trust, allow them with --allow-pickle (allow_pickle=True in Python, "
+            "allow_pickle: true in a recipe)"
+        ) from None
+    except SafetensorError as error:
+        raise OSError(
+            f"the weights in {model_name_or_path} cannot be read ({one_line(error)}): model.safetensors is damaged or "
+            "incomplete; copy or save the checkpoint again"
+        ) from None
+    except pickle.UnpicklingError as error:  # torch.load(weights_only=True) met something other than tensors
+        reason = re.search(r"WeightsUnpickler error:\s*(\S[^\n]*)", str(error))
+        raise OSError(
+            f"refused to unpickle the weights in {model_name_or_path}: the pickle holds more than tensors "
+            f"({(reason.group(1) if reason else one_line(error)).split('. ')[0]}), and unpickling it could run code; "
+            "do not load it"
         ) from None
 
 
@@ -159,7 +181,7 @@ def new_model_config(
     (an encoder for MLM pretraining, with no labels that would tie it to one label space).
     """
     if label_space is None:
-        config_class = ModernBertConfig if model_args.architecture == "modernbert" else BertConfig
+        config_class = encoder_config_class(model_args.architecture)
         labels = {}
     else:
         config_class = ModernPatentConfig if model_args.architecture == "modernbert" else BertPatentConfig
@@ -247,9 +269,9 @@ def load_checkpoint_label_space(path_or_hub_id: str, config: PreTrainedConfig) -
                 f"{LABEL_SPACE_FILE} next to it"
             )
     if len(label_space) != config.num_labels or (names is not None and names != list(label_space.codes)):
+        listed_in = label_file if label_file is not None else f"the id2label of {path_or_hub_id}'s config (it has no {LABEL_SPACE_FILE})"
         raise ValueError(
-            f"{path_or_hub_id}: the model predicts {config.num_labels} labels but its label space "
-            f"({LABEL_SPACE_FILE} or config id2label) lists {len(label_space)} codes in another order or set; "
-            "use the label space the model was trained with"
+            f"{path_or_hub_id}: the model predicts {config.num_labels} labels but {listed_in} lists "
+            f"{len(label_space)} codes in another order or set; use the {LABEL_SPACE_FILE} the model was trained with"
         )
     return label_space

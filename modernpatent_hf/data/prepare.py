@@ -33,10 +33,10 @@ from datasets.utils import are_progress_bars_disabled, disable_progress_bars, en
 from tqdm.auto import tqdm
 
 from ..cpc import read_titles_tsv
-from ..io_utils import refuse_output_overlap, remove_stale_scratch, scratch_path
+from ..io_utils import check_output_dir, remove_stale_scratch, scratch_path
 from .leakage import leakage_report
 from .readers import iter_records, parse_text_fields, resolve_format
-from .records import SPLIT_ORDER, is_prepared_dir, label_statistics, record_features, write_dataset_dir
+from .records import SPLIT_ORDER, label_statistics, record_features, write_dataset_dir
 from .splits import (
     SEED,
     VALIDATION_FRACTION,
@@ -110,22 +110,6 @@ def _date_summary(dates: Union[pa.Array, pa.ChunkedArray]) -> Dict:
     }
 
 
-def check_prepare_output(out_dir: str, inputs: Sequence[PathLike]) -> None:
-    """Refuse, before reading anything, an output that would destroy files ``prepare`` did not write.
-
-    The output directory is replaced at the end of a run, so it must be new, empty, or an earlier output of
-    ``prepare`` (or ``synth``); it may not be, contain or sit inside an input.
-    """
-    refuse_output_overlap(out_dir, inputs, "--out")
-    if os.path.isfile(out_dir) or os.path.islink(out_dir):
-        raise ValueError(f"--out {out_dir} is a file: give a directory path (nothing was changed)")
-    if os.path.isdir(out_dir) and os.listdir(out_dir) and not is_prepared_dir(out_dir):
-        raise ValueError(
-            f"--out {out_dir} already holds files that `modernpatent prepare` did not write, and a run replaces the "
-            "whole directory: give a new or empty directory (nothing was changed)"
-        )
-
-
 def prepare_dataset(
     inputs: Union[PathLike, Sequence[PathLike]],
     out_dir: PathLike,
@@ -140,6 +124,8 @@ def prepare_dataset(
     on_invalid_code: str = "drop",
     titles: Union[PathLike, Mapping[str, str], None] = None,
     progress: Optional[bool] = None,
+    overwrite: bool = False,
+    fingerprint: Optional[Mapping] = None,
 ) -> Dict:
     """Normalize ``inputs`` into a dataset directory that ``datasets.load_dataset(out_dir)`` loads.
 
@@ -150,6 +136,11 @@ def prepare_dataset(
     file or mapping). ``progress=None`` shows progress bars when stderr is a terminal. Returns a
     summary with the rows per split, the label count, the drop/merge/move ``counts`` and the
     ``leakage`` check (texts moved to train, near duplicates left across splits, both also when 0).
+
+    ``out_dir`` must be new, empty, or an earlier output of a command (replaced only with ``overwrite``),
+    and may not be, contain or sit inside an input (:func:`~modernpatent_hf.io_utils.check_output_dir`,
+    checked before anything is read). ``fingerprint`` (JSON) is recorded in its marker: what a cache of
+    this output was made from.
     """
     inputs = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
     if not inputs:
@@ -165,7 +156,7 @@ def prepare_dataset(
 
     counters: Dict[str, int] = {}
     out_dir = os.path.abspath(os.fspath(out_dir))
-    check_prepare_output(out_dir, inputs)
+    check_output_dir(out_dir, "prepare", inputs, overwrite)
     os.makedirs(os.path.dirname(out_dir), exist_ok=True)
     remove_stale_scratch(out_dir)  # what a killed run left: the staging file of USPTO-3M takes gigabytes
     # The staging file sits next to the output: USPTO-3M takes gigabytes that /tmp may not have.
@@ -210,7 +201,7 @@ def prepare_dataset(
             out_dir, {name: _rows(table, positions[name]) for name in SPLIT_ORDER}, label_space, stats=stats,
             description="Normalized CPC-labelled patents prepared by `modernpatent prepare` from "
             f"{', '.join(stats['inputs'])}.",
-            progress=progress,
+            progress=progress, command="prepare", fingerprint=fingerprint,
         )
     log_counts(f"prepared {out_dir}", counters)
     return {

@@ -103,6 +103,17 @@ def one_line(error: BaseException) -> str:
     return lines[0] if lines else type(error).__name__
 
 
+# The exit status of a command stopped by Ctrl-C, as a shell reports a process ended by SIGINT (128 + 2).
+INTERRUPTED_STATUS = 130
+
+
+def unexpected_error_line(error: BaseException) -> str:
+    """``Type: first line of the message (rerun with --debug for the traceback)``: how the CLI and the recipes
+    report an exception that is not a user error, instead of a traceback."""
+    message = one_line(error) if str(error).strip() else "no message"
+    return f"{type(error).__name__}: {message} (rerun with --debug for the traceback)"
+
+
 # ------------------------------------------------------------------------------ field values
 def parse_text_fields(
     text_fields: Union[str, Sequence[str], None], allowed: Optional[Sequence[str]] = TEXT_FIELDS
@@ -133,7 +144,10 @@ def strip_claim_number(text: str) -> str:
 
 
 def normalize_date(value: object, record_id: Optional[str] = None) -> Optional[str]:
-    """``YYYY-MM-DD`` from ``'2013-01-01'``, ``'2013-01-01 00:00:00'``, ``'20130101'`` or a date; None if absent."""
+    """``YYYY-MM-DD`` from ``'2013-01-01'``, ``'2013-01-01 00:00:00'``, ``'20130101'`` or a date; None if absent.
+
+    Anything else, and a day that does not exist (``2020-13-45``), is a one-line ValueError naming the record.
+    """
     if isinstance(value, (datetime.date, datetime.datetime)):
         return value.strftime("%Y-%m-%d")
     text = "" if value is None else str(value).strip()
@@ -144,6 +158,11 @@ def normalize_date(value: object, record_id: Optional[str] = None) -> Optional[s
         raise ValueError(
             f"record {record_id!r} has date {value!r}: expected YYYY-MM-DD (or YYYYMMDD); fix or remove the date"
         )
+    try:
+        datetime.date(*map(int, match.groups()))
+    except ValueError as error:  # the right shape, but no such day (2020-13-45, 2021-02-29)
+        raise ValueError(f"record {record_id!r} has date {value!r}, which is not a calendar date ({error}); "
+                         "fix or remove the date") from None
     return "-".join(match.groups())
 
 
@@ -417,10 +436,13 @@ def numbered_lines(path: str) -> Iterator[Tuple[int, str]]:
 
 
 def open_text(path: str) -> IO[str]:
-    """A UTF-8 text file for the ``csv`` module (``newline=""``), gzip-compressed when it ends in ``.gz``."""
+    """A UTF-8 text file for the ``csv`` module (``newline=""``), gzip-compressed when it ends in ``.gz``.
+
+    A byte order mark at the start (spreadsheets write one) is skipped, so the first column keeps its name.
+    """
     if path.lower().endswith(".gz"):
-        return gzip.open(path, "rt", encoding="utf-8", newline="")
-    return open(path, encoding="utf-8", newline="")
+        return gzip.open(path, "rt", encoding="utf-8-sig", newline="")
+    return open(path, encoding="utf-8-sig", newline="")
 
 
 def _jsonl_rows(path: str, counters: Optional[Counters]) -> Iterator[Tuple[str, str]]:
@@ -519,11 +541,19 @@ def iter_rows(
 
 
 def parse_json_row(where: str, line: str) -> Dict[str, object]:
-    """The JSON object of one JSON Lines row (from :func:`iter_rows`); raises :class:`BadRow` naming ``where``."""
+    """The JSON object of one JSON Lines row (from :func:`iter_rows`); raises :class:`BadRow` naming ``where``.
+
+    Valid JSON that Python cannot hold is a bad row too: nesting deeper than the interpreter's recursion limit,
+    an integer of more than 4300 digits.
+    """
     try:
         row = json.loads(line)
     except json.JSONDecodeError as error:
         raise BadRow(f"{where}: not valid JSON ({error.msg}, column {error.colno})") from None
+    except RecursionError:
+        raise BadRow(f"{where}: JSON nested too deeply to read (arrays or objects inside each other)") from None
+    except ValueError as error:  # the limit on the digits of an integer; its advice (a Python call) is left out
+        raise BadRow(f"{where}: JSON that cannot be read ({one_line(error).split(';')[0]})") from None
     if not isinstance(row, dict):
         raise BadRow(f"{where}: expected a JSON object, got a {type(row).__name__}")
     return row

@@ -25,11 +25,12 @@ import time
 from dataclasses import dataclass
 from itertools import islice
 from statistics import NormalDist
-from typing import Dict, Iterable, Iterator, List
+from typing import Dict, Iterable, Iterator, List, Mapping, Optional
 
 import numpy as np
 
 from ..cpc import SECTIONS, CpcLabelSpace
+from ..io_utils import check_output_dir
 from .records import label_statistics, write_dataset_dir
 
 MAX_SUBCLASSES = 665
@@ -499,8 +500,13 @@ def write_synthetic_corpus(
     num_subclasses: int = MAX_SUBCLASSES,
     validation_fraction: float = 0.05,
     test_fraction: float = 0.1,
+    overwrite: bool = False,
+    fingerprint: Optional[Mapping] = None,
 ) -> dict:
     """Write ``n`` synthetic records as a dataset directory with train/validation/test splits.
+
+    ``out_dir`` must be new, empty, or an earlier output of a command (replaced only with ``overwrite``:
+    :func:`~modernpatent_hf.io_utils.check_output_dir`); ``fingerprint`` is recorded in its marker.
 
     Uses :func:`records.write_dataset_dir`; the label space is the set of codes that occur in train (with
     their counts and synthetic titles). Labels of validation/test records outside it are dropped, as
@@ -510,6 +516,7 @@ def write_synthetic_corpus(
     for name, fraction in (("validation_fraction", validation_fraction), ("test_fraction", test_fraction)):
         if not 0.0 <= fraction < 1.0:
             raise ValueError(f"{name} must be in [0, 1), got {fraction}")
+    check_output_dir(out_dir, "synth", overwrite=overwrite)
     n_validation, n_test = round(n * validation_fraction), round(n * test_fraction)
     n_train = n - n_validation - n_test
     if n_train < 1:
@@ -550,6 +557,7 @@ def write_synthetic_corpus(
             "train": label_statistics(train_labels),
         },
         description=f"Synthetic CPC-labelled patent claims (modernpatent_hf.data.synthetic, seed {seed}, n {n}).",
+        command="synth", fingerprint=fingerprint,
     )
     return {
         "out_dir": out_dir,

@@ -23,6 +23,7 @@ from ..configs import PatentTrainingArguments
 from ..cpc import LABEL_SPACE_FILE, CpcLabelSpace
 from ..data.records import is_prepared_dir, load_dataset_dir
 from ..io_utils import write_text_atomically
+from ..model_factory import load_pretrained_weights
 from ..trainer import PatentTrainer, tokenize_patent_dataset
 from .figures import new_figure, save_figure
 from .tables import RUN_COLUMNS, markdown_table, metrics_table
@@ -171,7 +172,7 @@ def _run_dir_with(run_dir: str, name: str) -> Optional[str]:
     return None
 
 
-def per_label_metrics(run_dir: str, split: Optional[str] = None, batch_size: int = 32) -> Dict:
+def per_label_metrics(run_dir: str, split: Optional[str] = None, batch_size: int = 32, allow_pickle: bool = False) -> Dict:
     """Predict a split of a run's data with its saved model and return per-label threshold metrics.
 
     The model, tokenizer and label space come from ``run_dir``; the data from the run's prepared
@@ -179,7 +180,8 @@ def per_label_metrics(run_dir: str, split: Optional[str] = None, batch_size: int
     ``max_length`` and sample limits. ``split`` defaults to test, or validation when test is empty.
     Returns ``codes``, ``train_counts`` (label occurrences in training), ``split``, the per-label arrays
     of ``MultilabelMetricsAccumulator.per_label()`` (``precision``, ``recall``, ``f1``, ``support``) and
-    the split's overall ``metrics``. Raises ValueError / FileNotFoundError when the run lacks a piece.
+    the split's overall ``metrics``. Raises ValueError / FileNotFoundError when the run lacks a piece, and
+    OSError when its weights are pickled (``pytorch_model.bin``) and ``allow_pickle`` is not set.
     """
     for needed in ("config.json", LABEL_SPACE_FILE, "tokenizer_config.json"):
         if not os.path.isfile(os.path.join(run_dir, needed)):
@@ -207,7 +209,7 @@ def per_label_metrics(run_dir: str, split: Optional[str] = None, batch_size: int
     tokenized, _ = tokenize_patent_dataset(rows, tokenizer, label_space, max_length, desc=f"tokenizing {split}")
     with tempfile.TemporaryDirectory() as scratch:
         trainer = PatentTrainer(
-            model=AutoModelForSequenceClassification.from_pretrained(run_dir),
+            model=load_pretrained_weights(AutoModelForSequenceClassification, run_dir, allow_pickle=allow_pickle),
             args=PatentTrainingArguments(output_dir=scratch, per_device_eval_batch_size=batch_size, report_to="none",
                                          dataloader_pin_memory=False),
             label_space=label_space, processing_class=tokenizer,
@@ -274,11 +276,13 @@ def _file_stem(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "run"
 
 
-def runs_report(run_dirs: Sequence[str], out_dir: str, per_label: bool = False, per_label_split: Optional[str] = None) -> Tuple[str, Dict]:
+def runs_report(run_dirs: Sequence[str], out_dir: str, per_label: bool = False, per_label_split: Optional[str] = None,
+                allow_pickle: bool = False) -> Tuple[str, Dict]:
     """Evaluation curves, final-metrics tables and top-1 precision per CPC level of training runs.
 
     With ``per_label`` each run's saved model predicts its data (:func:`per_label_metrics`) for the
-    per-label F1 plot; a run where that is impossible is left out of that plot with a note. Writes the
+    per-label F1 plot (pickled weights only with ``allow_pickle``); a run where that is impossible is left out of
+    that plot with a note. Writes the
     PNGs into ``out_dir``; returns the markdown section and a summary (``runs``, ``figures``, ``notes``).
     """
     runs = [read_run(path, name) for path, name in zip(run_dirs, run_names(run_dirs))]
@@ -314,7 +318,7 @@ def runs_report(run_dirs: Sequence[str], out_dir: str, per_label: bool = False, 
     if per_label:
         for run in runs:
             try:
-                per_label_by_run[run.name] = per_label_metrics(run.path, per_label_split)
+                per_label_by_run[run.name] = per_label_metrics(run.path, per_label_split, allow_pickle=allow_pickle)
             except (ValueError, OSError) as error:
                 notes.append(f"per-label F1 of {run.name!r} skipped: {error}")
     if per_label_by_run:

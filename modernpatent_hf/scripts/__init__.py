@@ -7,20 +7,45 @@
 ``accelerate launch recipes/finetune.py`` keeps working in a clone.
 """
 
+import os
 import sys
 from typing import Callable, List, Optional
 
 import torch
 
+from ..data.readers import INTERRUPTED_STATUS, unexpected_error_line
+
+DEBUG_FLAG = "--debug"
+# MODERNPATENT_DEBUG=1 does what --debug does, for launchers that pass the same arguments to every script.
+DEBUG_ENVIRONMENT_VARIABLE = "MODERNPATENT_DEBUG"
+
 
 def run_with_one_line_errors(main: Callable, name: str, argv: Optional[List[str]] = None) -> None:
-    """Run a script's ``main(argv)``; a problem with the user's configuration or data (ValueError, OSError) ends
-    the process with one line ``NAME: error: ...`` and status 2 instead of a traceback. A distributed run's
-    process group is destroyed at the end."""
+    """Run a script's ``main(argv)`` (``argv`` default: the command line) and end the process with one stderr line
+    instead of a traceback: ``NAME: error: ...`` and status 2 for a problem with the user's configuration or data
+    (ValueError, OSError); ``NAME: error: Type: message (rerun with --debug for the traceback)`` and status 2 for
+    any other exception; ``NAME: interrupted`` and status 130 for Ctrl-C. ``--debug`` among the arguments (taken
+    out before ``main`` parses them) or ``MODERNPATENT_DEBUG=1`` lets every exception through with its traceback.
+    A distributed run's process group is destroyed at the end."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = DEBUG_FLAG in argv or os.environ.get(DEBUG_ENVIRONMENT_VARIABLE, "") not in ("", "0")
+    argv = [argument for argument in argv if argument != DEBUG_FLAG]
     try:
         main(argv)
     except (ValueError, OSError) as error:
+        if debug:
+            raise
         print(f"{name}: error: {error}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print(f"{name}: interrupted", file=sys.stderr)
+        sys.exit(INTERRUPTED_STATUS)
+    except Exception as error:  # a bug or a library failure: one line, the traceback on request
+        if debug:
+            raise
+        print(f"{name}: error: {unexpected_error_line(error)}", file=sys.stderr)
         sys.exit(2)
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         # Each rank tears its process group down itself: left to interpreter exit, gloo's threads can die in

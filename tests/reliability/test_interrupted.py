@@ -26,7 +26,8 @@ OLD_RECORDS = 2_000
 
 
 def prepare_arguments(source, out):
-    return ["prepare", str(source), "--out", str(out), "--text-fields", "first_claim", "--test-fraction", "0.1"]
+    return ["prepare", str(source), "--out", str(out), "--text-fields", "first_claim", "--test-fraction", "0.1",
+            "--overwrite"]
 
 
 def run_prepare(source, out):

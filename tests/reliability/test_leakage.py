@@ -154,7 +154,9 @@ def leaky_directory(tmp_path, extra_test_row):
     write_dataset_dir(str(out), {"train": train, "test": test}, CpcLabelSpace(["A01B"]), progress=False)
     shard = out / "data" / "test-00000.parquet"
     table = pq.read_table(shard)
-    pq.write_table(pa.concat_tables([table, pa.Table.from_pylist([extra_test_row], schema=table.schema)]), shard)
+    # Labels are stored as class-label indices of the label space (here A01B = 0).
+    extra = {**extra_test_row, "labels": [0]}
+    pq.write_table(pa.concat_tables([table, pa.Table.from_pylist([extra], schema=table.schema)]), shard)
     return out
 
 

@@ -2,6 +2,8 @@
 and leaves every file as it was. The predict cases use a tiny saved classifier."""
 
 import json
+import os
+import shutil
 
 import pytest
 import torch
@@ -9,6 +11,12 @@ from transformers import ModernBertConfig
 
 from modernpatent_hf import CpcLabelSpace, build_patent_classifier
 from modernpatent_hf.cli import main
+from modernpatent_hf.configs import DataArguments
+from modernpatent_hf.data.loading import load_patent_splits
+from modernpatent_hf.data.synthetic import write_synthetic_corpus
+from modernpatent_hf.io_utils import OUTPUT_MARKER, owned_output_dir, read_output_marker
+from modernpatent_hf.predict_file import predict_file
+from modernpatent_hf.predictor import PatentClassifier
 from modernpatent_hf.tokenization import train_patent_tokenizer
 
 RECORDS = [{"id": f"US{i}", "title": f"A seed drill {i}", "abstract": "A drill for seeds.", "cpc": ["A01C" if i % 2 else "B60K"]}
@@ -40,10 +48,17 @@ def test_prepare_refuses_an_output_directory_holding_other_files(tmp_path, capsy
     line = one_line_refusal(["prepare", str(source), "--out", str(out)], capsys)
     assert "did not write" in line and "nothing was changed" in line
     assert snapshot(out) == {(out / "thesis.txt").relative_to(out): b"four years of work"}
-    # Its own earlier output is replaced by a rerun, as before.
+    # Its own earlier output is replaced only with --overwrite, and never once another file was put there.
     fresh = tmp_path / "fresh"
-    assert main(["prepare", str(source), "--out", str(fresh), "--validation-fraction", "0"]) == 0
-    assert main(["prepare", str(source), "--out", str(fresh), "--validation-fraction", "0"]) == 0
+    arguments = ["prepare", str(source), "--out", str(fresh), "--validation-fraction", "0"]
+    assert main(arguments) == 0
+    before = snapshot(fresh)
+    assert "--overwrite" in one_line_refusal(arguments, capsys)
+    assert snapshot(fresh) == before
+    assert main([*arguments, "--overwrite"]) == 0
+    (fresh / "notes.txt").write_text("mine")
+    line = one_line_refusal([*arguments, "--overwrite"], capsys)
+    assert "notes.txt" in line and (fresh / "notes.txt").read_text() == "mine"
 
 
 @pytest.mark.parametrize("layout", ["output is the input", "input inside the output"])
@@ -88,3 +103,142 @@ def test_predict_refuses_an_output_that_would_replace_the_model_or_an_input(tmp_
     line = one_line_refusal(["predict", "--model", str(checkpoint), "--input", str(source), "--output", str(output)], capsys)
     assert "--output" in line
     assert snapshot(tmp_path) == before
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    directory = tmp_path / "corpus"
+    write_synthetic_corpus(str(directory), n=300, seed=0, num_subclasses=20)
+    return directory
+
+
+def command_arguments(command, out, corpus, checkpoint):
+    return {
+        "synth": ["synth", "--n", "200", "--num-subclasses", "20", "--out", str(out)],
+        "tokenizer": ["tokenizer", "--corpus", str(corpus), "--vocab-size", "300", "--min-frequency", "1", "--out", str(out)],
+        "report": ["report", "--data", str(corpus), "--out", str(out)],
+        "export-onnx": ["export-onnx", "--model", str(checkpoint), "--out", str(out)],
+    }[command]
+
+
+@pytest.mark.parametrize("command", ["synth", "tokenizer", "report", "export-onnx"])
+def test_every_directory_command_writes_only_a_new_empty_or_own_directory(tmp_path, capsys, corpus, checkpoint, command):
+    """Foreign files refuse the command (even with --overwrite); its own output needs --overwrite; inputs are never outputs."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "thesis.txt").write_text("four years of work")
+    arguments = command_arguments(command, out, corpus, checkpoint)
+    for extra in ([], ["--overwrite"]):
+        assert "did not write" in one_line_refusal([*arguments, *extra], capsys)
+        assert snapshot(out) == {(out / "thesis.txt").relative_to(out): b"four years of work"}
+
+    fresh = tmp_path / "fresh"
+    arguments = command_arguments(command, fresh, corpus, checkpoint)
+    assert main(arguments) == 0
+    assert read_output_marker(fresh)["command"] == command
+    before = snapshot(fresh)
+    assert "--overwrite" in one_line_refusal(arguments, capsys)
+    assert snapshot(fresh) == before
+    assert main([*arguments, "--overwrite"]) == 0
+    assert set(snapshot(fresh)) == set(before)
+    (fresh / "notes.txt").write_text("mine")
+    assert "notes.txt" in one_line_refusal([*arguments, "--overwrite"], capsys)
+    assert (fresh / "notes.txt").read_text() == "mine"
+
+    if command != "synth":  # an --out inside an input (the corpus, the model) is refused
+        inside = (checkpoint if command == "export-onnx" else corpus) / "out"
+        before = snapshot(tmp_path)
+        assert "input" in one_line_refusal(command_arguments(command, inside, corpus, checkpoint), capsys)
+        assert snapshot(tmp_path) == before
+
+
+def test_overwrite_leaves_no_file_of_the_earlier_output_and_a_stopped_run_is_replaced_without_it(tmp_path):
+    out = tmp_path / "out"
+    with owned_output_dir(out, "report") as directory:
+        for name in ("a.txt", "figures/b.png"):
+            os.makedirs(os.path.dirname(os.path.join(directory, name)), exist_ok=True)
+            open(os.path.join(directory, name), "w").close()
+    assert read_output_marker(out) == {"command": "report", "complete": True, "files": ["a.txt", "figures/b.png"], "fingerprint": None}
+    with owned_output_dir(out, "report", overwrite=True) as directory:
+        open(os.path.join(directory, "a.txt"), "w").close()
+    assert sorted(os.listdir(out)) == [OUTPUT_MARKER, "a.txt"]  # b.png of the earlier options is gone
+    with pytest.raises(KeyboardInterrupt), owned_output_dir(out, "report", overwrite=True) as directory:
+        open(os.path.join(directory, "half.txt"), "w").close()
+        raise KeyboardInterrupt
+    assert read_output_marker(out)["complete"] is False
+    with owned_output_dir(out, "report") as directory:  # no --overwrite needed to replace a stopped run
+        assert sorted(os.listdir(directory)) == [OUTPUT_MARKER]
+
+
+def interrupt_after_first_chunk(classifier, monkeypatch):
+    """Make ``classifier`` stop (as Ctrl-C does) on its second chunk: the first stays committed, resumable."""
+    calls = []
+    predict = classifier.predict
+
+    def stopping_predict(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return predict(*args, **kwargs)
+
+    monkeypatch.setattr(classifier, "predict", stopping_predict)
+
+
+@pytest.mark.parametrize("change", ["nothing (control)", "titles", "top_k", "threshold", "max_length", "thresholds file", "model"])
+def test_a_resumed_predict_never_mixes_rows_of_other_settings(tmp_path, monkeypatch, checkpoint, change):
+    """Issue 16 case 5: every option that changes a row is in the resume fingerprint; only the same command resumes."""
+    source = write_jsonl(tmp_path / "in.jsonl", RECORDS)
+    output = tmp_path / "pred.jsonl"
+    first = PatentClassifier.from_pretrained(str(checkpoint), device="cpu")
+    interrupt_after_first_chunk(first, monkeypatch)
+    with pytest.raises(KeyboardInterrupt):
+        predict_file(first, source, output, chunk_size=5, progress=False)
+    assert not output.exists() and (tmp_path / "pred.jsonl.partial-0-of-1").exists()
+
+    model, load, options = checkpoint, {}, {}
+    if change == "titles":
+        (tmp_path / "titles.tsv").write_text("A01C\tPlanting; sowing\nB60K\tVehicle drives\n", encoding="utf-8")
+        load["titles"] = str(tmp_path / "titles.tsv")
+    elif change in ("top_k", "threshold"):
+        options[change] = {"top_k": 1, "threshold": 0.4}[change]
+    elif change == "max_length":
+        load["max_length"] = 8
+    elif change == "thresholds file":
+        (checkpoint / "thresholds.json").write_text(json.dumps({"global": 0.3, "per_label": {}}))
+        options["threshold"] = "auto"
+    elif change == "model":
+        model = tmp_path / "other-model"
+        shutil.copytree(checkpoint, model)
+        torch.manual_seed(1)
+        reloaded = build_patent_classifier(ModernBertConfig.from_pretrained(model), CpcLabelSpace(["A01C", "B60K"]))
+        reloaded.save_pretrained(model)
+    second = PatentClassifier.from_pretrained(str(model), device="cpu", **load)
+    summary = predict_file(second, source, output, chunk_size=5, progress=False, **options)
+    expected = predict_file(second, source, tmp_path / "reference.jsonl", chunk_size=5, progress=False, **options)
+    assert output.read_text() == (tmp_path / "reference.jsonl").read_text() and summary["rows"] == expected["rows"] == len(RECORDS)
+    assert summary["resumed_after_rows"] == (5 if change == "nothing (control)" else 0)
+
+
+def test_a_run_rebuilds_its_prepared_data_when_the_source_or_split_settings_change(tmp_path):
+    """Issue 16 case 6: OUTPUT_DIR/data is keyed by source and split settings, never silently reused."""
+    first = write_jsonl(tmp_path / "first.jsonl", RECORDS)
+    second = write_jsonl(tmp_path / "second.jsonl", [{**row, "id": row["id"].replace("US", "EP")} for row in RECORDS])
+    work = tmp_path / "run"
+
+    def train_ids(**settings):
+        splits, _ = load_patent_splits(DataArguments(**{"validation_fraction": 0.0, **settings}), str(work))
+        return set(splits["train"]["id"]) | set(splits["validation"]["id"])
+
+    assert train_ids(dataset_name_or_path=str(first)) == {row["id"] for row in RECORDS}
+    stamp = (work / "data" / "README.md").stat().st_mtime_ns
+    assert train_ids(dataset_name_or_path=str(first)) == {row["id"] for row in RECORDS}
+    assert (work / "data" / "README.md").stat().st_mtime_ns == stamp, "the same source and settings reuse the data"
+    assert all(row_id.startswith("EP") for row_id in train_ids(dataset_name_or_path=str(second)))
+    splits, _ = load_patent_splits(DataArguments(dataset_name_or_path=str(second), validation_fraction=0.25), str(work))
+    assert len(splits["validation"]) == 5
+    assert json.loads((work / "data" / "stats.json").read_text())["split"]["validation_fraction"] == 0.25
+
+    (work / "data" / "notes.txt").write_text("mine")  # a file no command wrote: refused, not deleted
+    with pytest.raises(ValueError, match="notes.txt") as error:
+        load_patent_splits(DataArguments(dataset_name_or_path=str(first)), str(work))
+    assert "\n" not in str(error.value) and (work / "data" / "notes.txt").read_text() == "mine"

@@ -1,0 +1,162 @@
+"""Settings and input checked where they enter (issue 16, cases 7, 8, 9 and 12): one line that names the key,
+record or file, exit status 2 from the CLI, and nothing half-done left behind."""
+
+import json
+
+import pytest
+import torch
+from transformers import ModernBertConfig
+
+from modernpatent_hf import CpcLabelSpace, build_patent_classifier
+from modernpatent_hf.cli import main
+from modernpatent_hf.configs import DataArguments, ModelArguments, PatentTrainingArguments, parse_recipe_args
+from modernpatent_hf.tokenization import train_patent_tokenizer
+
+ARGUMENT_TYPES = (ModelArguments, DataArguments, PatentTrainingArguments)
+RECORDS = [{"id": f"US{i}", "title": f"A seed drill {i}", "abstract": "A drill for seeds.", "cpc": ["A01C" if i % 2 else "B60K"]}
+           for i in range(12)]
+POSITIONS = 64  # the tiny checkpoint's max_position_embeddings
+
+
+def write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    return path
+
+
+def one_line_refusal(arguments, capsys):
+    capsys.readouterr()
+    status = main(arguments)
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert status == 2 and len(lines) == 1, lines
+    return lines[0]
+
+
+def parse(tmp_path, recipe, *extra):
+    path = tmp_path / "recipe.yaml"
+    path.write_text(json.dumps({"output_dir": str(tmp_path / "run"), "report_to": "none", **recipe}), encoding="utf-8")
+    return parse_recipe_args(ARGUMENT_TYPES, ["--config", str(path), *extra])
+
+
+@pytest.fixture
+def checkpoint(tmp_path):
+    space = CpcLabelSpace(["A01C", "B60K"])
+    tokenizer = train_patent_tokenizer([row["title"] + " " + row["abstract"] for row in RECORDS], vocab_size=300, min_frequency=1)
+    torch.manual_seed(0)
+    config = ModernBertConfig(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=48, num_hidden_layers=1, num_attention_heads=2,
+        max_position_embeddings=POSITIONS, pad_token_id=tokenizer.pad_token_id, cls_token_id=tokenizer.cls_token_id,
+        sep_token_id=tokenizer.sep_token_id, bos_token_id=tokenizer.cls_token_id, eos_token_id=tokenizer.sep_token_id,
+    )
+    directory = tmp_path / "model"
+    build_patent_classifier(config, space).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    space.save(directory / "label_space.json")
+    return directory
+
+
+# ---------------------------------------------------------------------------------------- case 7: model_config
+TINY = {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 48, "max_position_embeddings": 64}
+
+
+@pytest.mark.parametrize("model_config, message", [
+    ({**TINY, "hidden_sise": 32}, "model_config: unknown key 'hidden_sise' for ModernBertConfig (did you mean 'hidden_size'?)"),
+    ({**TINY, "num_hidden_layers": -1}, "model_config: num_hidden_layers must be a positive integer, got -1"),
+    ({**TINY, "hidden_size": "big"}, "model_config: hidden_size must be a positive integer, got 'big'"),
+    ({**TINY, "hidden_size": 30, "num_attention_heads": 4}, "model_config: hidden_size 30 is not a multiple of num_attention_heads 4"),
+    ({**TINY, "vocab_size": 100}, "model_config: 'vocab_size' is set from the tokenizer"),
+    ({**TINY, "norm_eps": "small"}, "model_config: Validation error for field 'norm_eps'"),
+])
+def test_model_config_keys_and_values_are_checked_when_the_recipe_is_parsed(tmp_path, model_config, message):
+    with pytest.raises(ValueError) as error:
+        parse(tmp_path, {"model_name_or_path": None, "model_config": model_config})
+    assert str(error.value).startswith(message) and "\n" not in str(error.value)
+
+
+def test_a_valid_model_config_parses_with_the_older_keys_modernbert_still_reads(tmp_path):
+    model_args, _, _ = parse(tmp_path, {"model_name_or_path": None, "max_length": 64,
+                                        "model_config": {**TINY, "global_attn_every_n_layers": 1}})
+    assert model_args.model_config["hidden_size"] == 32
+    with pytest.raises(ValueError, match="unknown key 'hidden_sise' for BertConfig"):
+        parse(tmp_path, {"model_name_or_path": None, "architecture": "bert", "model_config": {"hidden_sise": 32}})
+
+
+# ---------------------------------------------------------------------------------------- case 8: max_length
+@pytest.mark.parametrize("max_length, message", [
+    (-5, "max_length must be an integer of at least 2"),
+    (0, "max_length must be an integer of at least 2"),
+    (1, "max_length must be an integer of at least 2"),
+    (65, "max_length 65 exceeds the model's max_position_embeddings 64"),
+])
+def test_max_length_is_between_2_and_the_model_positions(tmp_path, checkpoint, max_length, message):
+    for model in ({"model_name_or_path": None, "model_config": TINY}, {"model_name_or_path": str(checkpoint)}):
+        with pytest.raises(ValueError, match=message) as error:
+            parse(tmp_path, {**model, "max_length": max_length})
+        assert "\n" not in str(error.value)
+        with pytest.raises(ValueError, match=message):  # a command-line override too
+            parse(tmp_path, model, "--max_length", str(max_length))
+    _, data_args, _ = parse(tmp_path, {"model_name_or_path": str(checkpoint), "max_length": POSITIONS})
+    assert data_args.max_length == POSITIONS
+
+
+@pytest.mark.parametrize("max_length", ["-5", "0", str(POSITIONS + 1)])
+def test_predict_refuses_a_max_length_outside_the_model_before_reading_rows(tmp_path, capsys, checkpoint, max_length):
+    source = write_jsonl(tmp_path / "in.jsonl", RECORDS)
+    output = tmp_path / "pred.jsonl"
+    line = one_line_refusal(["predict", "--model", str(checkpoint), "--input", str(source), "--output", str(output),
+                             "--max-length", max_length], capsys)
+    assert "max_length" in line
+    assert not list(tmp_path.glob("pred.jsonl*"))
+
+
+# ---------------------------------------------------------------------------------------- case 9: dates
+@pytest.mark.parametrize("date", ["2020-13-45", "2021-02-29", "20200231"])
+def test_prepare_refuses_a_date_that_is_not_a_calendar_day(tmp_path, capsys, date):
+    rows = [{**row, "date": "2020-02-29"} for row in RECORDS]  # a leap day is a day
+    rows[3]["date"] = date
+    source = write_jsonl(tmp_path / "a.jsonl", rows)
+    line = one_line_refusal(["prepare", str(source), "--out", str(tmp_path / "out")], capsys)
+    assert "'US3'" in line and repr(date) in line and "not a calendar date" in line
+    assert not (tmp_path / "out").exists()
+    rows[3]["date"] = "2020-02-29"
+    assert main(["prepare", str(write_jsonl(source, rows)), "--out", str(tmp_path / "out"), "--validation-fraction", "0"]) == 0
+
+
+# ---------------------------------------------------------------------------------------- case 12
+def test_csv_and_titles_with_a_byte_order_mark_are_read(tmp_path, capsys, checkpoint):
+    source = tmp_path / "in.csv"
+    source.write_text("\ufeffid,title,abstract\n" + "".join(f"{row['id']},{row['title']},{row['abstract']}\n" for row in RECORDS),
+                      encoding="utf-8")
+    titles = tmp_path / "titles.tsv"
+    titles.write_text("\ufeffcode\ttitle\nA01C\tPlanting; sowing\nB60K\tVehicle drives\n", encoding="utf-8")
+    output = tmp_path / "pred.jsonl"
+    assert main(["predict", "--model", str(checkpoint), "--input", str(source), "--output", str(output), "--titles", str(titles)]) == 0
+    rows = [json.loads(line) for line in output.read_text().splitlines()]
+    assert [row["id"] for row in rows] == [row["id"] for row in RECORDS]
+    assert {prediction["title"] for row in rows for prediction in row["predictions"]} == {"Planting; sowing", "Vehicle drives"}
+
+
+@pytest.mark.parametrize("content", ['{"format": "something else", "codes": ["A01C", "B60K"]}', '["A01C", "B60K"]',
+                                     '{"format": "modernpatent-cpc-label-space", "codes": ["A01C", "nonsense"]}'])
+def test_a_broken_label_space_is_named_in_the_error(tmp_path, capsys, checkpoint, content):
+    (checkpoint / "label_space.json").write_text(content)
+    source = write_jsonl(tmp_path / "in.jsonl", RECORDS)
+    line = one_line_refusal(["predict", "--model", str(checkpoint), "--input", str(source), "--output", str(tmp_path / "p.jsonl")], capsys)
+    assert str(checkpoint / "label_space.json") in line
+
+
+def test_a_label_space_that_disagrees_with_the_model_is_named_in_the_error(tmp_path, capsys, checkpoint):
+    CpcLabelSpace(["A01C", "B60K", "H04L"]).save(checkpoint / "label_space.json")
+    source = write_jsonl(tmp_path / "in.jsonl", RECORDS)
+    line = one_line_refusal(["predict", "--model", str(checkpoint), "--input", str(source), "--output", str(tmp_path / "p.jsonl")], capsys)
+    assert str(checkpoint / "label_space.json") in line and "3 codes" in line
+
+
+def test_predict_stopped_by_a_bad_row_leaves_no_part_or_state_file(tmp_path, capsys, checkpoint):
+    """Fixing the row changes the input, so nothing of the stopped run could be resumed: nothing of it stays."""
+    rows = [*RECORDS[:8], {"id": "US-bad", "cpc": ["A01C"]}, *RECORDS[8:]]  # no text in the chosen fields
+    source = write_jsonl(tmp_path / "in.jsonl", rows)
+    output = tmp_path / "pred.jsonl"
+    capsys.readouterr()
+    assert main(["predict", "--model", str(checkpoint), "--input", str(source), "--output", str(output), "--chunk-size", "4"]) == 2
+    assert "US-bad" in capsys.readouterr().err.strip().splitlines()[-1]  # after the progress bars of the first chunks
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["in.jsonl", "model"]
