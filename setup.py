@@ -13,6 +13,7 @@ INSTALL_REQUIRES = [
     "accelerate>=1.2,<2",
     "evaluate>=0.4.3,<0.5",
     "huggingface-hub>=1.0,<3",
+    "jinja2>=3.1",  # huggingface_hub.ModelCard.from_template renders the model card with it
     "peft>=0.15,<1",
     "tokenizers>=0.21,<1",
     "safetensors>=0.4",
@@ -43,7 +44,8 @@ setup(
     python_requires=">=3.10",
     # Namespace discovery: metrics_hub/f1_at_k is a folder of data (the evaluate module), not a package with __init__.
     packages=find_namespace_packages(include=["modernpatent_hf", "modernpatent_hf.*"], exclude=["*.__pycache__"]),
-    package_data={"modernpatent_hf": ["metrics_hub/*/*.py", "metrics_hub/*/*.md"]},
+    # The evaluate module's files and the model card template (templates/modelcard_template.md).
+    package_data={"modernpatent_hf": ["metrics_hub/*/*.py", "metrics_hub/*/*.md", "templates/*.md"]},
     include_package_data=True,
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS,

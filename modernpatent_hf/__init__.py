@@ -17,8 +17,10 @@ from .metrics import F1_AT_K_METRIC, MultilabelMetricsAccumulator, compute_multi
 from .model_factory import build_patent_classifier
 from .modeling_modernpatent import (
     BertForHierarchicalPatentClassification,
+    BertPatentModel,
     HierarchicalClassifierOutput,
     ModernBertForHierarchicalPatentClassification,
+    ModernPatentModel,
 )
 from .tokenization import train_patent_tokenizer, train_tokenizer_from_corpus
 
@@ -29,11 +31,13 @@ __all__ = [
     "F1_AT_K_METRIC",
     "BertForHierarchicalPatentClassification",
     "BertPatentConfig",
+    "BertPatentModel",
     "CpcCodeError",
     "CpcLabelSpace",
     "HierarchicalClassifierOutput",
     "ModernBertForHierarchicalPatentClassification",
     "ModernPatentConfig",
+    "ModernPatentModel",
     "MultilabelMetricsAccumulator",
     "balanced_class_weights",
     "build_patent_classifier",
@@ -52,16 +56,17 @@ __all__ = [
 
 
 def _register_auto_classes():
-    """Let AutoConfig / AutoModel / AutoModelForSequenceClassification resolve our model types in this process."""
+    """Let AutoConfig / AutoModel (the encoder) / AutoModelForSequenceClassification (the classifier) resolve our
+    model types in this process."""
     from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification
 
-    for config_class, model_class in (
-        (ModernPatentConfig, ModernBertForHierarchicalPatentClassification),
-        (BertPatentConfig, BertForHierarchicalPatentClassification),
+    for config_class, encoder_class, classifier_class in (
+        (ModernPatentConfig, ModernPatentModel, ModernBertForHierarchicalPatentClassification),
+        (BertPatentConfig, BertPatentModel, BertForHierarchicalPatentClassification),
     ):
         AutoConfig.register(config_class.model_type, config_class, exist_ok=True)
-        AutoModel.register(config_class, model_class, exist_ok=True)
-        AutoModelForSequenceClassification.register(config_class, model_class, exist_ok=True)
+        AutoModel.register(config_class, encoder_class, exist_ok=True)
+        AutoModelForSequenceClassification.register(config_class, classifier_class, exist_ok=True)
 
 
 _register_auto_classes()

@@ -30,6 +30,8 @@ logger = logging.getLogger(__name__)
 
 # The training arguments saved with every checkpoint, as JSON (see modernpatent_hf.trainer.ResumableTrainer._save).
 TRAINING_ARGS_JSON = "training_args.json"
+# A run's final metrics (save_metrics_json), written into its output directory by the fine-tuning recipe.
+RESULTS_FILE = "all_results.json"
 
 
 def save_training_args_as_json(output_dir: str, args: TrainingArguments) -> None:

@@ -1,7 +1,9 @@
 """`modernpatent` command line: one subcommand per step of the flow, each a thin wrapper over the package.
 
 Errors a user can fix (bad codes, missing files or columns, malformed input) end the command with one
-line naming the problem and exit status 2; `--debug` shows the full traceback instead.
+line naming the problem and exit status 2; any other exception ends it with one line naming its type and
+message, exit status 2, and a hint to rerun with `--debug`, which shows the full traceback instead
+(Ctrl-C: one line, exit status 130).
 
 Each subcommand imports its modules when it runs, the one exception in the package to imports at module
 top, for a measured reason: importing the package costs about 6 s on a 2-core CPU (torch and the
@@ -17,8 +19,18 @@ import json
 import sys
 from typing import Any, Sequence
 
+from .data.readers import INTERRUPTED_STATUS, unexpected_error_line  # imported with the package already: free
+
 # Exceptions that describe a problem with the user's input rather than a bug in this package.
 USER_ERRORS = (ValueError, KeyError, OSError)
+DEBUG_HELP = "show full tracebacks instead of one-line errors"
+
+# --overwrite of every command that writes a directory (modernpatent_hf.io_utils.check_output_dir).
+OVERWRITE_HELP = ("replace this command's earlier output in --out (--out must otherwise be new or empty; files that "
+                  "no modernpatent command wrote are never replaced)")
+
+# --allow-pickle of every command that loads a checkpoint (modernpatent_hf.model_factory.load_pretrained_weights).
+ALLOW_PICKLE_HELP = "also read pickled weights (pytorch_model.bin) from a checkpoint you trust; default safetensors only"
 
 # One example per command, shown at the end of its --help.
 EXAMPLES = {
@@ -31,6 +43,8 @@ EXAMPLES = {
     "report": "modernpatent report --data data/synthetic --runs outputs/demo/finetune --out reports/demo",
     "predict": "modernpatent predict --model outputs/demo/finetune --input data/synthetic --split test "
                "--output predictions.jsonl --top-k 5",
+    "embed": "modernpatent embed --model outputs/demo/finetune --input data/synthetic --split test "
+             "--output embeddings.parquet",
     "experiments": "modernpatent experiments run recipes/tiny-modernbert/grid_synthetic --out outputs/experiments/synthetic --seeds 3",
     "experiments run": "modernpatent experiments run recipes/tiny-modernbert/grid_synthetic --out outputs/experiments/synthetic "
                        "--seeds 3 --conditions bce,hierarchical",
@@ -54,10 +68,13 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
 def command_parser(commands: argparse._SubParsersAction, name: str, *, example_key: str | None = None,
                    **kwargs: Any) -> argparse.ArgumentParser:
-    """A subcommand whose --help shows defaults and ends with its example."""
-    return commands.add_parser(
+    """A subcommand whose --help shows defaults and ends with its example, and that takes --debug after its name too."""
+    parser = commands.add_parser(
         name, formatter_class=HelpFormatter, epilog=f"example:\n  {EXAMPLES[example_key or name]}", **kwargs
     )
+    # SUPPRESS: left out, it does not reset a --debug given before the command name.
+    parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP)
+    return parser
 
 
 def threshold_value(text: str) -> float | str:
@@ -89,6 +106,7 @@ def _cmd_prepare(args):
         seed=args.seed,
         on_invalid_code=args.on_invalid_code,
         titles=args.titles,
+        overwrite=args.overwrite,
     )
     print(json.dumps(summary, indent=1))
 
@@ -103,16 +121,19 @@ def _cmd_synth(args):
         num_subclasses=args.num_subclasses,
         validation_fraction=args.validation_fraction,
         test_fraction=args.test_fraction,
+        overwrite=args.overwrite,
     )
     print(json.dumps(summary, indent=1))
 
 
 def _cmd_tokenizer(args):
+    from .io_utils import owned_output_dir
     from .tokenization import train_tokenizer_from_corpus
 
-    tokenizer = train_tokenizer_from_corpus(
-        args.corpus, vocab_size=args.vocab_size, out_dir=args.out, min_frequency=args.min_frequency
-    )
+    with owned_output_dir(args.out, "tokenizer", [args.corpus], overwrite=args.overwrite) as out_dir:
+        tokenizer = train_tokenizer_from_corpus(
+            args.corpus, vocab_size=args.vocab_size, out_dir=out_dir, min_frequency=args.min_frequency
+        )
     print(f"trained a byte-level BPE tokenizer of {len(tokenizer):,} tokens and saved it to {args.out}")
 
 
@@ -127,31 +148,55 @@ def _cmd_stats(args):
 
 
 def _cmd_report(args):
+    from .io_utils import owned_output_dir
     from .reporting import write_report
 
-    summary = write_report(
-        args.out, data=args.data, runs=args.runs or (), text_fields=args.text_fields, titles=args.titles,
-        per_label=args.per_label, per_label_split=args.per_label_split,
-    )
+    inputs = [args.data, args.titles, *(args.runs or ())]
+    with owned_output_dir(args.out, "report", inputs, overwrite=args.overwrite) as out_dir:
+        summary = write_report(
+            out_dir, data=args.data, runs=args.runs or (), text_fields=args.text_fields, titles=args.titles,
+            per_label=args.per_label, per_label_split=args.per_label_split, allow_pickle=args.allow_pickle,
+        )
     for note in summary["notes"]:
         print(f"note: {note}")
     print(f"wrote {summary['report']} with {len(summary['figures'])} figures")
+
+
+def load_classifier_for_file_run(args: argparse.Namespace):
+    """The :class:`PatentClassifier` of ``predict`` / ``embed`` from the options of :func:`add_file_run_options`."""
+    from .predictor import PatentClassifier
+
+    return PatentClassifier.from_pretrained(
+        args.model, device=args.device, dtype=args.dtype, int8=args.int8, compile=args.compile, packing=args.packing,
+        max_length=args.max_length, max_batch_tokens=args.batch_tokens, max_batch_size=args.batch_size,
+        titles=getattr(args, "titles", None), allow_pickle=args.allow_pickle,
+    )
 
 
 def _cmd_predict(args):
     from accelerate import PartialState
 
     from .predict_file import check_prediction_output, predict_file
-    from .predictor import PatentClassifier
 
     check_prediction_output(args.output, [args.input, args.model])  # before the model loads
-    classifier = PatentClassifier.from_pretrained(
-        args.model, device=args.device, dtype=args.dtype, int8=args.int8, compile=args.compile,
-        max_length=args.max_length, max_batch_tokens=args.batch_tokens, max_batch_size=args.batch_size,
-        titles=args.titles, allow_pickle=args.allow_pickle,
-    )
+    classifier = load_classifier_for_file_run(args)
     summary = predict_file(
         classifier, args.input, args.output, top_k=args.top_k, threshold=args.threshold, text_fields=args.text_fields,
+        input_format=args.format, chunk_size=args.chunk_size, split=args.split, on_bad_row=args.on_bad_row,
+    )
+    if PartialState().is_main_process:
+        print(json.dumps(summary, indent=1))
+
+
+def _cmd_embed(args):
+    from accelerate import PartialState
+
+    from .predict_file import check_embedding_output, embed_file
+
+    check_embedding_output(args.output, [args.input, args.model])  # before the model loads
+    classifier = load_classifier_for_file_run(args)
+    summary = embed_file(
+        classifier, args.input, args.output, normalize=args.normalize, text_fields=args.text_fields,
         input_format=args.format, chunk_size=args.chunk_size, split=args.split, on_bad_row=args.on_bad_row,
     )
     if PartialState().is_main_process:
@@ -161,10 +206,11 @@ def _cmd_predict(args):
 def _cmd_experiments_run(args):
     import shlex
 
-    from .experiments import run_grid
+    from .experiments import parse_field_overrides, run_grid
 
     conditions = [name.strip() for name in args.conditions.split(",") if name.strip()] if args.conditions else None
-    run_grid(args.grid, args.out, seeds=range(args.seeds), conditions=conditions, launcher=shlex.split(args.launcher))
+    run_grid(args.grid, args.out, seeds=range(args.seeds), conditions=conditions, launcher=shlex.split(args.launcher),
+             base_overrides=parse_field_overrides(args.set))
     print(f"wrote {args.out}/results.json and {args.out}/summary.md")
 
 
@@ -177,9 +223,12 @@ def _cmd_experiments_summarize(args):
 def _cmd_export_onnx(args):
     from .data.records import dataset_texts
     from .export import export_onnx
+    from .io_utils import owned_output_dir
 
-    texts = dataset_texts(args.dataset, args.split) if args.dataset else None
-    print(json.dumps(export_onnx(args.model, args.out, opset=args.opset, int8=args.int8, texts=texts), indent=1))
+    with owned_output_dir(args.out, "export-onnx", [args.model, args.dataset], overwrite=args.overwrite) as out_dir:
+        texts = dataset_texts(args.dataset, args.split) if args.dataset else None
+        summary = export_onnx(args.model, out_dir, opset=args.opset, int8=args.int8, texts=texts, allow_pickle=args.allow_pickle)
+    print(json.dumps(summary, indent=1))
 
 
 def _cmd_bench(args):
@@ -192,7 +241,8 @@ def _cmd_bench(args):
         device=args.device, dtype=args.dtype, num_samples=args.num_samples, repeats=args.repeats,
         max_length=args.max_length, threads=args.threads, naive_batch_size=args.naive_batch_size,
         max_batch_tokens=args.batch_tokens, max_batch_size=args.batch_size, dataset=args.dataset, split=args.split,
-        tiny=args.tiny, seed=args.seed, out=args.out,
+        tiny=args.tiny, seed=args.seed, out=args.out, packed_batch_tokens=args.packed_batch_tokens,
+        train_steps=args.train_steps, train_batch_size=args.train_batch_size, train_max_length=args.train_max_length,
     )
     print(format_results(results))
 
@@ -208,12 +258,41 @@ def _cmd_bench_load(args):
     print(format_load_results(results))
 
 
+def add_file_run_options(parser: argparse.ArgumentParser) -> None:
+    """The options ``predict`` and ``embed`` share: model, input rows, batching, device and precision."""
+    parser.add_argument("--model", required=True, help="checkpoint directory (model, tokenizer, label_space.json)")
+    parser.add_argument("--input", required=True,
+                        help=".jsonl/.jsonl.gz, .csv/.csv.gz or .parquet file, a Parquet directory, or a `prepare` directory")
+    parser.add_argument("--text-fields", default=None,
+                        help="comma-separated fields joined into the text (default: the 'text' column of CSV/Parquet "
+                        "inputs that have one, else title,abstract)")
+    parser.add_argument("--format", default="auto", choices=["auto", "jsonl", "csv", "parquet"],
+                        help="input format (default: guessed from the path)")
+    parser.add_argument("--split", default=None, help="only this split of a `prepare` directory (default: all)")
+    parser.add_argument("--on-bad-row", default="raise", choices=["raise", "record"],
+                        help="stop at a row without id or text, or with invalid JSON (default), or write an error row for it")
+    parser.add_argument("--max-length", type=int, default=None,
+                        help="truncate texts to this many tokens (default: the model's limit; use the training length)")
+    parser.add_argument("--batch-tokens", type=int, default=16384, help="padded tokens per batch")
+    parser.add_argument("--batch-size", type=int, default=256, help="texts per batch at most")
+    parser.add_argument("--chunk-size", type=int, default=10_000, help="rows committed to disk at a time")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1... (default: this process's GPU, else CPU)")
+    parser.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"],
+                        help="weights' precision (default: bfloat16 on CUDA, float32 on CPU)")
+    parser.add_argument("--int8", action="store_true", help="dynamic int8 quantization of the linear layers (CPU)")
+    parser.add_argument("--allow-pickle", action="store_true", help=ALLOW_PICKLE_HELP)
+    parser.add_argument("--packing", action=argparse.BooleanOptionalAction, default=None,
+                        help="packed batches without padding (default: on CUDA; see docs/benchmarks.md)")
+    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                        help="torch.compile the model (default: on CUDA when packing)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="modernpatent", description=__doc__.splitlines()[0], formatter_class=HelpFormatter,
         epilog=f"example:\n  {EXAMPLES['modernpatent']}\n\nEach command has its own --help.",
     )
-    parser.add_argument("--debug", action="store_true", help="show full tracebacks instead of one-line errors")
+    parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     prepare = command_parser(
@@ -224,6 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     prepare.add_argument("inputs", nargs="+", help="input files, directories, or the hub id MalavP/USPTO-3M")
     prepare.add_argument("--out", required=True, help="output directory")
+    prepare.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     prepare.add_argument(
         "--text-fields", default=None,
         help="comma-separated fields joined into the text: title, abstract, claims, first_claim, e.g. 'title,abstract' "
@@ -252,6 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--n", type=int, required=True, help="number of records")
     synth.add_argument("--seed", type=int, default=0, help="random seed (same seed, same corpus)")
     synth.add_argument("--out", required=True, help="output directory")
+    synth.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     synth.add_argument("--num-subclasses", type=int, default=665,
                        help="size of the label space: the most frequent subclasses of the full world (at most 665)")
     synth.add_argument("--validation-fraction", type=float, default=0.05, help="share of records for validation")
@@ -265,6 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
     tokenizer.add_argument("--vocab-size", type=int, default=16000, help="vocabulary size")
     tokenizer.add_argument("--min-frequency", type=int, default=2, help="minimum frequency of a merged token")
     tokenizer.add_argument("--out", required=True, help="output directory (a PreTrainedTokenizerFast)")
+    tokenizer.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     tokenizer.set_defaults(func=_cmd_tokenizer)
 
     stats = command_parser(commands, "stats", help="print label statistics of a prepared dataset directory")
@@ -288,7 +370,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="predict each run's test split with its saved model and plot per-label F1 against label frequency")
     report.add_argument("--per-label-split", default=None, choices=["test", "validation"],
                         help="split predicted for --per-label (default: test, or validation when test is empty)")
+    report.add_argument("--allow-pickle", action="store_true", help=ALLOW_PICKLE_HELP)
     report.add_argument("--out", required=True, help="output directory of the figures and report.md")
+    report.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     report.set_defaults(func=_cmd_report)
 
     predict = command_parser(
@@ -297,36 +381,26 @@ def build_parser() -> argparse.ArgumentParser:
         "row, in input order. A rerun after an interruption continues where it stopped; under `accelerate launch "
         "--num_processes N` or torchrun the processes share the rows.",
     )
-    predict.add_argument("--model", required=True, help="checkpoint directory (model, tokenizer, label_space.json)")
-    predict.add_argument("--input", required=True,
-                         help=".jsonl/.jsonl.gz, .csv/.csv.gz or .parquet file, a Parquet directory, or a `prepare` directory")
     predict.add_argument("--output", required=True, help="JSON Lines file to write (appears when complete)")
     predict.add_argument("--top-k", type=int, default=5, help="codes per row, best first")
     predict.add_argument("--threshold", type=threshold_value, default=None,
                          help="keep codes with at least this probability (at most --top-k; the best code is always kept); "
                          "'auto': each code's threshold tuned on validation at training time (the checkpoint's thresholds.json)")
     predict.add_argument("--titles", default=None, help="code<TAB>title TSV: add titles to the predictions")
-    predict.add_argument("--text-fields", default=None,
-                         help="comma-separated fields joined into the text (default: the 'text' column of CSV/Parquet "
-                         "inputs that have one, else title,abstract)")
-    predict.add_argument("--format", default="auto", choices=["auto", "jsonl", "csv", "parquet"],
-                         help="input format (default: guessed from the path)")
-    predict.add_argument("--split", default=None, help="only this split of a `prepare` directory (default: all)")
-    predict.add_argument("--on-bad-row", default="raise", choices=["raise", "record"],
-                         help="stop at a row without id or text, or with invalid JSON (default), or write an error row for it")
-    predict.add_argument("--max-length", type=int, default=None,
-                         help="truncate texts to this many tokens (default: the model's limit; use the training length)")
-    predict.add_argument("--batch-tokens", type=int, default=16384, help="padded tokens per batch")
-    predict.add_argument("--batch-size", type=int, default=256, help="texts per batch at most")
-    predict.add_argument("--chunk-size", type=int, default=10_000, help="rows committed to disk at a time")
-    predict.add_argument("--device", default=None, help="cpu, cuda, cuda:1... (default: this process's GPU, else CPU)")
-    predict.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"],
-                         help="weights' precision (default: bfloat16 on CUDA, float32 on CPU)")
-    predict.add_argument("--int8", action="store_true", help="dynamic int8 quantization of the linear layers (CPU)")
-    predict.add_argument("--allow-pickle", action="store_true",
-                         help="also read pickled weights (pytorch_model.bin) from a checkpoint you trust; default safetensors only")
-    predict.add_argument("--compile", action="store_true", help="torch.compile the model (dynamic shapes)")
+    add_file_run_options(predict)
     predict.set_defaults(func=_cmd_predict)
+
+    embed = command_parser(
+        commands, "embed", help="embed every row of a file (pooled, normalized encoder vectors), resumably, in one or many processes",
+        description="Write the embedding of every input row, in input order: the encoder's last hidden states pooled "
+        "as the classifier pools them, L2-normalized (a dot product is the cosine). .parquet: columns id, embedding; "
+        ".npy: a float32 matrix [rows, hidden size]. Resumes and shares rows between processes as `predict` does.",
+    )
+    embed.add_argument("--output", required=True, help=".parquet or .npy file to write (appears when complete)")
+    embed.add_argument("--no-normalize", dest="normalize", action="store_false",
+                       help="write the pooled vectors as they are, without L2 normalization")
+    add_file_run_options(embed)
+    embed.set_defaults(func=_cmd_embed)
 
     experiments = command_parser(
         commands, "experiments", help="run a grid of conditions x training seeds and report 95 %% confidence intervals",
@@ -344,6 +418,9 @@ def build_parser() -> argparse.ArgumentParser:
     grid_run.add_argument("--conditions", default=None, help="comma-separated subset of the grid's conditions (default: all)")
     grid_run.add_argument("--launcher", default=sys.executable,
                           help="command that runs a recipe script, e.g. 'accelerate launch --num_processes 2' (default: this Python)")
+    grid_run.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                          help="set a config_base.yaml field for every condition (repeatable; the value is YAML; default: "
+                          "none), e.g. a pretrained encoder's installed path: --set model_name_or_path=/path/to/model")
     grid_run.set_defaults(func=_cmd_experiments_run)
     grid_summary = command_parser(
         experiment_commands, "summarize", example_key="experiments summarize", help="rewrite and print summary.md from OUT/results.json"
@@ -358,7 +435,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     export.add_argument("--model", required=True, help="checkpoint directory (model, tokenizer, label_space.json)")
     export.add_argument("--out", required=True, help="output directory")
+    export.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     export.add_argument("--opset", type=int, default=None, help="ONNX opset (default: the exporter's)")
+    export.add_argument("--allow-pickle", action="store_true", help=ALLOW_PICKLE_HELP)
     export.add_argument("--int8", action="store_true",
                         help="also write model.int8.onnx (dynamic int8) and report its top-1 agreement with fp32")
     export.add_argument("--dataset", default=None,
@@ -374,7 +453,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--models", default="modernbert,bert", help="comma-separated: modernbert, bert")
     bench.add_argument("--paths", default="naive,ours,int8,onnx,onnx-int8",
-                       help="comma-separated: naive, ours, int8, onnx, onnx-int8 (the last three on the CPU only)")
+                       help="comma-separated: naive, ours, packed, packed+compile, int8, onnx, onnx-int8 (the last three on the CPU only)")
     bench.add_argument("--modernbert", default=None,
                        help="ModernBERT classifier checkpoint (default: random weights of ModernBertConfig(), i.e. base)")
     bench.add_argument("--bert", default=None,
@@ -394,6 +473,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--batch-tokens", type=int, default=None,
                        help="padded tokens per length-bucketed batch (default: 1024 on CPU, 16384 on GPU)")
     bench.add_argument("--batch-size", type=int, default=256, help="texts per length-bucketed batch at most")
+    bench.add_argument("--packed-batch-tokens", type=int, default=None,
+                       help="tokens per packed batch (paths packed, packed+compile; default: 65536 on GPU, --batch-tokens on CPU)")
+    bench.add_argument("--train-steps", type=int, default=0, help="also time this many fine-tuning steps per model, padded and packed")
+    bench.add_argument("--train-batch-size", type=int, default=32, help="patents per timed fine-tuning step")
+    bench.add_argument("--train-max-length", type=int, default=512, help="longest training input in tokens")
     bench.add_argument("--seed", type=int, default=0, help="seed of the generated lengths and token ids")
     bench.add_argument("--out", default=None, help="also write the results as JSON to this file")
     bench.set_defaults(func=_cmd_bench)
@@ -417,6 +501,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; returns its exit status: 0, 2 for any error (one stderr line), 130 when interrupted."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -426,6 +511,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
         print(f"modernpatent {args.command}: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print(f"modernpatent {args.command}: interrupted", file=sys.stderr)
+        return INTERRUPTED_STATUS
+    except Exception as error:  # a bug or a library failure: one line, the traceback on request
+        if args.debug:
+            raise
+        print(f"modernpatent {args.command}: error: {unexpected_error_line(error)}", file=sys.stderr)
         return 2
     return 0
 

@@ -18,6 +18,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from .io_utils import write_json_atomically
+from .metrics_hub.f1_at_k.multilabel_metrics import CPC_SYMBOL  # the one pattern of a CPC symbol (numpy-only module)
 
 if TYPE_CHECKING:
     import torch
@@ -27,16 +28,6 @@ SECTIONS = "ABCDEFGHY"
 # Distance between two subclasses that differ at the given level (DESIGN.md, the seed's penalty table).
 DEFAULT_DISTANCE_WEIGHTS = (1.0, 0.5, 0.25)  # (different section, same section only, same class only)
 
-# One CPC (or IPC) symbol: subclass, optional main group / subgroup, optional version date "(2006.01)"
-# or BigQuery-style date suffix. Spaces between the parts are optional, as in the wild. Digits are
-# [0-9], not \d: \d also matches Arabic-Indic and full-width digits, which would give codes like 'A٠١B'.
-_SYMBOL = re.compile(
-    r"""^(?P<section>[A-HY])\s*(?P<cls>[0-9]{2})\s*(?P<subclass>[A-Z])
-        (?:\s*(?P<group>[0-9]{1,4})\s*(?:/\s*(?P<subgroup>[0-9]{1,6}))?)?
-        (?:\s*\(\s*[0-9]{4}[.\-][0-9]{2}(?:[.\-][0-9]{2})?\s*\))?
-        (?:\s+[0-9]{8})?$""",
-    re.VERBOSE,
-)
 # Separators between several symbols in one string: upstream joins subclasses with commas.
 _SEPARATORS = re.compile(r"[,;|\n\t]+")
 
@@ -65,7 +56,7 @@ def normalize_subclass(value: object, record_id: Optional[str] = None) -> str:
     """
     if not isinstance(value, str):
         raise CpcCodeError(value, record_id, f"a {type(value).__name__}, not a string")
-    match = _SYMBOL.match(value.strip().upper())
+    match = CPC_SYMBOL.match(value.strip().upper())
     if match is None:
         raise CpcCodeError(value, record_id)
     return match.group("section") + match.group("cls") + match.group("subclass")
@@ -137,7 +128,7 @@ def hierarchical_distance(a: str, b: str, weights: Sequence[float] = DEFAULT_DIS
 def read_titles_tsv(path: Union[str, os.PathLike]) -> Dict[str, str]:
     """Read a ``code<TAB>title`` file (a header row ``code<TAB>title`` is skipped) into a dict."""
     titles = {}
-    with open(path, encoding="utf-8", newline="") as handle:
+    with open(path, encoding="utf-8-sig", newline="") as handle:  # -sig: a byte order mark is skipped
         for line_number, row in enumerate(csv.reader(handle, delimiter="\t"), start=1):
             if not row or (line_number == 1 and row[0].strip().lower() == "code"):
                 continue
@@ -150,7 +141,7 @@ def read_titles_tsv(path: Union[str, os.PathLike]) -> Dict[str, str]:
 def read_counts_tsv(path: Union[str, os.PathLike]) -> Dict[str, int]:
     """Read a ``code<TAB>count`` file such as ``uspto3m_label_counts.tsv`` (header row skipped)."""
     counts = {}
-    with open(path, encoding="utf-8", newline="") as handle:
+    with open(path, encoding="utf-8-sig", newline="") as handle:  # -sig: a byte order mark is skipped
         for line_number, row in enumerate(csv.reader(handle, delimiter="\t"), start=1):
             if not row or (line_number == 1 and not row[1].strip().isdigit()):
                 continue
@@ -325,9 +316,12 @@ class CpcLabelSpace:
         try:
             with open(path, encoding="utf-8") as handle:
                 data = json.load(handle)
-        except json.JSONDecodeError as error:
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
             raise ValueError(f"{path} is not valid JSON ({error}); re-create it with `modernpatent prepare`") from None
-        return cls.from_dict(data)
+        try:
+            return cls.from_dict(data)
+        except (ValueError, TypeError, AttributeError) as error:  # another format, bad codes, not a mapping
+            raise ValueError(f"{path} is not a valid label space ({error}); re-create it with `modernpatent prepare`") from None
 
 
 LABEL_SPACE_FILE = "label_space.json"

@@ -18,6 +18,7 @@ from torch import nn
 from transformers import BertModel, BertPreTrainedModel, ModernBertModel, ModernBertPreTrainedModel
 from transformers import initialization as init
 from transformers.activations import ACT2FN
+from transformers.modeling_outputs import BaseModelOutputWithPooling
 from transformers.utils import ModelOutput
 from transformers.utils.generic import can_return_tuple
 
@@ -69,6 +70,37 @@ def pool_hidden_states(hidden_states: torch.Tensor, attention_mask: Optional[tor
     mask = attention_mask.to(torch.float32).unsqueeze(-1)
     summed = (hidden_states.float() * mask).sum(dim=1)
     return (summed / mask.sum(dim=1).clamp(min=1.0)).to(hidden_states.dtype)
+
+
+def packed_segment_ids(cu_seq_lens: torch.Tensor, num_tokens: int) -> torch.Tensor:
+    """[T] index of the segment each token of a packed row belongs to (``cu_seq_lens`` [S + 1] starts at 0)."""
+    tokens = torch.arange(num_tokens, device=cu_seq_lens.device, dtype=cu_seq_lens.dtype)
+    return torch.searchsorted(cu_seq_lens[1:].contiguous(), tokens, right=True)
+
+
+def packed_position_ids(cu_seq_lens: torch.Tensor, num_tokens: int) -> torch.Tensor:
+    """[1, T] positions of a packed row, restarting at 0 at every segment start."""
+    segments = packed_segment_ids(cu_seq_lens, num_tokens)
+    tokens = torch.arange(num_tokens, device=cu_seq_lens.device)
+    return (tokens - cu_seq_lens.long()[segments]).unsqueeze(0)
+
+
+def pool_packed_hidden_states(hidden_states: torch.Tensor, cu_seq_lens: torch.Tensor, pooling: str) -> torch.Tensor:
+    """[1, T, H] hidden states of a packed row -> [S, H], one vector per segment of ``cu_seq_lens`` ([S + 1]):
+    the segment's first token (``"cls"``) or the mean over its tokens (``"mean"``, accumulated in float32).
+
+    Empty segments (static-shape padding, at the end) give a row to be dropped, never an error.
+    """
+    hidden = hidden_states[0]
+    num_tokens = hidden.shape[0]
+    starts = cu_seq_lens[:-1].long()
+    if pooling == "cls":
+        return hidden[starts.clamp(max=num_tokens - 1)]
+    segments = packed_segment_ids(cu_seq_lens, num_tokens)
+    # One more row for tokens past the last boundary, if any: they belong to no segment.
+    sums = hidden.new_zeros((starts.shape[0] + 1, hidden.shape[1]), dtype=torch.float32).index_add_(0, segments, hidden.float())
+    lengths = (cu_seq_lens[1:] - cu_seq_lens[:-1]).to(torch.float32).clamp(min=1.0).unsqueeze(-1)
+    return (sums[:-1] / lengths).to(hidden.dtype)
 
 
 def max_over_groups(logits: torch.Tensor, group_of: torch.Tensor, num_groups: int) -> torch.Tensor:
@@ -144,8 +176,12 @@ class PatentClassifierMixin:
         with torch.no_grad():
             self.classifier.bias.copy_(log_odds.to(self.classifier.bias.dtype))
 
-    def _classify(self, hidden_states, attention_mask, labels, encoder_outputs) -> HierarchicalClassifierOutput:
-        pooled = pool_hidden_states(hidden_states, attention_mask, self.config.pooling)
+    def _classify(self, hidden_states, attention_mask, labels, encoder_outputs, cu_seq_lens=None) -> HierarchicalClassifierOutput:
+        """Pool, classify, score the hierarchy; a packed row (``cu_seq_lens`` given) gives one output row per segment."""
+        if cu_seq_lens is not None:
+            pooled = pool_packed_hidden_states(hidden_states, cu_seq_lens, self.config.pooling)
+        else:
+            pooled = pool_hidden_states(hidden_states, attention_mask, self.config.pooling)
         logits = self.classifier(self.drop(self.head(pooled)))
         return HierarchicalClassifierOutput(
             loss=None if labels is None else self.compute_loss(logits, labels),
@@ -171,14 +207,16 @@ class PatentClassifierMixin:
         )
 
     def save_pretrained(self, save_directory: Union[str, os.PathLike], *args: Any, **kwargs: Any) -> Any:
-        """``PreTrainedModel.save_pretrained``, with this class in ``auto_map`` for ``AutoModel`` too.
+        """``PreTrainedModel.save_pretrained``, with the encoder class (``encoder_class_name``) in ``auto_map`` for
+        ``AutoModel``.
 
-        ``register_for_auto_class`` records one auto class (AutoModelForSequenceClassification); the same class
-        also serves ``AutoModel``, so its entry is added here. The modeling files are copied as remote code.
+        ``register_for_auto_class`` records one auto class (AutoModelForSequenceClassification, this class);
+        ``AutoModel`` loads the checkpoint's encoder (as for stock checkpoints), so its entry is added here. The
+        modeling files are copied as remote code.
         """
         module_name = type(self).__module__.rsplit(".", 1)[-1]
         auto_map = dict(getattr(self.config, "auto_map", None) or {})
-        auto_map["AutoModel"] = f"{module_name}.{type(self).__name__}"
+        auto_map["AutoModel"] = f"{module_name}.{self.encoder_class_name}"
         self.config.auto_map = auto_map
         return super().save_pretrained(save_directory, *args, **kwargs)
 
@@ -193,6 +231,7 @@ class ModernBertForHierarchicalPatentClassification(PatentClassifierMixin, Moder
 
     config_class = ModernPatentConfig
     config: ModernPatentConfig
+    encoder_class_name = "ModernPatentModel"  # what AutoModel loads from a saved checkpoint
     # The masked-LM decoder of a stock checkpoint has no place in a classifier.
     _keys_to_ignore_on_load_unexpected = [r"^decoder\."]
 
@@ -217,7 +256,19 @@ class ModernBertForHierarchicalPatentClassification(PatentClassifierMixin, Moder
         labels: Optional[torch.Tensor] = None,
         **kwargs: Any,
     ) -> HierarchicalClassifierOutput:
-        """``labels``: float multi-hot [B, L]; when given, the output carries the loss."""
+        """``labels``: float multi-hot [B, L]; when given, the output carries the loss.
+
+        A packed row (``input_ids`` [1, T] with ``cu_seq_lens_q``/``cu_seq_lens_k``/``max_length_q``/``max_length_k``,
+        see ``modernpatent_hf.packing``; needs the packed attention) gives one output row per sequence; labels are
+        then [S, L]. Position ids restart per sequence (derived from ``cu_seq_lens_q`` when not given).
+        """
+        cu_seq_lens = kwargs.get("cu_seq_lens_q")
+        if cu_seq_lens is not None:
+            length = (input_ids if input_ids is not None else inputs_embeds).shape[1]
+            if position_ids is None:
+                position_ids = packed_position_ids(cu_seq_lens, length)
+            if attention_mask is None:  # no dense masks: the attention function keeps the sequences apart
+                attention_mask = {layer_type: None for layer_type in set(self.config.layer_types)}
         outputs = self.model(
             input_ids=input_ids,
             attention_mask=attention_mask,
@@ -225,7 +276,7 @@ class ModernBertForHierarchicalPatentClassification(PatentClassifierMixin, Moder
             inputs_embeds=inputs_embeds,
             **kwargs,
         )
-        return self._classify(outputs.last_hidden_state, attention_mask, labels, outputs)
+        return self._classify(outputs.last_hidden_state, attention_mask, labels, outputs, cu_seq_lens)
 
 
 class BertForHierarchicalPatentClassification(PatentClassifierMixin, BertPreTrainedModel):
@@ -237,6 +288,7 @@ class BertForHierarchicalPatentClassification(PatentClassifierMixin, BertPreTrai
 
     config_class = BertPatentConfig
     config: BertPatentConfig
+    encoder_class_name = "BertPatentModel"  # what AutoModel loads from a saved checkpoint
     _keys_to_ignore_on_load_unexpected = [r"^cls\.", r"^(bert\.)?pooler\."]
 
     def __init__(self, config: BertPatentConfig):
@@ -257,7 +309,15 @@ class BertForHierarchicalPatentClassification(PatentClassifierMixin, BertPreTrai
         labels: Optional[torch.Tensor] = None,
         **kwargs: Any,
     ) -> HierarchicalClassifierOutput:
-        """``labels``: float multi-hot [B, L]; when given, the output carries the loss."""
+        """``labels``: float multi-hot [B, L]; when given, the output carries the loss. A packed row as for
+        :class:`ModernBertForHierarchicalPatentClassification` (``token_type_ids`` default to zeros)."""
+        cu_seq_lens = kwargs.get("cu_seq_lens_q")
+        if cu_seq_lens is not None:
+            reference = input_ids if input_ids is not None else inputs_embeds[..., 0]
+            if position_ids is None:
+                position_ids = packed_position_ids(cu_seq_lens, reference.shape[1])
+            if token_type_ids is None:  # BERT's buffered default covers max_position_embeddings tokens, not a packed row
+                token_type_ids = torch.zeros_like(reference, dtype=torch.long)
         outputs = self.bert(
             input_ids,
             attention_mask=attention_mask,
@@ -267,8 +327,91 @@ class BertForHierarchicalPatentClassification(PatentClassifierMixin, BertPreTrai
             return_dict=True,
             **kwargs,
         )
-        return self._classify(outputs.last_hidden_state, attention_mask, labels, outputs)
+        return self._classify(outputs.last_hidden_state, attention_mask, labels, outputs, cu_seq_lens)
+
+
+def _encoder_output(outputs: Any, attention_mask: Optional[torch.Tensor], pooling: str) -> BaseModelOutputWithPooling:
+    return BaseModelOutputWithPooling(
+        last_hidden_state=outputs.last_hidden_state,
+        pooler_output=pool_hidden_states(outputs.last_hidden_state, attention_mask, pooling),
+        hidden_states=outputs.hidden_states,
+        attentions=outputs.attentions,
+    )
+
+
+class ModernPatentModel(ModernBertPreTrainedModel):
+    """The encoder of a ModernBERT patent classifier: what ``AutoModel`` loads from its checkpoint.
+
+    The encoder sits under ``model`` as in the classifier, so the classifier's encoder weights load as they are
+    and its head and classifier are left out. ``last_hidden_state`` [B, T, H] is what
+    ``pipeline("feature-extraction")`` returns; ``pooler_output`` [B, H] is pooled as the classifier pools
+    (``config.pooling``): the patent's embedding (L2-normalize it for cosine search).
+    """
+
+    config_class = ModernPatentConfig
+    config: ModernPatentConfig
+    _keys_to_ignore_on_load_unexpected = [r"^(head|drop|classifier|decoder)\."]
+
+    def __init__(self, config: ModernPatentConfig):
+        super().__init__(config)
+        self.model = ModernBertModel(config)
+        self.post_init()
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: Optional[torch.LongTensor] = None,
+        attention_mask: Optional[torch.Tensor] = None,
+        position_ids: Optional[torch.Tensor] = None,
+        inputs_embeds: Optional[torch.Tensor] = None,
+        **kwargs: Any,
+    ) -> BaseModelOutputWithPooling:
+        outputs = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            **kwargs,
+        )
+        return _encoder_output(outputs, attention_mask, self.config.pooling)
+
+
+class BertPatentModel(BertPreTrainedModel):
+    """The encoder of a BERT patent classifier (``bert``, without BERT's pooler): what ``AutoModel`` loads from its
+    checkpoint; outputs as :class:`ModernPatentModel`'s."""
+
+    config_class = BertPatentConfig
+    config: BertPatentConfig
+    _keys_to_ignore_on_load_unexpected = [r"^(head|drop|classifier|cls)\.", r"^(bert\.)?pooler\."]
+
+    def __init__(self, config: BertPatentConfig):
+        super().__init__(config)
+        self.bert = BertModel(config, add_pooling_layer=False)
+        self.post_init()
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: Optional[torch.LongTensor] = None,
+        attention_mask: Optional[torch.Tensor] = None,
+        token_type_ids: Optional[torch.Tensor] = None,
+        position_ids: Optional[torch.Tensor] = None,
+        inputs_embeds: Optional[torch.Tensor] = None,
+        **kwargs: Any,
+    ) -> BaseModelOutputWithPooling:
+        outputs = self.bert(
+            input_ids,
+            attention_mask=attention_mask,
+            token_type_ids=token_type_ids,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            return_dict=True,
+            **kwargs,
+        )
+        return _encoder_output(outputs, attention_mask, self.config.pooling)
 
 
 ModernBertForHierarchicalPatentClassification.register_for_auto_class("AutoModelForSequenceClassification")
 BertForHierarchicalPatentClassification.register_for_auto_class("AutoModelForSequenceClassification")
+ModernPatentModel.register_for_auto_class("AutoModel")
+BertPatentModel.register_for_auto_class("AutoModel")

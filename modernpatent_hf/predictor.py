@@ -3,7 +3,9 @@
 :class:`PatentClassifier` wraps a saved checkpoint (model, tokenizer, label space). Texts are tokenized
 once, sorted by length and cut into batches under a token budget (:func:`length_bucketed_batches`); each
 batch is padded only to its own longest text (:func:`pad_token_ids`, shared with the ONNX export and the
-benchmark), so short patents never pay for long ones, and the logits come back in input order.
+benchmark), so short patents never pay for long ones, and the logits come back in input order. On CUDA the
+texts are packed instead (:meth:`PatentClassifier.packed_batches`, :mod:`modernpatent_hf.packing`): no padding
+at all, a few static shapes, compiled.
 Prediction over files, resumable and in several processes, is :mod:`modernpatent_hf.predict_file`.
 """
 
@@ -20,9 +22,12 @@ import torch
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.utils import cached_file
 
+from .configs import check_max_length
 from .cpc import CpcLabelSpace, class_of, section_of
 from .data.readers import one_line
 from .model_factory import load_checkpoint_label_space, load_pretrained_weights
+from .modeling_modernpatent import PatentClassifierMixin, pool_hidden_states
+from .packing import pack_batch, token_budget_batches, token_budgets, use_packed_attention
 from .thresholds import THRESHOLDS_FILE, load_thresholds
 
 DEFAULT_MAX_BATCH_TOKENS = 16384
@@ -100,13 +105,13 @@ class PatentClassifier:
         max_length: int,
         max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
         max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
-        compile: bool = False,
+        compile: Optional[bool] = None,
         source: Optional[str] = None,
         precision: Optional[str] = None,
         thresholds: Optional[np.ndarray] = None,
+        packing: Optional[bool] = None,
     ):
-        if max_length < 2:
-            raise ValueError(f"max_length must be at least 2 tokens, got {max_length}")
+        check_max_length(max_length)
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.label_space = label_space
@@ -122,8 +127,18 @@ class PatentClassifier:
         self.thresholds = None if thresholds is None else np.asarray(thresholds, dtype=np.float32)
         if self.thresholds is not None and self.thresholds.shape != (len(label_space),):
             raise ValueError(f"thresholds has shape {self.thresholds.shape}, expected one per label ({len(label_space)})")
-        # Recompiling for every new batch shape would cost more than it saves: one dynamic-shape graph.
-        self._forward = torch.compile(model, dynamic=True) if compile else model
+        # Packed batches (one row per batch, no padding; modernpatent_hf.packing) pay where attention runs as
+        # varlen flash attention: on CUDA. CPUs and int8 keep the padded length buckets.
+        on_cuda = self.device.type == "cuda"
+        self.packing = on_cuda and isinstance(model, PatentClassifierMixin) if packing is None else bool(packing)
+        if self.packing:
+            if not isinstance(model, PatentClassifierMixin):
+                raise ValueError(f"packing needs a patent classifier of this package, not a {type(model).__name__}: use packing=False")
+            use_packed_attention(model)
+        self.compile = self.packing and on_cuda if compile is None else bool(compile)
+        # Packed batches have a few static shapes (token_budgets): one graph each. Padded buckets vary in shape, and
+        # recompiling for each would cost more than it saves: one dynamic-shape graph.
+        self._forward = torch.compile(model, dynamic=not self.packing) if self.compile else model
         # Padding positions are masked out, so any id works when a tokenizer defines none.
         self._pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
@@ -134,21 +149,24 @@ class PatentClassifier:
         device: Union[str, torch.device, None] = None,
         dtype: Union[str, torch.dtype, None] = None,
         int8: bool = False,
-        compile: bool = False,
+        compile: Optional[bool] = None,
         max_length: Optional[int] = None,
         max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
         max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
         titles: Union[str, os.PathLike, Mapping[str, str], None] = None,
         allow_pickle: bool = False,
+        packing: Optional[bool] = None,
     ) -> "PatentClassifier":
         """Load a checkpoint saved by this package (or any sequence classifier whose labels are CPC codes).
 
         device: default the process's GPU when there is one, else the CPU. dtype: default bf16 on CUDA, fp32 on
-        the CPU. int8: dynamic int8 quantization of every ``nn.Linear`` (CPU, fp32 only). compile: ``torch.compile``
-        with dynamic shapes. max_length: default the smaller of the tokenizer's ``model_max_length`` and the model's
-        ``max_position_embeddings`` (pass the training max length to match training). titles: a ``code<TAB>title``
-        TSV or a mapping, added to the predictions (the label space's own titles otherwise). allow_pickle: also read
-        pickled weights (``pytorch_model.bin``); by default only safetensors are read.
+        the CPU. int8: dynamic int8 quantization of every ``nn.Linear`` (CPU, fp32 only). packing: packed batches
+        (default on CUDA for this package's classifiers; see :meth:`packed_batches`). compile: ``torch.compile``
+        (default: on CUDA when packing; static shapes when packing, dynamic otherwise). max_length: default the
+        smaller of the tokenizer's ``model_max_length`` and the model's ``max_position_embeddings`` (pass the
+        training max length to match training). titles: a ``code<TAB>title`` TSV or a mapping, added to the
+        predictions (the label space's own titles otherwise). allow_pickle: also read pickled weights
+        (``pytorch_model.bin``); by default only safetensors are read.
         """
         device = torch.device(device) if device is not None else default_device()
         dtype = torch_dtype(dtype, device)
@@ -164,6 +182,8 @@ class PatentClassifier:
                 f"cannot load a model from {os.fspath(path_or_hub_id)!r} ({one_line(error)}); give a checkpoint "
                 "directory with config.json, or a Hub id where the Hub is reachable"
             ) from None
+        if max_length is not None:  # before the weights load
+            check_max_length(max_length, getattr(config, "max_position_embeddings", None))
         label_space = load_checkpoint_label_space(path_or_hub_id, config)
         if titles is not None:
             label_space = label_space.with_titles(titles)
@@ -184,7 +204,8 @@ class PatentClassifier:
         )
         thresholds = load_thresholds(os.path.dirname(thresholds_file), label_space.codes) if thresholds_file else None
         return cls(model, tokenizer, label_space, max_length, max_batch_tokens, max_batch_size, compile=compile,
-                   source=str(path_or_hub_id), precision="int8" if int8 else None, thresholds=thresholds)
+                   source=str(path_or_hub_id), precision="int8" if int8 else None, thresholds=thresholds,
+                   packing=packing)
 
     # ----------------------------------------------------------------- tokens
     def encode(self, texts: Sequence[str]) -> List[List[int]]:
@@ -216,16 +237,59 @@ class PatentClassifier:
             ids, mask = pad_token_ids([input_ids[index] for index in batch], self._pad_id)
             yield batch, torch.from_numpy(ids).to(self.device), torch.from_numpy(mask).to(self.device)
 
+    def packed_batches(self, input_ids: Sequence[Sequence[int]]) -> Iterator[Tuple[List[int], dict]]:
+        """``(indices, model inputs)`` per packed batch: texts in input order concatenated into one row of at most
+        ``max_batch_tokens`` tokens and ``max_batch_size`` texts (:func:`~modernpatent_hf.packing.pack_batch`), padded
+        to the smallest of :func:`~modernpatent_hf.packing.token_budgets` that holds it, with a fixed number of
+        segments per budget: static shapes, so a compiled model compiles once per budget. Output row ``i`` is
+        ``indices[i]``; rows past ``len(indices)`` belong to the padding."""
+        lengths = [len(ids) for ids in input_ids]
+        budgets = token_budgets(self.max_batch_tokens, self.max_length)
+        for batch in token_budget_batches(lengths, budgets[-1], self.max_batch_size):
+            tokens = sum(lengths[index] for index in batch)
+            budget = next(budget for budget in budgets if budget >= tokens)
+            yield batch, pack_batch(
+                [input_ids[index] for index in batch], self._pad_id, pad_to_tokens=budget,
+                pad_to_sequences=self.max_batch_size + -(-budget // self.max_length), max_length=self.max_length,
+                device=self.device,
+            )
+
     # ----------------------------------------------------------------- scores
     def logits(self, texts: Sequence[str]) -> np.ndarray:
         """Subclass logits ``[len(texts), num_labels]`` (float32), rows in input order."""
-        input_ids = self.encode(texts)
+        return self.logits_from_ids(self.encode(texts))
+
+    def logits_from_ids(self, input_ids: Sequence[Sequence[int]]) -> np.ndarray:
+        """Subclass logits of token id lists (each at most ``max_length`` long), rows in input order: packed batches
+        when ``packing``, else padded length buckets."""
         logits = np.zeros((len(input_ids), len(self.label_space)), dtype=np.float32)
         with torch.inference_mode():
-            for batch, ids, mask in self.padded_batches(input_ids):
-                output = self._forward(input_ids=ids, attention_mask=mask)
-                logits[batch] = output.logits.float().cpu().numpy()
+            if self.packing:
+                for batch, inputs in self.packed_batches(input_ids):
+                    logits[batch] = self._forward(**inputs).logits[: len(batch)].float().cpu().numpy()
+            else:
+                for batch, ids, mask in self.padded_batches(input_ids):
+                    logits[batch] = self._forward(input_ids=ids, attention_mask=mask).logits.float().cpu().numpy()
         return logits
+
+    def embed(self, texts: Sequence[str], normalize: bool = True) -> np.ndarray:
+        """Embeddings ``[len(texts), hidden_size]`` (float32), rows in input order: the encoder's last hidden states
+        pooled as the classifier pools them (``config.pooling``: mean over the tokens or the first token), what
+        ``AutoModel``'s ``pooler_output`` gives for this checkpoint. With ``normalize`` each row has L2 norm 1, so
+        that a dot product is the cosine similarity.
+        """
+        input_ids = self.encode(texts)
+        encoder = self.model.base_model  # the classifier's encoder, without head and classifier
+        pooling = getattr(self.model.config, "pooling", "mean")
+        embeddings = np.zeros((len(input_ids), self.model.config.hidden_size), dtype=np.float32)
+        with torch.inference_mode():
+            for batch, ids, mask in self.padded_batches(input_ids):
+                hidden_states = encoder(input_ids=ids, attention_mask=mask).last_hidden_state
+                pooled = pool_hidden_states(hidden_states, mask, pooling).float()
+                if normalize:
+                    pooled = torch.nn.functional.normalize(pooled, dim=-1)
+                embeddings[batch] = pooled.cpu().numpy()
+        return embeddings
 
     def predict(self, texts: Sequence[str], top_k: int = 5, threshold: Union[float, str, None] = None) -> List[List[dict]]:
         """The ``top_k`` most likely subclasses of each text, best first.

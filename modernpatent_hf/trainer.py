@@ -16,23 +16,27 @@ padding of uneven last batches).
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import os
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 from datasets import Dataset
 from torch.utils.data import SequentialSampler
 from transformers import PreTrainedTokenizerBase, Trainer
-from transformers.trainer_utils import PredictionOutput
+from transformers.trainer_utils import HubStrategy, PredictionOutput, SaveStrategy
+from transformers.utils import PushInProgress, hf_api
 
-from .checkpoints import latest_metrics, save_training_args_as_json
+from .checkpoints import RESULTS_FILE, latest_metrics, save_training_args_as_json
 from .cpc import LABEL_SPACE_FILE, CpcLabelSpace
 from .metrics import MultilabelMetricsAccumulator, f1_from_counts
-from .model_card import model_card
-from .thresholds import threshold_counts
+from .model_card import ModelCardInfo, build_model_card
+from .thresholds import THRESHOLDS_FILE, threshold_counts
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +44,17 @@ logger = logging.getLogger(__name__)
 NON_LOGIT_OUTPUTS = ["class_logits", "section_logits", "hidden_states", "attentions"]
 # Module names of the patent classifiers' head (see modeling_modernpatent.PatentClassifierMixin).
 HEAD_MODULES = frozenset({"head", "classifier"})
+
+# What a push uploads from a model folder (huggingface_hub glob patterns, matched against paths in the folder):
+# the weights and config, the tokenizer, the label space and tuned thresholds, the remote code, the card and the
+# results. Top level only (HUB_IGNORE_PATTERNS): never the prepared data (OUTPUT_DIR/data), TensorBoard runs,
+# checkpoints or anything else a run leaves in its output directory.
+HUB_ALLOW_PATTERNS = (
+    "config.json", "*.safetensors", "*.safetensors.index.json",
+    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json", "vocab.*", "merges.txt",
+    LABEL_SPACE_FILE, THRESHOLDS_FILE, "*.py", "README.md", RESULTS_FILE,
+)
+HUB_IGNORE_PATTERNS = ("*/*",)
 
 
 def multi_hot(label_ids: Sequence[Sequence[int]], num_labels: int) -> np.ndarray:
@@ -151,6 +166,8 @@ class ResumableTrainer(Trainer):
     pickled ``training_args.bin``. A run relaunched from a checkpoint that already reached ``max_steps``
     (a job killed after its last checkpoint, before its final save) trains nothing more: transformers
     5.x would run one more optimizer step past ``max_steps``, because it checks for the end only after a step.
+    Pushes to the Hub (:meth:`push_to_hub`, and during training) upload only :data:`HUB_ALLOW_PATTERNS` of a
+    model folder, never the prepared data or the rest of the output directory.
     """
 
     def _run_epoch(self, *args, **kwargs):
@@ -167,17 +184,93 @@ class ResumableTrainer(Trainer):
         if self.args.should_save:
             save_training_args_as_json(output_dir if output_dir is not None else self.args.output_dir, self.args)
 
+    def push_to_hub(
+        self,
+        commit_message: Optional[str] = "End of training",
+        blocking: bool = True,
+        token: Optional[str] = None,
+        revision: Optional[str] = None,
+        private: Optional[bool] = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Save the model, write its card and upload the model folder's published files to ``args.hub_model_id``.
+
+        As ``Trainer.push_to_hub`` (same arguments, ``kwargs`` go to :meth:`create_model_card`), except what is
+        uploaded: only :data:`HUB_ALLOW_PATTERNS` at the top of ``args.output_dir``. The Trainer's upload skips
+        only ``_*`` and ``checkpoint-*``, so it would publish the prepared data (``OUTPUT_DIR/data``), TensorBoard
+        runs and whatever else lies in the output directory. Returns the upload's ``CommitInfo`` (a ``Future``
+        of it with ``blocking=False``), None on processes other than the main one.
+        """
+        self.callback_handler.on_push_begin(self.args, self.state, self.control)
+        token = token if token is not None else self.args.hub_token
+        if self.hub_model_id is None:
+            self.init_hf_repo(token=token, private=private)
+        # Every process takes part in the save (TPU, ZeRO-3); only the main one writes and uploads.
+        self.save_model(_internal_call=True)
+        if not self.is_world_process_zero():
+            return None
+        self.create_model_card(**kwargs)
+        self._finish_current_push()
+        return self._upload_model_folder(
+            self.args.output_dir, commit_message, token=token, blocking=blocking,
+            revision=revision if revision is not None else self.args.hub_revision,
+        )
+
+    def _upload_model_folder(self, folder: str, commit_message: Optional[str], token: Optional[str], blocking: bool, revision: Optional[str]) -> Any:
+        """Upload the published files of a model folder (:data:`HUB_ALLOW_PATTERNS`, top level) to ``self.hub_model_id``."""
+        return hf_api().upload_folder(
+            repo_id=self.hub_model_id, folder_path=folder, commit_message=commit_message, token=token,
+            run_as_future=not blocking, revision=revision,
+            # Lists, and new ones: upload_folder extends ignore_patterns in place.
+            allow_patterns=list(HUB_ALLOW_PATTERNS), ignore_patterns=list(HUB_IGNORE_PATTERNS),
+        )
+
+    def _push_from_checkpoint(self, checkpoint_folder: str) -> None:
+        """The pushes during training (``push_to_hub`` with ``hub_strategy`` other than ``end``), as safe as :meth:`push_to_hub`.
+
+        The Trainer copies the checkpoint's weights into the output directory (with a pickled ``training_args.bin``)
+        and uploads that directory skipping only ``_*`` and ``checkpoint-*``; here the checkpoint's own published
+        files (:data:`HUB_ALLOW_PATTERNS`: weights, tokenizer, label space, remote code, card) are uploaded from the
+        checkpoint folder. ``hub_strategy`` ``checkpoint`` / ``all_checkpoints`` still upload the whole checkpoint
+        (optimizer and RNG states included) to ``last-checkpoint`` / ``checkpoint-N``, as asked.
+        """
+        if not self.is_world_process_zero() or self.args.hub_strategy == HubStrategy.END:
+            return
+        # While the previous push is running, skip this one unless hub_always_push (as the Trainer does).
+        if not self.args.hub_always_push and self.push_in_progress is not None and not self.push_in_progress.is_done():
+            return
+        self.callback_handler.on_push_begin(self.args, self.state, self.control)
+        if self.args.save_strategy == SaveStrategy.STEPS:
+            commit_message = f"Training in progress, step {self.state.global_step}"
+        else:
+            commit_message = f"Training in progress, epoch {int(self.state.epoch)}"
+        jobs = [self._upload_model_folder(checkpoint_folder, commit_message, token=self.args.hub_token, blocking=False, revision=self.args.hub_revision)]
+        if self.args.hub_strategy in (HubStrategy.CHECKPOINT, HubStrategy.ALL_CHECKPOINTS):
+            path_in_repo = "last-checkpoint" if self.args.hub_strategy == HubStrategy.CHECKPOINT else Path(checkpoint_folder).name
+            jobs.append(hf_api().upload_folder(
+                repo_id=self.hub_model_id, folder_path=checkpoint_folder, path_in_repo=path_in_repo,
+                commit_message=commit_message + ", checkpoint", token=self.args.hub_token, run_as_future=True,
+                revision=self.args.hub_revision,
+            ))
+        if self.push_in_progress is None or self.push_in_progress.is_done():
+            self.push_in_progress = PushInProgress(jobs)
+        else:
+            self.push_in_progress.jobs.extend(jobs)
+
 
 class PatentTrainer(ResumableTrainer):
     """A `Trainer` for CPC classification.
 
     Accepts a :class:`~modernpatent_hf.cpc.CpcLabelSpace`; sets the multi-label collator and streaming
-    F1@k metrics when none are given; saves ``label_space.json`` and a model card (metrics table,
-    training settings, usage) with every checkpoint, so each one is self-describing and loadable.
+    F1@k metrics when none are given; saves ``label_space.json`` and a model card
+    (:func:`~modernpatent_hf.model_card.build_model_card`, from ``model_card_info`` and the metrics) with every
+    checkpoint, so each one is self-describing and loadable; ``create_model_card`` (run by :meth:`push_to_hub`)
+    writes that same card.
     """
 
-    def __init__(self, *args: Any, label_space: CpcLabelSpace, **kwargs: Any):
+    def __init__(self, *args: Any, label_space: CpcLabelSpace, model_card_info: Optional[ModelCardInfo] = None, **kwargs: Any):
         self.label_space = label_space
+        self.model_card_info = model_card_info
         training_args = kwargs.get("args") if "args" in kwargs else (args[1] if len(args) > 1 else None)
         top_k = getattr(training_args, "top_k", (1, 5))
         threshold = getattr(training_args, "eval_threshold", 0.5)
@@ -229,5 +322,53 @@ class PatentTrainer(ResumableTrainer):
             return
         output_dir = output_dir if output_dir is not None else self.args.output_dir
         self.label_space.save(os.path.join(output_dir, LABEL_SPACE_FILE))
-        with open(os.path.join(output_dir, "README.md"), "w", encoding="utf-8") as handle:
-            handle.write(model_card(self.model, self.label_space, self.args, latest_metrics(self.state.log_history)))
+        self.write_model_card(output_dir)
+
+    def write_model_card(self, directory: str, model_name: Optional[str] = None) -> None:
+        """Write the model card into ``directory``/README.md.
+
+        Its metrics are the directory's ``all_results.json`` when it has one (the recipe writes it before its
+        final save), else the latest evaluation in the log history (checkpoints saved during training).
+        """
+        results_path = os.path.join(directory, RESULTS_FILE)
+        if os.path.isfile(results_path):
+            with open(results_path, encoding="utf-8") as handle:
+                metrics = json.load(handle)
+        else:
+            metrics = latest_metrics(self.state.log_history)
+        card = build_model_card(
+            self.accelerator.unwrap_model(self.model), self.label_space, self.args, metrics, self.model_card_info,
+            model_name=model_name, has_thresholds=os.path.isfile(os.path.join(directory, THRESHOLDS_FILE)),
+        )
+        card.save(os.path.join(directory, "README.md"))
+
+    def create_model_card(
+        self,
+        language: Optional[str] = None,
+        license: Optional[str] = None,
+        tags: Union[str, List[str], None] = None,
+        model_name: Optional[str] = None,
+        finetuned_from: Optional[str] = None,
+        tasks: Union[str, List[str], None] = None,
+        dataset_tags: Union[str, List[str], None] = None,
+        dataset: Union[str, List[str], None] = None,
+        dataset_args: Union[str, List[str], None] = None,
+    ) -> None:
+        """Write this trainer's CPC model card into ``args.output_dir`` (what ``Trainer.push_to_hub`` calls before uploading).
+
+        The same card every save writes, not the Trainer's generic draft. ``language``, ``license``,
+        ``finetuned_from`` (a Hub model id) and ``dataset_tags`` (Hub dataset ids; else ``dataset``) replace those
+        of ``model_card_info``, and ``tags`` are added to its tags, for this and every later save. ``tasks`` and
+        ``dataset_args`` are accepted as the Trainer's and not used: the task is always CPC subclass classification.
+        """
+        if not self.is_world_process_zero():
+            return
+        dataset_ids = dataset_tags if dataset_tags is not None else dataset
+        changes = {"language": language, "license": license, "base_model": finetuned_from,
+                   "hub_datasets": [dataset_ids] if isinstance(dataset_ids, str) else dataset_ids}
+        changes = {name: value for name, value in changes.items() if value is not None}
+        info = self.model_card_info or ModelCardInfo()
+        new_tags = [tag for tag in ([tags] if isinstance(tags, str) else tags or []) if tag not in info.tags]
+        if changes or new_tags:
+            self.model_card_info = dataclasses.replace(info, tags=[*info.tags, *new_tags], **changes)
+        self.write_model_card(self.args.output_dir, model_name=model_name)

@@ -265,13 +265,15 @@ def test_saved_checkpoint_round_trips_through_the_auto_classes(tmp_path):
     inputs = batch()
     with torch.no_grad():
         expected = model(**inputs)
-        for auto_class in (AutoModel, AutoModelForSequenceClassification):
-            loaded = auto_class.from_pretrained(tmp_path).eval()
-            assert type(loaded) is ModernBertForHierarchicalPatentClassification
-            assert loaded.config.class_weights == [1.5] * len(SPACE)
-            assert loaded.config.loss_type == "upstream_hierarchical"
-            output = loaded(**inputs)
-            assert torch.equal(output.logits, expected.logits) and torch.equal(output.loss, expected.loss)
+        loaded = AutoModelForSequenceClassification.from_pretrained(tmp_path).eval()
+        assert type(loaded) is ModernBertForHierarchicalPatentClassification
+        assert loaded.config.class_weights == [1.5] * len(SPACE)
+        assert loaded.config.loss_type == "upstream_hierarchical"
+        output = loaded(**inputs)
+        assert torch.equal(output.logits, expected.logits) and torch.equal(output.loss, expected.loss)
+        # AutoModel loads the encoder (tests/test_embeddings.py): the classifier's own encoder weights.
+        encoder = AutoModel.from_pretrained(tmp_path).eval()
+        assert torch.equal(encoder(**inputs).last_hidden_state, model.model(**inputs).last_hidden_state)
     # Continuing from a saved patent checkpoint with the same label space keeps its head.
     again = build_patent_classifier(tmp_path, SPACE, loss_type="bce")
     assert torch.equal(again.classifier.weight, model.classifier.weight) and again.config.loss_type == "bce"

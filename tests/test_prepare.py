@@ -64,7 +64,7 @@ def test_prepare_real_records_title_abstract(shared_data, tmp_path, capsys):
         for line in handle:
             row = json.loads(line)
             expected[row["id"]] = (f"{row['title'].strip()}\n{row['abstract'].strip()}", row["cpc"])
-    loaded = load_dataset(str(out))
+    loaded = load_dataset_dir(str(out))  # labels as their codes (load_dataset gives class-label indices)
     for split in loaded.values():
         for row in split:
             assert (row["text"], row["labels"]) == expected[row["id"]]

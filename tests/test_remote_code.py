@@ -32,14 +32,18 @@ LOADER_BODY = (  # run after the script_without_package preamble
 
     checkpoint, inputs = sys.argv[1], json.load(open(sys.argv[2]))
     config = AutoConfig.from_pretrained(checkpoint, trust_remote_code=True)
-    result = {"package_importable": package_importable, "config_class": type(config).__name__, "logits": {}}
-    for auto_class in (AutoModel, AutoModelForSequenceClassification):
-        model = auto_class.from_pretrained(checkpoint, trust_remote_code=True).eval()
-        with torch.no_grad():
-            output = model(**{name: torch.tensor(values) for name, values in inputs.items()})
-        result["logits"][auto_class.__name__] = output.logits.tolist()
-        result["class_logits"] = output.class_logits.tolist()
-        result["model_module"] = type(model).__module__
+    result = {"package_importable": package_importable, "config_class": type(config).__name__}
+    tensors = {name: torch.tensor(values) for name, values in inputs.items()}
+    model = AutoModelForSequenceClassification.from_pretrained(checkpoint, trust_remote_code=True).eval()
+    encoder = AutoModel.from_pretrained(checkpoint, trust_remote_code=True).eval()
+    with torch.no_grad():
+        output = model(**tensors)
+        result["hidden_states"] = encoder(**tensors).last_hidden_state.tolist()
+    result["logits"] = output.logits.tolist()
+    result["class_logits"] = output.class_logits.tolist()
+    result["model_module"] = type(model).__module__
+    result["encoder_class"] = type(encoder).__name__
+    result["encoder_module"] = type(encoder).__module__
     result["loaded_package_modules"] = sorted(m for m in sys.modules if m.split(".")[0] == "modernpatent_hf")
     json.dump(result, open(sys.argv[3], "w"))
     """
@@ -61,11 +65,10 @@ def saved_checkpoint(directory):
 def test_save_pretrained_writes_auto_map_and_copies_the_modeling_files(tmp_path):
     saved_checkpoint(tmp_path)
     auto_map = json.loads((tmp_path / "config.json").read_text())["auto_map"]
-    model_ref = "modeling_modernpatent.ModernBertForHierarchicalPatentClassification"
     assert auto_map == {
         "AutoConfig": "configuration_modernpatent.ModernPatentConfig",
-        "AutoModel": model_ref,
-        "AutoModelForSequenceClassification": model_ref,
+        "AutoModel": "modeling_modernpatent.ModernPatentModel",
+        "AutoModelForSequenceClassification": "modeling_modernpatent.ModernBertForHierarchicalPatentClassification",
     }
     assert all((tmp_path / name).is_file() for name in REMOTE_FILES)
 
@@ -118,8 +121,10 @@ def test_checkpoint_loads_with_trust_remote_code_without_the_package(tmp_path, s
     try:
         with torch.no_grad():
             expected = model(input_ids=input_ids, attention_mask=attention_mask)
+            expected_hidden = model.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
     finally:
         torch.set_num_threads(threads)
-    for auto_class, logits in result["logits"].items():
-        assert torch.equal(torch.tensor(logits), expected.logits), auto_class
+    assert torch.equal(torch.tensor(result["logits"]), expected.logits)
     assert torch.equal(torch.tensor(result["class_logits"]), expected.class_logits)
+    assert result["encoder_class"] == "ModernPatentModel" and result["encoder_module"].startswith("transformers_modules.")
+    assert torch.equal(torch.tensor(result["hidden_states"]), expected_hidden)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from modernpatent_hf.cpc import CpcLabelSpace, class_of, section_of
-from modernpatent_hf.data.records import label_statistics
+from modernpatent_hf.data.records import label_statistics, load_dataset_dir
 from modernpatent_hf.data.synthetic import generate_synthetic_records, synthetic_world, write_synthetic_corpus
 
 
@@ -130,9 +130,7 @@ def test_write_synthetic_corpus_splits_and_label_space(tmp_path):
     out = tmp_path / "synthetic"
     summary = write_synthetic_corpus(str(out), n=3000, seed=2, validation_fraction=0.1, test_fraction=0.2)
     assert summary["rows_per_split"]["train"] == 2100
-    from datasets import load_dataset
-
-    dataset = load_dataset(str(out))
+    dataset = load_dataset_dir(str(out))  # labels as their codes (load_dataset gives class-label indices)
     train_codes = {code for labels in dataset["train"]["labels"] for code in labels}
     label_space = CpcLabelSpace.load(out)
     assert set(label_space.codes) == train_codes
@@ -167,4 +165,4 @@ def test_cli_synth_writes_a_loadable_directory(tmp_path, run_cli):
     assert {split: len(rows) for split, rows in dataset.items()} == {
         split: rows for split, rows in summary["rows_per_split"].items() if rows}
     assert dataset["train"][0]["id"] == "SYN4-00000000"
-    assert dataset["train"][0] == next(generate_synthetic_records(1, seed=4))
+    assert load_dataset_dir(str(out))["train"][0] == next(generate_synthetic_records(1, seed=4))

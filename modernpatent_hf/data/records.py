@@ -5,11 +5,14 @@ and, when known, ``date`` (``YYYY-MM-DD``), ``title`` and ``abstract`` (``None``
 
 A prepared dataset directory holds Parquet shards under ``data/``, a ``README.md`` whose YAML
 ``configs:`` lets ``datasets.load_dataset(DIR)`` find the splits (datasets' own mechanism), the
-``label_space.json`` and a ``stats.json``.
+``label_space.json`` and a ``stats.json``. Its Parquet columns are typed (:func:`prepared_features`):
+``labels`` are class labels of the label space and ``date`` a date, so ``load_dataset(DIR)`` alone names
+the codes; :func:`load_dataset_dir` gives them back as normalized records.
 """
 
 from __future__ import annotations
 
+import datetime
 import glob
 import hashlib
 import json
@@ -24,10 +27,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
+from huggingface_hub import CommitOperationAdd, HfApi
 from tqdm.auto import tqdm
 
 from ..cpc import LABEL_SPACE_FILE, CpcLabelSpace, class_of, section_of
-from ..io_utils import remove_stale_scratch, scratch_path, write_json_atomically
+from ..io_utils import remove_stale_scratch, scratch_path, write_json_atomically, write_output_marker
 from .leakage import digest64, shared_across_splits, text_key
 
 RECORD_COLUMNS = ("id", "text", "labels", "date", "title", "abstract")
@@ -52,17 +56,54 @@ def record_features() -> datasets.Features:
     )
 
 
-def _arrow_schema() -> pa.Schema:
-    return pa.schema(
-        [
-            ("id", pa.string()),
-            ("text", pa.string()),
-            ("labels", pa.list_(pa.string())),
-            ("date", pa.string()),
-            ("title", pa.string()),
-            ("abstract", pa.string()),
-        ]
-    )
+def prepared_features(label_codes: Sequence[str]) -> datasets.Features:
+    """The features of a prepared dataset's Parquet splits: :func:`record_features` with ``labels`` as class labels
+    of the label space (``List(ClassLabel(names=codes))``, so ``load_dataset(DIR)`` alone names them) and ``date``
+    as a date (``Value("date32")``)."""
+    features = record_features()
+    features["labels"] = datasets.List(datasets.ClassLabel(names=list(label_codes)))
+    features["date"] = datasets.Value("date32")
+    return features
+
+
+def _typed_row(record: Mapping, label_index: Mapping[str, int], split: str) -> dict:
+    """A normalized record as a row of :func:`prepared_features`: label indices and a ``datetime.date``."""
+    row = {column: record.get(column) for column in RECORD_COLUMNS}
+    try:
+        row["labels"] = [label_index[code] for code in record["labels"]]
+    except KeyError as error:
+        raise ValueError(
+            f"record {record['id']!r} of the {split!r} split has label {error.args[0]!r}, which is not in the label "
+            f"space ({len(label_index)} subclasses): drop labels outside the label space before writing"
+        ) from None
+    row["date"] = datetime.date.fromisoformat(row["date"]) if row["date"] else None
+    return row
+
+
+def as_record_columns(split: datasets.Dataset) -> datasets.Dataset:
+    """A split with typed ``labels`` (class labels) and ``date`` (a date type) given back as normalized record
+    columns: the label codes and ``YYYY-MM-DD`` strings (:func:`record_features`). Other splits come back as
+    they are. The conversion is columnar and leaves the other columns memory-mapped."""
+    label_feature = getattr(split.features.get("labels"), "feature", None)
+    date_feature = split.features.get("date")
+    typed_labels = isinstance(label_feature, datasets.ClassLabel)
+    typed_date = isinstance(date_feature, datasets.Value) and date_feature.dtype != "string"
+    if not typed_labels and not typed_date:
+        return split
+    table = split.data
+    if typed_labels:
+        names = pa.array(label_feature.names, pa.string())
+        labels = table.column("labels")
+        codes = pa.chunked_array(
+            [pa.ListArray.from_arrays(chunk.offsets, names.take(chunk.values)) for chunk in labels.chunks],
+            type=pa.list_(pa.string()),
+        )
+        table = table.set_column(table.schema.get_field_index("labels"), "labels", codes)
+    if typed_date:
+        table = table.set_column(table.schema.get_field_index("date"), "date", table.column("date").cast(pa.string()))
+    info = split.info.copy()
+    info.features = datasets.Features({name: record_features()[name] for name in table.column_names})
+    return datasets.Dataset(table, info=info, split=split.split)
 
 
 def label_statistics(label_lists: Iterable[Sequence[str]], top_n: int = 30) -> Dict:
@@ -128,7 +169,7 @@ def _content_fingerprint(data_dir: str) -> str:
     return digest.hexdigest()
 
 
-def _readme(rows_per_split: Mapping[str, int], description: str, fingerprint: str) -> str:
+def _readme(rows_per_split: Mapping[str, int], description: str, fingerprint: str, features: datasets.Features) -> str:
     splits = [split for split, rows in rows_per_split.items() if rows]
     header = {
         "configs": [{
@@ -137,15 +178,26 @@ def _readme(rows_per_split: Mapping[str, int], description: str, fingerprint: st
         }],
         # datasets keys its cache of a local directory by this YAML, not by the files' contents: the
         # fingerprint makes a rewritten directory (or another one with the same name) load its own data.
-        "dataset_info": {"config_name": "default", "description": f"content sha256 {fingerprint}"},
+        "dataset_info": {
+            "config_name": "default", "description": f"content sha256 {fingerprint}", "features": features._to_yaml_list(),
+        },
     }
+    num_labels = len(features["labels"].feature.names)
     return (
         "---\n"
         f"{yaml.safe_dump(header, sort_keys=False)}"
         "---\n\n"
         f"{description}\n\n"
         "Load with `datasets.load_dataset(\"<this directory>\")`; the label space is in "
-        f"`{LABEL_SPACE_FILE}` (`modernpatent_hf.CpcLabelSpace.load`), statistics in `{STATS_FILE}`.\n"
+        f"`{LABEL_SPACE_FILE}` (`modernpatent_hf.CpcLabelSpace.load`), statistics in `{STATS_FILE}`.\n\n"
+        "## Features\n\n"
+        "- `id` (string): the patent's publication or record id.\n"
+        "- `text` (string): the text a classifier reads (the chosen fields, joined by newlines).\n"
+        f"- `labels` (list of `ClassLabel`): the patent's CPC subclasses, as indices into the {num_labels} names of "
+        "the label space (the training split's subclasses); "
+        "`dataset.features[\"labels\"].feature.int2str(ids)` gives the codes, e.g. `A01B`.\n"
+        "- `date` (`date32`): the publication or filing date, when known.\n"
+        "- `title`, `abstract` (string): when the source has them.\n"
     )
 
 
@@ -157,6 +209,8 @@ def write_dataset_dir(
     description: str = "A CPC-labelled patent dataset written by modernpatent_hf.",
     shard_rows: int = 200_000,
     progress: bool = True,
+    command: str = "prepare",
+    fingerprint: Optional[Mapping] = None,
 ) -> Dict[str, int]:
     """Write splits of normalized records as Parquet shards plus README ``configs:``, label space, stats.
 
@@ -166,13 +220,17 @@ def write_dataset_dir(
     end (an existing directory is first renamed aside, then removed), so an interrupted run never
     leaves a directory that looks complete; what a killed run left is removed by the next run. A split
     layout that leaks is an error: an id in two splits, or a text found in two splits once normalized
-    (:mod:`modernpatent_hf.data.leakage`). Returns the number of rows per split.
+    (:mod:`modernpatent_hf.data.leakage`). The directory is marked as the output of ``modernpatent COMMAND``
+    made from ``fingerprint`` (:func:`~modernpatent_hf.io_utils.write_output_marker`); callers check the
+    directory first (:func:`~modernpatent_hf.io_utils.check_output_dir`). Returns the number of rows per split.
     """
     out_dir = os.path.abspath(out_dir)
     remove_stale_scratch(out_dir)
     tmp_dir = scratch_path(out_dir, "tmp")
     os.makedirs(os.path.join(tmp_dir, SHARDS_SUBDIR))
-    schema = _arrow_schema()
+    features = prepared_features(label_space.codes)
+    schema = features.arrow_schema  # with the datasets features in its metadata
+    label_index = {code: index for index, code in enumerate(label_space.codes)}
     id_keys: Dict[str, array] = {}
     text_keys: Dict[str, array] = {}
     rows_per_split: Dict[str, int] = {}
@@ -192,7 +250,7 @@ def write_dataset_dir(
             for record in tqdm(records, desc=f"writing {split}", unit=" rows", disable=not progress):
                 id_keys[split].append(digest64(record["id"]))
                 text_keys[split].append(text_key(record["text"]))
-                buffer.append({column: record.get(column) for column in RECORD_COLUMNS})
+                buffer.append(_typed_row(record, label_index, split))
                 rows += 1
                 if len(buffer) >= ROW_GROUP_ROWS:
                     flush()
@@ -213,7 +271,8 @@ def write_dataset_dir(
         label_space.save(os.path.join(tmp_dir, LABEL_SPACE_FILE))
         write_json_atomically(os.path.join(tmp_dir, STATS_FILE), {"rows_per_split": rows_per_split, **(dict(stats) if stats else {})})
         with open(os.path.join(tmp_dir, "README.md"), "w", encoding="utf-8") as handle:
-            handle.write(_readme(rows_per_split, description, _content_fingerprint(os.path.join(tmp_dir, SHARDS_SUBDIR))))
+            handle.write(_readme(rows_per_split, description, _content_fingerprint(os.path.join(tmp_dir, SHARDS_SUBDIR)), features))
+        write_output_marker(tmp_dir, command, fingerprint=fingerprint)
         # Rename, never delete, the previous directory first: a kill during a recursive delete would
         # leave a partly deleted directory whose README and label space still make it look complete.
         old_dir = scratch_path(out_dir, "old")
@@ -266,17 +325,43 @@ def _refuse_shared_texts(tmp_dir: str, text_keys: Mapping[str, array]) -> None:
 
 
 def load_dataset_dir(path: str) -> datasets.DatasetDict:
-    """Load a directory written by :func:`write_dataset_dir` through ``datasets.load_dataset``.
+    """Load a directory written by :func:`write_dataset_dir` through ``datasets.load_dataset``, as normalized records.
 
-    Splits written empty (which have no files) come back as empty splits with the record features.
+    The typed columns (class-label ``labels``, ``date32`` dates) come back as codes and ``YYYY-MM-DD`` strings
+    (:func:`as_record_columns`). Splits written empty (which have no files) come back as empty splits with the
+    record features.
     """
     if not os.path.isfile(os.path.join(path, "README.md")):
         raise FileNotFoundError(f"{path} is not a prepared dataset directory (no README.md with `configs:`)")
-    dataset = datasets.load_dataset(path)
+    # Labels come back as their codes and dates as strings, the normalized record every reader uses.
+    dataset = datasets.DatasetDict({name: as_record_columns(split) for name, split in datasets.load_dataset(path).items()})
     for split in SPLIT_ORDER:
         if split not in dataset:
             dataset[split] = datasets.Dataset.from_dict({column: [] for column in RECORD_COLUMNS}, features=record_features())
     return dataset
+
+
+def push_dataset_dir(path: str, repo_id: str, *, private: Optional[bool] = None, token: Optional[str] = None,
+                     commit_message: str = "Upload a CPC-labelled patent dataset prepared by modernpatent_hf") -> str:
+    """Upload a prepared dataset directory to the Hub as a dataset repository, in one commit; returns its URL.
+
+    Uploaded: the Parquet shards (``data/``), the card (``README.md``: the Hub reads its ``configs:`` and typed
+    features, so ``load_dataset("<repo_id>")`` gives what ``load_dataset(path)`` gives), ``label_space.json`` and
+    ``stats.json``; nothing else in the directory (the output marker, scratch files).
+    """
+    if not is_prepared_dir(path):
+        raise ValueError(f"{path} is not a prepared dataset directory (no {LABEL_SPACE_FILE} and README.md): "
+                         "write one with `modernpatent prepare` or `modernpatent synth`")
+    shards = sorted(glob.glob(os.path.join(path, SHARDS_SUBDIR, "*.parquet")))
+    names = [os.path.relpath(shard, path).replace(os.sep, "/") for shard in shards] + ["README.md", LABEL_SPACE_FILE]
+    names += [STATS_FILE] if os.path.isfile(os.path.join(path, STATS_FILE)) else []
+    api = HfApi(token=token)
+    url = api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
+    api.create_commit(
+        repo_id=url.repo_id, repo_type="dataset", commit_message=commit_message,
+        operations=[CommitOperationAdd(path_in_repo=name, path_or_fileobj=os.path.join(path, name)) for name in names],
+    )
+    return str(url)
 
 
 def read_stats(path: str) -> Dict:

@@ -16,18 +16,20 @@ from typing import Dict, List, Optional
 import numpy as np
 import transformers
 
-from modernpatent_hf.checkpoints import last_complete_checkpoint, parameter_checksum, save_metrics_json
+from modernpatent_hf.checkpoints import RESULTS_FILE, last_complete_checkpoint, parameter_checksum, save_metrics_json
 from modernpatent_hf.configs import DataArguments, ModelArguments, PatentTrainingArguments, dump_recipe_args, parse_recipe_args
 from modernpatent_hf.data.loading import load_patent_splits
 from modernpatent_hf.data.records import format_label_statistics, label_statistics
 from modernpatent_hf.data.splits import label_counts_in_order
 from modernpatent_hf.losses import balanced_class_weights
+from modernpatent_hf.model_card import model_card_info
 from modernpatent_hf.model_factory import build_classifier
+from modernpatent_hf.packing import use_packed_batches
 from modernpatent_hf.reporting.tables import compare_with_baselines
 from modernpatent_hf.scripts import run_with_one_line_errors
 from modernpatent_hf.thresholds import save_thresholds, tune_thresholds
 from modernpatent_hf.tokenization import load_or_train_tokenizer
-from modernpatent_hf.trainer import PatentTrainer, multi_hot, tokenize_patent_dataset
+from modernpatent_hf.trainer import MultiLabelCollator, PatentTrainer, multi_hot, tokenize_patent_dataset
 
 logger = logging.getLogger("finetune")
 
@@ -62,9 +64,13 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, float]:
             if left_out:
                 logger.warning("%s: %d label occurrences are outside the %d-label space and are not targets", name, left_out, len(label_space))
 
+    collator = MultiLabelCollator(tokenizer, len(label_space))
+    if training_args.packing:
+        collator = use_packed_batches(model, collator)
     trainer = PatentTrainer(
-        model=model, args=training_args, label_space=label_space, processing_class=tokenizer,
+        model=model, args=training_args, label_space=label_space, processing_class=tokenizer, data_collator=collator,
         train_dataset=tokenized["train"], eval_dataset=tokenized.get("validation"),
+        model_card_info=model_card_info(model_args, data_args, splits),
     )
     deepspeed = f", DeepSpeed ZeRO stage {trainer.accelerator.state.deepspeed_plugin.zero_stage}" if trainer.is_deepspeed_enabled else ""
     logger.info("training on %d process(es), %s%s", training_args.world_size, trainer.accelerator.device.type, deepspeed)
@@ -97,10 +103,11 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, float]:
     if model_args.use_lora:
         # A merged model is a plain checkpoint: loadable without peft, by AutoModel and remote code.
         trainer.model = trainer.model.merge_and_unload()
+    if training_args.should_save:
+        # Before the final save: the model card written with the model reports these figures.
+        save_metrics_json(os.path.join(training_args.output_dir, RESULTS_FILE), metrics)
     trainer.save_model(training_args.output_dir)
     trainer.save_state()
-    if training_args.should_save:
-        save_metrics_json(os.path.join(training_args.output_dir, "all_results.json"), metrics)
 
     if data_args.compare_baselines and "test" in splits and len(splits["test"]) and training_args.should_save:
         frozen_encoder = model_args.model_name_or_path if data_args.compare_frozen_encoder else None

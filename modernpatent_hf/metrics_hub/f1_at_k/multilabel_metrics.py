@@ -42,9 +42,11 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 # One CPC (or IPC) symbol: subclass, optional main group / subgroup, optional version date "(2006.01)"
-# or BigQuery-style date suffix; spaces between the parts optional. The same pattern as the package's
-# CPC parser (cpc.normalize_subclass; tests/test_metrics.py checks they agree). Digits are [0-9], not \d.
-_CPC_SYMBOL = re.compile(
+# or BigQuery-style date suffix. Spaces between the parts are optional, as in the wild. Digits are [0-9],
+# not \d: \d also matches Arabic-Indic and full-width digits, which would give codes like 'A٠١B'. The one
+# definition: the package's CPC parser (cpc.normalize_subclass) imports it from here, so this folder stays
+# free of package imports.
+CPC_SYMBOL = re.compile(
     r"""^(?P<section>[A-HY])\s*(?P<cls>[0-9]{2})\s*(?P<subclass>[A-Z])
         (?:\s*(?P<group>[0-9]{1,4})\s*(?:/\s*(?P<subgroup>[0-9]{1,6}))?)?
         (?:\s*\(\s*[0-9]{4}[.\-][0-9]{2}(?:[.\-][0-9]{2})?\s*\))?
@@ -63,7 +65,7 @@ def subclass_code(value: object) -> str:
         match = None
     else:
         reason = ""
-        match = _CPC_SYMBOL.match(value.strip().upper())
+        match = CPC_SYMBOL.match(value.strip().upper())
     if match is None:
         raise ValueError(
             f"invalid CPC code {value!r} in label_names{reason}: expected a CPC subclass code such as 'A01B' or 'H01L'"

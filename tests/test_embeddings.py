@@ -1,0 +1,254 @@
+"""Embeddings: AutoModel loads the encoder, feature-extraction gives hidden states, embed() and `modernpatent embed`."""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+from transformers import AutoModel, AutoModelForSequenceClassification, BertConfig, ModernBertConfig, pipeline
+
+from modernpatent_hf import (
+    LABEL_SPACE_FILE,
+    BertForHierarchicalPatentClassification,
+    BertPatentModel,
+    CpcLabelSpace,
+    ModernBertForHierarchicalPatentClassification,
+    ModernPatentModel,
+    build_patent_classifier,
+    generate_synthetic_records,
+    train_patent_tokenizer,
+)
+from modernpatent_hf.predict_file import embed_file
+from modernpatent_hf.predictor import PatentClassifier
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+MAX_LENGTH = 48
+HIDDEN = 32
+SINGLE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+WORDS = "valve rotor housing sensor seed signal circuit layer wafer antenna blade pump coil frame".split()
+TEXTS = ["valve rotor housing sensor", "antenna blade " * 40, "seed", "pump coil frame wafer layer"]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def save_checkpoint(directory, encoder_config_class):
+    """A tiny random patent classifier saved as PatentTrainer saves one: model, tokenizer, label space."""
+    records = list(generate_synthetic_records(200, seed=3, num_subclasses=12))
+    space = CpcLabelSpace.from_label_lists(record["labels"] for record in records)
+    tokenizer = train_patent_tokenizer(
+        [record["text"] for record in records], vocab_size=300, min_frequency=1, model_max_length=MAX_LENGTH
+    )
+    special_tokens = {"cls_token_id": tokenizer.cls_token_id, "sep_token_id": tokenizer.sep_token_id,
+                      "bos_token_id": tokenizer.cls_token_id, "eos_token_id": tokenizer.sep_token_id, "local_attention": 16}
+    encoder_settings = special_tokens if encoder_config_class is ModernBertConfig else {}
+    torch.manual_seed(0)
+    config = encoder_config_class(
+        vocab_size=len(tokenizer), hidden_size=HIDDEN, intermediate_size=48, num_hidden_layers=2, num_attention_heads=2,
+        max_position_embeddings=MAX_LENGTH, pad_token_id=tokenizer.pad_token_id, **encoder_settings,
+    )
+    classifier = build_patent_classifier(config, space)
+    classifier.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    space.save(directory / LABEL_SPACE_FILE)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("embeddings") / "modernbert"
+    return save_checkpoint(directory, ModernBertConfig)
+
+
+@pytest.fixture(scope="module")
+def classifier(checkpoint):
+    return PatentClassifier.from_pretrained(checkpoint)
+
+
+def tokenized(checkpoint, texts):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(checkpoint)(texts, padding=True, truncation=True, return_tensors="pt")
+
+
+# ------------------------------------------------------------------------------ auto classes
+@pytest.mark.parametrize("kind", ["modernbert", "bert"])
+def test_auto_model_loads_the_encoder_and_the_sequence_auto_class_the_classifier(kind, checkpoint, tmp_path):
+    if kind == "bert":
+        checkpoint = save_checkpoint(tmp_path / "bert", BertConfig)
+    encoder_class, classifier_class = {
+        "modernbert": (ModernPatentModel, ModernBertForHierarchicalPatentClassification),
+        "bert": (BertPatentModel, BertForHierarchicalPatentClassification),
+    }[kind]
+    encoder, loading = AutoModel.from_pretrained(checkpoint, output_loading_info=True)
+    assert type(encoder) is encoder_class
+    assert not loading["missing_keys"] and not loading["mismatched_keys"]
+    classifier = AutoModelForSequenceClassification.from_pretrained(checkpoint).eval()
+    assert type(classifier) is classifier_class
+    inputs = tokenized(checkpoint, TEXTS)
+    with torch.no_grad():
+        output = encoder.eval()(**inputs)
+        expected_hidden = classifier.base_model(**inputs).last_hidden_state
+        logits = classifier(**inputs).logits
+    assert output.last_hidden_state.shape == (len(TEXTS), inputs["input_ids"].shape[1], HIDDEN)
+    assert torch.equal(output.last_hidden_state, expected_hidden)  # the classifier's own encoder weights
+    assert output.pooler_output.shape == (len(TEXTS), HIDDEN)
+    assert logits.shape == (len(TEXTS), classifier.config.num_labels) and classifier.config.num_labels != HIDDEN
+
+
+def test_pipeline_feature_extraction_returns_hidden_states(checkpoint):
+    extract = pipeline("feature-extraction", model=str(checkpoint))
+    features = extract(TEXTS[:3], truncation=True)
+    for text, feature in zip(TEXTS, features):
+        length = len(tokenized(checkpoint, [text])["input_ids"][0])
+        assert np.asarray(feature).shape == (1, length, HIDDEN)
+    encoder = AutoModel.from_pretrained(checkpoint).eval()
+    with torch.no_grad():
+        expected = encoder(**tokenized(checkpoint, [TEXTS[0]])).last_hidden_state
+    assert np.asarray(features[0]) == pytest.approx(expected.numpy(), abs=1e-6)
+
+
+# Runs after the script_without_package preamble: remote code only.
+REMOTE_BODY = """
+    import torch
+    from transformers import AutoModel, pipeline
+
+    torch.set_num_threads(1)
+    encoder = AutoModel.from_pretrained(sys.argv[1], trust_remote_code=True)
+    extract = pipeline("feature-extraction", model=sys.argv[1], trust_remote_code=True)
+    print(json.dumps({"encoder": type(encoder).__name__, "module": type(encoder).__module__,
+                      "features": extract(json.loads(sys.argv[2]))}))
+    """
+
+
+def test_feature_extraction_with_remote_code_and_no_package(checkpoint, tmp_path, script_without_package):
+    (tmp_path / "extract.py").write_text(script_without_package(REMOTE_BODY))
+    environment = {key: value for key, value in SINGLE_THREAD.items() if key != "PYTHONPATH"}
+    environment["HF_MODULES_CACHE"] = str(tmp_path / "modules")
+    texts = TEXTS[:2]
+    clean = subprocess.run([sys.executable, "-I", str(tmp_path / "extract.py"), str(checkpoint), json.dumps(texts)],
+                           cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=300)
+    assert clean.returncode == 0, clean.stderr[-3000:]
+    remote = json.loads(clean.stdout.strip().splitlines()[-1])
+    assert remote["encoder"] == "ModernPatentModel" and remote["module"].startswith("transformers_modules.")
+    expected = pipeline("feature-extraction", model=str(checkpoint))(texts)
+    for got, want in zip(remote["features"], expected):
+        assert np.asarray(got).shape[-1] == HIDDEN
+        assert np.asarray(got) == pytest.approx(np.asarray(want), abs=1e-6)
+
+
+# ------------------------------------------------------------------------------ PatentClassifier.embed
+def test_embed_gives_unit_vectors_of_the_encoders_pooled_output_in_input_order(checkpoint, classifier):
+    embeddings = classifier.embed(TEXTS)  # batched together, padded to the longest
+    raw = classifier.embed(TEXTS, normalize=False)
+    assert embeddings.shape == (len(TEXTS), HIDDEN) and embeddings.dtype == np.float32
+    assert np.linalg.norm(embeddings, axis=1) == pytest.approx(np.ones(len(TEXTS)), abs=1e-6)
+    encoder = AutoModel.from_pretrained(checkpoint).eval()
+    for text, embedding, pooled in zip(TEXTS, embeddings, raw):
+        with torch.no_grad():  # each text alone, without padding
+            expected = encoder(**tokenized(checkpoint, [text])).pooler_output[0].numpy()
+        assert pooled == pytest.approx(expected, abs=1e-5)
+        assert embedding == pytest.approx(expected / np.linalg.norm(expected), abs=1e-5)
+    assert not np.allclose(embeddings[0], embeddings[2])
+
+
+# ------------------------------------------------------------------------------ modernpatent embed
+def short_records(n, seed=0):
+    generator = random.Random(seed)
+    return [
+        {"id": f"P{i:06d}", "title": " ".join(generator.choices(WORDS, k=generator.randint(1, 3))),
+         "abstract": " ".join(generator.choices(WORDS, k=generator.randint(1, 8)))}
+        for i in range(n)
+    ]
+
+
+def write_jsonl(path, rows):
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.writelines(json.dumps(row) + "\n" for row in rows)
+    return path
+
+
+def test_embed_file_writes_parquet_and_npy_rows_in_input_order_with_bad_rows_recorded(classifier, tmp_path):
+    rows = short_records(30, seed=1)
+    rows[4] = {"id": "P-BAD", "title": "", "abstract": ""}
+    source = write_jsonl(tmp_path / "in.jsonl", rows)
+    summary = embed_file(classifier, source, tmp_path / "out.parquet", chunk_size=7, progress=False, on_bad_row="record")
+    assert summary["rows"] == 30 and summary["embedded"] == 29 and summary["bad_rows"] == 1
+    table = pq.read_table(tmp_path / "out.parquet").to_pylist()
+    assert [row["id"] for row in table] == [row["id"] for row in rows]
+    good = [index for index in range(30) if index != 4]
+    expected = classifier.embed([f"{rows[i]['title']}\n{rows[i]['abstract']}" for i in good])
+    assert np.array([table[i]["embedding"] for i in good], dtype=np.float32) == pytest.approx(expected, abs=1e-6)
+    assert table[4]["embedding"] is None and "empty text" in table[4]["error"] and table[0]["error"] is None
+    embed_file(classifier, source, tmp_path / "out.npy", chunk_size=7, progress=False, on_bad_row="record")
+    matrix = np.load(tmp_path / "out.npy")
+    assert matrix.shape == (30, HIDDEN) and np.isnan(matrix[4]).all()
+    assert matrix[good] == pytest.approx(np.array([table[i]["embedding"] for i in good]), abs=0)
+    assert sorted(os.listdir(tmp_path)) == ["in.jsonl", "out.npy", "out.parquet"]
+    with pytest.raises(ValueError, match=r"must end in \.parquet or \.npy") as error:
+        embed_file(classifier, source, tmp_path / "out.csv", progress=False)
+    assert "\n" not in str(error.value)
+
+
+def test_killed_embed_resumes_into_the_uninterrupted_output(classifier, checkpoint, tmp_path):
+    rows = short_records(3000, seed=4)
+    source = write_jsonl(tmp_path / "in.jsonl", rows)
+    reference = tmp_path / "reference" / "vectors.parquet"
+    embed_file(classifier, source, reference, chunk_size=200, progress=False)
+    output = tmp_path / "out" / "vectors.parquet"
+    output.parent.mkdir()
+    state_file = output.parent / "vectors.parquet.partial-0-of-1.state.json"
+    command = [sys.executable, "-m", "modernpatent_hf.cli", "embed", "--model", str(checkpoint), "--input", str(source),
+               "--output", str(output), "--chunk-size", "200"]
+    process = subprocess.Popen(command, cwd=REPO_ROOT, env=SINGLE_THREAD, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while process.poll() is None and time.time() < deadline:
+        if state_file.exists() and json.loads(state_file.read_text())["rows"] >= 1:
+            break
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    state = json.loads(state_file.read_text())
+    assert 1 <= state["rows"] < 3000 and not output.exists(), "the kill came too late"
+    with open(output.parent / "vectors.parquet.partial-0-of-1", "ab") as part:
+        part.write(b'{"id": "P0123')  # a chunk cut short: must be truncated away
+    resumed = subprocess.run(command, cwd=REPO_ROOT, env=SINGLE_THREAD, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"after {state['rows']:,} committed rows" in resumed.stderr
+    summary = json.loads(resumed.stdout)
+    assert summary["rows"] == 3000 and summary["resumed_after_rows"] == state["rows"]
+    resumed_table, reference_table = pq.read_table(output), pq.read_table(reference)
+    assert resumed_table.column("id").to_pylist() == [row["id"] for row in rows]
+    assert resumed_table.equals(reference_table)
+    assert sorted(os.listdir(output.parent)) == ["vectors.parquet"]
+
+
+# ------------------------------------------------------------------------------ example
+def test_nearest_patents_example_runs_on_the_real_records(checkpoint, shared_data):
+    data = shared_data / "patents_us_gpatents_ai.jsonl.gz"
+    if not data.is_file():
+        pytest.skip(f"{data} is not present")
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "examples" / "nearest_patents.py"), "--model", str(checkpoint), "--data",
+         str(data), "--limit", "300", "--top", "3", "--query", "face recognition with neural networks"],
+        cwd=REPO_ROOT, env=SINGLE_THREAD, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    lines = result.stdout.strip().splitlines()
+    assert lines[0] == "query: face recognition with neural networks" and len(lines) == 4
+    scores = [float(line.split()[0]) for line in lines[1:]]
+    assert scores == sorted(scores, reverse=True) and all(-1.0 <= score <= 1.0 + 1e-6 for score in scores)
+    assert all(line.split()[1].startswith("US") for line in lines[1:])
