@@ -32,7 +32,7 @@ from transformers import BertConfig, HfArgumentParser, ModernBertConfig, Trainin
 from transformers.hf_argparser import string_to_bool
 from transformers.utils import cached_file
 
-from .io_utils import write_json_atomically
+from .io_utils import value_kind, write_json_atomically
 
 
 @dataclass
@@ -412,7 +412,7 @@ def read_recipe_yaml(path: str) -> dict:
             problem = getattr(error, "problem", None) or str(error).splitlines()[0]
             raise ValueError(f"{path} is not valid YAML ({problem}{where}); fix the syntax") from None
     if not isinstance(config, dict):
-        raise ValueError(f"{path} must hold a mapping of field: value, not a {type(config).__name__}")
+        raise ValueError(f"{path} must hold a mapping of field: value, not {value_kind(config)}")
     return config
 
 

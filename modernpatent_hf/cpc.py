@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Dict, Iterable, List, Mapping, Optional, Seque
 import numpy as np
 from numpy.typing import ArrayLike
 
-from .io_utils import write_json_atomically
+from .io_utils import value_kind, write_json_atomically
 from .metrics_hub.f1_at_k.multilabel_metrics import CPC_SYMBOL  # the one pattern of a CPC symbol (numpy-only module)
 
 if TYPE_CHECKING:
@@ -55,7 +55,7 @@ def normalize_subclass(value: object, record_id: Optional[str] = None) -> str:
     Raises :class:`CpcCodeError` for anything else (USPC ``'123/456'``, numbers, empty strings...).
     """
     if not isinstance(value, str):
-        raise CpcCodeError(value, record_id, f"a {type(value).__name__}, not a string")
+        raise CpcCodeError(value, record_id, f"{value_kind(value)}, not a string")
     match = CPC_SYMBOL.match(value.strip().upper())
     if match is None:
         raise CpcCodeError(value, record_id)
@@ -73,7 +73,7 @@ def _symbols(value, record_id) -> List:
         for item in value:
             symbols.extend(_symbols(item, record_id) if isinstance(item, str) else [item])
         return symbols
-    raise CpcCodeError(value, record_id, f"a {type(value).__name__}; expected a string or a list of strings")
+    raise CpcCodeError(value, record_id, f"{value_kind(value)}; expected a string or a list of strings")
 
 
 def parse_cpc_codes(value: CodeInput, record_id: Optional[str] = None, errors: str = "raise") -> Tuple[List[str], List]:

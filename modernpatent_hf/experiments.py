@@ -46,6 +46,7 @@ from . import scripts
 from .configs import DataArguments, ModelArguments, PatentTrainingArguments, parse_recipe_args
 from .data.loading import RUN_DATA_SUBDIR, load_patent_splits
 from .data.records import is_prepared_dir
+from .io_utils import value_kind
 from .reporting.figures import new_figure, save_figure
 from .reporting.tables import baseline_metrics
 from .tokenization import TOKENIZER_SUBDIR, load_or_train_tokenizer
@@ -166,7 +167,7 @@ def _read_mapping(path: str) -> Dict:
     if content is None:
         return {}
     if not isinstance(content, dict):
-        raise ValueError(f"{path} must hold a mapping of field: value, not a {type(content).__name__}")
+        raise ValueError(f"{path} must hold a mapping of field: value, not {value_kind(content)}")
     return content
 
 

@@ -1,4 +1,5 @@
-"""Small file-system helpers shared by the package: atomic file writes, owned output directories, per-process scratch paths."""
+"""Small helpers shared by the package: atomic file writes, owned output directories, per-process scratch paths,
+and the words for a value of the wrong type in error messages."""
 
 from __future__ import annotations
 
@@ -14,6 +15,26 @@ if TYPE_CHECKING:
     from transformers import TrainingArguments
 
 PathLike = Union[str, os.PathLike]
+
+
+# What a user calls a value read from JSON, YAML or Parquet: "a int" or "a NoneType" is Python's word, not theirs.
+_VALUE_KINDS = {
+    bool: "true/false", int: "a number", float: "a number", str: "a string", bytes: "bytes",
+    list: "a list", tuple: "a list", dict: "a mapping", type(None): "null",
+}
+
+
+def value_kind(value: object) -> str:
+    """A value's kind in a user's words, with its article: ``a number``, ``a list``, ``null``, ``a mapping``."""
+    return next((name for cls, name in _VALUE_KINDS.items() if type(value) is cls), f"a {type(value).__name__}")
+
+
+def describe_value(value: object) -> str:
+    """A value's kind and a short preview for an error message, e.g. ``a number (42)`` or ``a list (['US1'])``."""
+    if value is None:
+        return value_kind(value)
+    preview = repr(value)
+    return f"{value_kind(value)} ({preview if len(preview) <= 40 else preview[:37] + '...'})"
 
 
 def replace_atomically(path: PathLike, write: Callable[[str], Any]) -> None:

@@ -25,6 +25,7 @@ from transformers.utils import cached_file
 from .configs import check_max_length
 from .cpc import CpcLabelSpace, class_of, section_of
 from .data.readers import one_line
+from .io_utils import describe_value
 from .model_factory import load_checkpoint_label_space, load_pretrained_weights
 from .modeling_modernpatent import PatentClassifierMixin, pool_hidden_states
 from .packing import pack_batch, token_budget_batches, token_budgets, use_packed_attention
@@ -213,7 +214,7 @@ class PatentClassifier:
         texts = list(texts)
         for index, text in enumerate(texts):
             if not isinstance(text, str):
-                raise ValueError(f"text {index} is a {type(text).__name__}, not a string")
+                raise ValueError(f"text {index} is {describe_value(text)}, not a string")
         if not texts:
             return []
         # The overflow rows tell which texts did not fit; only each text's first window is kept.

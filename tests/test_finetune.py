@@ -201,7 +201,7 @@ def test_errors_are_one_line(tmp_path):
     empty = tmp_path / "empty.jsonl"
     empty.write_text("")
     result = run_recipe(tiny_run_args(tmp_path / "b", "--dataset_name_or_path", str(empty)), check=False)
-    assert "no usable record in" in error_line(result) and "empty.jsonl" in error_line(result)
+    assert "no usable record in" in error_line(result) and "empty.jsonl: it holds no records" in error_line(result)
     # An unknown config key.
     result = run_recipe(tiny_run_args(tmp_path / "c", "--not_a_field", "1"), check=False)
     assert "not_a_field" in error_line(result)

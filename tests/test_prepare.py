@@ -206,13 +206,13 @@ def bad_input(tmp_path, case):
         return [tmp_path / "noclaims.jsonl", "--text-fields", "claims"], "record 'US1' has no 'claims' field"
     if case == "only empty texts":
         write_jsonl(tmp_path / "empty.jsonl", [dict(good, title="", abstract="  ")])
-        return [tmp_path / "empty.jsonl"], "no usable record"
+        return [tmp_path / "empty.jsonl"], "empty.jsonl: of 1 records read, 1 had no text; check"
     if case == "short TSV row":
         (tmp_path / "short.tsv").write_text("H01L21/02\t8523456\t2013-09-03\n", encoding="utf-8")
         return [tmp_path / "short.tsv"], "short.tsv:1: expected 4 tab-separated columns"
     if case == "bad date":
         (tmp_path / "date.tsv").write_text("H01L21/02\t8523456\tSept 2013\t1. A claim.\n", encoding="utf-8")
-        return [tmp_path / "date.tsv"], "record '8523456' has date 'Sept 2013'"
+        return [tmp_path / "date.tsv"], "date.tsv:1: record '8523456' has date 'Sept 2013'"
     if case == "unknown text field":
         write_jsonl(tmp_path / "r.jsonl", [good])
         return [tmp_path / "r.jsonl", "--text-fields", "title,description"], "unknown text field 'description'"

@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 from ..cpc import read_titles_tsv
 from ..io_utils import check_output_dir, remove_stale_scratch, scratch_path
 from .leakage import leakage_report
-from .readers import iter_records, parse_text_fields, resolve_format
+from .readers import iter_records, no_usable_record_error, parse_text_fields, resolve_format
 from .records import SPLIT_ORDER, label_statistics, record_features, write_dataset_dir
 from .splits import (
     SEED,
@@ -171,7 +171,9 @@ def prepare_dataset(
         )
         records = clean_records(stage_records(streams, os.path.join(staging, "records.arrow")), counters)
         if len(records) == 0:
-            raise ValueError(f"no usable record in {', '.join(map(os.fspath, inputs))} ({counters})")
+            raise no_usable_record_error(
+                ", ".join(map(os.fspath, inputs)), counters, "check the records' CPC codes and text fields (--text-fields)"
+            )
         # "all" is every record after merging duplicates, before the label space is applied.
         label_stats = {"all": label_statistics(iter_values(records.data.table.column("labels")))}
         dates = _date_summary(records.data.table.column("date"))

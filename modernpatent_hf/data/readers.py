@@ -64,6 +64,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..cpc import CodeInput, parse_cpc_codes
+from ..io_utils import describe_value, value_kind
 
 USPTO3M_HUB_ID = "MalavP/USPTO-3M"
 USPTO3M_COLUMNS = ("cpc_ids", "id", "date", "text")
@@ -182,16 +183,14 @@ def normalize_record_id(value: object, where: str) -> str:
     )
 
 
-def _text_value(value: object, field: str, record_id: str) -> str:
+def _text_value(value: object, field: str, record_name: str) -> str:
     """One field's contribution to the text: NUL removed, stripped, claim numbers removed, claim lists joined."""
     if value is None:
         return ""
     if isinstance(value, list) and field in _CLAIM_FIELDS:
-        return TEXT_SEPARATOR.join(filter(None, (_text_value(item, field, record_id) for item in value)))
+        return TEXT_SEPARATOR.join(filter(None, (_text_value(item, field, record_name) for item in value)))
     if not isinstance(value, str):
-        raise ValueError(
-            f"record {record_id!r} has a {type(value).__name__} in field {field!r}; expected a string"
-        )
+        raise ValueError(f"{record_name} has {describe_value(value)} in field {field!r}; expected a string")
     value = value.replace("\x00", "").strip()
     return strip_claim_number(value).strip() if field in _CLAIM_FIELDS else value
 
@@ -210,6 +209,7 @@ def build_record(
     date: object = None,
     on_invalid_code: str = "drop",
     counters: Optional[Counters] = None,
+    where: Optional[str] = None,
 ) -> Tuple[dict, int]:
     """Make one normalized record from a source row; returns ``(record, number of invalid codes)``.
 
@@ -218,11 +218,13 @@ def build_record(
     characters are removed from the text fields (counted in ``texts_with_nul_removed``, records). The
     record may come back with an empty ``text`` or ``labels``: :func:`keep_record` decides and
     counts. Raises a one-line ``ValueError`` when a chosen field is missing and the others give no
-    text, and :class:`CpcCodeError` for a malformed code with ``on_invalid_code="raise"``.
+    text or a text field holds something other than a string, and :class:`CpcCodeError` for a malformed
+    code with ``on_invalid_code="raise"``. ``where`` (e.g. ``path:line``) starts those messages.
     """
     record_id = str(record_id)
+    record_name = f"{where}: record {record_id!r}" if where else f"record {record_id!r}"
     labels, invalid = parse_cpc_codes(codes, record_id=record_id, errors=on_invalid_code)
-    texts = {field: _text_value(fields.get(field), field, record_id) for field in fields}
+    texts = {field: _text_value(fields.get(field), field, record_name) for field in fields}
     if any(_has_nul(value) for value in fields.values()):
         count(counters, "texts_with_nul_removed")
     missing = [field for field in text_fields if field not in fields]
@@ -231,20 +233,46 @@ def build_record(
         if not text:
             have = ", ".join(sorted(fields)) or "none"
             raise ValueError(
-                f"record {record_id!r} has no {missing[0]!r} field and the other text fields give no text; "
+                f"{record_name} has no {missing[0]!r} field and the other text fields give no text; "
                 f"choose --text-fields from the fields it has ({have})"
             )
         for field in missing:
             count(counters, f"missing_{field}")
+    try:
+        date = normalize_date(date, record_id)
+    except ValueError as error:
+        if where is None:
+            raise
+        raise ValueError(f"{where}: {error}") from None
     record = {
         "id": record_id,
         "text": text,
         "labels": labels,
-        "date": normalize_date(date, record_id),
+        "date": date,
         "title": texts.get("title") or None,
         "abstract": texts.get("abstract") or None,
     }
     return record, len(invalid)
+
+
+def no_usable_record_error(source: str, counters: Mapping[str, int], hint: str) -> ValueError:
+    """The one-line error for a source that gave no record to train on, saying why each row was dropped.
+
+    ``counters`` are the reading counters (``records_read``, ``empty_text``, ``no_labels``,
+    ``invalid_codes``); ``hint`` says what to check, in the source's own column names.
+    """
+    read = counters.get("records_read", 0)
+    if not read:
+        return ValueError(f"no usable record in {source}: it holds no records; is it the right file?")
+    reasons = [
+        f"{counters[key]:,} {what}" for key, what in (("empty_text", "had no text"), ("no_labels", "had no valid CPC code"))
+        if counters.get(key)
+    ]
+    invalid = counters.get("invalid_codes", 0)
+    dropped = f" ({invalid:,} malformed CPC code{'' if invalid == 1 else 's'} dropped)" if invalid else ""
+    return ValueError(
+        f"no usable record in {source}: of {read:,} records read, {' and '.join(reasons) or 'none was kept'}{dropped}; {hint}"
+    )
 
 
 def keep_record(record: Mapping, counters: Optional[Counters] = None) -> bool:
@@ -555,7 +583,7 @@ def parse_json_row(where: str, line: str) -> Dict[str, object]:
     except ValueError as error:  # the limit on the digits of an integer; its advice (a Python call) is left out
         raise BadRow(f"{where}: JSON that cannot be read ({one_line(error).split(';')[0]})") from None
     if not isinstance(row, dict):
-        raise BadRow(f"{where}: expected a JSON object, got a {type(row).__name__}")
+        raise BadRow(f"{where}: expected a JSON object, got {value_kind(row)}")
     return row
 
 
@@ -602,7 +630,7 @@ def _iter_tsv(path: str, on_invalid_code: str, counters: Optional[Counters]) -> 
         count(counters, "records_read")
         record, n_invalid = build_record(
             record_id, row["group_ids"], {"first_claim": row["text"]}, FIRST_CLAIM, date=row["date"].strip(),
-            on_invalid_code=on_invalid_code, counters=counters,
+            on_invalid_code=on_invalid_code, counters=counters, where=where,
         )
         count(counters, "invalid_codes", n_invalid)
         if keep_record(record, counters):
@@ -629,7 +657,7 @@ def _iter_jsonl(path: str, text_fields: Sequence[str], on_invalid_code: str, cou
         count(counters, "records_read")
         record, n_invalid = build_record(
             record_id, row["cpc"], fields, text_fields, date=row.get("date"),
-            on_invalid_code=on_invalid_code, counters=counters,
+            on_invalid_code=on_invalid_code, counters=counters, where=where,
         )
         count(counters, "invalid_codes", n_invalid)
         if keep_record(record, counters):

@@ -32,6 +32,7 @@ from .readers import (
     iter_parquet_batches,
     iter_records,
     load_uspto3m_raw,
+    no_usable_record_error,
     normalize_date,
     normalize_uspto3m_batch,
     one_line,
@@ -90,7 +91,7 @@ def load_uspto3m(
         count(counters, name, int(pc.sum(normalized.data.table.column(name)).as_py() or 0))
     records = clean_records(normalized.remove_columns(list(ROW_COUNT_COLUMNS)), counters)
     if len(records) == 0:
-        raise ValueError(f"no usable record in {source} ({counters}); check its cpc_ids and text columns")
+        raise no_usable_record_error(source, counters, "check its cpc_ids and text columns")
     splits, _ = build_splits(
         records, validation_fraction=validation_fraction, seed=seed, test_year=test_year, test_size=test_size,
         test_fraction=test_fraction, label_space=label_space, min_count=min_count, counters=counters,

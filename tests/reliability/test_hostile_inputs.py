@@ -97,17 +97,17 @@ def error_case(tmp_path, case):
         rows = [{"id": "US1", "title": "T", "abstract": "A.", "CPC": ["A01B"]}]
         return [write_jsonl(tmp_path / "r.jsonl", rows)], "record 'US1' has no 'cpc' field (a list of CPC codes); its keys: id, title, abstract, CPC"
     if case == "a number for a text":
-        return [write_jsonl(tmp_path / "r.jsonl", [dict(GOOD, title=42)])], "record 'US1' has a int in field 'title'"
+        return [write_jsonl(tmp_path / "r.jsonl", [dict(GOOD, title=42)])], "r.jsonl:1: record 'US1' has a number (42) in field 'title'; expected a string"
     if case == "bytes for a Parquet text":
         hub = write_hub_copy(tmp_path / "hub", hub_columns(["8000001"], texts=pa.array([b"1. A plough."], pa.binary())))
-        return [hub], "record '8000001' has a bytes in field 'first_claim'"
+        return [hub], "record '8000001' has bytes (b'1. A plough.') in field 'first_claim'"
     if case == "an unpaired surrogate escape":
         path = tmp_path / "r.jsonl"
         path.write_text('{"id": "US1", "title": "Seed \\ud800 drill", "abstract": "A.", "cpc": ["A01B"]}\n', encoding="utf-8")
         return [path], "r.jsonl:1: record 'US1' has an unpaired surrogate '\\ud800' in field 'title'"
     if case == "a number for a code, raising":
         rows = [dict(GOOD, cpc=["A01B", 7])]
-        return [write_jsonl(tmp_path / "r.jsonl", rows), "--on-invalid-code", "raise"], "invalid CPC code 7 in record 'US1' (a int, not a string)"
+        return [write_jsonl(tmp_path / "r.jsonl", rows), "--on-invalid-code", "raise"], "invalid CPC code 7 in record 'US1' (a number, not a string)"
     if case == "a JSON array for a record":
         path = tmp_path / "r.jsonl"
         path.write_text('["US1", "A01B"]\n', encoding="utf-8")
@@ -238,7 +238,8 @@ def test_load_uspto3m_counts_nul_and_names_a_source_without_usable_records(tmp_p
     assert splits["train"]["text"] == ["A plough.", "A harrow."]
     assert counters["texts_with_nul_removed"] == 1
     useless = write_hub_copy(tmp_path / "useless", hub_columns(["1", "2"], codes=["123/456", "USPC 7"]))
-    with pytest.raises(ValueError, match=r"no usable record in .*useless.*'invalid_codes': 2.*check its cpc_ids"):
+    words = r"no usable record in .*useless: of 2 records read, 2 had no valid CPC code \(2 malformed CPC codes dropped\); check its cpc_ids"
+    with pytest.raises(ValueError, match=words):
         load_uspto3m(useless, validation_fraction=0.0)
 
 
