@@ -2,7 +2,6 @@
 
 import json
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -29,11 +28,12 @@ from modernpatent_hf import (
 from modernpatent_hf.predict_file import embed_file
 from modernpatent_hf.predictor import PatentClassifier
 
+from jsonl_files import short_records, write_jsonl
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MAX_LENGTH = 48
 HIDDEN = 32
 SINGLE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-WORDS = "valve rotor housing sensor seed signal circuit layer wafer antenna blade pump coil frame".split()
 TEXTS = ["valve rotor housing sensor", "antenna blade " * 40, "seed", "pump coil frame wafer layer"]
 
 
@@ -166,21 +166,6 @@ def test_embed_gives_unit_vectors_of_the_encoders_pooled_output_in_input_order(c
 
 
 # ------------------------------------------------------------------------------ modernpatent embed
-def short_records(n, seed=0):
-    generator = random.Random(seed)
-    return [
-        {"id": f"P{i:06d}", "title": " ".join(generator.choices(WORDS, k=generator.randint(1, 3))),
-         "abstract": " ".join(generator.choices(WORDS, k=generator.randint(1, 8)))}
-        for i in range(n)
-    ]
-
-
-def write_jsonl(path, rows):
-    with open(path, "w", encoding="utf-8") as handle:
-        handle.writelines(json.dumps(row) + "\n" for row in rows)
-    return path
-
-
 def test_embed_file_writes_parquet_and_npy_rows_in_input_order_with_bad_rows_recorded(classifier, tmp_path):
     rows = short_records(30, seed=1)
     rows[4] = {"id": "P-BAD", "title": "", "abstract": ""}

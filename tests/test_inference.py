@@ -3,7 +3,6 @@
 import gzip
 import json
 import os
-import random
 import shutil
 import signal
 import socket
@@ -29,11 +28,12 @@ from modernpatent_hf.predict_file import predict_file
 from modernpatent_hf.predictor import PatentClassifier, length_bucketed_batches
 from modernpatent_hf.thresholds import save_thresholds
 
+from jsonl_files import WORDS, read_jsonl, short_records, write_jsonl
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MAX_LENGTH = 48
 # One thread in this process and in every subprocess: identical reduction order, so outputs compare exactly.
 SINGLE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-WORDS = "valve rotor housing sensor seed signal circuit layer wafer antenna blade pump coil frame".split()
 
 
 @pytest.fixture(autouse=True)
@@ -70,26 +70,6 @@ def checkpoint(tmp_path_factory):
 @pytest.fixture(scope="module")
 def classifier(checkpoint):
     return PatentClassifier.from_pretrained(checkpoint)
-
-
-def short_records(n, seed=0):
-    generator = random.Random(seed)
-    return [
-        {"id": f"P{i:06d}", "title": " ".join(generator.choices(WORDS, k=generator.randint(1, 3))),
-         "abstract": " ".join(generator.choices(WORDS, k=generator.randint(1, 8)))}
-        for i in range(n)
-    ]
-
-
-def write_jsonl(path, rows):
-    with open(path, "w", encoding="utf-8") as handle:
-        handle.writelines(json.dumps(row) + "\n" for row in rows)
-    return path
-
-
-def read_jsonl(path):
-    with open(path, encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle]
 
 
 def assert_same_rows(actual, expected):

@@ -14,6 +14,8 @@ from modernpatent_hf.cli import main
 from modernpatent_hf.data.prepare import prepare_dataset
 from modernpatent_hf.data.records import load_dataset_dir, read_stats, write_dataset_dir
 
+from jsonl_files import write_jsonl
+
 DROP_KEYS = ("empty_text", "no_labels", "duplicate_ids_merged", "no_labels_in_space")
 
 
@@ -27,12 +29,6 @@ def assert_nothing_lost(summary):
     counts = summary["counts"]
     written = sum(summary["rows_per_split"].values())
     assert written + sum(counts.get(key, 0) for key in DROP_KEYS) == counts["records_read"]
-
-
-def write_jsonl(path, rows):
-    with open(path, "w", encoding="utf-8") as handle:
-        handle.writelines(json.dumps(row) + "\n" for row in rows)
-    return path
 
 
 def write_parquet(path, columns):

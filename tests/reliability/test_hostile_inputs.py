@@ -30,14 +30,10 @@ from modernpatent_hf.data.splits import RECORDS_NOT_WRITTEN
 from modernpatent_hf.data.uspto3m import load_uspto3m
 from modernpatent_hf.metrics import F1_AT_K_METRIC
 
+from jsonl_files import write_jsonl
+
 GOOD = {"id": "US1", "title": "A seed drill", "abstract": "A drill for seeds.", "cpc": ["A01C"]}
 TEN_MB = 10 * 1024 * 1024
-
-
-def write_jsonl(path, rows):
-    with open(path, "w", encoding="utf-8") as handle:
-        handle.writelines(json.dumps(row) + "\n" for row in rows)
-    return path
 
 
 def write_hub_copy(directory, columns, shard="train-00000-of-00001.parquet"):

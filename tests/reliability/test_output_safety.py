@@ -19,13 +19,10 @@ from modernpatent_hf.predict_file import predict_file
 from modernpatent_hf.predictor import PatentClassifier
 from modernpatent_hf.tokenization import train_patent_tokenizer
 
+from jsonl_files import write_jsonl
+
 RECORDS = [{"id": f"US{i}", "title": f"A seed drill {i}", "abstract": "A drill for seeds.", "cpc": ["A01C" if i % 2 else "B60K"]}
            for i in range(20)]
-
-
-def write_jsonl(path, rows):
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
-    return path
 
 
 def one_line_refusal(arguments, capsys):

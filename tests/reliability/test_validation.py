@@ -12,15 +12,12 @@ from modernpatent_hf.cli import main
 from modernpatent_hf.configs import DataArguments, ModelArguments, PatentTrainingArguments, parse_recipe_args
 from modernpatent_hf.tokenization import train_patent_tokenizer
 
+from jsonl_files import write_jsonl
+
 ARGUMENT_TYPES = (ModelArguments, DataArguments, PatentTrainingArguments)
 RECORDS = [{"id": f"US{i}", "title": f"A seed drill {i}", "abstract": "A drill for seeds.", "cpc": ["A01C" if i % 2 else "B60K"]}
            for i in range(12)]
 POSITIONS = 64  # the tiny checkpoint's max_position_embeddings
-
-
-def write_jsonl(path, rows):
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
-    return path
 
 
 def one_line_refusal(arguments, capsys):
