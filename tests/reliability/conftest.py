@@ -1,4 +1,5 @@
-"""A tiny saved classifier (weights, tokenizer, label space) that `modernpatent predict` and `export-onnx` load."""
+"""Fixtures of the reliability tests: a tiny saved classifier (weights, tokenizer, label space) that `modernpatent predict`
+and `export-onnx` load, and a runner of refused commands."""
 
 import shutil
 
@@ -36,3 +37,19 @@ def tiny_checkpoint_template(tmp_path_factory):
 def tiny_checkpoint(tiny_checkpoint_template, tmp_path):
     """A fresh copy of the tiny checkpoint in this test's tmp_path (``tmp_path / "model"``)."""
     return shutil.copytree(tiny_checkpoint_template, tmp_path / "model")
+
+
+@pytest.fixture
+def one_line_refusal(capsys):
+    """``refuse(arguments)``: run ``modernpatent ARGUMENTS`` in this process, check that it exits with status 2 and
+    prints exactly one line on stderr, and return that line."""
+    from modernpatent_hf.cli import main
+
+    def refuse(arguments):
+        capsys.readouterr()  # what fixtures printed
+        status = main([str(argument) for argument in arguments])
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert status == 2 and len(lines) == 1, lines
+        return lines[0]
+
+    return refuse

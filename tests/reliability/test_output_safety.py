@@ -17,32 +17,24 @@ from modernpatent_hf.data.synthetic import write_synthetic_corpus
 from modernpatent_hf.io_utils import OUTPUT_MARKER, owned_output_dir, read_output_marker
 from modernpatent_hf.predict_file import predict_file
 from modernpatent_hf.predictor import PatentClassifier
-from modernpatent_hf.tokenization import train_patent_tokenizer
 
+from .conftest import TINY_CODES
 from jsonl_files import write_jsonl
 
 RECORDS = [{"id": f"US{i}", "title": f"A seed drill {i}", "abstract": "A drill for seeds.", "cpc": ["A01C" if i % 2 else "B60K"]}
            for i in range(20)]
 
 
-def one_line_refusal(arguments, capsys):
-    capsys.readouterr()  # what fixtures printed
-    status = main(arguments)
-    lines = capsys.readouterr().err.strip().splitlines()
-    assert status == 2 and len(lines) == 1, lines
-    return lines[0]
-
-
 def snapshot(directory):
     return {path.relative_to(directory): path.read_bytes() for path in sorted(directory.rglob("*")) if path.is_file()}
 
 
-def test_prepare_refuses_an_output_directory_holding_other_files(tmp_path, capsys):
+def test_prepare_refuses_an_output_directory_holding_other_files(tmp_path, one_line_refusal):
     source = write_jsonl(tmp_path / "a.jsonl", RECORDS)
     out = tmp_path / "d"
     out.mkdir()
     (out / "thesis.txt").write_text("four years of work")
-    line = one_line_refusal(["prepare", str(source), "--out", str(out)], capsys)
+    line = one_line_refusal(["prepare", str(source), "--out", str(out)])
     assert "did not write" in line and "nothing was changed" in line
     assert snapshot(out) == {(out / "thesis.txt").relative_to(out): b"four years of work"}
     # Its own earlier output is replaced only with --overwrite, and never once another file was put there.
@@ -50,16 +42,16 @@ def test_prepare_refuses_an_output_directory_holding_other_files(tmp_path, capsy
     arguments = ["prepare", str(source), "--out", str(fresh), "--validation-fraction", "0"]
     assert main(arguments) == 0
     before = snapshot(fresh)
-    assert "--overwrite" in one_line_refusal(arguments, capsys)
+    assert "--overwrite" in one_line_refusal(arguments)
     assert snapshot(fresh) == before
     assert main([*arguments, "--overwrite"]) == 0
     (fresh / "notes.txt").write_text("mine")
-    line = one_line_refusal([*arguments, "--overwrite"], capsys)
+    line = one_line_refusal([*arguments, "--overwrite"])
     assert "notes.txt" in line and (fresh / "notes.txt").read_text() == "mine"
 
 
 @pytest.mark.parametrize("layout", ["output is the input", "input inside the output"])
-def test_prepare_never_writes_over_or_around_its_input(tmp_path, capsys, layout):
+def test_prepare_never_writes_over_or_around_its_input(tmp_path, one_line_refusal, layout):
     if layout == "output is the input":
         source = write_jsonl(tmp_path / "x.jsonl", RECORDS)
         out = source
@@ -69,35 +61,18 @@ def test_prepare_never_writes_over_or_around_its_input(tmp_path, capsys, layout)
         (tmp_path / "d" / "neighbour.txt").write_text("keep me")
         out = tmp_path / "d"
     before = snapshot(tmp_path)
-    line = one_line_refusal(["prepare", str(source), "--out", str(out)], capsys)
+    line = one_line_refusal(["prepare", str(source), "--out", str(out)])
     assert "input" in line and "nothing was changed" in line
     assert snapshot(tmp_path) == before
 
 
-@pytest.fixture
-def checkpoint(tmp_path):
-    space = CpcLabelSpace(["A01C", "B60K"])
-    tokenizer = train_patent_tokenizer([row["title"] + " " + row["abstract"] for row in RECORDS], vocab_size=300, min_frequency=1)
-    torch.manual_seed(0)
-    config = ModernBertConfig(
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=48, num_hidden_layers=1, num_attention_heads=2,
-        max_position_embeddings=64, pad_token_id=tokenizer.pad_token_id, cls_token_id=tokenizer.cls_token_id,
-        sep_token_id=tokenizer.sep_token_id, bos_token_id=tokenizer.cls_token_id, eos_token_id=tokenizer.sep_token_id,
-    )
-    directory = tmp_path / "model"
-    build_patent_classifier(config, space).save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
-    space.save(directory / "label_space.json")
-    return directory
-
-
 @pytest.mark.parametrize("target", ["model weights", "inside the model directory", "the input itself", "a directory"])
-def test_predict_refuses_an_output_that_would_replace_the_model_or_an_input(tmp_path, capsys, checkpoint, target):
+def test_predict_refuses_an_output_that_would_replace_the_model_or_an_input(tmp_path, one_line_refusal, tiny_checkpoint, target):
     source = write_jsonl(tmp_path / "in.jsonl", RECORDS)
-    output = {"model weights": checkpoint / "model.safetensors", "inside the model directory": checkpoint / "predictions.jsonl",
+    output = {"model weights": tiny_checkpoint / "model.safetensors", "inside the model directory": tiny_checkpoint / "predictions.jsonl",
               "the input itself": source, "a directory": tmp_path}[target]
     before = snapshot(tmp_path)
-    line = one_line_refusal(["predict", "--model", str(checkpoint), "--input", str(source), "--output", str(output)], capsys)
+    line = one_line_refusal(["predict", "--model", str(tiny_checkpoint), "--input", str(source), "--output", str(output)])
     assert "--output" in line
     assert snapshot(tmp_path) == before
 
@@ -119,33 +94,33 @@ def command_arguments(command, out, corpus, checkpoint):
 
 
 @pytest.mark.parametrize("command", ["synth", "tokenizer", "report", "export-onnx"])
-def test_every_directory_command_writes_only_a_new_empty_or_own_directory(tmp_path, capsys, corpus, checkpoint, command):
+def test_every_directory_command_writes_only_a_new_empty_or_own_directory(tmp_path, one_line_refusal, corpus, tiny_checkpoint, command):
     """Foreign files refuse the command (even with --overwrite); its own output needs --overwrite; inputs are never outputs."""
     out = tmp_path / "out"
     out.mkdir()
     (out / "thesis.txt").write_text("four years of work")
-    arguments = command_arguments(command, out, corpus, checkpoint)
+    arguments = command_arguments(command, out, corpus, tiny_checkpoint)
     for extra in ([], ["--overwrite"]):
-        assert "did not write" in one_line_refusal([*arguments, *extra], capsys)
+        assert "did not write" in one_line_refusal([*arguments, *extra])
         assert snapshot(out) == {(out / "thesis.txt").relative_to(out): b"four years of work"}
 
     fresh = tmp_path / "fresh"
-    arguments = command_arguments(command, fresh, corpus, checkpoint)
+    arguments = command_arguments(command, fresh, corpus, tiny_checkpoint)
     assert main(arguments) == 0
     assert read_output_marker(fresh)["command"] == command
     before = snapshot(fresh)
-    assert "--overwrite" in one_line_refusal(arguments, capsys)
+    assert "--overwrite" in one_line_refusal(arguments)
     assert snapshot(fresh) == before
     assert main([*arguments, "--overwrite"]) == 0
     assert set(snapshot(fresh)) == set(before)
     (fresh / "notes.txt").write_text("mine")
-    assert "notes.txt" in one_line_refusal([*arguments, "--overwrite"], capsys)
+    assert "notes.txt" in one_line_refusal([*arguments, "--overwrite"])
     assert (fresh / "notes.txt").read_text() == "mine"
 
     if command != "synth":  # an --out inside an input (the corpus, the model) is refused
-        inside = (checkpoint if command == "export-onnx" else corpus) / "out"
+        inside = (tiny_checkpoint if command == "export-onnx" else corpus) / "out"
         before = snapshot(tmp_path)
-        assert "input" in one_line_refusal(command_arguments(command, inside, corpus, checkpoint), capsys)
+        assert "input" in one_line_refusal(command_arguments(command, inside, corpus, tiny_checkpoint))
         assert snapshot(tmp_path) == before
 
 
@@ -182,17 +157,17 @@ def interrupt_after_first_chunk(classifier, monkeypatch):
 
 
 @pytest.mark.parametrize("change", ["nothing (control)", "titles", "top_k", "threshold", "max_length", "thresholds file", "model"])
-def test_a_resumed_predict_never_mixes_rows_of_other_settings(tmp_path, monkeypatch, checkpoint, change):
+def test_a_resumed_predict_never_mixes_rows_of_other_settings(tmp_path, monkeypatch, tiny_checkpoint, change):
     """Issue 16 case 5: every option that changes a row is in the resume fingerprint; only the same command resumes."""
     source = write_jsonl(tmp_path / "in.jsonl", RECORDS)
     output = tmp_path / "pred.jsonl"
-    first = PatentClassifier.from_pretrained(str(checkpoint), device="cpu")
+    first = PatentClassifier.from_pretrained(str(tiny_checkpoint), device="cpu")
     interrupt_after_first_chunk(first, monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         predict_file(first, source, output, chunk_size=5, progress=False)
     assert not output.exists() and (tmp_path / "pred.jsonl.partial-0-of-1").exists()
 
-    model, load, options = checkpoint, {}, {}
+    model, load, options = tiny_checkpoint, {}, {}
     if change == "titles":
         (tmp_path / "titles.tsv").write_text("A01C\tPlanting; sowing\nB60K\tVehicle drives\n", encoding="utf-8")
         load["titles"] = str(tmp_path / "titles.tsv")
@@ -201,13 +176,13 @@ def test_a_resumed_predict_never_mixes_rows_of_other_settings(tmp_path, monkeypa
     elif change == "max_length":
         load["max_length"] = 8
     elif change == "thresholds file":
-        (checkpoint / "thresholds.json").write_text(json.dumps({"global": 0.3, "per_label": {}}))
+        (tiny_checkpoint / "thresholds.json").write_text(json.dumps({"global": 0.3, "per_label": {}}))
         options["threshold"] = "auto"
     elif change == "model":
         model = tmp_path / "other-model"
-        shutil.copytree(checkpoint, model)
+        shutil.copytree(tiny_checkpoint, model)
         torch.manual_seed(1)
-        reloaded = build_patent_classifier(ModernBertConfig.from_pretrained(model), CpcLabelSpace(["A01C", "B60K"]))
+        reloaded = build_patent_classifier(ModernBertConfig.from_pretrained(model), CpcLabelSpace(list(TINY_CODES)))
         reloaded.save_pretrained(model)
     second = PatentClassifier.from_pretrained(str(model), device="cpu", **load)
     summary = predict_file(second, source, output, chunk_size=5, progress=False, **options)
