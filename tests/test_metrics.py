@@ -226,7 +226,7 @@ def test_label_names_must_be_cpc_codes():
     with pytest.raises(ValueError, match="invalid CPC code 'not-a-code' in label_names") as error:
         MultilabelMetricsAccumulator(2, label_names=["A01B", "not-a-code"])
     assert "\n" not in str(error.value)
-    with pytest.raises(ValueError, match="a int, not a string"):
+    with pytest.raises(ValueError, match="invalid CPC code 42 in label_names \\(a number, not a string\\)"):
         compute_multilabel_metrics([[0.1, 0.9]], [[0, 1]], label_names=["A01B", 42])
 
 

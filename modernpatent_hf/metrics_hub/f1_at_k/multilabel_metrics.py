@@ -61,7 +61,9 @@ def subclass_code(value: object) -> str:
     Raises a one-line ``ValueError`` naming ``value`` for anything that is not a CPC symbol.
     """
     if not isinstance(value, str):
-        reason = f" (a {type(value).__name__}, not a string)"
+        # The words of io_utils.value_kind for the common case; this module cannot import the package.
+        kind = "a number" if isinstance(value, (int, float)) and not isinstance(value, bool) else f"a {type(value).__name__}"
+        reason = f" ({kind}, not a string)"
         match = None
     else:
         reason = ""
