@@ -19,7 +19,7 @@ import json
 import sys
 from typing import Any, Sequence
 
-from .data.readers import INTERRUPTED_STATUS, unexpected_error_line  # imported with the package already: free
+from .data.readers import report_one_line_error  # imported with the package already: free
 
 # Exceptions that describe a problem with the user's input rather than a bug in this package.
 USER_ERRORS = (ValueError, KeyError, OSError)
@@ -506,22 +506,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         args.func(args)
-    except USER_ERRORS as error:
+    except (Exception, KeyboardInterrupt) as error:
         if args.debug:
             raise
-        message = error.args[0] if isinstance(error, KeyError) and error.args else error
-        print(f"modernpatent {args.command}: error: {message}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        if args.debug:
-            raise
-        print(f"modernpatent {args.command}: interrupted", file=sys.stderr)
-        return INTERRUPTED_STATUS
-    except Exception as error:  # a bug or a library failure: one line, the traceback on request
-        if args.debug:
-            raise
-        print(f"modernpatent {args.command}: error: {unexpected_error_line(error)}", file=sys.stderr)
-        return 2
+        return report_one_line_error(error, f"modernpatent {args.command}", USER_ERRORS)
     return 0
 
 

@@ -57,6 +57,7 @@ import gzip
 import json
 import os
 import re
+import sys
 from typing import IO, Callable, Dict, Iterable, Iterator, List, Mapping, MutableMapping, Optional, Sequence, Tuple, Union
 
 import datasets
@@ -115,6 +116,24 @@ def unexpected_error_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {message} (rerun with --debug for the traceback)"
 
 
+def report_one_line_error(error: BaseException, name: str, user_errors: Tuple[type, ...]) -> int:
+    """Print the one stderr line for the exception that ended command ``name``; return the exit status.
+
+    The CLI and the recipe scripts end this way (their ``--debug`` re-raises instead): ``NAME: error: MESSAGE``
+    and 2 for one of ``user_errors`` (a problem with the user's input), ``NAME: error: Type: message (rerun with
+    --debug ...)`` and 2 for any other exception, ``NAME: interrupted`` and :data:`INTERRUPTED_STATUS` for Ctrl-C.
+    """
+    if isinstance(error, KeyboardInterrupt):
+        print(f"{name}: interrupted", file=sys.stderr)
+        return INTERRUPTED_STATUS
+    if isinstance(error, user_errors):
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error  # str(KeyError) adds quotes
+    else:  # a bug or a library failure
+        message = unexpected_error_line(error)
+    print(f"{name}: error: {message}", file=sys.stderr)
+    return 2
+
+
 # ------------------------------------------------------------------------------ field values
 def parse_text_fields(
     text_fields: Union[str, Sequence[str], None], allowed: Optional[Sequence[str]] = TEXT_FIELDS
@@ -144,11 +163,18 @@ def strip_claim_number(text: str) -> str:
     return _CLAIM_NUMBER.sub("", text, count=1)
 
 
-def normalize_date(value: object, record_id: Optional[str] = None) -> Optional[str]:
+def _record_name(record_id: Optional[str], where: Optional[str]) -> str:
+    """How an error message names a record: ``path:line: record 'US1'``, or ``record 'US1'`` where the row is unknown."""
+    return f"{where}: record {record_id!r}" if where else f"record {record_id!r}"
+
+
+def normalize_date(value: object, record_id: Optional[str] = None, where: Optional[str] = None) -> Optional[str]:
     """``YYYY-MM-DD`` from ``'2013-01-01'``, ``'2013-01-01 00:00:00'``, ``'20130101'`` or a date; None if absent.
 
-    Anything else, and a day that does not exist (``2020-13-45``), is a one-line ValueError naming the record.
+    Anything else, and a day that does not exist (``2020-13-45``), is a one-line ValueError naming the record
+    (after ``where``, e.g. ``path:line``, when given).
     """
+    record_name = _record_name(record_id, where)
     if isinstance(value, (datetime.date, datetime.datetime)):
         return value.strftime("%Y-%m-%d")
     text = "" if value is None else str(value).strip()
@@ -157,12 +183,12 @@ def normalize_date(value: object, record_id: Optional[str] = None) -> Optional[s
     match = _ISO_DATE.match(text) or _COMPACT_DATE.match(text)
     if match is None:
         raise ValueError(
-            f"record {record_id!r} has date {value!r}: expected YYYY-MM-DD (or YYYYMMDD); fix or remove the date"
+            f"{record_name} has date {value!r}: expected YYYY-MM-DD (or YYYYMMDD); fix or remove the date"
         )
     try:
         datetime.date(*map(int, match.groups()))
     except ValueError as error:  # the right shape, but no such day (2020-13-45, 2021-02-29)
-        raise ValueError(f"record {record_id!r} has date {value!r}, which is not a calendar date ({error}); "
+        raise ValueError(f"{record_name} has date {value!r}, which is not a calendar date ({error}); "
                          "fix or remove the date") from None
     return "-".join(match.groups())
 
@@ -222,7 +248,7 @@ def build_record(
     code with ``on_invalid_code="raise"``. ``where`` (e.g. ``path:line``) starts those messages.
     """
     record_id = str(record_id)
-    record_name = f"{where}: record {record_id!r}" if where else f"record {record_id!r}"
+    record_name = _record_name(record_id, where)
     labels, invalid = parse_cpc_codes(codes, record_id=record_id, errors=on_invalid_code)
     texts = {field: _text_value(fields.get(field), field, record_name) for field in fields}
     if any(_has_nul(value) for value in fields.values()):
@@ -238,17 +264,11 @@ def build_record(
             )
         for field in missing:
             count(counters, f"missing_{field}")
-    try:
-        date = normalize_date(date, record_id)
-    except ValueError as error:
-        if where is None:
-            raise
-        raise ValueError(f"{where}: {error}") from None
     record = {
         "id": record_id,
         "text": text,
         "labels": labels,
-        "date": date,
+        "date": normalize_date(date, record_id, where),
         "title": texts.get("title") or None,
         "abstract": texts.get("abstract") or None,
     }

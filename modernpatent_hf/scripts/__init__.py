@@ -13,7 +13,7 @@ from typing import Callable, List, Optional
 
 import torch
 
-from ..data.readers import INTERRUPTED_STATUS, unexpected_error_line
+from ..data.readers import report_one_line_error
 
 DEBUG_FLAG = "--debug"
 # MODERNPATENT_DEBUG=1 does what --debug does, for launchers that pass the same arguments to every script.
@@ -32,21 +32,10 @@ def run_with_one_line_errors(main: Callable, name: str, argv: Optional[List[str]
     argv = [argument for argument in argv if argument != DEBUG_FLAG]
     try:
         main(argv)
-    except (ValueError, OSError) as error:
+    except (Exception, KeyboardInterrupt) as error:
         if debug:
             raise
-        print(f"{name}: error: {error}", file=sys.stderr)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        if debug:
-            raise
-        print(f"{name}: interrupted", file=sys.stderr)
-        sys.exit(INTERRUPTED_STATUS)
-    except Exception as error:  # a bug or a library failure: one line, the traceback on request
-        if debug:
-            raise
-        print(f"{name}: error: {unexpected_error_line(error)}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(report_one_line_error(error, name, (ValueError, OSError)))
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         # Each rank tears its process group down itself: left to interpreter exit, gloo's threads can die in
         # std::terminate (SIGABRT) after a run that succeeded.
