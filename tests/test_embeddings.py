@@ -15,24 +15,18 @@ import torch
 from transformers import AutoModel, AutoModelForSequenceClassification, BertConfig, ModernBertConfig, pipeline
 
 from modernpatent_hf import (
-    LABEL_SPACE_FILE,
     BertForHierarchicalPatentClassification,
     BertPatentModel,
-    CpcLabelSpace,
     ModernBertForHierarchicalPatentClassification,
     ModernPatentModel,
-    build_patent_classifier,
-    generate_synthetic_records,
-    train_patent_tokenizer,
 )
 from modernpatent_hf.predict_file import embed_file
 from modernpatent_hf.predictor import PatentClassifier
 
 from jsonl_files import short_records, write_jsonl
+from tiny_checkpoints import HIDDEN, save_tiny_checkpoint
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-MAX_LENGTH = 48
-HIDDEN = 32
 SINGLE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
 TEXTS = ["valve rotor housing sensor", "antenna blade " * 40, "seed", "pump coil frame wafer layer"]
 
@@ -45,32 +39,10 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def save_checkpoint(directory, encoder_config_class):
-    """A tiny random patent classifier saved as PatentTrainer saves one: model, tokenizer, label space."""
-    records = list(generate_synthetic_records(200, seed=3, num_subclasses=12))
-    space = CpcLabelSpace.from_label_lists(record["labels"] for record in records)
-    tokenizer = train_patent_tokenizer(
-        [record["text"] for record in records], vocab_size=300, min_frequency=1, model_max_length=MAX_LENGTH
-    )
-    special_tokens = {"cls_token_id": tokenizer.cls_token_id, "sep_token_id": tokenizer.sep_token_id,
-                      "bos_token_id": tokenizer.cls_token_id, "eos_token_id": tokenizer.sep_token_id, "local_attention": 16}
-    encoder_settings = special_tokens if encoder_config_class is ModernBertConfig else {}
-    torch.manual_seed(0)
-    config = encoder_config_class(
-        vocab_size=len(tokenizer), hidden_size=HIDDEN, intermediate_size=48, num_hidden_layers=2, num_attention_heads=2,
-        max_position_embeddings=MAX_LENGTH, pad_token_id=tokenizer.pad_token_id, **encoder_settings,
-    )
-    classifier = build_patent_classifier(config, space)
-    classifier.save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
-    space.save(directory / LABEL_SPACE_FILE)
-    return directory
-
-
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     directory = tmp_path_factory.mktemp("embeddings") / "modernbert"
-    return save_checkpoint(directory, ModernBertConfig)
+    return save_tiny_checkpoint(directory, ModernBertConfig)
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +60,7 @@ def tokenized(checkpoint, texts):
 @pytest.mark.parametrize("kind", ["modernbert", "bert"])
 def test_auto_model_loads_the_encoder_and_the_sequence_auto_class_the_classifier(kind, checkpoint, tmp_path):
     if kind == "bert":
-        checkpoint = save_checkpoint(tmp_path / "bert", BertConfig)
+        checkpoint = save_tiny_checkpoint(tmp_path / "bert", BertConfig)
     encoder_class, classifier_class = {
         "modernbert": (ModernPatentModel, ModernBertForHierarchicalPatentClassification),
         "bert": (BertPatentModel, BertForHierarchicalPatentClassification),

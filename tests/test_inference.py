@@ -14,14 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from transformers import ModernBertConfig
 
 from modernpatent_hf import (
     LABEL_SPACE_FILE,
     CpcLabelSpace,
-    build_patent_classifier,
-    generate_synthetic_records,
-    train_patent_tokenizer,
 )
 from modernpatent_hf.data.records import write_dataset_dir
 from modernpatent_hf.predict_file import predict_file
@@ -29,9 +25,9 @@ from modernpatent_hf.predictor import PatentClassifier, length_bucketed_batches
 from modernpatent_hf.thresholds import save_thresholds
 
 from jsonl_files import WORDS, read_jsonl, short_records, write_jsonl
+from tiny_checkpoints import MAX_LENGTH, save_tiny_checkpoint
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-MAX_LENGTH = 48
 # One thread in this process and in every subprocess: identical reduction order, so outputs compare exactly.
 SINGLE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
 
@@ -48,22 +44,9 @@ def one_thread():
 def checkpoint(tmp_path_factory):
     """A tiny random ModernBERT classifier saved as PatentTrainer saves one: model, tokenizer, label space."""
     directory = tmp_path_factory.mktemp("inference") / "checkpoint"
-    records = list(generate_synthetic_records(200, seed=3, num_subclasses=12))
-    space = CpcLabelSpace.from_label_lists(record["labels"] for record in records)
-    space = space.with_titles({space.codes[0]: "Title of the first code"})
-    tokenizer = train_patent_tokenizer(
-        [record["text"] for record in records], vocab_size=300, min_frequency=1, model_max_length=MAX_LENGTH
-    )
-    torch.manual_seed(0)
-    config = ModernBertConfig(
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=2,
-        max_position_embeddings=MAX_LENGTH, local_attention=16, pad_token_id=tokenizer.pad_token_id,
-        cls_token_id=tokenizer.cls_token_id, sep_token_id=tokenizer.sep_token_id,
-        bos_token_id=tokenizer.cls_token_id, eos_token_id=tokenizer.sep_token_id,
-    )
-    build_patent_classifier(config, space).save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
-    space.save(directory / LABEL_SPACE_FILE)
+    save_tiny_checkpoint(directory)
+    space = CpcLabelSpace.load(directory / LABEL_SPACE_FILE)
+    space.with_titles({space.codes[0]: "Title of the first code"}).save(directory / LABEL_SPACE_FILE)
     return directory
 
 
