@@ -177,6 +177,7 @@ def _cmd_predict(args):
     from accelerate import PartialState
 
     from .predict_file import check_prediction_output, predict_file
+    from .process_group import end_process_group
 
     check_prediction_output(args.output, [args.input, args.model])  # before the model loads
     classifier = load_classifier_for_file_run(args)
@@ -186,12 +187,14 @@ def _cmd_predict(args):
     )
     if PartialState().is_main_process:
         print(json.dumps(summary, indent=1))
+    end_process_group()
 
 
 def _cmd_embed(args):
     from accelerate import PartialState
 
     from .predict_file import check_embedding_output, embed_file
+    from .process_group import end_process_group
 
     check_embedding_output(args.output, [args.input, args.model])  # before the model loads
     classifier = load_classifier_for_file_run(args)
@@ -201,6 +204,7 @@ def _cmd_embed(args):
     )
     if PartialState().is_main_process:
         print(json.dumps(summary, indent=1))
+    end_process_group()
 
 
 def _cmd_experiments_run(args):

@@ -51,6 +51,7 @@ import torch
 from accelerate import PartialState
 from tqdm.auto import tqdm
 
+from . import process_group  # noqa: F401  (before _process_state creates a group: see its docstring)
 from .data.inputs import default_text_fields, input_files, row_id_and_text, total_rows
 from .data.readers import BadRow, Counters, Row, iter_rows, parse_text_fields
 from .io_utils import file_signatures, refuse_output_overlap, remove_stale_scratch, scratch_path, write_json_atomically

@@ -1,5 +1,6 @@
 """accelerate_configs/: every file loads with Accelerate's own loader and has its mode's fields; CPU DDP runs two ranks."""
 
+import json
 import re
 import subprocess
 import sys
@@ -67,8 +68,6 @@ def test_cpu_ddp_runs_finetune_in_two_ranks_that_end_with_identical_weights(tmp_
 
 def test_evaluation_in_two_ranks_equals_one_process(tmp_path):
     """Same checkpoint, same test split with an uneven last batch: identical metrics and patent count."""
-    import json
-
     tiny = "{hidden_size: 32, num_hidden_layers: 1, num_attention_heads: 2, intermediate_size: 64, max_position_embeddings: 128, global_attn_every_n_layers: 1}"
     run = tmp_path / "run"
     train = subprocess.run(
@@ -107,3 +106,36 @@ def test_evaluation_in_two_ranks_equals_one_process(tmp_path):
             assert parallel[key] == pytest.approx(value, rel=5e-2)
         else:
             assert parallel[key] == pytest.approx(value, abs=1e-9), key
+
+
+# A training script's process, reduced to what touches the process group: the group, a DistributedDataParallel
+# model (its first use imports torch._dynamo, and with it torch.distributed.nn.functional), deepspeed (accelerate
+# imports it when it unwraps the model), then the scripts' own ending. Prints the gloo threads still running.
+GLOO_THREADS_PROBE = """
+import json, os, sys
+import torch
+from modernpatent_hf.scripts import run_with_one_line_errors
+
+def main(argv):
+    torch.distributed.init_process_group("gloo", init_method="file://" + sys.argv[1], rank=0, world_size=1)
+    model = torch.nn.parallel.DistributedDataParallel(torch.nn.Linear(2, 2))
+    model(torch.ones(1, 2)).sum().backward()
+    try:
+        import deepspeed  # noqa: F401
+    except ImportError:
+        pass
+
+run_with_one_line_errors(main, "probe", [])
+names = [open(f"/proc/self/task/{task}/comm").read().strip() for task in os.listdir("/proc/self/task")]
+print(json.dumps(sorted(name for name in names if "gloo" in name)))
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads thread names from /proc (Linux)")
+def test_a_training_script_ends_with_no_gloo_thread_left(tmp_path):
+    """Any gloo thread still running at interpreter exit can abort a rank that finished its work (SIGABRT, seen
+    in CI): modules that bind the process group as a default argument must not keep it alive past its end."""
+    result = subprocess.run([sys.executable, "-c", GLOO_THREADS_PROBE, str(tmp_path / "store")],
+                            capture_output=True, text=True, cwd=REPO_ROOT, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads(result.stdout.splitlines()[-1]) == []

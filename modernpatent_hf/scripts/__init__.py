@@ -7,13 +7,19 @@
 ``accelerate launch recipes/finetune.py`` keeps working in a clone.
 """
 
+import importlib.util
 import os
 import sys
 from typing import Callable, List, Optional
 
-import torch
-
 from ..data.readers import report_one_line_error
+from ..process_group import end_process_group
+
+# deepspeed.comm.torch binds the process group of the moment as a default argument, as the module that
+# ..process_group imports does; accelerate imports deepspeed, when it is installed, only after the group exists
+# (the first time it unwraps the model). Imported here first, its defaults are None and the group can be freed.
+if importlib.util.find_spec("deepspeed") is not None:
+    import deepspeed.comm.torch  # noqa: F401
 
 DEBUG_FLAG = "--debug"
 # MODERNPATENT_DEBUG=1 does what --debug does, for launchers that pass the same arguments to every script.
@@ -36,7 +42,4 @@ def run_with_one_line_errors(main: Callable, name: str, argv: Optional[List[str]
         if debug:
             raise
         sys.exit(report_one_line_error(error, name, (ValueError, OSError)))
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        # Each rank tears its process group down itself: left to interpreter exit, gloo's threads can die in
-        # std::terminate (SIGABRT) after a run that succeeded.
-        torch.distributed.destroy_process_group()
+    end_process_group()
