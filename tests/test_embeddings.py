@@ -24,19 +24,10 @@ from modernpatent_hf.predict_file import embed_file
 from modernpatent_hf.predictor import PatentClassifier
 
 from jsonl_files import short_records, write_jsonl
-from tiny_checkpoints import HIDDEN, save_tiny_checkpoint
+from tiny_checkpoints import HIDDEN, SINGLE_THREAD, one_thread, save_tiny_checkpoint  # noqa: F401  (one_thread: autouse)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-SINGLE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
 TEXTS = ["valve rotor housing sensor", "antenna blade " * 40, "seed", "pump coil frame wafer layer"]
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -25,19 +25,9 @@ from modernpatent_hf.predictor import PatentClassifier, length_bucketed_batches
 from modernpatent_hf.thresholds import save_thresholds
 
 from jsonl_files import WORDS, read_jsonl, short_records, write_jsonl
-from tiny_checkpoints import MAX_LENGTH, save_tiny_checkpoint
+from tiny_checkpoints import MAX_LENGTH, SINGLE_THREAD, one_thread, save_tiny_checkpoint  # noqa: F401  (one_thread: autouse)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-# One thread in this process and in every subprocess: identical reduction order, so outputs compare exactly.
-SINGLE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,9 @@
 """A tiny random patent classifier saved as PatentTrainer saves one (model, tokenizer, label space), for the
-prediction and embedding tests."""
+prediction and embedding tests, and the single thread they run in."""
 
+import os
+
+import pytest
 import torch
 from transformers import ModernBertConfig
 
@@ -8,6 +11,17 @@ from modernpatent_hf import LABEL_SPACE_FILE, CpcLabelSpace, build_patent_classi
 
 MAX_LENGTH = 48
 HIDDEN = 32
+# One thread in the test process and in every subprocess: identical reduction order, so outputs compare exactly.
+SINGLE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Autouse in the modules that import it: each test runs torch on one thread."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def save_tiny_checkpoint(directory, encoder_config_class=ModernBertConfig):
