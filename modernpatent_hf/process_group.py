@@ -7,6 +7,9 @@ exception``, SIGABRT), which turns a successful distributed run into a failed on
 Import this module before any process group exists (the modules that launch one import it at their top).
 """
 
+import gc
+import sys
+
 import torch.distributed
 
 # Imported early on purpose. torch.distributed.nn.functional binds the default process group of the moment as
@@ -17,6 +20,18 @@ import torch.distributed.nn.functional  # noqa: F401
 
 
 def end_process_group() -> None:
-    """Destroy this process's process groups, if it has any. Each rank calls it once, after its last collective."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
+    """Destroy this process's process groups, if it has any. Each rank calls it once, after its last collective
+    (and after a DeepSpeed engine is released: ``accelerator.free_memory()``, which the training scripts call).
+
+    A DeepSpeed run ends through ``deepspeed.comm``, which also drops the references that DeepSpeed keeps to the
+    groups it made. Only a process that imported deepspeed can have such groups: nothing else imports it here."""
+    deepspeed_comm = sys.modules.get("deepspeed.comm")
+    if deepspeed_comm is not None and deepspeed_comm.is_initialized():
+        deepspeed_comm.destroy_process_group()
+    elif torch.distributed.is_available() and torch.distributed.is_initialized():
         torch.distributed.destroy_process_group()
+    else:
+        return
+    # A released engine and its optimizer still reference the groups from reference cycles: collect them now,
+    # while the interpreter is whole, so that gloo's threads stop here and not in finalization.
+    gc.collect()

@@ -4,9 +4,11 @@
 
 On a CPU, DeepSpeed JIT-compiles that C++ kernel the first time a process group starts (minutes on
 two cores); without it the collectives go through the gloo group, which is all a test run needs.
-Everything else (launcher, recipe, ZeRO) is unchanged.
+Everything else (launcher, recipe, ZeRO) is unchanged. When the script returns, each rank prints
+``rank R: gloo threads left: [...]``, the names of the gloo threads still running (Linux; ``None`` elsewhere).
 """
 
+import os
 import runpy
 import sys
 
@@ -16,3 +18,14 @@ import deepspeed.ops
 deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
 sys.argv = sys.argv[1:]
 runpy.run_path(sys.argv[0], run_name="__main__")
+
+gloo_threads = None
+if os.path.isdir("/proc/self/task"):
+    names = []
+    for task in os.listdir("/proc/self/task"):
+        with open(f"/proc/self/task/{task}/comm") as comm:
+            names.append(comm.read().strip())
+    gloo_threads = sorted(name for name in names if "gloo" in name)
+# One write of a whole line: the ranks share the launcher's stdout.
+sys.stdout.write(f"rank {os.environ.get('RANK')}: gloo threads left: {gloo_threads}\n")
+sys.stdout.flush()

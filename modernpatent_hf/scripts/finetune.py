@@ -115,6 +115,8 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, float]:
                                      frozen_encoder=frozen_encoder, max_length=data_args.max_length))
     if training_args.push_to_hub:
         trainer.push_to_hub()
+    # A DeepSpeed engine holds the run's process groups until it is released (see process_group.end_process_group).
+    trainer.accelerator.free_memory()
     return metrics
 
 

@@ -92,6 +92,8 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, float]:
         print("\n".join(f"{key}: {metrics[key]:.4f}" for key in sorted(metrics) if key.endswith(("_loss", "_perplexity"))))
     if training_args.push_to_hub:
         trainer.push_to_hub()
+    # A DeepSpeed engine holds the run's process groups until it is released (see process_group.end_process_group).
+    trainer.accelerator.free_memory()
     return metrics
 
 
