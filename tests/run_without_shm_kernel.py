@@ -14,18 +14,13 @@ import sys
 
 import deepspeed.ops
 
+from gloo_threads import gloo_thread_names
+
 # deepspeed.comm builds the kernel only for ops marked compatible; the probed dict is cached in the module.
 deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
 sys.argv = sys.argv[1:]
 runpy.run_path(sys.argv[0], run_name="__main__")
 
-gloo_threads = None
-if os.path.isdir("/proc/self/task"):
-    names = []
-    for task in os.listdir("/proc/self/task"):
-        with open(f"/proc/self/task/{task}/comm") as comm:
-            names.append(comm.read().strip())
-    gloo_threads = sorted(name for name in names if "gloo" in name)
 # One write of a whole line: the ranks share the launcher's stdout.
-sys.stdout.write(f"rank {os.environ.get('RANK')}: gloo threads left: {gloo_threads}\n")
+sys.stdout.write(f"rank {os.environ.get('RANK')}: gloo threads left: {gloo_thread_names()}\n")
 sys.stdout.flush()

@@ -148,4 +148,3 @@ def test_a_zero_run_ends_with_no_gloo_thread_left(zero_run, stage):
     if set(left.values()) == {"None"}:
         pytest.skip("thread names come from /proc (Linux)")
     assert left == {"0": "[]", "1": "[]"}, left
-

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 from accelerate.commands.config.config_args import load_config_from_file
 
+from gloo_threads import gloo_thread_names
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = REPO_ROOT / "accelerate_configs"
 EXPECTED = {"cpu_ddp", "single_gpu", "ddp", "zero2", "zero3", "fsdp", "multi_node"}
@@ -112,8 +114,10 @@ def test_evaluation_in_two_ranks_equals_one_process(tmp_path):
 # model (its first use imports torch._dynamo, and with it torch.distributed.nn.functional), deepspeed (accelerate
 # imports it when it unwraps the model), then the scripts' own ending. Prints the gloo threads still running.
 GLOO_THREADS_PROBE = """
-import json, os, sys
+import json, sys
+sys.path.insert(0, sys.argv[2])
 import torch
+from gloo_threads import gloo_thread_names
 from modernpatent_hf.scripts import run_with_one_line_errors
 
 def main(argv):
@@ -126,16 +130,15 @@ def main(argv):
         pass
 
 run_with_one_line_errors(main, "probe", [])
-names = [open(f"/proc/self/task/{task}/comm").read().strip() for task in os.listdir("/proc/self/task")]
-print(json.dumps(sorted(name for name in names if "gloo" in name)))
+print(json.dumps(gloo_thread_names()))
 """
 
 
-@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads thread names from /proc (Linux)")
+@pytest.mark.skipif(gloo_thread_names() is None, reason="reads thread names from /proc (Linux)")
 def test_a_training_script_ends_with_no_gloo_thread_left(tmp_path):
     """Any gloo thread still running at interpreter exit can abort a rank that finished its work (SIGABRT, seen
     in CI): modules that bind the process group as a default argument must not keep it alive past its end."""
-    result = subprocess.run([sys.executable, "-c", GLOO_THREADS_PROBE, str(tmp_path / "store")],
+    result = subprocess.run([sys.executable, "-c", GLOO_THREADS_PROBE, str(tmp_path / "store"), str(REPO_ROOT / "tests")],
                             capture_output=True, text=True, cwd=REPO_ROOT, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads(result.stdout.splitlines()[-1]) == []
