@@ -107,6 +107,8 @@ def _cmd_prepare(args):
         on_invalid_code=args.on_invalid_code,
         titles=args.titles,
         overwrite=args.overwrite,
+        test_inputs=args.test_input,
+        on_bad_row=args.on_bad_row,
     )
     print(json.dumps(summary, indent=1))
 
@@ -317,14 +319,20 @@ def build_parser() -> argparse.ArgumentParser:
                          help="input format (default: guessed from the path)")
     prepare.add_argument("--min-count", type=int, default=1, help="keep subclasses with at least this many training occurrences")
     prepare.add_argument("--validation-fraction", type=float, default=0.005, help="share of train held out for validation (upstream: 0.005)")
+    prepare.add_argument("--test-input", nargs="+", default=None, metavar="TEST_INPUT",
+                         help="a separate test set (files, directories or a Hub id such as "
+                         "0zo/google_patentsview_claims_2016) used as the test split instead of one cut from the inputs; "
+                         "input records sharing an id or text with it are removed")
     prepare.add_argument("--test-year", type=int, default=None, help="grant year whose patents form the test split")
     prepare.add_argument("--test-size", type=int, default=None,
-                         help="sample this many patents of --test-year (of all records without --test-year), seeded")
+                         help="sample this many patents of --test-year or --test-input (of all records otherwise), seeded")
     prepare.add_argument("--test-fraction", type=float, default=0.0,
                          help="random seeded share of the records for the test split, instead of --test-year/--test-size")
     prepare.add_argument("--seed", type=int, default=42, help="shuffle seed for the splits (upstream: 42)")
     prepare.add_argument("--on-invalid-code", default="drop", choices=["drop", "raise"],
                          help="drop malformed CPC values and count them, or stop at the first one")
+    prepare.add_argument("--on-bad-row", default="skip", choices=["skip", "raise"],
+                         help="skip a row without a usable id, date or JSON and count it (bad_rows), or stop at the first one")
     prepare.add_argument("--titles", default=None, help="code<TAB>title TSV whose titles go into the label space")
     prepare.set_defaults(func=_cmd_prepare)
 

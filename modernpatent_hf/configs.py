@@ -120,10 +120,23 @@ class DataArguments:
     max_length: int = field(default=1024, metadata={"help": "Maximum tokens per patent; longer texts are truncated."})
     validation_fraction: float = field(default=0.005, metadata={"help": "Share of train held out for validation (upstream: 0.005)."})
     test_fraction: float = field(default=0.0, metadata={"help": "Share of the data held out as a random test split."})
-    test_year: Optional[int] = field(default=None, metadata={"help": "Grant year that forms the test split (upstream: 2016)."})
-    test_size: Optional[int] = field(default=None, metadata={"help": "Patents sampled from test_year (upstream: 150000)."})
+    test_dataset_name_or_path: Optional[str] = field(
+        default=None,
+        metadata={"help": "A separate test set, used as the test split instead of one cut from dataset_name_or_path: "
+                  "a Hub id (the seed work's 0zo/google_patentsview_claims_2016 or _2017-B, in USPTO-3M's columns) "
+                  "or local files. Training records that share an id or a text with it are removed."},
+    )
+    test_year: Optional[int] = field(
+        default=None, metadata={"help": "Grant year of dataset_name_or_path that forms the test split (without a separate test set)."}
+    )
+    test_size: Optional[int] = field(default=None, metadata={"help": "Patents sampled (seeded) from the test set or test_year."})
     split_seed: int = field(default=42, metadata={"help": "Seed of the split shuffles (upstream: 42)."})
     min_label_count: int = field(default=1, metadata={"help": "Keep subclasses with at least this many training occurrences."})
+    on_bad_row: str = field(
+        default="skip",
+        metadata={"help": "A row without a usable id, date or JSON: 'skip' counts it (bad_rows in the data's stats.json) "
+                  "and goes on, 'raise' stops the run at it.", "choices": ["skip", "raise"]},
+    )
     max_train_samples: Optional[int] = field(default=None, metadata={"help": "Truncate the training split (debugging, quick runs)."})
     max_eval_samples: Optional[int] = field(default=None, metadata={"help": "Truncate the validation split."})
     max_test_samples: Optional[int] = field(default=None, metadata={"help": "Truncate the test split."})

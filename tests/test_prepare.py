@@ -214,7 +214,7 @@ def bad_input(tmp_path, case):
         return [tmp_path / "r.jsonl", "--text-fields", "title,description"], "unknown text field 'description'"
     if case == "test year not in data":
         write_jsonl(tmp_path / "r.jsonl", [dict(good, date="2015-01-01")])
-        return [tmp_path / "r.jsonl", "--test-year", "2016"], "no record is dated in 2016"
+        return [tmp_path / "r.jsonl", "--test-year", "2016"], "is dated in 2016; its years (records): 2015 (1). Choose"
     if case == "conflicting test options":
         write_jsonl(tmp_path / "r.jsonl", [good])
         return [tmp_path / "r.jsonl", "--test-year", "2016", "--test-fraction", "0.1"], "either a test fraction or a test year"
@@ -245,7 +245,8 @@ def assert_one_line_error(stderr, words):
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, case):
     arguments, words = bad_input(tmp_path, case)
     out = tmp_path / "out"
-    assert main(["prepare", *map(str, arguments), "--out", str(out)]) == 2
+    # Bad rows stop prepare only under --on-bad-row raise (skipped and counted by default: test_bad_rows_are_skipped...).
+    assert main(["prepare", *map(str, arguments), "--out", str(out), "--on-bad-row", "raise"]) == 2
     assert_one_line_error(capsys.readouterr().err, words)
     assert not out.exists()
 

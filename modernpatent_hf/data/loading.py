@@ -40,6 +40,9 @@ def load_patent_splits(
     with a one-line error unless ``data_args.allow_split_overlap``: evaluating on them scores training data.
     """
     source = data_args.dataset_name_or_path
+    if data_args.test_dataset_name_or_path and (source == "synthetic" or is_prepared_dir(source)):
+        raise ValueError(f"test_dataset_name_or_path needs a raw dataset_name_or_path to split, not {source!r}, whose "
+                         "splits are made already; prepare both with `modernpatent prepare --test-input` instead")
     prepared = source if is_prepared_dir(source) else os.path.join(work_dir, RUN_DATA_SUBDIR)
     with main_process_first(training_args, desc="preparing data"):
         if prepared != source:
@@ -67,12 +70,20 @@ def run_data_fingerprint(data_args: DataArguments) -> dict:
     if source == "synthetic":
         return {"source": source, "records": data_args.synthetic_num_records, "seed": data_args.synthetic_seed}
     return {
-        "source": _path_signature(source) if os.path.exists(source) else source,
+        "source": _source_signature(source),
         "text_fields": data_args.text_fields, "min_count": data_args.min_label_count,
         "validation_fraction": data_args.validation_fraction, "test_fraction": data_args.test_fraction,
         "test_year": data_args.test_year, "test_size": data_args.test_size, "seed": data_args.split_seed,
         "titles": _path_signature(data_args.titles_path) if data_args.titles_path else None,
+        "test_source": _source_signature(data_args.test_dataset_name_or_path), "on_bad_row": data_args.on_bad_row,
     }
+
+
+def _source_signature(source: Optional[str]):
+    """A source as a fingerprint sees it: a local one by its files, a Hub id by its name."""
+    if source is None:
+        return None
+    return _path_signature(source) if os.path.exists(source) else source
 
 
 def _path_signature(path: str) -> list:
@@ -90,8 +101,8 @@ def prepare_run_data(data_args: DataArguments, prepared: str) -> None:
     marker = read_output_marker(prepared)
     if is_prepared_dir(prepared) and marker is not None and marker.get("complete") and marker.get("fingerprint") == fingerprint:
         return
-    check_output_dir(prepared, "prepare", [data_args.dataset_name_or_path, data_args.titles_path], overwrite=True,
-                     option="the run's data directory")
+    check_output_dir(prepared, "prepare", [data_args.dataset_name_or_path, data_args.titles_path, data_args.test_dataset_name_or_path],
+                     overwrite=True, option="the run's data directory")
     if data_args.dataset_name_or_path == "synthetic":
         write_synthetic_corpus(prepared, n=data_args.synthetic_num_records, seed=data_args.synthetic_seed,
                                overwrite=True, fingerprint=fingerprint)
@@ -101,6 +112,7 @@ def prepare_run_data(data_args: DataArguments, prepared: str) -> None:
             validation_fraction=data_args.validation_fraction, test_fraction=data_args.test_fraction,
             test_year=data_args.test_year, test_size=data_args.test_size, seed=data_args.split_seed,
             titles=data_args.titles_path, overwrite=True, fingerprint=fingerprint,
+            test_inputs=data_args.test_dataset_name_or_path, on_bad_row=data_args.on_bad_row,
         )
 
 

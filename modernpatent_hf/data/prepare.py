@@ -22,7 +22,7 @@ import contextlib
 import os
 import shutil
 import sys
-from typing import Dict, Iterable, Iterator, Mapping, Optional, Sequence, Union
+from typing import Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import datasets
 import numpy as np
@@ -35,13 +35,22 @@ from tqdm.auto import tqdm
 from ..cpc import read_titles_tsv
 from ..io_utils import check_output_dir, remove_stale_scratch, scratch_path
 from .leakage import leakage_report
-from .readers import iter_records, no_usable_record_error, parse_text_fields, resolve_format
+from .readers import (
+    check_bad_row_policy,
+    date_years,
+    iter_records,
+    local_source,
+    no_usable_record_error,
+    parse_text_fields,
+    resolve_format,
+)
 from .records import SPLIT_ORDER, label_statistics, record_features, write_dataset_dir
 from .splits import (
     SEED,
     VALIDATION_FRACTION,
     assign_splits,
     check_split_options,
+    check_test_year,
     clean_records,
     iter_values,
     log_counts,
@@ -110,6 +119,20 @@ def _date_summary(dates: Union[pa.Array, pa.ChunkedArray]) -> Dict:
     }
 
 
+def _as_list(paths: Union[PathLike, Sequence[PathLike], None]) -> List[PathLike]:
+    if paths is None:
+        return []
+    return [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+
+
+def _summed(counts: Sequence[Mapping[str, int]]) -> Dict[str, int]:
+    total: Dict[str, int] = {}
+    for per_source in counts:
+        for key, n in per_source.items():
+            total[key] = total.get(key, 0) + n
+    return total
+
+
 def prepare_dataset(
     inputs: Union[PathLike, Sequence[PathLike]],
     out_dir: PathLike,
@@ -126,6 +149,8 @@ def prepare_dataset(
     progress: Optional[bool] = None,
     overwrite: bool = False,
     fingerprint: Optional[Mapping] = None,
+    test_inputs: Union[PathLike, Sequence[PathLike], None] = None,
+    on_bad_row: str = "skip",
 ) -> Dict:
     """Normalize ``inputs`` into a dataset directory that ``datasets.load_dataset(out_dir)`` loads.
 
@@ -137,50 +162,83 @@ def prepare_dataset(
     summary with the rows per split, the label count, the drop/merge/move ``counts`` and the
     ``leakage`` check (texts moved to train, near duplicates left across splits, both also when 0).
 
+    ``test_inputs``: a separate test set (paths or Hub ids in any input format, such as the seed work's
+    ``0zo/google_patentsview_claims_2016``), used as the test split instead of one cut from ``inputs``
+    (:func:`~modernpatent_hf.data.splits.assign_splits`: records of ``inputs`` that share an id or a text
+    with it are removed); ``test_year`` and ``test_fraction`` must then be unset. ``on_bad_row``: ``"skip"``
+    (count bad rows as ``bad_rows`` and go on) or ``"raise"`` (stop at the first, with its one-line error).
+
+    Split settings are checked against the data before the long work: a ``test_year`` that no record of a
+    Parquet or Hub source has is refused in one line listing the years there are, from the ``date`` column
+    alone (JSON Lines and TSV sources are checked after reading).
+
     ``out_dir`` must be new, empty, or an earlier output of a command (replaced only with ``overwrite``),
     and may not be, contain or sit inside an input (:func:`~modernpatent_hf.io_utils.check_output_dir`,
     checked before anything is read). ``fingerprint`` (JSON) is recorded in its marker: what a cache of
     this output was made from.
     """
-    inputs = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
+    inputs = _as_list(inputs)
+    test_inputs = _as_list(test_inputs)
     if not inputs:
         raise ValueError("no input given: pass JSON Lines, TSV or Parquet paths or the Hub id MalavP/USPTO-3M")
-    check_split_options(validation_fraction, test_fraction, test_year, test_size)
+    check_split_options(validation_fraction, test_fraction, test_year, test_size, external_test=bool(test_inputs))
+    check_bad_row_policy(on_bad_row)
     if min_count < 1:
         raise ValueError(f"min count must be at least 1, got {min_count}")
     fields = parse_text_fields(text_fields)
     formats = [resolve_format(path, input_format) for path in inputs]
+    test_formats = [resolve_format(path) for path in test_inputs]
     if titles is not None and not isinstance(titles, Mapping):
         titles = read_titles_tsv(titles)  # read before the long work: a bad path fails at once
     progress = sys.stderr.isatty() if progress is None else progress
 
     counters: Dict[str, int] = {}
     out_dir = os.path.abspath(os.fspath(out_dir))
-    check_output_dir(out_dir, "prepare", inputs, overwrite)
+    check_output_dir(out_dir, "prepare", inputs + test_inputs, overwrite)
+    # Hub ids become their local Parquet snapshots (downloaded once into the Hugging Face cache).
+    sources = [local_source(path, resolved) for path, resolved in zip(inputs, formats)]
+    test_sources = [local_source(path, resolved) for path, resolved in zip(test_inputs, test_formats)]
+    if test_year is not None:  # from the date column alone, before hours of reading a source without that year
+        years = [date_years(path, resolved) for path, resolved in sources]
+        if all(per_source is not None for per_source in years):
+            check_test_year(test_year, _summed(years), ", ".join(map(os.fspath, inputs)))
     os.makedirs(os.path.dirname(out_dir), exist_ok=True)
     remove_stale_scratch(out_dir)  # what a killed run left: the staging file of USPTO-3M takes gigabytes
     # The staging file sits next to the output: USPTO-3M takes gigabytes that /tmp may not have.
     with _staging_dir(out_dir) as staging, _datasets_progress_bars(progress):
-        streams = (
-            record
-            for path, resolved in zip(inputs, formats)
-            for record in tqdm(
-                iter_records(path, resolved, fields, on_invalid_code, counters),
-                desc=f"reading {os.path.basename(os.fspath(path)) or path}", unit=" records", disable=not progress,
+        def read(given: Sequence[PathLike], local: Sequence[Tuple[str, str]], name: str) -> datasets.Dataset:
+            streams = (
+                record
+                for path, (where, resolved) in zip(given, local)
+                for record in tqdm(
+                    iter_records(where, resolved, fields, on_invalid_code, counters, on_bad_row),
+                    desc=f"reading {os.path.basename(os.fspath(path)) or path}", unit=" records", disable=not progress,
+                )
             )
-        )
-        records = clean_records(stage_records(streams, os.path.join(staging, "records.arrow")), counters)
+            return clean_records(stage_records(streams, os.path.join(staging, f"{name}.arrow")), counters)
+
+        records = read(inputs, sources, "records")
         if len(records) == 0:
             raise no_usable_record_error(
                 ", ".join(map(os.fspath, inputs)), counters, "check the records' CPC codes and text fields (--text-fields)"
             )
+        external_test_rows = 0
+        if test_inputs:
+            before = counters.get("records_read", 0)
+            test_records = read(test_inputs, test_sources, "test_records")
+            counters["test_records_read"] = counters.get("records_read", 0) - before
+            if len(test_records) == 0:
+                raise ValueError(f"no usable record in the test set {', '.join(map(os.fspath, test_inputs))}: "
+                                 f"{counters['test_records_read']:,} read, none kept; check its columns and codes")
+            external_test_rows = len(test_records)
+            records = datasets.concatenate_datasets([records, test_records])
         # "all" is every record after merging duplicates, before the label space is applied.
         label_stats = {"all": label_statistics(iter_values(records.data.table.column("labels")))}
         dates = _date_summary(records.data.table.column("date"))
         records, positions, label_space = assign_splits(
             records, validation_fraction=validation_fraction, seed=seed, test_year=test_year,
             test_size=test_size, test_fraction=test_fraction, min_count=min_count, counters=counters,
-            progress=progress,
+            progress=progress, external_test_rows=external_test_rows,
         )
         table = records.data.table
         for name in SPLIT_ORDER:
@@ -189,10 +247,11 @@ def prepare_dataset(
             label_space = label_space.with_titles(titles)
         stats = {
             "inputs": [os.fspath(path) for path in inputs],
+            "test_inputs": [os.fspath(path) for path in test_inputs],
             "text_fields": list(fields) if fields else "default of each format",
             "split": {
                 "seed": seed, "validation_fraction": validation_fraction, "test_fraction": test_fraction,
-                "test_year": test_year, "test_size": test_size, "min_count": min_count,
+                "test_year": test_year, "test_size": test_size, "min_count": min_count, "on_bad_row": on_bad_row,
             },
             "counts": counters,
             "leakage": leakage_report(counters),

@@ -37,15 +37,21 @@ chosen fields do not fit the data. A field that is present but empty or null is 
 record whose text ends up empty is dropped and counted (``empty_text``).
 
 Ids. Every record needs an id: a non-empty string (stripped) or an integer; a missing, empty or
-otherwise typed id (a float, a list) is a one-line error naming the line or row. Text files must
-be UTF-8 (a byte order mark is skipped); other bytes are an error naming the line. NUL characters
-are removed from texts and the records they were in are counted (``texts_with_nul_removed``).
+otherwise typed id (a float, a list) makes the row a bad row. Text files must be UTF-8 (a byte order
+mark is skipped); other bytes are an error naming the line. NUL characters are removed from texts and
+the records they were in are counted (``texts_with_nul_removed``).
+
+Bad rows. A row that cannot become a record (not JSON, no usable id, a date that is not a calendar day,
+a text field that is not a string, a TSV line with the wrong number of columns) is a :class:`BadRow`
+whose message names its file and line. :func:`iter_records` skips it and counts it (``bad_rows``, the
+first few logged with their error) under ``on_bad_row="skip"``, or stops with that one line under
+``"raise"``. Choosing text fields the data does not have stays an error either way.
 
 Drops, each counted in the ``counters`` dict passed to :func:`iter_records`: malformed CPC values
 (``invalid_codes``, values not records; with ``on_invalid_code="raise"`` the first one raises
 :class:`~modernpatent_hf.cpc.CpcCodeError` naming the record), records with an empty text
-(``empty_text``) and records left without any valid code (``no_labels``). ``records_read`` counts
-every record seen, so ``records_read = yielded + empty_text + no_labels``.
+(``empty_text``), records left without any valid code (``no_labels``) and skipped bad rows (``bad_rows``).
+``records_read`` counts every row seen, so ``records_read = yielded + empty_text + no_labels + bad_rows``.
 """
 
 from __future__ import annotations
@@ -55,6 +61,7 @@ import datetime
 import glob
 import gzip
 import json
+import logging
 import os
 import re
 import sys
@@ -62,12 +69,19 @@ from typing import IO, Callable, Dict, Iterable, Iterator, List, Mapping, Mutabl
 
 import datasets
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from huggingface_hub import snapshot_download
 
 from ..cpc import CodeInput, parse_cpc_codes
 from ..io_utils import describe_value, value_kind
 
 USPTO3M_HUB_ID = "MalavP/USPTO-3M"
+# The seed work's test sets: not inside USPTO-3M (grants of about 2000-2015) but published on their own, 150,000
+# first claims each in USPTO-3M's columns, sampled from the grants of 2016 (the set behind its F1@1) and of
+# January-August 2017.
+TEST_2016_HUB_ID = "0zo/google_patentsview_claims_2016"
+TEST_2017B_HUB_ID = "0zo/google_patentsview_claims_2017-B"
 USPTO3M_COLUMNS = ("cpc_ids", "id", "date", "text")
 TSV_COLUMNS = ("group_ids", "id", "date", "text")
 TEXT_FIELDS = ("title", "abstract", "claims", "first_claim")
@@ -87,6 +101,8 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _ISO_DATE = re.compile(r"^([0-9]{4})-([0-9]{2})-([0-9]{2})(?:[ T].*)?$")
 _COMPACT_DATE = re.compile(r"^([0-9]{4})([0-9]{2})([0-9]{2})$")
 BATCH_ROWS = 10_000  # rows per Parquet (or Hub dataset) batch
+
+logger = logging.getLogger(__name__)
 
 Counters = MutableMapping[str, int]
 # A row of iter_rows: the raw line of a JSON Lines file, else the row's values by column name.
@@ -134,6 +150,44 @@ def report_one_line_error(error: BaseException, name: str, user_errors: Tuple[ty
     return 2
 
 
+# ------------------------------------------------------------------------------ bad rows
+class BadRow(ValueError):
+    """An input row that cannot be used; the message names its file and line (or row).
+
+    What a bad row costs is the caller's policy: ``prepare`` skips it and counts it (``on_bad_row="skip"``, its
+    default) or stops (``"raise"``); ``predict`` stops or writes an error row (``"record"``).
+    """
+
+    def __init__(self, message: str, record_id: Optional[str] = None):
+        super().__init__(message)
+        self.record_id = record_id
+
+
+# How prepare treats a bad row (a bad date, a missing id, a row that is not JSON...): "skip" counts it (bad_rows)
+# and goes on, "raise" stops with its one-line error. Skipping is the default: one broken row among 3.2 M
+# must not end a run after an hour of reading; the count and the first rows' errors are reported.
+PREPARE_BAD_ROW_POLICIES = ("skip", "raise")
+BAD_ROWS_LOGGED = 3  # bad rows whose error is logged one by one; the rest are counted
+
+
+def check_bad_row_policy(on_bad_row: str, policies: Sequence[str] = PREPARE_BAD_ROW_POLICIES) -> None:
+    """A one-line error for an unknown bad-row policy."""
+    if on_bad_row not in policies:
+        raise ValueError(f"on_bad_row must be one of {', '.join(policies)}, got {on_bad_row!r}")
+
+
+def skip_bad_row(error: BadRow, on_bad_row: str, counters: Optional[Counters]) -> None:
+    """Apply prepare's bad-row policy: re-raise ``error`` (``"raise"``), or count it in ``bad_rows`` and log the
+    first :data:`BAD_ROWS_LOGGED` of them (``"skip"``)."""
+    if on_bad_row == "raise":
+        raise error
+    count(counters, "bad_rows")
+    seen = counters.get("bad_rows", 0) if counters is not None else 0
+    if seen <= BAD_ROWS_LOGGED:
+        logger.warning("skipped a bad row: %s%s", error,
+                       "; further bad rows are counted (bad_rows), not logged" if seen == BAD_ROWS_LOGGED else "")
+
+
 # ------------------------------------------------------------------------------ field values
 def parse_text_fields(
     text_fields: Union[str, Sequence[str], None], allowed: Optional[Sequence[str]] = TEXT_FIELDS
@@ -171,7 +225,7 @@ def _record_name(record_id: Optional[str], where: Optional[str]) -> str:
 def normalize_date(value: object, record_id: Optional[str] = None, where: Optional[str] = None) -> Optional[str]:
     """``YYYY-MM-DD`` from ``'2013-01-01'``, ``'2013-01-01 00:00:00'``, ``'20130101'`` or a date; None if absent.
 
-    Anything else, and a day that does not exist (``2020-13-45``), is a one-line ValueError naming the record
+    Anything else, and a day that does not exist (``2020-13-45``), is a one-line :class:`BadRow` naming the record
     (after ``where``, e.g. ``path:line``, when given).
     """
     record_name = _record_name(record_id, where)
@@ -182,21 +236,19 @@ def normalize_date(value: object, record_id: Optional[str] = None, where: Option
         return None
     match = _ISO_DATE.match(text) or _COMPACT_DATE.match(text)
     if match is None:
-        raise ValueError(
-            f"{record_name} has date {value!r}: expected YYYY-MM-DD (or YYYYMMDD); fix or remove the date"
-        )
+        raise BadRow(f"{record_name} has date {value!r}: expected YYYY-MM-DD (or YYYYMMDD); fix or remove the date")
     try:
         datetime.date(*map(int, match.groups()))
     except ValueError as error:  # the right shape, but no such day (2020-13-45, 2021-02-29)
-        raise ValueError(f"{record_name} has date {value!r}, which is not a calendar date ({error}); "
-                         "fix or remove the date") from None
+        raise BadRow(f"{record_name} has date {value!r}, which is not a calendar date ({error}); "
+                     "fix or remove the date") from None
     return "-".join(match.groups())
 
 
 def normalize_record_id(value: object, where: str) -> str:
     """A record's id as a stripped string (integers written out); ``where`` names the record in errors.
 
-    Anything else (missing, empty, a float such as ``8000001.0``, a list) is a one-line error rather
+    Anything else (missing, empty, a float such as ``8000001.0``, a list) is a one-line :class:`BadRow` rather
     than an id made up by ``str()``: two rows without an id must not become one patent called ``'None'``.
     """
     if isinstance(value, str) and value.strip():
@@ -204,7 +256,7 @@ def normalize_record_id(value: object, where: str) -> str:
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
     found = "no 'id'" if value is None or isinstance(value, str) else f"the id {value!r}, a {type(value).__name__}"
-    raise ValueError(
+    raise BadRow(
         f"{where}: record has {found}; every record needs an id: a non-empty string or an integer such as its patent number"
     )
 
@@ -216,7 +268,7 @@ def _text_value(value: object, field: str, record_name: str) -> str:
     if isinstance(value, list) and field in _CLAIM_FIELDS:
         return TEXT_SEPARATOR.join(filter(None, (_text_value(item, field, record_name) for item in value)))
     if not isinstance(value, str):
-        raise ValueError(f"{record_name} has {describe_value(value)} in field {field!r}; expected a string")
+        raise BadRow(f"{record_name} has {describe_value(value)} in field {field!r}; expected a string")
     value = value.replace("\x00", "").strip()
     return strip_claim_number(value).strip() if field in _CLAIM_FIELDS else value
 
@@ -285,7 +337,8 @@ def no_usable_record_error(source: str, counters: Mapping[str, int], hint: str) 
     if not read:
         return ValueError(f"no usable record in {source}: it holds no records; is it the right file?")
     reasons = [
-        f"{counters[key]:,} {what}" for key, what in (("empty_text", "had no text"), ("no_labels", "had no valid CPC code"))
+        f"{counters[key]:,} {what}"
+        for key, what in (("empty_text", "had no text"), ("no_labels", "had no valid CPC code"), ("bad_rows", "were bad rows (see the warnings)"))
         if counters.get(key)
     ]
     invalid = counters.get("invalid_codes", 0)
@@ -308,26 +361,43 @@ def keep_record(record: Mapping, counters: Optional[Counters] = None) -> bool:
 
 # Per-row counts that normalize_uspto3m_batch returns as columns, for its callers to sum into their counters.
 ROW_COUNT_COLUMNS = ("invalid_codes", "texts_with_nul_removed")
+# The column of normalize_uspto3m_batch that holds a bad row's error (None for a good row).
+BAD_ROW_COLUMN = "bad_row"
+_RECORD_COLUMNS = ("id", "text", "labels", "date", "title", "abstract")
 
 
-def normalize_uspto3m_batch(batch: Mapping[str, list], on_invalid_code: str = "drop") -> Dict[str, list]:
-    """A batch of USPTO-3M rows (columns ``cpc_ids id date text``) -> record columns plus :data:`ROW_COUNT_COLUMNS`.
+def normalize_uspto3m_batch(
+    batch: Mapping[str, list], on_invalid_code: str = "drop", on_bad_row: str = "skip", where: str = "USPTO-3M"
+) -> Dict[str, list]:
+    """A batch of USPTO-3M rows (columns ``cpc_ids id date text``) -> record columns, :data:`ROW_COUNT_COLUMNS`
+    and :data:`BAD_ROW_COLUMN`.
 
-    Rows are kept one for one (nothing is dropped here), so that it works as a batched
-    ``Dataset.map``; the caller drops empty texts and label-less rows and counts them.
+    Rows are kept one for one (nothing is dropped here), so that it works as a batched ``Dataset.map``; the
+    caller drops empty texts, label-less rows and bad rows and counts them. A bad row (no usable id, a date
+    that is not a day, a text that is not a string) comes back empty with its error in :data:`BAD_ROW_COLUMN`
+    under ``on_bad_row="skip"``; under ``"raise"`` its :class:`BadRow` is raised. ``where`` names the source
+    in errors.
     """
-    columns: Dict[str, list] = {name: [] for name in ("id", "text", "labels", "date", "title", "abstract", *ROW_COUNT_COLUMNS)}
+    columns: Dict[str, list] = {name: [] for name in (*_RECORD_COLUMNS, *ROW_COUNT_COLUMNS, BAD_ROW_COLUMN)}
     for codes, record_id, date, text in zip(*(batch[name] for name in USPTO3M_COLUMNS)):
-        record_id = normalize_record_id(record_id, f"USPTO-3M row (cpc_ids {codes!r}, date {date!r})")
         row_counts: Dict[str, int] = {}
-        record, row_counts["invalid_codes"] = build_record(
-            record_id, codes, {"first_claim": text}, FIRST_CLAIM, date=date, on_invalid_code=on_invalid_code,
-            counters=row_counts,
-        )
+        try:
+            record_id = normalize_record_id(record_id, f"{where} row (cpc_ids {codes!r}, date {date!r})")
+            record, row_counts["invalid_codes"] = build_record(
+                record_id, codes, {"first_claim": text}, FIRST_CLAIM, date=date, on_invalid_code=on_invalid_code,
+                counters=row_counts, where=where,
+            )
+            error = None
+        except BadRow as bad:
+            if on_bad_row == "raise":
+                raise
+            record = {"id": "", "text": "", "labels": [], "date": None, "title": None, "abstract": None}
+            row_counts, error = {}, str(bad)
         for name, value in record.items():
             columns[name].append(value)
         for name in ROW_COUNT_COLUMNS:
             columns[name].append(row_counts.get(name, 0))
+        columns[BAD_ROW_COLUMN].append(error)
     return columns
 
 
@@ -430,31 +500,71 @@ def columns_of(input_format: str, file: str) -> Optional[List[str]]:
     return None
 
 
-def load_uspto3m_raw(source: Union[str, os.PathLike] = USPTO3M_HUB_ID, split: str = "train") -> datasets.Dataset:
-    """USPTO-3M rows as published, through ``datasets.load_dataset``.
+def hub_dataset_snapshot(repo_id: str) -> str:
+    """The local folder of a Hub dataset's Parquet files, downloaded into the Hugging Face cache when missing.
 
-    ``source`` is the Hub id (``MalavP/USPTO-3M``), a local directory with the same Parquet layout,
-    or a single Parquet file. Without network the Hub id fails with a one-line message that says
-    how to use a local copy.
+    Through ``huggingface_hub.snapshot_download``, so ``HF_HUB_OFFLINE=1`` with a cache filled beforehand (``hf
+    download ID --repo-type dataset`` on a machine with network, as cluster nodes without one need) resolves the
+    id from the cache; ``datasets.load_dataset`` would want its own prepared cache instead, a second copy of the
+    data. A Hub that cannot be reached and a cache without the files are one-line ``ConnectionError``s.
+    """
+    try:
+        return snapshot_download(repo_id, repo_type="dataset", allow_patterns=["*.parquet", "**/*.parquet"])
+    except Exception as error:  # offline mode, DNS failures, missing repos and cache misses all end here
+        raise ConnectionError(
+            f"cannot load {repo_id!r} from the Hugging Face Hub ({one_line(error)}); where the Hub is reachable run "
+            f"`hf download {repo_id} --repo-type dataset` (or with --local-dir DIR, then pass DIR instead)"
+        ) from None
+
+
+def local_source(path: Union[str, os.PathLike], input_format: str) -> Tuple[str, str]:
+    """``(local path, format)`` to read a source from: a Hub dataset id becomes its snapshot's Parquet files (a local
+    copy named with ``input_format="hub"`` is read as the Parquet files it holds)."""
+    if input_format == "hub":
+        return (os.fspath(path) if os.path.exists(path) else hub_dataset_snapshot(os.fspath(path))), "parquet"
+    return os.fspath(path), input_format
+
+
+def load_uspto3m_raw(source: Union[str, os.PathLike] = USPTO3M_HUB_ID, split: str = "train") -> datasets.Dataset:
+    """USPTO-3M rows as published, as a ``datasets.Dataset`` of its Parquet files.
+
+    ``source`` is the Hub id (``MalavP/USPTO-3M``, read through :func:`hub_dataset_snapshot`), a local
+    directory with the same Parquet layout, or a single Parquet file. Without network the Hub id fails with
+    a one-line message that says how to fill the cache or use a local copy.
     """
     source = os.fspath(source)
-    is_local = os.path.exists(source)
+    local = source if os.path.exists(source) else hub_dataset_snapshot(source)
     try:
-        if os.path.isfile(source):
-            dataset = datasets.load_dataset("parquet", data_files=source, split=split)
-        else:
-            dataset = datasets.load_dataset(source, split=split)
-    except Exception as error:  # datasets raises many types (ConnectionError, DatasetNotFoundError, ArrowInvalid...)
-        if is_local:
-            raise ValueError(
-                f"cannot load {source} as a USPTO-3M copy ({one_line(error)}); check the Parquet files"
-            ) from None
-        raise ConnectionError(
-            f"cannot load {source!r} from the Hugging Face Hub ({one_line(error)}); where the Hub is reachable run "
-            f"`hf download {source} --repo-type dataset --local-dir DIR` and pass DIR instead"
-        ) from None
+        dataset = datasets.load_dataset("parquet", data_files=parquet_files(local), split=split)
+    except (pa.ArrowException, datasets.exceptions.DatasetGenerationError, ValueError) as error:
+        raise ValueError(f"cannot load {source} as a USPTO-3M copy ({one_line(error)}); check the Parquet files") from None
     check_columns(dataset.column_names, source, USPTO3M_COLUMNS, uspto3m_column_hint)
     return dataset
+
+
+def year_counts(dates: Union[pa.Array, pa.ChunkedArray]) -> Dict[str, int]:
+    """Rows per year of a date column: the first four characters of each date (a date type is written out
+    first), rows without a date left out, in year order."""
+    if not pa.types.is_string(dates.type) and not pa.types.is_large_string(dates.type):
+        dates = pc.cast(dates, pa.string())
+    counts = pc.value_counts(pc.drop_null(pc.utf8_slice_codeunits(pc.utf8_trim_whitespace(dates), 0, 4)))
+    return dict(sorted(zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist())))
+
+
+def date_years(path: Union[str, os.PathLike], input_format: str) -> Optional[Dict[str, int]]:
+    """:func:`year_counts` of a Parquet source's ``date`` column, read alone (column projection: seconds for
+    3.2 M rows). ``None`` for JSON Lines and TSV, whose dates cost a full read."""
+    if input_format != "parquet":
+        return None
+    years: Dict[str, int] = {}
+    for file in parquet_files(path):
+        try:
+            dates = pq.read_table(file, columns=["date"]).column("date")
+        except (pa.ArrowException, OSError, KeyError) as error:
+            raise ValueError(f"cannot read the date column of {file} ({one_line(error)}); is the file complete?") from None
+        for year, n in year_counts(dates).items():
+            years[year] = years.get(year, 0) + n
+    return dict(sorted(years.items()))
 
 
 # ------------------------------------------------------------------------------ text files
@@ -501,7 +611,7 @@ def _jsonl_rows(path: str, counters: Optional[Counters]) -> Iterator[Tuple[str, 
             count(counters, "empty_lines")
 
 
-def _tsv_rows(path: str) -> Iterator[Tuple[str, Dict[str, str]]]:
+def _tsv_rows(path: str) -> Iterator[Tuple[str, Union[Dict[str, str], BadRow]]]:
     for line_number, line in numbered_lines(path):
         line = line.rstrip("\r\n")
         if not line.strip():
@@ -511,10 +621,11 @@ def _tsv_rows(path: str) -> Iterator[Tuple[str, Dict[str, str]]]:
         if line_number == 1 and [cell.strip().lower() for cell in row] == list(TSV_COLUMNS):
             continue
         if len(row) != len(TSV_COLUMNS):
-            raise ValueError(
+            yield f"{path}:{line_number}", BadRow(
                 f"{path}:{line_number}: expected {len(TSV_COLUMNS)} tab-separated columns "
                 f"({' '.join(TSV_COLUMNS)}), found {len(row)}"
             )
+            continue
         yield f"{path}:{line_number}", dict(zip(TSV_COLUMNS, row))
 
 
@@ -542,14 +653,6 @@ def _parquet_rows(path: str, columns: Optional[Sequence[str]], hint: ColumnHint)
 
 
 # ------------------------------------------------------------------------------ rows
-class BadRow(ValueError):
-    """An input row that cannot be used; the message names its file and line (or row)."""
-
-    def __init__(self, message: str, record_id: Optional[str] = None):
-        super().__init__(message)
-        self.record_id = record_id
-
-
 def iter_rows(
     files: Union[str, os.PathLike, Iterable[Union[str, os.PathLike]]],
     input_format: str,
@@ -565,8 +668,8 @@ def iter_rows(
     * ``jsonl``: the raw line, to be parsed with :func:`parse_json_row` when it is used (so a bad line is
       that row's error, and rows skipped on resume cost no parsing). Empty lines are not rows: they are
       counted in ``counters`` (``empty_lines``).
-    * ``tsv``: a dict of the :data:`TSV_COLUMNS` cells (an optional header row is skipped; a line with
-      another number of columns is an error).
+    * ``tsv``: a dict of the :data:`TSV_COLUMNS` cells (an optional header row is skipped); a line with
+      another number of columns comes as a :class:`BadRow`, for the caller's bad-row policy.
     * ``csv`` (a header row, UTF-8, ``.csv`` or ``.csv.gz``): a dict of the cells by column name.
     * ``parquet``: a dict of the values by column name, read in batches by :func:`iter_parquet_batches`.
 
@@ -624,62 +727,85 @@ def refuse_surrogates(fields: Mapping[str, object], where: str) -> None:
                 try:
                     item.encode("utf-8")
                 except UnicodeEncodeError as error:
-                    raise ValueError(
+                    raise BadRow(
                         f"{where} has an unpaired surrogate {item[error.start]!r} in field {field!r}, which is not "
                         "text; fix that \\u escape"
                     ) from None
 
 
 # ------------------------------------------------------------------------------ records
-def _iter_uspto3m(batches: Iterable[Mapping[str, list]], on_invalid_code: str, counters: Optional[Counters]) -> Iterator[dict]:
-    columns = ("id", "text", "labels", "date", "title", "abstract")
+def _iter_uspto3m(
+    batches: Iterable[Mapping[str, list]], on_invalid_code: str, on_bad_row: str, counters: Optional[Counters], where: str
+) -> Iterator[dict]:
     for batch in batches:
-        normalized = normalize_uspto3m_batch(batch, on_invalid_code)
+        normalized = normalize_uspto3m_batch(batch, on_invalid_code, on_bad_row, where)
         for name in ROW_COUNT_COLUMNS:
             count(counters, name, sum(normalized[name]))
-        for values in zip(*(normalized[name] for name in columns)):
-            record = dict(zip(columns, values))
+        for values in zip(*(normalized[name] for name in (*_RECORD_COLUMNS, BAD_ROW_COLUMN))):
+            record = dict(zip(_RECORD_COLUMNS, values))
             count(counters, "records_read")
-            if keep_record(record, counters):
+            if values[-1] is not None:
+                skip_bad_row(BadRow(values[-1]), on_bad_row, counters)
+            elif keep_record(record, counters):
                 yield record
 
 
-def _iter_tsv(path: str, on_invalid_code: str, counters: Optional[Counters]) -> Iterator[dict]:
+def _tsv_record(where: str, row: Mapping[str, str], on_invalid_code: str, counters: Optional[Counters]) -> dict:
+    record_id = normalize_record_id(row["id"], where)
+    record, n_invalid = build_record(
+        record_id, row["group_ids"], {"first_claim": row["text"]}, FIRST_CLAIM, date=row["date"].strip(),
+        on_invalid_code=on_invalid_code, counters=counters, where=where,
+    )
+    count(counters, "invalid_codes", n_invalid)
+    return record
+
+
+def _iter_tsv(path: str, on_invalid_code: str, on_bad_row: str, counters: Optional[Counters]) -> Iterator[dict]:
     for where, row in iter_rows(path, "tsv"):
-        record_id = normalize_record_id(row["id"], where)
         count(counters, "records_read")
-        record, n_invalid = build_record(
-            record_id, row["group_ids"], {"first_claim": row["text"]}, FIRST_CLAIM, date=row["date"].strip(),
-            on_invalid_code=on_invalid_code, counters=counters, where=where,
-        )
-        count(counters, "invalid_codes", n_invalid)
+        if isinstance(row, BadRow):
+            skip_bad_row(row, on_bad_row, counters)
+            continue
+        try:
+            record = _tsv_record(where, row, on_invalid_code, counters)
+        except BadRow as error:
+            skip_bad_row(error, on_bad_row, counters)
+            continue
         if keep_record(record, counters):
             yield record
 
 
-def _iter_jsonl(path: str, text_fields: Sequence[str], on_invalid_code: str, counters: Optional[Counters]) -> Iterator[dict]:
-    for where, line in iter_rows(path, "jsonl"):  # no counters: empty lines are not counted by prepare
-        row = parse_json_row(where, line)
-        record_id = normalize_record_id(row.get("id"), where)
-        if "cpc" not in row:
-            raise ValueError(
-                f"{where}: record {record_id!r} has no 'cpc' field (a list of CPC codes); "
-                f"its keys: {', '.join(map(str, row))}"
-            )
-        fields = jsonl_text_fields(row)
-        if not fields:
-            raise ValueError(
-                f"{where}: record {record_id!r} has none of the text fields {', '.join(TEXT_FIELDS)}; "
-                f"its keys: {', '.join(map(str, row))}"
-            )
-        if "\\u" in line:  # only a JSON escape can make an unpaired surrogate, which is not text
-            refuse_surrogates(fields, f"{where}: record {record_id!r}")
-        count(counters, "records_read")
-        record, n_invalid = build_record(
-            record_id, row["cpc"], fields, text_fields, date=row.get("date"),
-            on_invalid_code=on_invalid_code, counters=counters, where=where,
+def _jsonl_record(where: str, line: str, text_fields: Sequence[str], on_invalid_code: str, counters: Optional[Counters]) -> dict:
+    row = parse_json_row(where, line)
+    record_id = normalize_record_id(row.get("id"), where)
+    if "cpc" not in row:
+        raise BadRow(f"{where}: record {record_id!r} has no 'cpc' field (a list of CPC codes); its keys: {', '.join(map(str, row))}")
+    fields = jsonl_text_fields(row)
+    if not fields:
+        raise BadRow(
+            f"{where}: record {record_id!r} has none of the text fields {', '.join(TEXT_FIELDS)}; "
+            f"its keys: {', '.join(map(str, row))}"
         )
-        count(counters, "invalid_codes", n_invalid)
+    if "\\u" in line:  # only a JSON escape can make an unpaired surrogate, which is not text
+        refuse_surrogates(fields, f"{where}: record {record_id!r}")
+    record, n_invalid = build_record(
+        record_id, row["cpc"], fields, text_fields, date=row.get("date"),
+        on_invalid_code=on_invalid_code, counters=counters, where=where,
+    )
+    count(counters, "invalid_codes", n_invalid)
+    return record
+
+
+def _iter_jsonl(
+    path: str, text_fields: Sequence[str], on_invalid_code: str, on_bad_row: str, counters: Optional[Counters]
+) -> Iterator[dict]:
+    for where, line in iter_rows(path, "jsonl"):  # no counters: empty lines are not counted by prepare
+        count(counters, "records_read")
+        try:
+            record = _jsonl_record(where, line, text_fields, on_invalid_code, counters)
+        except BadRow as error:
+            skip_bad_row(error, on_bad_row, counters)
+            continue
         if keep_record(record, counters):
             yield record
 
@@ -691,32 +817,35 @@ def iter_records(
     text_fields: Union[str, Sequence[str], None] = None,
     on_invalid_code: str = "drop",
     counters: Optional[Counters] = None,
+    on_bad_row: str = "skip",
 ) -> Iterator[dict]:
     """Stream normalized records (``id text labels date title abstract``) from one source.
 
-    ``path`` is a JSON Lines file, a PatentBERT TSV file, a USPTO-3M Parquet file or directory, or
-    the Hub id ``MalavP/USPTO-3M`` (``input_format="hub"`` reads any of the last three through
-    ``datasets.load_dataset``). ``text_fields`` picks the text (see the module docstring; default
-    depends on the format). Dropped records and malformed codes are counted in ``counters``.
-    Errors a user can fix raise one-line ``ValueError`` / ``FileNotFoundError`` / ``CpcCodeError``.
+    ``path`` is a JSON Lines file, a PatentBERT TSV file, a USPTO-3M Parquet file or directory, or a Hub
+    dataset id in USPTO-3M's layout such as ``MalavP/USPTO-3M`` (``input_format="hub"``: its Parquet files,
+    through :func:`hub_dataset_snapshot`). ``text_fields`` picks the text (see the module docstring; default
+    depends on the format). Dropped records, bad rows (``on_bad_row``: ``"skip"`` or ``"raise"``) and
+    malformed codes are counted in ``counters``. Errors a user can fix raise one-line ``ValueError`` /
+    ``FileNotFoundError`` / ``CpcCodeError`` / ``ConnectionError``.
     """
     if on_invalid_code not in ("drop", "raise"):
         raise ValueError(f"on_invalid_code must be 'drop' or 'raise', got {on_invalid_code!r}")
+    check_bad_row_policy(on_bad_row)
     input_format = resolve_format(path, input_format)
     fields = parse_text_fields(text_fields) or DEFAULT_TEXT_FIELDS[input_format]
-    path = os.fspath(path)
-    if input_format == "jsonl":
-        return _iter_jsonl(path, fields, on_invalid_code, counters)
-    if fields != FIRST_CLAIM:
+    if input_format not in ("jsonl",) and fields != FIRST_CLAIM:
         raise ValueError(
-            f"{path} ({input_format}) holds only the first claim, not {','.join(fields)}; use --text-fields first_claim"
+            f"{os.fspath(path)} ({input_format}) holds only the first claim, not {','.join(fields)}; use --text-fields first_claim"
         )
+    path, input_format = local_source(path, input_format)
+    if input_format == "jsonl":
+        return _iter_jsonl(path, fields, on_invalid_code, on_bad_row, counters)
     if input_format == "tsv":
-        return _iter_tsv(path, on_invalid_code, counters)
-    if input_format == "parquet":
-        batches: Iterable[Mapping[str, list]] = (
-            batch for file in parquet_files(path) for batch in iter_parquet_batches(file, USPTO3M_COLUMNS, uspto3m_column_hint)
+        return _iter_tsv(path, on_invalid_code, on_bad_row, counters)
+    return (
+        record
+        for file in parquet_files(path)
+        for record in _iter_uspto3m(
+            iter_parquet_batches(file, USPTO3M_COLUMNS, uspto3m_column_hint), on_invalid_code, on_bad_row, counters, file
         )
-    else:
-        batches = load_uspto3m_raw(path).iter(batch_size=BATCH_ROWS)
-    return _iter_uspto3m(batches, on_invalid_code, counters)
+    )

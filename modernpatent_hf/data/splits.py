@@ -9,7 +9,10 @@ then draws the splits deterministically:
   ``dataset.train_test_split(test_size=0.005, seed=42)["test"]``;
 * test (optional): the patents granted in ``test_year``, sampled to ``test_size`` as upstream did
   (``filter(year).shuffle(seed=42).select(range(test_size))``), or a seeded random
-  ``test_fraction`` of all records; test patents are removed from the training pool.
+  ``test_fraction`` of all records; test patents are removed from the training pool. Or an
+  external test set, read from a source of its own (the seed work's test sets are published apart
+  from USPTO-3M): used as published (sampled to ``test_size`` when given), and the training pool
+  loses every record that shares an id or a normalized text with it, so the test set stays comparable.
 
 A text found in two splits (once normalized, see :mod:`~modernpatent_hf.data.leakage`) has every copy
 moved to train; labels outside the label space are dropped from the records, and records left without
@@ -31,7 +34,7 @@ import pyarrow.compute as pc
 
 from ..cpc import CpcLabelSpace
 from .leakage import count_shared, duplicate_keys, move_shared_texts_to_train
-from .readers import Counters, count
+from .readers import BAD_ROW_COLUMN, BAD_ROWS_LOGGED, Counters, count, year_counts
 from .records import SPLIT_ORDER
 
 logger = logging.getLogger(__name__)
@@ -95,16 +98,26 @@ def clean_records(records: datasets.Dataset, counters: Optional[Counters] = None
     """Drop empty texts and label-less rows, and merge rows that repeat an earlier id into it.
 
     Counts ``empty_text``, ``no_labels`` and ``duplicate_ids_merged``; a merged row adds its labels
-    to the first row with that id (first-seen order) and its text is dropped, with a warning. The
-    problem rows are found with Arrow compute and removed in one batched map; the result has no
-    indices mapping. Returns ``records`` itself when there is nothing to remove.
+    to the first row with that id (first-seen order) and its text is dropped, with a warning. Records
+    with an error in a :data:`~modernpatent_hf.data.readers.BAD_ROW_COLUMN` column (the bad rows of
+    :func:`~modernpatent_hf.data.readers.normalize_uspto3m_batch`) are dropped and counted as ``bad_rows``,
+    and the column is removed. The problem rows are found with Arrow compute and removed in one batched
+    map; the result has no indices mapping. Returns ``records`` itself when there is nothing to remove.
     """
     table = records.data.table
-    empty = _bool_mask(pc.equal(pc.utf8_length(table.column("text")), 0).fill_null(True))
-    unlabeled = ~empty & _bool_mask(pc.equal(pc.list_value_length(table.column("labels")), 0).fill_null(True))
+    bad = np.zeros(len(table), dtype=bool)
+    if BAD_ROW_COLUMN in table.column_names:
+        bad = _bool_mask(pc.is_valid(table.column(BAD_ROW_COLUMN)))
+        for error in table.column(BAD_ROW_COLUMN).filter(pc.is_valid(table.column(BAD_ROW_COLUMN))).to_pylist()[:BAD_ROWS_LOGGED]:
+            logger.warning("skipped a bad row: %s", error)
+        count(counters, "bad_rows", int(bad.sum()))
+        records = records.remove_columns([BAD_ROW_COLUMN])
+        table = records.data.table
+    empty = ~bad & _bool_mask(pc.equal(pc.utf8_length(table.column("text")), 0).fill_null(True))
+    unlabeled = ~bad & ~empty & _bool_mask(pc.equal(pc.list_value_length(table.column("labels")), 0).fill_null(True))
     count(counters, "empty_text", int(empty.sum()))
     count(counters, "no_labels", int(unlabeled.sum()))
-    keep = ~(empty | unlabeled)
+    keep = ~(bad | empty | unlabeled)
 
     updates: Dict[int, list] = {}
     ids = table.column("id").filter(keep)
@@ -150,8 +163,16 @@ def check_split_options(
     test_fraction: float = 0.0,
     test_year: Optional[int] = None,
     test_size: Optional[int] = None,
+    external_test: bool = False,
 ) -> None:
-    """Raise a one-line error for split options that contradict each other or are out of range."""
+    """Raise a one-line error for split options that contradict each other or are out of range.
+
+    ``external_test``: the test split comes from a source of its own, so no test year or fraction may cut one
+    from the training source too.
+    """
+    if external_test and (test_fraction > 0 or test_year is not None):
+        raise ValueError("a separate test set replaces test_year and test_fraction: give the test set or a way to cut "
+                         "one from the training data, not both")
     if not 0.0 <= validation_fraction < 1.0:
         raise ValueError(f"validation fraction must be in [0, 1), got {validation_fraction}")
     if not 0.0 <= test_fraction < 1.0:
@@ -160,6 +181,18 @@ def check_split_options(
         raise ValueError("choose either a test fraction or a test year/size, not both")
     if test_size is not None and test_size < 1:
         raise ValueError(f"test size must be at least 1, got {test_size}")
+
+
+def check_test_year(test_year: Optional[int], years: Optional[Mapping[str, int]], source: str = "the data") -> None:
+    """A one-line error when ``test_year`` is set and none of ``years`` (rows per year, e.g. from
+    :func:`~modernpatent_hf.data.readers.date_years`) is it; the message lists the years there are."""
+    if test_year is None or years is None or years.get(f"{int(test_year):04d}", 0):
+        return
+    present = ", ".join(f"{year} ({n:,})" for year, n in sorted(years.items())) or "none: no record has a date"
+    raise ValueError(
+        f"no record of {source} is dated in {test_year}; its years (records): {present}. Choose one of them as the "
+        "test year, or name a separate test set (test_dataset_name_or_path, prepare --test-input)"
+    )
 
 
 def split_indices(
@@ -190,7 +223,8 @@ def split_indices(
             in_year = pc.equal(pc.utf8_slice_codeunits(dates, 0, 4), f"{int(test_year):04d}").fill_null(False)
             candidates = np.flatnonzero(_bool_mask(in_year))
             if len(candidates) == 0:
-                raise ValueError(f"no record is dated in {test_year}; choose a test year that occurs in the data")
+                arrow = dates if isinstance(dates, (pa.Array, pa.ChunkedArray)) else pa.array(list(dates), pa.string())
+                check_test_year(test_year, year_counts(arrow))
         if test_size is not None and test_size > len(candidates):
             logger.warning(
                 "only %d records for the test split, fewer than test size %d: using all", len(candidates), test_size
@@ -221,8 +255,15 @@ def assign_splits(
     min_count: int = 1,
     counters: Optional[Counters] = None,
     progress: bool = False,
+    external_test_rows: int = 0,
 ) -> Tuple[datasets.Dataset, Dict[str, np.ndarray], CpcLabelSpace]:
     """Split cleaned records (see :func:`split_indices`), keep texts out of two splits, restrict labels.
+
+    ``external_test_rows``: the last rows of ``records`` are a test set from a source of its own (cleaned on
+    its own); the test split is those rows (sampled to ``test_size`` with ``seed`` when given) and
+    train/validation are drawn from the rows before them. Every training-pool row that shares an id or a
+    normalized text with the test rows is removed (``records_removed_for_test_overlap``), so the published
+    test set is scored as published.
 
     Leakage (:mod:`~modernpatent_hf.data.leakage`): every copy of a text found in two splits once
     normalized is moved to train (``duplicate_texts_moved_to_train``, rows moved from validation or
@@ -234,12 +275,19 @@ def assign_splits(
     indices of each split, and the label space.
     """
     table = records.data.table
+    pool = len(records) - external_test_rows
     positions = split_indices(
-        len(records), table.column("date") if test_year is not None else None,
-        validation_fraction=validation_fraction, seed=seed, test_year=test_year, test_size=test_size,
-        test_fraction=test_fraction,
+        pool, table.column("date").slice(0, pool) if test_year is not None else None,
+        validation_fraction=validation_fraction, seed=seed, test_year=test_year,
+        test_size=None if external_test_rows else test_size, test_fraction=test_fraction,
     )
     exact_keys, near_keys = duplicate_keys(iter_values(table.column("text")), total=len(table), progress=progress)
+    if external_test_rows:
+        positions["test"] = pool + np.sort(np.random.default_rng(seed).permutation(external_test_rows)[:test_size])
+        positions, removed = remove_overlap_with_test(positions, exact_keys, table.column("id"))
+        count(counters, "records_removed_for_test_overlap", removed)
+        if removed:
+            logger.warning("removed %d training/validation records that share their id or text with the test set", removed)
     positions, moved = move_shared_texts_to_train(exact_keys, positions)
     count(counters, "duplicate_texts_moved_to_train", moved)
     if moved:
@@ -263,6 +311,25 @@ def assign_splits(
     return records, positions, label_space
 
 
+def remove_overlap_with_test(
+    positions: Mapping[str, np.ndarray], exact_keys: np.ndarray, ids: ArrowColumn
+) -> Tuple[Dict[str, np.ndarray], int]:
+    """``positions`` without the train/validation rows whose id or exact-duplicate text key is also a test row's,
+    and how many rows that removed. The test split is left as it is."""
+    test = positions["test"]
+    test_ids = ids.take(pa.array(test))
+    test_ids = test_ids.combine_chunks() if isinstance(test_ids, pa.ChunkedArray) else test_ids
+    shared = np.zeros(len(exact_keys), dtype=bool)
+    shared[np.isin(exact_keys, exact_keys[test])] = True
+    shared |= _bool_mask(pc.is_in(ids, value_set=test_ids))
+    result, removed = dict(positions), 0
+    for name, rows in positions.items():
+        if name != "test":
+            result[name] = rows[~shared[rows]]
+            removed += int(shared[rows].sum())
+    return result, removed
+
+
 def build_splits(records: datasets.Dataset, **options: Any) -> Tuple[datasets.DatasetDict, CpcLabelSpace]:
     """:func:`assign_splits` as a ``DatasetDict`` (train, validation, test) plus the label space."""
     records, positions, label_space = assign_splits(records, **options)
@@ -270,7 +337,9 @@ def build_splits(records: datasets.Dataset, **options: Any) -> Tuple[datasets.Da
 
 
 # The counts of records that did not become a row: records_read = rows written + the sum of these.
-RECORDS_NOT_WRITTEN = ("empty_text", "no_labels", "duplicate_ids_merged", "no_labels_in_space")
+RECORDS_NOT_WRITTEN = (
+    "bad_rows", "empty_text", "no_labels", "duplicate_ids_merged", "records_removed_for_test_overlap", "no_labels_in_space",
+)
 
 
 def log_counts(what: str, counters: Counters) -> None:

@@ -20,27 +20,29 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import datasets
 import pyarrow.compute as pc
-from huggingface_hub import snapshot_download
 
 from ..cpc import CpcLabelSpace
 from .readers import (
+    BAD_ROW_COLUMN,
     ROW_COUNT_COLUMNS,
     USPTO3M_COLUMNS,
     USPTO3M_HUB_ID,
     Counters,
+    check_bad_row_policy,
     count,
+    hub_dataset_snapshot,
     iter_parquet_batches,
     iter_records,
     load_uspto3m_raw,
     no_usable_record_error,
     normalize_date,
     normalize_uspto3m_batch,
-    one_line,
     parquet_files,
     uspto3m_column_hint,
+    year_counts,
 )
 from .records import record_features
-from .splits import SEED, VALIDATION_FRACTION, build_splits, check_split_options, clean_records, log_counts
+from .splits import SEED, VALIDATION_FRACTION, build_splits, check_split_options, check_test_year, clean_records, log_counts
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +50,7 @@ def _normalized_features() -> datasets.Features:
     features = record_features()
     for name in ROW_COUNT_COLUMNS:
         features[name] = datasets.Value("int32")
+    features[BAD_ROW_COLUMN] = datasets.Value("string")
     return features
 
 
@@ -64,6 +67,7 @@ def load_uspto3m(
     on_invalid_code: str = "drop",
     counters: Optional[Counters] = None,
     num_proc: Optional[int] = None,
+    on_bad_row: str = "skip",
 ) -> datasets.DatasetDict:
     """USPTO-3M as normalized records in a ``DatasetDict`` with train, validation and test splits.
 
@@ -71,18 +75,23 @@ def load_uspto3m(
     fails with a one-line message suggesting a local copy), a local directory with the same Parquet
     layout (``DIR/data/train-*.parquet``) or one Parquet file. ``label_space`` (an object or a
     ``label_space.json`` path) restricts the labels; by default it is built from the train split
-    with ``min_count``. Drop and merge counts go to ``counters`` (a dict) and are logged.
+    with ``min_count``. Drop and merge counts go to ``counters`` (a dict) and are logged. A bad row (no
+    usable id, a date that is not a day) is counted as ``bad_rows`` and dropped (``on_bad_row="skip"``) or
+    stops the load with its one-line error (``"raise"``).
     """
     check_split_options(validation_fraction, test_fraction, test_year, test_size)
+    check_bad_row_policy(on_bad_row)
     if on_invalid_code not in ("drop", "raise"):
         raise ValueError(f"on_invalid_code must be 'drop' or 'raise', got {on_invalid_code!r}")
     if isinstance(label_space, (str, os.PathLike)):
         label_space = CpcLabelSpace.load(label_space)
     counters = {} if counters is None else counters
     raw = load_uspto3m_raw(source)
+    if test_year is not None:  # the raw date column alone, before the normalization of every row
+        check_test_year(test_year, year_counts(raw.data.table.column("date")), os.fspath(source))
     # Rows stay one for one here (drops are counted from columns, so a cached map counts right too).
     normalized = raw.map(
-        normalize_uspto3m_batch, batched=True, fn_kwargs={"on_invalid_code": on_invalid_code},
+        normalize_uspto3m_batch, batched=True, fn_kwargs={"on_invalid_code": on_invalid_code, "on_bad_row": on_bad_row},
         remove_columns=raw.column_names, features=_normalized_features(), num_proc=num_proc,
         desc="normalizing USPTO-3M",
     )
@@ -107,17 +116,7 @@ class Uspto3mConfig(datasets.BuilderConfig):
 
     normalized: bool = True
     on_invalid_code: str = "drop"
-
-
-def _download_hub_copy() -> str:
-    """A local snapshot of the Hub dataset's Parquet files (a one-line error when the Hub is unreachable)."""
-    try:
-        return snapshot_download(USPTO3M_HUB_ID, repo_type="dataset", allow_patterns=["*.parquet", "**/*.parquet"])
-    except Exception as error:  # offline mode, DNS failures and missing repos all end here
-        raise ConnectionError(
-            f"cannot download {USPTO3M_HUB_ID!r} from the Hugging Face Hub ({one_line(error)}); pass "
-            "data_dir= a local copy (`hf download MalavP/USPTO-3M --repo-type dataset --local-dir DIR`)"
-        ) from None
+    on_bad_row: str = "skip"
 
 
 class Uspto3mBuilder(datasets.GeneratorBasedBuilder):
@@ -154,7 +153,7 @@ class Uspto3mBuilder(datasets.GeneratorBasedBuilder):
         )
 
     def _split_generators(self, dl_manager) -> List[datasets.SplitGenerator]:
-        source = self.config.data_dir or _download_hub_copy()
+        source = self.config.data_dir or hub_dataset_snapshot(USPTO3M_HUB_ID)
         return [datasets.SplitGenerator(name=datasets.Split.TRAIN, gen_kwargs={"files": parquet_files(source)})]
 
     def _generate_examples(self, files: Sequence[str]) -> Iterator[Tuple[int, dict]]:
@@ -162,7 +161,8 @@ class Uspto3mBuilder(datasets.GeneratorBasedBuilder):
         if self.config.normalized:
             counters: Dict[str, int] = {}
             for file in files:
-                for record in iter_records(file, "parquet", on_invalid_code=self.config.on_invalid_code, counters=counters):
+                for record in iter_records(file, "parquet", on_invalid_code=self.config.on_invalid_code, counters=counters,
+                                           on_bad_row=self.config.on_bad_row):
                     yield key, record
                     key += 1
             log_counts(f"USPTO-3M {self.config.name}", counters)

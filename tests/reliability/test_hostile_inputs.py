@@ -55,7 +55,7 @@ def hub_columns(ids, codes=None, texts=None):
 
 def prepare(arguments, out, capsys):
     """Run `modernpatent prepare` in process: (exit status, stdout, stderr lines)."""
-    status = main(["prepare", *map(str, arguments), "--out", str(out), "--validation-fraction", "0"])
+    status = main(["prepare", *map(str, arguments), "--out", str(out), "--validation-fraction", "0", "--on-bad-row", "raise"])
     captured = capsys.readouterr()
     return status, captured.out, captured.err.strip().splitlines()
 
@@ -219,12 +219,15 @@ def test_uspto3m_loader_normalizes_codes_and_ids_of_any_column_type(tmp_path):
     (pa.array([None, None], pa.string()), "record has no 'id'"),
     (pa.array([8000001.0, 8000002.0]), "record has the id 8000001.0, a float"),
 ])
-def test_load_uspto3m_refuses_rows_without_a_usable_id(tmp_path, ids, words):
+def test_load_uspto3m_skips_or_refuses_rows_without_a_usable_id(tmp_path, ids, words):
     # str(None) would make both rows one patent called 'None'; str(8000001.0) an id nobody has.
     hub = write_hub_copy(tmp_path / "hub", hub_columns(ids))
     with pytest.raises(ValueError, match=r"USPTO-3M row \(cpc_ids 'A01B', date '2015-01-01'\)") as error:
-        load_uspto3m(hub, validation_fraction=0.0)
+        load_uspto3m(hub, validation_fraction=0.0, on_bad_row="raise")
     assert words in str(error.value) and "\n" not in str(error.value)
+    # By default both are skipped as bad rows, which leaves no record.
+    with pytest.raises(ValueError, match=r"of 2 records read, 2 were bad rows"):
+        load_uspto3m(hub, validation_fraction=0.0)
 
 
 def test_load_uspto3m_counts_nul_and_names_a_source_without_usable_records(tmp_path):

@@ -189,7 +189,7 @@ def test_json_python_cannot_hold_is_a_bad_row(line, words):
 
 def test_deeply_nested_json_stops_prepare_with_one_line(tmp_path, capsys):
     source = write_jsonl(tmp_path / "in.jsonl", [record(1), DEEP, record(3)])
-    line = one_line_refusal(["prepare", source, "--out", tmp_path / "data"], capsys)
+    line = one_line_refusal(["prepare", source, "--out", tmp_path / "data", "--on-bad-row", "raise"], capsys)
     assert f"{source}:2: JSON nested too deeply" in line
 
 

@@ -84,7 +84,7 @@ def test_prepare_refuses_a_date_that_is_not_a_calendar_day(tmp_path, one_line_re
     rows = [{**row, "date": "2020-02-29"} for row in RECORDS]  # a leap day is a day
     rows[3]["date"] = date
     source = write_jsonl(tmp_path / "a.jsonl", rows)
-    line = one_line_refusal(["prepare", str(source), "--out", str(tmp_path / "out")])
+    line = one_line_refusal(["prepare", str(source), "--out", str(tmp_path / "out"), "--on-bad-row", "raise"])
     assert "'US3'" in line and repr(date) in line and "not a calendar date" in line
     assert not (tmp_path / "out").exists()
     rows[3]["date"] = "2020-02-29"
