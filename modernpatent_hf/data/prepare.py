@@ -38,6 +38,7 @@ from .leakage import leakage_report
 from .readers import (
     check_bad_row_policy,
     date_years,
+    hub_date_years,
     iter_records,
     local_source,
     no_usable_record_error,
@@ -195,13 +196,19 @@ def prepare_dataset(
     counters: Dict[str, int] = {}
     out_dir = os.path.abspath(os.fspath(out_dir))
     check_output_dir(out_dir, "prepare", inputs + test_inputs, overwrite)
+    names = ", ".join(map(os.fspath, inputs))
+    if test_year is not None and all(resolved == "hub" and not os.path.exists(path) for path, resolved in zip(inputs, formats)):
+        # The dates where they are published, before gigabytes are downloaded (None when the Hub is out of reach).
+        years = [hub_date_years(os.fspath(path)) for path in inputs]
+        if all(per_source is not None for per_source in years):
+            check_test_year(test_year, _summed(years), names)
     # Hub ids become their local Parquet snapshots (downloaded once into the Hugging Face cache).
     sources = [local_source(path, resolved) for path, resolved in zip(inputs, formats)]
     test_sources = [local_source(path, resolved) for path, resolved in zip(test_inputs, test_formats)]
     if test_year is not None:  # from the date column alone, before hours of reading a source without that year
         years = [date_years(path, resolved) for path, resolved in sources]
         if all(per_source is not None for per_source in years):
-            check_test_year(test_year, _summed(years), ", ".join(map(os.fspath, inputs)))
+            check_test_year(test_year, _summed(years), names)
     os.makedirs(os.path.dirname(out_dir), exist_ok=True)
     remove_stale_scratch(out_dir)  # what a killed run left: the staging file of USPTO-3M takes gigabytes
     # The staging file sits next to the output: USPTO-3M takes gigabytes that /tmp may not have.
@@ -219,9 +226,7 @@ def prepare_dataset(
 
         records = read(inputs, sources, "records")
         if len(records) == 0:
-            raise no_usable_record_error(
-                ", ".join(map(os.fspath, inputs)), counters, "check the records' CPC codes and text fields (--text-fields)"
-            )
+            raise no_usable_record_error(names, counters, "check the records' CPC codes and text fields (--text-fields)")
         external_test_rows = 0
         if test_inputs:
             before = counters.get("records_read", 0)
