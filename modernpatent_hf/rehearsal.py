@@ -716,6 +716,7 @@ def _run_step(name: str, command: Sequence[str], cwd: str, environment: Mapping[
     output has a line holding that text.
     """
     log_path = os.path.join(log_dir, f"{name}.log")
+    print(f"rehearsal: {name} (output: {log_path})", file=sys.stderr, flush=True)
     started = time.perf_counter()
     with open(log_path, "w") as log:
         log.write("$ " + " ".join(command) + "\n")
@@ -732,9 +733,12 @@ def _run_step(name: str, command: Sequence[str], cwd: str, environment: Mapping[
         lines = [line.rstrip() for line in log]
     expected = "killed" if kill_when else expect
     found = expect_line is None or any(expect_line in line for line in lines)
-    return {"step": name, "status": "killed" if killed else status, "expected": expected,
+    step = {"step": name, "status": "killed" if killed else status, "expected": expected,
             "seconds": round(time.perf_counter() - started, 1), "log": log_path, "tail": lines[-3:],
             "ok": ("killed" if killed else status) == expected and found}
+    verdict = "as expected" if step["ok"] else f"NOT as expected ({expected}{', ' + repr(expect_line) if expect_line else ''})"
+    print(f"rehearsal: {name}: {step['status']} after {step['seconds']} s, {verdict}", file=sys.stderr, flush=True)
+    return step
 
 
 def _first_checkpoint_marker(output_dir: str, every: int) -> str:
