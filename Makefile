@@ -65,7 +65,7 @@ real-patents-grid: $(STAMP)
 
 # The cluster run rehearsed offline: an HF cache in which answerdotai/ModernBERT-base, MalavP/USPTO-3M and the
 # 2016 test set resolve to generated stand-ins, then the README's cluster commands against it (two CPU ranks,
-# a kill and a resume, MLM pretraining, predict and embed by Hub id). About 10 minutes on 2 cores; a table of
+# a kill and a resume, MLM pretraining, predict and embed by Hub id). About 6 minutes on 2 cores; a table of
 # each step's exit status at the end, logs in $(REHEARSAL_DIR)/logs. `make test` runs the short version.
 REHEARSAL_DIR ?= outputs/rehearsal
 REHEARSAL_SIZE ?= full

@@ -138,6 +138,20 @@ def test_hub_ids_resolve_through_the_hugging_face_cache(uspto3m_copy, test_set_c
         prepare_dataset(USPTO3M_HUB_ID, tmp_path / "missing", test_inputs=["0zo/not-published"])
 
 
+def test_a_hub_dataset_published_without_parquet_is_read_from_the_hubs_parquet_conversion(test_set_copy, tmp_path, monkeypatch):
+    test_copy, _ = test_set_copy
+    (tmp_path / "main").mkdir()  # a CSV-only repo: nothing matches the Parquet patterns on its main branch
+    revisions = []
+
+    def snapshot(repo_id, repo_type, allow_patterns, revision=None):
+        revisions.append(revision)
+        return str(test_copy) if revision == readers.HUB_PARQUET_REVISION else str(tmp_path / "main")
+
+    monkeypatch.setattr(readers, "snapshot_download", snapshot)
+    assert readers.hub_dataset_snapshot(TEST_2016_HUB_ID) == str(test_copy)
+    assert revisions == [None, "refs/convert/parquet"]
+
+
 def test_recipes_evaluate_on_the_seeds_test_sets_or_a_year_uspto3m_has():
     recipes = REPO_ROOT / "recipes" / "modernbert-base"
     expected = {

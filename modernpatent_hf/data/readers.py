@@ -500,21 +500,33 @@ def columns_of(input_format: str, file: str) -> Optional[List[str]]:
     return None
 
 
+# The Hub converts every dataset it can read to Parquet on this revision: a dataset published as CSV or JSON
+# Lines (the seed's test sets may be) is read from there.
+HUB_PARQUET_REVISION = "refs/convert/parquet"
+_PARQUET_PATTERNS = ["*.parquet", "**/*.parquet"]
+
+
 def hub_dataset_snapshot(repo_id: str) -> str:
     """The local folder of a Hub dataset's Parquet files, downloaded into the Hugging Face cache when missing.
 
     Through ``huggingface_hub.snapshot_download``, so ``HF_HUB_OFFLINE=1`` with a cache filled beforehand (``hf
     download ID --repo-type dataset`` on a machine with network, as cluster nodes without one need) resolves the
     id from the cache; ``datasets.load_dataset`` would want its own prepared cache instead, a second copy of the
-    data. A Hub that cannot be reached and a cache without the files are one-line ``ConnectionError``s.
+    data. A repo without Parquet files on its main branch is read from the Hub's Parquet conversion
+    (:data:`HUB_PARQUET_REVISION`). A Hub that cannot be reached and a cache without the files are one-line
+    ``ConnectionError``s.
     """
     try:
-        return snapshot_download(repo_id, repo_type="dataset", allow_patterns=["*.parquet", "**/*.parquet"])
+        folder = snapshot_download(repo_id, repo_type="dataset", allow_patterns=_PARQUET_PATTERNS)
+        if not glob.glob(os.path.join(folder, "**", "*.parquet"), recursive=True):
+            folder = snapshot_download(repo_id, repo_type="dataset", revision=HUB_PARQUET_REVISION,
+                                       allow_patterns=_PARQUET_PATTERNS)
     except Exception as error:  # offline mode, DNS failures, missing repos and cache misses all end here
         raise ConnectionError(
             f"cannot load {repo_id!r} from the Hugging Face Hub ({one_line(error)}); where the Hub is reachable run "
             f"`hf download {repo_id} --repo-type dataset` (or with --local-dir DIR, then pass DIR instead)"
         ) from None
+    return folder
 
 
 def local_source(path: Union[str, os.PathLike], input_format: str) -> Tuple[str, str]:
