@@ -1,72 +1,90 @@
-"""modernpatent_hf: CPC patent classification with ModernBERT on the Hugging Face stack."""
+"""modernpatent_hf: CPC patent classification with ModernBERT on the Hugging Face stack.
 
-from .configuration_modernpatent import BertPatentConfig, ModernPatentConfig
-from .cpc import (
-    LABEL_SPACE_FILE,
-    CpcCodeError,
-    CpcLabelSpace,
-    class_of,
-    hierarchical_distance,
-    normalize_subclass,
-    parse_cpc_codes,
-    section_of,
-)
-from .data.synthetic import generate_synthetic_records, write_synthetic_corpus
-from .losses import balanced_class_weights
-from .metrics import F1_AT_K_METRIC, MultilabelMetricsAccumulator, compute_multilabel_metrics, top_k_indices
-from .model_factory import build_patent_classifier
-from .modeling_modernpatent import (
-    BertForHierarchicalPatentClassification,
-    BertPatentModel,
-    HierarchicalClassifierOutput,
-    ModernBertForHierarchicalPatentClassification,
-    ModernPatentModel,
-)
-from .tokenization import train_patent_tokenizer, train_tokenizer_from_corpus
+The package loads lazily, as transformers does: ``import modernpatent_hf`` imports neither torch, transformers
+nor datasets, and each public name below imports its module the first time it is used. Our model types join
+transformers' Auto classes when transformers loads them (:mod:`.auto_classes`), so ``AutoConfig`` and
+``AutoModelForSequenceClassification.from_pretrained`` resolve our checkpoints once this package is imported.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any, List
+
+from . import auto_classes
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "LABEL_SPACE_FILE",
-    "F1_AT_K_METRIC",
-    "BertForHierarchicalPatentClassification",
-    "BertPatentConfig",
-    "BertPatentModel",
-    "CpcCodeError",
-    "CpcLabelSpace",
-    "HierarchicalClassifierOutput",
-    "ModernBertForHierarchicalPatentClassification",
-    "ModernPatentConfig",
-    "ModernPatentModel",
-    "MultilabelMetricsAccumulator",
-    "balanced_class_weights",
-    "build_patent_classifier",
-    "class_of",
-    "compute_multilabel_metrics",
-    "generate_synthetic_records",
-    "hierarchical_distance",
-    "normalize_subclass",
-    "parse_cpc_codes",
-    "section_of",
-    "top_k_indices",
-    "train_patent_tokenizer",
-    "train_tokenizer_from_corpus",
-    "write_synthetic_corpus",
-]
+# Each public name and the module that defines it.
+_EXPORTS = {
+    "BertPatentConfig": "configuration_modernpatent",
+    "ModernPatentConfig": "configuration_modernpatent",
+    "LABEL_SPACE_FILE": "cpc",
+    "CpcCodeError": "cpc",
+    "CpcLabelSpace": "cpc",
+    "class_of": "cpc",
+    "hierarchical_distance": "cpc",
+    "normalize_subclass": "cpc",
+    "parse_cpc_codes": "cpc",
+    "section_of": "cpc",
+    "generate_synthetic_records": "data.synthetic",
+    "write_synthetic_corpus": "data.synthetic",
+    "balanced_class_weights": "losses",
+    "F1_AT_K_METRIC": "metrics",
+    "MultilabelMetricsAccumulator": "metrics",
+    "compute_multilabel_metrics": "metrics",
+    "top_k_indices": "metrics",
+    "build_patent_classifier": "model_factory",
+    "BertForHierarchicalPatentClassification": "modeling_modernpatent",
+    "BertPatentModel": "modeling_modernpatent",
+    "HierarchicalClassifierOutput": "modeling_modernpatent",
+    "ModernBertForHierarchicalPatentClassification": "modeling_modernpatent",
+    "ModernPatentModel": "modeling_modernpatent",
+    "PatentClassifier": "predictor",
+    "train_patent_tokenizer": "tokenization",
+    "train_tokenizer_from_corpus": "tokenization",
+}
+
+__all__ = sorted(_EXPORTS)
 
 
-def _register_auto_classes():
-    """Let AutoConfig / AutoModel (the encoder) / AutoModelForSequenceClassification (the classifier) resolve our
-    model types in this process."""
-    from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification
-
-    for config_class, encoder_class, classifier_class in (
-        (ModernPatentConfig, ModernPatentModel, ModernBertForHierarchicalPatentClassification),
-        (BertPatentConfig, BertPatentModel, BertForHierarchicalPatentClassification),
-    ):
-        AutoConfig.register(config_class.model_type, config_class, exist_ok=True)
-        AutoModel.register(config_class, encoder_class, exist_ok=True)
-        AutoModelForSequenceClassification.register(config_class, classifier_class, exist_ok=True)
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value  # the next lookup is a plain attribute
+    return value
 
 
-_register_auto_classes()
+def __dir__() -> List[str]:
+    return sorted({*globals(), *_EXPORTS})
+
+
+if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load on first use
+    from .configuration_modernpatent import BertPatentConfig, ModernPatentConfig
+    from .cpc import (
+        LABEL_SPACE_FILE,
+        CpcCodeError,
+        CpcLabelSpace,
+        class_of,
+        hierarchical_distance,
+        normalize_subclass,
+        parse_cpc_codes,
+        section_of,
+    )
+    from .data.synthetic import generate_synthetic_records, write_synthetic_corpus
+    from .losses import balanced_class_weights
+    from .metrics import F1_AT_K_METRIC, MultilabelMetricsAccumulator, compute_multilabel_metrics, top_k_indices
+    from .model_factory import build_patent_classifier
+    from .modeling_modernpatent import (
+        BertForHierarchicalPatentClassification,
+        BertPatentModel,
+        HierarchicalClassifierOutput,
+        ModernBertForHierarchicalPatentClassification,
+        ModernPatentModel,
+    )
+    from .predictor import PatentClassifier
+    from .tokenization import train_patent_tokenizer, train_tokenizer_from_corpus
+
+auto_classes.install()

@@ -5,11 +5,9 @@ line naming the problem and exit status 2; any other exception ends it with one 
 message, exit status 2, and a hint to rerun with `--debug`, which shows the full traceback instead
 (Ctrl-C: one line, exit status 130).
 
-Each subcommand imports its modules when it runs, the one exception in the package to imports at module
-top, for a measured reason: importing the package costs about 6 s on a 2-core CPU (torch and the
-transformers modeling stack, which registering our Auto classes needs), and importing every subcommand's
-modules (experiments, benchmarks, ONNX export, reporting, accelerate) adds 1.7-1.9 s more to every call,
-`modernpatent --help` included (`python -X importtime`, 2026-11-28).
+Each subcommand imports its modules when it runs, as the package's names load on first use: `modernpatent
+--help` and a refused argument cost no torch, transformers or datasets import (those take seconds on a
+2-core CPU; benchmarks/import_time.py measures them).
 """
 
 from __future__ import annotations
@@ -19,10 +17,8 @@ import json
 import sys
 from typing import Any, Sequence
 
-from .data.readers import report_one_line_error  # imported with the package already: free
+from .errors import USER_ERRORS, report_one_line_error
 
-# Exceptions that describe a problem with the user's input rather than a bug in this package.
-USER_ERRORS = (ValueError, KeyError, OSError)
 DEBUG_HELP = "show full tracebacks instead of one-line errors"
 
 # --overwrite of every command that writes a directory (modernpatent_hf.io_utils.check_output_dir).

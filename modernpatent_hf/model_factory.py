@@ -20,7 +20,7 @@ from transformers.utils import cached_file
 from .configs import ModelArguments, encoder_config_class
 from .configuration_modernpatent import BertPatentConfig, ModernPatentConfig, named_labels
 from .cpc import LABEL_SPACE_FILE, CpcLabelSpace
-from .data.readers import one_line
+from .errors import one_line
 from .modeling_modernpatent import (
     BertForHierarchicalPatentClassification,
     ModernBertForHierarchicalPatentClassification,

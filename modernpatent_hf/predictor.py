@@ -24,7 +24,7 @@ from transformers.utils import cached_file
 
 from .configs import check_max_length
 from .cpc import CpcLabelSpace, class_of, section_of
-from .data.readers import one_line
+from .errors import one_line
 from .io_utils import describe_value
 from .model_factory import load_checkpoint_label_space, load_pretrained_weights
 from .modeling_modernpatent import PatentClassifierMixin, pool_hidden_states

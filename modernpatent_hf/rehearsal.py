@@ -53,9 +53,9 @@ from huggingface_hub.utils import validate_repo_id
 from tqdm.auto import tqdm
 from transformers import ModernBertConfig, ModernBertForMaskedLM
 
-from .cli import USER_ERRORS
-from .data.readers import TEST_2016_HUB_ID, TEST_2017B_HUB_ID, USPTO3M_COLUMNS, USPTO3M_HUB_ID, report_one_line_error
+from .data.readers import TEST_2016_HUB_ID, TEST_2017B_HUB_ID, USPTO3M_COLUMNS, USPTO3M_HUB_ID
 from .data.synthetic import generate_synthetic_records, synthetic_world
+from .errors import USER_ERRORS, report_one_line_error
 from .io_utils import owned_output_dir, write_json_atomically, write_text_atomically
 from .model_factory import special_token_ids
 from .tokenization import train_patent_tokenizer

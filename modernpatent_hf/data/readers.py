@@ -64,16 +64,15 @@ import json
 import logging
 import os
 import re
-import sys
 from typing import IO, Callable, Dict, Iterable, Iterator, List, Mapping, MutableMapping, Optional, Sequence, Tuple, Union
 
-import datasets
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from huggingface_hub import HfFileSystem, snapshot_download
 
 from ..cpc import CodeInput, parse_cpc_codes
+from ..errors import one_line
 from ..io_utils import describe_value, value_kind
 
 USPTO3M_HUB_ID = "MalavP/USPTO-3M"
@@ -113,41 +112,6 @@ def count(counters: Optional[Counters], key: str, n: int = 1) -> None:
     """Add ``n`` to ``counters[key]`` (no-op without a counters dict)."""
     if counters is not None and n:
         counters[key] = counters.get(key, 0) + n
-
-
-def one_line(error: BaseException) -> str:
-    """The first line of an exception's message: library errors can span many lines."""
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    return lines[0] if lines else type(error).__name__
-
-
-# The exit status of a command stopped by Ctrl-C, as a shell reports a process ended by SIGINT (128 + 2).
-INTERRUPTED_STATUS = 130
-
-
-def unexpected_error_line(error: BaseException) -> str:
-    """``Type: first line of the message (rerun with --debug for the traceback)``: how the CLI and the recipes
-    report an exception that is not a user error, instead of a traceback."""
-    message = one_line(error) if str(error).strip() else "no message"
-    return f"{type(error).__name__}: {message} (rerun with --debug for the traceback)"
-
-
-def report_one_line_error(error: BaseException, name: str, user_errors: Tuple[type, ...]) -> int:
-    """Print the one stderr line for the exception that ended command ``name``; return the exit status.
-
-    The CLI and the recipe scripts end this way (their ``--debug`` re-raises instead): ``NAME: error: MESSAGE``
-    and 2 for one of ``user_errors`` (a problem with the user's input), ``NAME: error: Type: message (rerun with
-    --debug ...)`` and 2 for any other exception, ``NAME: interrupted`` and :data:`INTERRUPTED_STATUS` for Ctrl-C.
-    """
-    if isinstance(error, KeyboardInterrupt):
-        print(f"{name}: interrupted", file=sys.stderr)
-        return INTERRUPTED_STATUS
-    if isinstance(error, user_errors):
-        message = error.args[0] if isinstance(error, KeyError) and error.args else error  # str(KeyError) adds quotes
-    else:  # a bug or a library failure
-        message = unexpected_error_line(error)
-    print(f"{name}: error: {message}", file=sys.stderr)
-    return 2
 
 
 # ------------------------------------------------------------------------------ bad rows
@@ -535,23 +499,6 @@ def local_source(path: Union[str, os.PathLike], input_format: str) -> Tuple[str,
     if input_format == "hub":
         return (os.fspath(path) if os.path.exists(path) else hub_dataset_snapshot(os.fspath(path))), "parquet"
     return os.fspath(path), input_format
-
-
-def load_uspto3m_raw(source: Union[str, os.PathLike] = USPTO3M_HUB_ID, split: str = "train") -> datasets.Dataset:
-    """USPTO-3M rows as published, as a ``datasets.Dataset`` of its Parquet files.
-
-    ``source`` is the Hub id (``MalavP/USPTO-3M``, read through :func:`hub_dataset_snapshot`), a local
-    directory with the same Parquet layout, or a single Parquet file. Without network the Hub id fails with
-    a one-line message that says how to fill the cache or use a local copy.
-    """
-    source = os.fspath(source)
-    local = source if os.path.exists(source) else hub_dataset_snapshot(source)
-    try:
-        dataset = datasets.load_dataset("parquet", data_files=parquet_files(local), split=split)
-    except (pa.ArrowException, datasets.exceptions.DatasetGenerationError, ValueError) as error:
-        raise ValueError(f"cannot load {source} as a USPTO-3M copy ({one_line(error)}); check the Parquet files") from None
-    check_columns(dataset.column_names, source, USPTO3M_COLUMNS, uspto3m_column_hint)
-    return dataset
 
 
 def year_counts(dates: Union[pa.Array, pa.ChunkedArray]) -> Dict[str, int]:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import datasets
+import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..cpc import CpcLabelSpace
@@ -29,14 +30,15 @@ from .readers import (
     USPTO3M_HUB_ID,
     Counters,
     check_bad_row_policy,
+    check_columns,
     count,
     hub_dataset_snapshot,
     iter_parquet_batches,
     iter_records,
-    load_uspto3m_raw,
     no_usable_record_error,
     normalize_date,
     normalize_uspto3m_batch,
+    one_line,
     parquet_files,
     uspto3m_column_hint,
     year_counts,
@@ -107,6 +109,23 @@ def load_uspto3m(
     )
     log_counts(f"USPTO-3M from {source}", counters)
     return splits
+
+
+def load_uspto3m_raw(source: Union[str, os.PathLike] = USPTO3M_HUB_ID, split: str = "train") -> datasets.Dataset:
+    """USPTO-3M rows as published, as a ``datasets.Dataset`` of its Parquet files.
+
+    ``source`` is the Hub id (``MalavP/USPTO-3M``, read through :func:`hub_dataset_snapshot`), a local
+    directory with the same Parquet layout, or a single Parquet file. Without network the Hub id fails with
+    a one-line message that says how to fill the cache or use a local copy.
+    """
+    source = os.fspath(source)
+    local = source if os.path.exists(source) else hub_dataset_snapshot(source)
+    try:
+        dataset = datasets.load_dataset("parquet", data_files=parquet_files(local), split=split)
+    except (pa.ArrowException, datasets.exceptions.DatasetGenerationError, ValueError) as error:
+        raise ValueError(f"cannot load {source} as a USPTO-3M copy ({one_line(error)}); check the Parquet files") from None
+    check_columns(dataset.column_names, source, USPTO3M_COLUMNS, uspto3m_column_hint)
+    return dataset
 
 
 # ------------------------------------------------------------------------------ builder

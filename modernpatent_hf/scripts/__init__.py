@@ -12,7 +12,7 @@ import os
 import sys
 from typing import Callable, List, Optional
 
-from ..data.readers import report_one_line_error
+from ..errors import report_one_line_error
 from ..process_group import end_process_group
 
 # deepspeed.comm.torch binds the process group of the moment as a default argument, as the module that

@@ -1,0 +1,101 @@
+"""A light core: `import modernpatent_hf` and `modernpatent --help` load no torch, transformers or datasets, the public
+names load on first use, and our model types still join transformers' Auto classes, whichever is imported first.
+Each case runs in a fresh interpreter: what a process has imported is the thing under test."""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from tiny_checkpoints import SINGLE_THREAD, save_tiny_checkpoint
+
+HEAVY = ("torch", "transformers", "datasets")
+
+
+def run_python(body, *arguments):
+    """Run ``body`` in a new interpreter; its last stdout line is JSON, returned parsed."""
+    result = subprocess.run([sys.executable, "-c", textwrap.dedent(body), *map(str, arguments)], capture_output=True,
+                            text=True, env=SINGLE_THREAD, timeout=300)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    """A saved classifier whose config says model_type "modernpatent" (loadable without remote code once imported)."""
+    return save_tiny_checkpoint(tmp_path_factory.mktemp("lazy") / "checkpoint")
+
+
+def test_importing_the_package_and_asking_for_help_load_no_heavy_library():
+    loaded = run_python(f"""
+        import json, sys
+        import modernpatent_hf
+        after_import = [name for name in {HEAVY!r} if name in sys.modules]
+        from modernpatent_hf.cli import build_parser
+        build_parser().format_help()
+        after_help = [name for name in {HEAVY!r} if name in sys.modules]
+        print(json.dumps([after_import, after_help, modernpatent_hf.__version__, "CpcLabelSpace" in dir(modernpatent_hf)]))
+    """)
+    assert loaded == [[], [], "0.1.0", True]
+    result = subprocess.run([sys.executable, "-m", "modernpatent_hf.cli", "--help"], capture_output=True, text=True,
+                            env=SINGLE_THREAD, timeout=120)
+    assert result.returncode == 0 and "prepare" in result.stdout
+
+
+def test_a_public_name_loads_its_module_on_first_use_and_an_unknown_one_is_an_attribute_error():
+    loaded = run_python("""
+        import json, sys
+        import modernpatent_hf
+        space = modernpatent_hf.CpcLabelSpace.from_label_lists([["A01B", "H01L"]])
+        cpc_only = "torch" not in sys.modules
+        try:
+            modernpatent_hf.NotAName
+            missing = "no error"
+        except AttributeError as error:
+            missing = str(error)
+        print(json.dumps([space.codes, cpc_only, missing]))
+    """)
+    assert loaded == [["A01B", "H01L"], True, "module 'modernpatent_hf' has no attribute 'NotAName'"]
+
+
+@pytest.mark.parametrize("first", [
+    "import modernpatent_hf",
+    "from modernpatent_hf import ModernPatentConfig",  # our config module starts the import of transformers' Auto modules
+    "from modernpatent_hf.configs import DataArguments",  # a transformers config class does (its docstring decorator)
+    "from transformers import AutoModelForSequenceClassification; import modernpatent_hf",  # transformers first
+])
+def test_the_auto_classes_resolve_our_checkpoints_without_remote_code(checkpoint, first):
+    loaded = run_python(f"""
+        import json, sys
+        {first}
+        import modernpatent_hf
+        from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification
+        path = sys.argv[1]
+        config = AutoConfig.from_pretrained(path)
+        classifier = AutoModelForSequenceClassification.from_pretrained(path)
+        encoder = AutoModel.from_config(config)
+        print(json.dumps([type(config).__name__, type(classifier).__name__, type(encoder).__name__]))
+    """, checkpoint)
+    assert loaded == ["ModernPatentConfig", "ModernBertForHierarchicalPatentClassification", "ModernPatentModel"]
+
+
+def test_prediction_needs_no_datasets(checkpoint):
+    """The GPU machines we benchmark on have torch and transformers but not datasets."""
+    loaded = run_python("""
+        import json, sys
+
+        class RefuseDatasets:
+            @staticmethod
+            def find_spec(name, path=None, target=None):
+                if name.split(".")[0] == "datasets":
+                    raise ModuleNotFoundError(f"No module named {name!r}")
+
+        sys.meta_path.insert(0, RefuseDatasets)
+        from modernpatent_hf import PatentClassifier
+        classifier = PatentClassifier.from_pretrained(sys.argv[1], device="cpu")
+        predictions = classifier.predict(["A plough with a frame and tines."], top_k=2)
+        print(json.dumps([len(predictions[0]), "datasets" in sys.modules]))
+    """, checkpoint)
+    assert loaded == [2, False]
