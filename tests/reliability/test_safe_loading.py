@@ -208,27 +208,38 @@ def test_deeply_nested_json_in_predict_is_one_line_or_a_recorded_bad_row(tiny_ch
     assert all(rows[i]["predictions"] for i in (0, 2))
 
 
-# ------------------------------------------------------------------------------ README's loading snippet (case 13)
-def readme_python_block(section):
-    """The first ```python block under the README heading ``section``."""
-    text = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+# ------------------------------------------------------------------------------ the documented loading snippets (case 13)
+def doc_python_block(page, section):
+    """The first ```python block under the heading ``section`` of ``page`` (a path under the repository)."""
+    text = (REPO_ROOT / page).read_text(encoding="utf-8")
     after = text[text.index(f"\n{section}\n"):]
     return after[after.index("```python\n") + len("```python\n"):].split("\n```", 1)[0]
 
 
-def test_the_readme_snippet_loads_a_checkpoint_without_the_package_and_without_a_prompt(
-    tiny_checkpoint, tmp_path, script_without_package,
-):
-    snippet = readme_python_block("## Using a trained model")
-    assert 'from_pretrained("outputs/demo/finetune"' in snippet
-    shutil.copytree(tiny_checkpoint, tmp_path / "outputs" / "demo" / "finetune")
-    script = script_without_package(
-        "try:\n    import modernpatent_hf\nexcept ModuleNotFoundError:\n    pass\nelse:\n    raise SystemExit('the package is importable')\n"
-    ) + snippet
+def run_snippet(script, cwd):
     # stdin closed: a prompt would read end-of-file; its text on the output is what shows that one was asked.
-    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, stdin=subprocess.DEVNULL, capture_output=True,
+    result = subprocess.run([sys.executable, "-c", script], cwd=cwd, stdin=subprocess.DEVNULL, capture_output=True,
                             text=True, timeout=300, env={**os.environ, "PYTHONPATH": ""})
     assert result.returncode == 0, result.stderr
     assert "[y/N]" not in result.stdout + result.stderr and "custom code" not in result.stdout + result.stderr
     codes = ast.literal_eval(result.stdout.strip().splitlines()[-1])
     assert len(codes) == 5 and set(codes) <= set(TINY_CODES)
+
+
+def test_the_documented_snippet_loads_a_checkpoint_without_the_package_and_without_a_prompt(
+    tiny_checkpoint, tmp_path, script_without_package,
+):
+    snippet = doc_python_block("docs/prediction.md", "## Using a trained model")
+    assert 'from_pretrained("outputs/demo/finetune"' in snippet and "trust_remote_code=True" in snippet
+    shutil.copytree(tiny_checkpoint, tmp_path / "outputs" / "demo" / "finetune")
+    script = script_without_package(
+        "try:\n    import modernpatent_hf\nexcept ModuleNotFoundError:\n    pass\nelse:\n    raise SystemExit('the package is importable')\n"
+    ) + snippet
+    run_snippet(script, tmp_path)
+
+
+def test_the_readme_snippet_loads_a_checkpoint_with_the_package_and_no_remote_code(tiny_checkpoint, tmp_path):
+    snippet = doc_python_block("README.md", "## Load with the Auto classes")
+    assert snippet.startswith("import modernpatent_hf") and snippet.count('from_pretrained("outputs/demo/finetune")') == 2
+    shutil.copytree(tiny_checkpoint, tmp_path / "outputs" / "demo" / "finetune")
+    run_snippet(snippet, tmp_path)
