@@ -17,21 +17,24 @@ INSTALL_REQUIRES = [
     "peft>=0.15,<1",
     "tokenizers>=0.21,<1",
     "safetensors>=0.4",
-    "scikit-learn>=1.4,<2",
-    "matplotlib>=3.8,<4",
     "pyarrow>=15",
     "numpy>=1.26",
-    "pandas>=2.0",
     "pyyaml>=6.0",
     "tqdm>=4.66",
     "tensorboard>=2.15",
 ]
 
+# What training and prediction do not need: reports, plots, experiments and the reference predictors
+# (`reports`), ONNX export (`onnx`), DeepSpeed (`deepspeed`). A command that needs one and does not find it
+# says which extra to install (modernpatent_hf/errors.py). `dev` pulls them all, for the tests.
+REPORTS = ["scikit-learn>=1.4,<2", "matplotlib>=3.8,<4"]
+ONNX = ["onnx>=1.16", "onnxruntime>=1.18"]
+DEEPSPEED = ["deepspeed>=0.16"]
 EXTRAS = {
-    # The tests exercise DeepSpeed ZeRO on CPU and the ONNX export, so dev pulls both in.
-    "dev": ["pytest>=8", "hypothesis>=6.100", "deepspeed>=0.16", "onnx>=1.16", "onnxruntime>=1.18", "psutil>=5.9", "ruff>=0.6"],
-    "deepspeed": ["deepspeed>=0.16"],
-    "onnx": ["onnx>=1.16", "onnxruntime>=1.18"],
+    "reports": REPORTS,
+    "onnx": ONNX,
+    "deepspeed": DEEPSPEED,
+    "dev": ["pytest>=8", "hypothesis>=6.100", "psutil>=5.9", "ruff>=0.6", *REPORTS, *ONNX, *DEEPSPEED],
 }
 
 setup(

@@ -14,10 +14,27 @@ from tiny_checkpoints import SINGLE_THREAD, save_tiny_checkpoint
 HEAVY = ("torch", "transformers", "datasets")
 
 
-def run_python(body, *arguments):
-    """Run ``body`` in a new interpreter; its last stdout line is JSON, returned parsed."""
-    result = subprocess.run([sys.executable, "-c", textwrap.dedent(body), *map(str, arguments)], capture_output=True,
-                            text=True, env=SINGLE_THREAD, timeout=300)
+def run_python(body, *arguments, refuse=()):
+    """Run ``body`` in a new interpreter where importing the top-level modules ``refuse`` fails as if they were not
+    installed; its last stdout line is JSON, returned parsed."""
+    preamble = textwrap.dedent(f"""
+        import sys
+
+        class Refuse:
+            @staticmethod
+            def find_spec(name, path=None, target=None):
+                if name.split(".")[0] in {tuple(refuse)!r}:
+                    # As when it is not installed: importlib.util.find_spec (libraries probing what they can use)
+                    # finds nothing, an import statement fails.
+                    if any(frame.f_code.co_name == "find_spec" and frame.f_globals.get("__name__") == "importlib.util"
+                           for frame in (sys._getframe(1), sys._getframe(2), sys._getframe(3))):
+                        return None
+                    raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
+
+        sys.meta_path.insert(0, Refuse)
+    """)
+    result = subprocess.run([sys.executable, "-c", preamble + textwrap.dedent(body), *map(str, arguments)],
+                            capture_output=True, text=True, env=SINGLE_THREAD, timeout=300)
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout.strip().splitlines()[-1])
 
@@ -85,17 +102,24 @@ def test_prediction_needs_no_datasets(checkpoint):
     """The GPU machines we benchmark on have torch and transformers but not datasets."""
     loaded = run_python("""
         import json, sys
-
-        class RefuseDatasets:
-            @staticmethod
-            def find_spec(name, path=None, target=None):
-                if name.split(".")[0] == "datasets":
-                    raise ModuleNotFoundError(f"No module named {name!r}")
-
-        sys.meta_path.insert(0, RefuseDatasets)
         from modernpatent_hf import PatentClassifier
         classifier = PatentClassifier.from_pretrained(sys.argv[1], device="cpu")
         predictions = classifier.predict(["A plough with a frame and tines."], top_k=2)
         print(json.dumps([len(predictions[0]), "datasets" in sys.modules]))
-    """, checkpoint)
+    """, checkpoint, refuse=("datasets",))
     assert loaded == [2, False]
+
+
+def test_training_needs_no_reports_extra_and_a_command_that_does_names_it():
+    """scikit-learn and matplotlib (the `reports` extra) serve reports, plots, experiments and the baselines only."""
+    loaded = run_python("""
+        import contextlib, io, json
+        import modernpatent_hf.scripts.finetune, modernpatent_hf.scripts.pretrain_mlm, modernpatent_hf.predictor
+        from modernpatent_hf.cli import main
+        stderr = io.StringIO()
+        with contextlib.redirect_stderr(stderr):
+            status = main(["experiments", "summarize", "no-such-grid"])
+        print(json.dumps([status, stderr.getvalue().strip().splitlines()]))
+    """, refuse=("sklearn", "matplotlib"))
+    assert loaded == [2, ["modernpatent experiments: error: this needs matplotlib, an optional dependency: "
+                          "pip install 'modernpatent-hf[reports]'"]]

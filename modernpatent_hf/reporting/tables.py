@@ -1,14 +1,14 @@
 """Markdown tables of the reports and the summary table of a model beside the reference predictors.
 
 What the training recipe (``scripts/finetune.py``) and ``experiments`` need from the reports; this module
-draws nothing, so it does not import matplotlib.
+draws nothing, so it does not import matplotlib, and it imports the reference predictors (scikit-learn, the
+optional ``reports`` extra) only when their scores are asked for.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Dict, Iterable, Mapping, Optional, Sequence, Tuple
 
-from ..baselines import frozen_encoder_linear_scores, most_frequent_label_scores, tfidf_linear_scores
 from ..cpc import CpcLabelSpace
 from ..metrics import compute_multilabel_metrics
 
@@ -53,6 +53,9 @@ def baseline_metrics(train_split: Dataset, test_split: Dataset, label_space: Cpc
                      frozen_encoder: Optional[str] = None, max_length: int = 128) -> Dict[str, Dict[str, float]]:
     """Metrics of the most-frequent-label and TF-IDF linear predictors on ``test_split``, and with
     ``frozen_encoder`` (a pretrained checkpoint) those of its frozen embeddings + a linear head."""
+    # The optional `reports` extra (scikit-learn): imported here so that training without baselines needs none.
+    from ..baselines import frozen_encoder_linear_scores, most_frequent_label_scores, tfidf_linear_scores
+
     references = label_space.encode_batch(test_split["labels"])
     names = list(label_space.codes)
     majority = most_frequent_label_scores(train_split["labels"], label_space, len(test_split))
