@@ -18,6 +18,8 @@ import torch
 
 import modernpatent_hf  # noqa: F401  (registers the Auto classes that from_pretrained needs)
 
+pytestmark = pytest.mark.slow  # minutes: `pytest -m "not slow"` leaves these out
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEMO_YAML = REPO_ROOT / "recipes" / "tiny-modernbert" / "finetune" / "config_demo.yaml"
 TINY_MODEL = ("{hidden_size: 32, num_hidden_layers: 2, num_attention_heads: 2, intermediate_size: 64, "

@@ -120,6 +120,8 @@ import torch
 from gloo_threads import gloo_thread_names
 from modernpatent_hf.scripts import run_with_one_line_errors
 
+pytestmark = pytest.mark.slow  # minutes: `pytest -m "not slow"` leaves these out
+
 def main(argv):
     torch.distributed.init_process_group("gloo", init_method="file://" + sys.argv[1], rank=0, world_size=1)
     model = torch.nn.parallel.DistributedDataParallel(torch.nn.Linear(2, 2))

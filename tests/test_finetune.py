@@ -253,6 +253,7 @@ def uninterrupted_run(tmp_path_factory):
 
 # Right after a checkpoint is complete, and while one is half written (its weights are there, its
 # trainer_state.json, written last, not yet): the rerun must resume from a complete checkpoint only.
+@pytest.mark.slow
 @pytest.mark.parametrize("kill_when", ["checkpoint-4/trainer_state.json", "checkpoint-8/model.safetensors"])
 def test_killed_run_resumes_and_ends_like_an_uninterrupted_one(uninterrupted_run, tmp_path, kill_when_written, newest_complete_checkpoint, kill_when):
     """SIGKILL at the kill point, relaunch the same command: same final weights and loss curve as one run."""

@@ -171,6 +171,7 @@ def loss_history(output_dir):
 # Right after the first checkpoint is complete, and while the last one is half written (weights there,
 # trainer_state.json, written last, not yet): the rerun resumes from a complete checkpoint only. The
 # second kill may land after the last checkpoint is complete; the rerun must end alike then too.
+@pytest.mark.slow
 @pytest.mark.parametrize("kill_when", ["checkpoint-4/trainer_state.json", "checkpoint-8/model.safetensors"])
 def test_killed_run_resumes_and_ends_like_an_uninterrupted_one(pretrained, tmp_path, kill_when_written, newest_complete_checkpoint, caplog, kill_when):
     """SIGKILL at the kill point, relaunch the same command: the run of the fixture, to float tolerance."""

@@ -10,6 +10,8 @@ from conftest import REPO_ROOT
 from modernpatent_hf.data.records import load_dataset_dir
 from modernpatent_hf.rehearsal import REHEARSAL_SIZES, format_rehearsal, rehearse
 
+pytestmark = pytest.mark.slow  # minutes: `pytest -m "not slow"` leaves these out
+
 
 @pytest.fixture(scope="module")
 def rehearsal(tmp_path_factory):

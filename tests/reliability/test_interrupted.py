@@ -21,6 +21,8 @@ from modernpatent_hf.data.records import is_prepared_dir, load_dataset_dir
 from modernpatent_hf.data.synthetic import generate_synthetic_records
 from modernpatent_hf.io_utils import remove_stale_scratch, write_json_atomically
 
+pytestmark = pytest.mark.slow  # minutes: `pytest -m "not slow"` leaves these out
+
 RECORDS = 20_000
 OLD_RECORDS = 2_000
 
