@@ -19,22 +19,19 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from modernpatent_hf import rehearsal
+from modernpatent_hf.data import standins
 from modernpatent_hf.data.readers import TEST_2016_HUB_ID, TEST_2017B_HUB_ID, USPTO3M_COLUMNS, USPTO3M_HUB_ID
-from modernpatent_hf.rehearsal import (
+from modernpatent_hf.data.standins import (
     BAD_CODE,
     BAD_ROW_KINDS,
-    MODERNBERT_HUB_ID,
-    STAND_IN_MARKER,
-    build_offline_hub_cache,
     iter_uspto3m_batches,
-    main,
     overlap_candidates,
-    publish_to_offline_cache,
     uspto3m_bad_rows,
     write_test_set_copy,
     write_uspto3m_copy,
 )
+from modernpatent_hf.hub_cache import STAND_IN_MARKER, publish_to_offline_cache
+from modernpatent_hf.rehearsal import MODERNBERT_HUB_ID, build_offline_hub_cache, main
 
 ROWS = 2000
 SUBCLASS = re.compile(r"^[A-HY][0-9]{2}[A-Z]$")
@@ -105,7 +102,7 @@ def test_uspto3m_copy_has_the_real_schema_and_bad_rows(train_copy):
         row = summary["bad_rows"][kind][0]
         values = rows[row]
         if kind == "bad_date":
-            assert values["date"] in rehearsal.BAD_DATES and not is_day(values["date"])
+            assert values["date"] in standins.BAD_DATES and not is_day(values["date"])
         elif kind == "empty_id":
             assert values["id"] == ""
         elif kind == "empty_text":
@@ -149,7 +146,7 @@ def test_uspto3m_copy_is_deterministic(train_copy, tmp_path):
 
 
 def test_uspto3m_copy_streams_in_batches_over_several_files(tmp_path, monkeypatch):
-    monkeypatch.setattr(rehearsal, "BATCH_ROWS", 300)
+    monkeypatch.setattr(standins, "BATCH_ROWS", 300)
     writes = []
     original_write = pq.ParquetWriter.write_batch
 
@@ -174,7 +171,7 @@ def test_a_large_copy_is_generated_batch_by_batch():
     started = time.perf_counter()
     batches = iter_uspto3m_batches(3_200_000, seed=0)
     first = next(batches)
-    assert first.num_rows == rehearsal.BATCH_ROWS and first.schema.names == list(USPTO3M_COLUMNS)
+    assert first.num_rows == standins.BATCH_ROWS and first.schema.names == list(USPTO3M_COLUMNS)
     assert time.perf_counter() - started < 20
     bad = uspto3m_bad_rows(3_200_000)
     assert sorted(bad.values()).count("bad_code") == 4 and len(bad) == 4 * len(BAD_ROW_KINDS)

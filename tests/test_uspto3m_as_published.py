@@ -21,8 +21,9 @@ from modernpatent_hf.data.prepare import prepare_dataset
 from modernpatent_hf.data.readers import TEST_2016_HUB_ID, USPTO3M_HUB_ID
 from modernpatent_hf.data.records import load_dataset_dir
 from modernpatent_hf.data.splits import RECORDS_NOT_WRITTEN
+from modernpatent_hf.data.standins import overlap_candidates, write_test_set_copy, write_uspto3m_copy
 from modernpatent_hf.data.uspto3m import load_uspto3m
-from modernpatent_hf.rehearsal import overlap_candidates, publish_to_offline_cache, write_test_set_copy, write_uspto3m_copy
+from modernpatent_hf.hub_cache import publish_to_offline_cache
 
 ROWS = 3000  # the smallest copy that holds one bad row of each kind, with room between them
 TEST_ROWS = 200
