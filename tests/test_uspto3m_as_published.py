@@ -6,6 +6,7 @@ import dataclasses
 import shutil
 
 import huggingface_hub.constants
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from conftest import REPO_ROOT
@@ -64,6 +65,12 @@ def test_a_test_year_the_data_lacks_is_refused_from_the_dates_alone(uspto3m_copy
     monkeypatch.setattr(uspto3m_module, "normalize_uspto3m_batch", refuse_reading)
     with pytest.raises(ValueError, match=r"is dated in 2016; its years \(records\): 2000 \("):
         load_uspto3m(copy, test_year=2016)
+
+
+def test_the_years_listed_are_four_digit_years_only():
+    """Bad dates ("n/a", full-width digits) are bad rows, not years to choose from."""
+    dates = pa.array(["2001-01-02", "n/a", None, "2001-05-06", "\uff12\uff10\uff11\uff15-01-01", " 2003-07-08"])
+    assert readers.year_counts(dates) == {"2001": 2, "2003": 1}
 
 
 def test_a_hub_source_is_checked_where_it_is_published_before_the_download(uspto3m_copy, tmp_path, monkeypatch):

@@ -503,11 +503,13 @@ def local_source(path: Union[str, os.PathLike], input_format: str) -> Tuple[str,
 
 def year_counts(dates: Union[pa.Array, pa.ChunkedArray]) -> Dict[str, int]:
     """Rows per year of a date column: the first four characters of each date (a date type is written out
-    first), rows without a date left out, in year order."""
+    first), in year order; rows without a date, or whose date does not start with four digits (bad rows), are
+    left out."""
     if not pa.types.is_string(dates.type) and not pa.types.is_large_string(dates.type):
         dates = pc.cast(dates, pa.string())
     counts = pc.value_counts(pc.drop_null(pc.utf8_slice_codeunits(pc.utf8_trim_whitespace(dates), 0, 4)))
-    return dict(sorted(zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist())))
+    years = zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist())
+    return dict(sorted((year, n) for year, n in years if len(year) == 4 and year.isascii() and year.isdigit()))
 
 
 def _summed_years(files: Iterable[str], read: Callable[[str], Union[pa.Array, pa.ChunkedArray]]) -> Dict[str, int]:
