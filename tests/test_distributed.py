@@ -11,6 +11,8 @@ from accelerate.commands.config.config_args import load_config_from_file
 
 from gloo_threads import gloo_thread_names
 
+pytestmark = pytest.mark.slow  # minutes: `pytest -m "not slow"` leaves these out
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = REPO_ROOT / "accelerate_configs"
 EXPECTED = {"cpu_ddp", "single_gpu", "ddp", "zero2", "zero3", "fsdp", "multi_node"}
@@ -119,8 +121,6 @@ sys.path.insert(0, sys.argv[2])
 import torch
 from gloo_threads import gloo_thread_names
 from modernpatent_hf.scripts import run_with_one_line_errors
-
-pytestmark = pytest.mark.slow  # minutes: `pytest -m "not slow"` leaves these out
 
 def main(argv):
     torch.distributed.init_process_group("gloo", init_method="file://" + sys.argv[1], rank=0, world_size=1)
