@@ -50,6 +50,28 @@ def test_load_dataset_alone_names_the_cpc_codes_and_reads_dates_as_dates(prepare
     assert {code for labels in normalized["train"]["labels"] for code in labels} == set(codes)
 
 
+def test_a_split_cached_in_several_arrow_files_reads_as_records(prepared, monkeypatch):
+    """USPTO-3M's train split is too large for one Arrow cache file: datasets then gives it as a ConcatenationTable,
+    which cannot set a column, and the conversion to codes and date strings must still work. Here the train split
+    is made of two Arrow files (the table datasets builds for a split of several cache files)."""
+    expected = load_dataset_dir(str(prepared))
+    load_dataset = datasets.load_dataset
+
+    def in_two_files(path, **options):
+        loaded = load_dataset(path, **options)
+        train, half = loaded["train"], len(loaded["train"]) // 2
+        loaded["train"] = datasets.concatenate_datasets(
+            [train.select(range(half)).flatten_indices(), train.select(range(half, len(train))).flatten_indices()]
+        )
+        assert type(loaded["train"].data).__name__ == "ConcatenationTable" and len(loaded["train"].cache_files) == 2
+        return loaded
+
+    monkeypatch.setattr(datasets, "load_dataset", in_two_files)
+    normalized = load_dataset_dir(str(prepared))
+    assert normalized["train"].to_list() == expected["train"].to_list()
+    assert normalized["train"].features == expected["train"].features
+
+
 def test_the_card_documents_the_typed_features(prepared):
     card = (prepared / "README.md").read_text()
     header = yaml.safe_load(card.split("---\n")[1])
