@@ -252,10 +252,19 @@ def _cmd_bench(args):
 def _cmd_bench_load(args):
     from .load_benchmark import format_load_results, run_load_benchmark
 
+    copies = {}
+    for given in args.uspto3m_copy or []:
+        rows, separator, path = given.partition("=")
+        if not separator or not rows.strip().isdigit() or not path:
+            raise ValueError(f"--uspto3m-copy takes ROWS=DIR (e.g. 3198360=/data/uspto3m), got {given!r}")
+        copies[int(rows)] = path
     results = run_load_benchmark(
-        rows=[int(n) for n in args.rows.split(",") if n.strip()],
-        commands=[name.strip() for name in args.commands.split(",") if name.strip()],
-        model=args.model, work_dir=args.work_dir, seed=args.seed, out=args.out,
+        rows=[int(n) for n in args.rows.split(",") if n.strip()] if args.rows else None,
+        commands=[name.strip() for name in args.commands.split(",") if name.strip()] if args.commands else None,
+        model=args.model, work_dir=args.work_dir, seed=args.seed, out=args.out, source=args.source,
+        uspto3m_copies=copies, test_year=args.test_year, test_size=args.test_size,
+        missing_test_year=args.missing_test_year, tokenizer=args.tokenizer, max_length=args.max_length,
+        repeats=args.repeats, error_repeats=args.error_repeats,
     )
     print(format_load_results(results))
 
@@ -491,18 +500,42 @@ def build_parser() -> argparse.ArgumentParser:
     bench.set_defaults(func=_cmd_bench)
 
     bench_load = command_parser(
-        commands, "bench-load", help="load benchmark: prepare and predict over 100k and 1M short records, with peak memory",
-        description="Generate short patent records, run `modernpatent prepare` and `modernpatent predict` on "
-        "each size in a child process, and print wall time, rows/s and peak RSS per run (flat memory: the "
-        "peaks stay level as the rows grow). See docs/benchmarks.md.",
+        commands, "bench-load",
+        help="load benchmark: prepare, predict, tokenize and a missing test year's error over up to millions of rows, with peak memory",
+        description="Run `modernpatent prepare`, `modernpatent predict`, the fine-tuning tokenization of the prepared "
+        "train split and `prepare` with a missing test year on each size in a child process, and print wall time, "
+        "rows/s and peak memory per run (flat memory: the peaks stay level as the rows grow). Sources: generated "
+        "short records (JSON Lines), or a copy of MalavP/USPTO-3M in its exact schema (--source uspto3m; prepared "
+        "with --test-year 2015 as the year-split recipe). See docs/benchmarks.md.",
     )
-    bench_load.add_argument("--rows", default="100000,1000000", help="comma-separated record counts")
-    bench_load.add_argument("--commands", default="prepare,predict", help="comma-separated: prepare, predict")
+    bench_load.add_argument("--source", default="generated", choices=["generated", "uspto3m"],
+                            help="generated: short JSON Lines records; uspto3m: a USPTO-3M-schema Parquet copy, written "
+                            "into --work-dir per size (python -m modernpatent_hf.rehearsal write-uspto3m) or --uspto3m-copy")
+    bench_load.add_argument("--rows", default=None,
+                            help="comma-separated record counts (default: 100000,1000000; --source uspto3m: the "
+                            "--uspto3m-copy sizes, else 300000,3198360)")
+    bench_load.add_argument("--uspto3m-copy", action="append", default=None, metavar="ROWS=DIR",
+                            help="reuse an existing USPTO-3M copy of ROWS rows (checked against its Parquet metadata); "
+                            "repeat for several sizes, which join --rows")
+    bench_load.add_argument("--commands", default=None,
+                            help="comma-separated: prepare, predict, tokenize, test-year-error (default: prepare,predict; "
+                            "--source uspto3m: prepare,tokenize,test-year-error)")
     bench_load.add_argument("--model", default=None,
                             help="classifier checkpoint for predict (default: a tiny random ModernBERT classifier)")
+    bench_load.add_argument("--tokenizer", default=None,
+                            help="tokenizer directory for tokenize (default: a 16,000-token byte-level BPE trained once "
+                            "on the first 20,000 training texts, saved in the work dir)")
+    bench_load.add_argument("--max-length", type=int, default=1024, help="tokenize: longest input in tokens, as the recipes")
+    bench_load.add_argument("--test-year", type=int, default=2015, help="--source uspto3m: prepare's test year")
+    bench_load.add_argument("--test-size", type=int, default=None,
+                            help="--source uspto3m: prepare's test size (default: 150000 scaled to the rows, 150000 x rows / 3198360)")
+    bench_load.add_argument("--missing-test-year", type=int, default=2016,
+                            help="test-year-error: a year the source lacks, whose one-line error is timed")
+    bench_load.add_argument("--repeats", type=int, default=1, help="runs of each command per size; the figures are medians")
+    bench_load.add_argument("--error-repeats", type=int, default=3, help="runs of test-year-error per size (medians)")
     bench_load.add_argument("--work-dir", default=None,
-                            help="keep the generated records and outputs here (default: a temporary directory)")
-    bench_load.add_argument("--seed", type=int, default=0, help="seed of the generated records")
+                            help="keep the sources, outputs, tokenizer and logs here (default: a temporary directory)")
+    bench_load.add_argument("--seed", type=int, default=0, help="seed of the generated records and copies")
     bench_load.add_argument("--out", default=None, help="also write the results as JSON to this file")
     bench_load.set_defaults(func=_cmd_bench_load)
     return parser
