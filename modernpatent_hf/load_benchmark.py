@@ -221,15 +221,11 @@ def tokenize_prepared(prepared: str, tokenizer_dir: str, max_length: int = MAX_L
     """Tokenize ``split`` of a prepared directory as ``recipes/finetune.py`` does; counts and phase timings.
 
     As the script: the splits through :func:`~modernpatent_hf.data.records.load_dataset_dir` (``datasets``
-    converts the Parquet shards into Arrow files in its cache), the label space from the directory, the
-    tokenizer through ``AutoTokenizer``, then :func:`~modernpatent_hf.trainer.tokenize_patent_dataset`
-    (``num_proc`` unset, as ``preprocessing_num_workers`` is by default).
-
-    A split that ``datasets`` caches in more than one Arrow file (over its ``MAX_SHARD_SIZE``, 500 MB: the train
-    split of USPTO-3M) comes back as a ``ConcatenationTable``, whose ``set_column`` raises ``NotImplementedError``
-    in ``load_dataset_dir``. Then that failure is recorded (``load_dataset_dir_error``) and the split is loaded
-    with :func:`_load_split_per_file` instead, so the tokenization itself is still measured. ``max_shard_size``
-    (e.g. ``"1MB"``) sets ``datasets.config.MAX_SHARD_SIZE``: the tests reach that case with a few rows.
+    converts the Parquet shards into Arrow files in its cache: several files for a split over its
+    ``MAX_SHARD_SIZE`` of 500 MB, as USPTO-3M's train split), the label space from the directory, the tokenizer
+    through ``AutoTokenizer``, then :func:`~modernpatent_hf.trainer.tokenize_patent_dataset` (``num_proc`` unset,
+    as ``preprocessing_num_workers`` is by default). ``max_shard_size`` (e.g. ``"1MB"``) sets
+    ``datasets.config.MAX_SHARD_SIZE``: the tests reach several Arrow files with a few thousand rows.
     """
     import datasets
     import pyarrow.compute as pc
@@ -242,13 +238,7 @@ def tokenize_prepared(prepared: str, tokenizer_dir: str, max_length: int = MAX_L
     if max_shard_size is not None:
         datasets.config.MAX_SHARD_SIZE = max_shard_size
     started = time.perf_counter()
-    failure = None
-    try:
-        rows = load_dataset_dir(prepared)[split]
-    except NotImplementedError:
-        failure = (f"load_dataset_dir({prepared!r}) raised NotImplementedError (datasets' ConcatenationTable.set_column, "
-                   "in data/records.py as_record_columns): the split is cached in more than one Arrow file")
-        rows = _load_split_per_file(prepared, split)
+    rows = load_dataset_dir(prepared)[split]
     label_space = CpcLabelSpace.load(prepared)
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     loaded = time.perf_counter()
@@ -260,8 +250,6 @@ def tokenize_prepared(prepared: str, tokenizer_dir: str, max_length: int = MAX_L
         "rows_in": len(rows),
         "rows": len(tokenized),
         "arrow_files": len(rows.cache_files),
-        "loader": "load_dataset_dir" if failure is None else "per-file workaround",
-        "load_dataset_dir_error": failure,
         "tokens": int(pc.sum(lengths).as_py() or 0),
         "rows_cut_at_max_length": int(pc.sum(pc.equal(lengths, max_length)).as_py() or 0),
         "max_length": max_length,
@@ -269,18 +257,6 @@ def tokenize_prepared(prepared: str, tokenizer_dir: str, max_length: int = MAX_L
         "seconds_loading": round(loaded - started, 2),
         "seconds_tokenizing": round(mapped - loaded, 2),
     }
-
-
-def _load_split_per_file(prepared: str, split: str):
-    """``load_dataset_dir(prepared)[split]`` for a split cached in several Arrow files: each file is converted on
-    its own (a single memory-mapped table, whose ``set_column`` works) and the parts are concatenated."""
-    import datasets
-
-    from .data.records import as_record_columns
-
-    raw = datasets.load_dataset(prepared, split=split)  # the cache the failed call wrote: read, not rebuilt
-    parts = [as_record_columns(datasets.Dataset.from_file(file["filename"])) for file in raw.cache_files]
-    return datasets.concatenate_datasets(parts) if len(parts) > 1 else parts[0]
 
 
 def train_benchmark_tokenizer(prepared: str, out_dir: str, texts: int = TOKENIZER_TEXTS,
@@ -434,8 +410,6 @@ def run_load_benchmark(
                 if progress:
                     print(f"{name} {n:,} rows: {run['seconds']:.1f} s, peak RSS {run['peak_rss_mib']:.0f} MiB, "
                           f"peak anonymous {run['peak_anonymous_mib']:.0f} MiB", file=sys.stderr)
-                if run.get("summary", {}).get("load_dataset_dir_error"):
-                    print(f"warning: {run['summary']['load_dataset_dir_error']}", file=sys.stderr)
         results["memory_ratios"] = memory_ratios(results)
     return results
 
@@ -619,9 +593,6 @@ def format_load_results(results: Dict) -> str:
                 f"{summary['seconds_tokenizing']:.0f} s; datasets cache {run['datasets_cache_mib']:,.0f} MiB on disk "
                 f"({summary.get('arrow_files', 1)} Arrow file(s) of the split)."
             )
-            if summary.get("load_dataset_dir_error"):
-                notes.append(f"- tokenize {run['rows']:,}: FAILED as the fine-tuning script loads it: "
-                             f"{summary['load_dataset_dir_error']}; measured with the benchmark's per-file loader instead.")
         elif run["command"] == "test-year-error" and "error" in summary:
             notes.append(f"- test-year-error {run['rows']:,}: exit status {run['exit_status']}, stderr: {summary['error'][:160]}...")
         if run.get("repeats", 1) > 1:
