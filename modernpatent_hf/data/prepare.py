@@ -44,6 +44,7 @@ from .readers import (
     no_usable_record_error,
     parse_text_fields,
     resolve_format,
+    summed_year_counts,
 )
 from .records import SPLIT_ORDER, label_statistics, record_features, write_dataset_dir
 from .splits import (
@@ -126,14 +127,6 @@ def _as_list(paths: Union[PathLike, Sequence[PathLike], None]) -> List[PathLike]
     return [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
 
 
-def _summed(counts: Sequence[Mapping[str, int]]) -> Dict[str, int]:
-    total: Dict[str, int] = {}
-    for per_source in counts:
-        for key, n in per_source.items():
-            total[key] = total.get(key, 0) + n
-    return total
-
-
 def prepare_dataset(
     inputs: Union[PathLike, Sequence[PathLike]],
     out_dir: PathLike,
@@ -201,14 +194,14 @@ def prepare_dataset(
         # The dates where they are published, before gigabytes are downloaded (None when the Hub is out of reach).
         years = [hub_date_years(os.fspath(path)) for path in inputs]
         if all(per_source is not None for per_source in years):
-            check_test_year(test_year, _summed(years), names)
+            check_test_year(test_year, summed_year_counts(years), names)
     # Hub ids become their local Parquet snapshots (downloaded once into the Hugging Face cache).
     sources = [local_source(path, resolved) for path, resolved in zip(inputs, formats)]
     test_sources = [local_source(path, resolved) for path, resolved in zip(test_inputs, test_formats)]
     if test_year is not None:  # from the date column alone, before hours of reading a source without that year
         years = [date_years(path, resolved) for path, resolved in sources]
         if all(per_source is not None for per_source in years):
-            check_test_year(test_year, _summed(years), names)
+            check_test_year(test_year, summed_year_counts(years), names)
     os.makedirs(os.path.dirname(out_dir), exist_ok=True)
     remove_stale_scratch(out_dir)  # what a killed run left: the staging file of USPTO-3M takes gigabytes
     # The staging file sits next to the output: USPTO-3M takes gigabytes that /tmp may not have.

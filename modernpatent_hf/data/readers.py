@@ -512,12 +512,17 @@ def year_counts(dates: Union[pa.Array, pa.ChunkedArray]) -> Dict[str, int]:
     return dict(sorted((year, n) for year, n in years if len(year) == 4 and year.isascii() and year.isdigit()))
 
 
-def _summed_years(files: Iterable[str], read: Callable[[str], Union[pa.Array, pa.ChunkedArray]]) -> Dict[str, int]:
+def summed_year_counts(counts: Iterable[Mapping[str, int]]) -> Dict[str, int]:
+    """Rows per year of several files or sources (each as :func:`year_counts` gives them), added up, in year order."""
     years: Dict[str, int] = {}
-    for file in files:
-        for year, n in year_counts(read(file)).items():
+    for per_part in counts:
+        for year, n in per_part.items():
             years[year] = years.get(year, 0) + n
     return dict(sorted(years.items()))
+
+
+def _summed_years(files: Iterable[str], read: Callable[[str], Union[pa.Array, pa.ChunkedArray]]) -> Dict[str, int]:
+    return summed_year_counts(year_counts(read(file)) for file in files)
 
 
 def date_years(path: Union[str, os.PathLike], input_format: str) -> Optional[Dict[str, int]]:
