@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from modernpatent_hf.data.readers import open_text
+from modernpatent_hf.data.rows import open_text
 from modernpatent_hf.predictor import PatentClassifier
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "patents_us_gpatents_ai.jsonl.gz"

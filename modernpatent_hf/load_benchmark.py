@@ -206,7 +206,7 @@ def parquet_rows(path: str) -> int:
     """Rows of a Parquet file or directory, from the files' metadata (what ``prepare`` reads of a copy)."""
     import pyarrow.parquet as pq
 
-    from .data.readers import parquet_files
+    from .data.rows import parquet_files
 
     return sum(pq.ParquetFile(file).metadata.num_rows for file in parquet_files(path))
 

@@ -21,8 +21,9 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from transformers import TrainingArguments
 
 from .cpc import CpcLabelSpace
-from .data.readers import DEFAULT_TEXT_FIELDS, detect_format, parse_text_fields
+from .data.normalize import DEFAULT_TEXT_FIELDS, parse_text_fields
 from .data.records import is_prepared_dir, read_stats
+from .data.sources import detect_format
 
 if TYPE_CHECKING:
     import datasets

@@ -9,7 +9,7 @@
 (embeddings as base64 float32), converted into the output's format when the parts are merged.
 
 Rows. Inputs are resolved to their files by :mod:`modernpatent_hf.data.inputs` and read row by row by
-:func:`modernpatent_hf.data.readers.iter_rows`, the reader ``prepare`` uses. Every input row gives exactly one output row. A bad
+:func:`modernpatent_hf.data.rows.iter_rows`, the reader ``prepare`` uses. Every input row gives exactly one output row. A bad
 row (invalid JSON, not an object, no ``id``, no text in the chosen fields) stops the run with a one-line error
 naming its line or row (``on_bad_row="raise"``, the default), or with ``on_bad_row="record"`` becomes an output
 row ``{"id": ... or null, "predictions": [], "error": "<what is wrong, where>"}`` counted in ``bad_rows``. Texts
@@ -52,8 +52,10 @@ from accelerate import PartialState
 from tqdm.auto import tqdm
 
 from . import process_group  # noqa: F401  (before _process_state creates a group: see its docstring)
+from .data.bad_rows import BadRow, Counters
 from .data.inputs import default_text_fields, input_files, row_id_and_text, total_rows
-from .data.readers import BadRow, Counters, Row, iter_rows, parse_text_fields
+from .data.normalize import parse_text_fields
+from .data.rows import Row, iter_rows
 from .io_utils import file_signatures, refuse_output_overlap, remove_stale_scratch, scratch_path, write_json_atomically
 from .predictor import PatentClassifier, check_top_k
 

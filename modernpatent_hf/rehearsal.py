@@ -37,7 +37,7 @@ import psutil
 import torch
 from transformers import ModernBertConfig, ModernBertForMaskedLM
 
-from .data.readers import TEST_2016_HUB_ID, TEST_2017B_HUB_ID, USPTO3M_HUB_ID
+from .data.sources import TEST_2016_HUB_ID, TEST_2017B_HUB_ID, USPTO3M_HUB_ID
 from .data.standins import (
     ROWS_PER_FILE,
     TEST_2017B_MONTHS,

@@ -12,15 +12,11 @@ import pytest
 from datasets import Dataset, load_dataset
 
 from modernpatent_hf import CpcCodeError, CpcLabelSpace
+from modernpatent_hf.data.bad_rows import BadRow
 from modernpatent_hf.data.inputs import row_id_and_text
-from modernpatent_hf.data.readers import (
-    BadRow,
-    iter_records,
-    iter_rows,
-    normalize_date,
-    parse_text_fields,
-    strip_claim_number,
-)
+from modernpatent_hf.data.normalize import normalize_date, parse_text_fields, strip_claim_number
+from modernpatent_hf.data.readers import iter_records
+from modernpatent_hf.data.rows import iter_rows
 from modernpatent_hf.data.splits import clean_records, split_indices
 from modernpatent_hf.data.uspto3m import Uspto3mBuilder, load_uspto3m
 

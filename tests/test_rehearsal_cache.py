@@ -20,7 +20,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from modernpatent_hf.data import standins
-from modernpatent_hf.data.readers import TEST_2016_HUB_ID, TEST_2017B_HUB_ID, USPTO3M_COLUMNS, USPTO3M_HUB_ID
+from modernpatent_hf.data.rows import USPTO3M_COLUMNS
+from modernpatent_hf.data.sources import TEST_2016_HUB_ID, TEST_2017B_HUB_ID, USPTO3M_HUB_ID
 from modernpatent_hf.data.standins import (
     BAD_CODE,
     BAD_ROW_KINDS,

@@ -14,13 +14,14 @@ from fsspec.implementations.dirfs import DirFileSystem
 from fsspec.implementations.local import LocalFileSystem
 
 from modernpatent_hf.configs import DataArguments, read_recipe_yaml
+from modernpatent_hf.data import dates as dates_module
 from modernpatent_hf.data import prepare as prepare_module
-from modernpatent_hf.data import readers
+from modernpatent_hf.data import sources as sources_module
 from modernpatent_hf.data import uspto3m as uspto3m_module
 from modernpatent_hf.data.leakage import split_overlap
 from modernpatent_hf.data.prepare import prepare_dataset
-from modernpatent_hf.data.readers import TEST_2016_HUB_ID, USPTO3M_HUB_ID
 from modernpatent_hf.data.records import load_dataset_dir
+from modernpatent_hf.data.sources import TEST_2016_HUB_ID, USPTO3M_HUB_ID
 from modernpatent_hf.data.splits import RECORDS_NOT_WRITTEN
 from modernpatent_hf.data.standins import overlap_candidates, write_test_set_copy, write_uspto3m_copy
 from modernpatent_hf.data.uspto3m import load_uspto3m
@@ -70,7 +71,7 @@ def test_a_test_year_the_data_lacks_is_refused_from_the_dates_alone(uspto3m_copy
 def test_the_years_listed_are_four_digit_years_only():
     """Bad dates ("n/a", full-width digits) are bad rows, not years to choose from."""
     dates = pa.array(["2001-01-02", "n/a", None, "2001-05-06", "\uff12\uff10\uff11\uff15-01-01", " 2003-07-08"])
-    assert readers.year_counts(dates) == {"2001": 2, "2003": 1}
+    assert dates_module.year_counts(dates) == {"2001": 2, "2003": 1}
 
 
 def test_a_hub_source_is_checked_where_it_is_published_before_the_download(uspto3m_copy, tmp_path, monkeypatch):
@@ -78,12 +79,12 @@ def test_a_hub_source_is_checked_where_it_is_published_before_the_download(uspto
     here a local folder laid out as the Hub's `datasets/<id>/` stands in for HfFileSystem."""
     copy, _ = uspto3m_copy
     shutil.copytree(copy, tmp_path / "hub" / "datasets" / USPTO3M_HUB_ID)
-    monkeypatch.setattr(readers, "HfFileSystem", lambda: DirFileSystem(path=str(tmp_path / "hub"), fs=LocalFileSystem()))
-    monkeypatch.setattr(readers, "snapshot_download", refuse_reading)
+    monkeypatch.setattr(dates_module, "HfFileSystem", lambda: DirFileSystem(path=str(tmp_path / "hub"), fs=LocalFileSystem()))
+    monkeypatch.setattr(sources_module, "snapshot_download", refuse_reading)
     with pytest.raises(ValueError, match=r"is dated in 2016; its years \(records\): 2000 \("):
         prepare_dataset(USPTO3M_HUB_ID, tmp_path / "out", test_year=2016)
-    assert readers.hub_date_years(USPTO3M_HUB_ID) == readers.date_years(copy, "parquet")
-    assert readers.hub_date_years("0zo/not-published") is None  # then the check runs after the download
+    assert dates_module.hub_date_years(USPTO3M_HUB_ID) == dates_module.date_years(copy, "parquet")
+    assert dates_module.hub_date_years("0zo/not-published") is None  # then the check runs after the download
 
 
 def test_bad_rows_are_counted_and_skipped_not_fatal(uspto3m_copy, tmp_path):
@@ -153,10 +154,10 @@ def test_a_hub_dataset_published_without_parquet_is_read_from_the_hubs_parquet_c
 
     def snapshot(repo_id, repo_type, allow_patterns, revision=None):
         revisions.append(revision)
-        return str(test_copy) if revision == readers.HUB_PARQUET_REVISION else str(tmp_path / "main")
+        return str(test_copy) if revision == sources_module.HUB_PARQUET_REVISION else str(tmp_path / "main")
 
-    monkeypatch.setattr(readers, "snapshot_download", snapshot)
-    assert readers.hub_dataset_snapshot(TEST_2016_HUB_ID) == str(test_copy)
+    monkeypatch.setattr(sources_module, "snapshot_download", snapshot)
+    assert sources_module.hub_dataset_snapshot(TEST_2016_HUB_ID) == str(test_copy)
     assert revisions == [None, "refs/convert/parquet"]
 
 

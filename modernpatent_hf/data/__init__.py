@@ -1,10 +1,12 @@
 """Patent data: every file format and the on-disk layout.
 
-:mod:`.readers` reads every input (USPTO-3M Parquet/Hub, PatentBERT TSV, JSON Lines, CSV) row by row for both
-``prepare`` and ``predict`` and builds normalized records; :mod:`.inputs` resolves prediction inputs and builds a
-row's id and text; :mod:`.records` is the record and the prepared directory layout; :mod:`.splits`,
-:mod:`.leakage`, :mod:`.uspto3m` and :mod:`.prepare` make the splits; :mod:`.synthetic` the embedded corpus;
-:mod:`.standins` copies of USPTO-3M and its test sets in their exact schema, for rehearsals and benchmarks.
+:mod:`.sources` says what a source is (its format, a Hub dataset's local files); :mod:`.rows` reads every input
+(USPTO-3M Parquet/Hub, PatentBERT TSV, JSON Lines, CSV) row by row for both ``prepare`` and ``predict``;
+:mod:`.normalize` turns a row into a normalized record, :mod:`.bad_rows` counts drops and applies the bad-row policy,
+:mod:`.dates` counts a source's rows per year, and :mod:`.readers` streams a source's records; :mod:`.inputs`
+resolves prediction inputs and builds a row's id and text; :mod:`.records` is the record and the prepared directory
+layout; :mod:`.splits`, :mod:`.leakage`, :mod:`.uspto3m` and :mod:`.prepare` make the splits; :mod:`.synthetic` the
+embedded corpus; :mod:`.standins` copies of USPTO-3M and its test sets in their exact schema, for rehearsals and benchmarks.
 The names below load their modules on first use, so prediction imports no more of this package than it reads.
 """
 

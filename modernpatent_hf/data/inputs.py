@@ -1,11 +1,11 @@
 """What only prediction needs of its inputs: which files a path means, and each row's id and text.
 
-The rows themselves are read by :func:`modernpatent_hf.data.readers.iter_rows`, the row reader ``prepare`` uses
+The rows themselves are read by :func:`modernpatent_hf.data.rows.iter_rows`, the row reader ``prepare`` uses
 too. Here: :func:`input_files` resolves a prediction input (JSON Lines, CSV or Parquet files, a directory of
 Parquet files, or a directory written by ``modernpatent prepare``: its splits in order, or one ``split``) to its
 format and files; :func:`default_text_fields` and :func:`total_rows` (for the progress bar) look at them; and
 :func:`row_id_and_text` turns one row into its id and text the way ``prepare`` builds texts
-(:func:`~modernpatent_hf.data.readers.build_record`), or raises :class:`~modernpatent_hf.data.readers.BadRow`
+(:func:`~modernpatent_hf.data.normalize.build_record`), or raises :class:`~modernpatent_hf.data.bad_rows.BadRow`
 (re-exported here) naming the file and line or row.
 """
 
@@ -17,20 +17,10 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import pyarrow.parquet as pq
 
-from .readers import (
-    DEFAULT_TEXT_FIELDS,
-    BadRow,
-    Counters,
-    Row,
-    build_record,
-    columns_of,
-    jsonl_text_fields,
-    normalize_record_id,
-    parquet_files,
-    parse_json_row,
-    refuse_surrogates,
-)
+from .bad_rows import BadRow, Counters
+from .normalize import DEFAULT_TEXT_FIELDS, build_record, jsonl_text_fields, normalize_record_id, refuse_surrogates
 from .records import SHARDS_SUBDIR, SPLIT_ORDER, is_prepared_dir
+from .rows import Row, columns_of, parquet_files, parse_json_row
 
 PREDICT_FORMATS = ("auto", "jsonl", "csv", "parquet")
 # Columnar inputs (USPTO-3M, prepared directories) hold the patent text in "text"; JSON Lines default as in prepare.
@@ -93,7 +83,7 @@ def total_rows(input_format: str, files: Sequence[str]) -> Optional[int]:
 
 
 def row_id_and_text(where: str, row: Row, fields: Sequence[str], counters: Counters) -> Tuple[str, str]:
-    """The id and the text of one row of :func:`~modernpatent_hf.data.readers.iter_rows` (text built as
+    """The id and the text of one row of :func:`~modernpatent_hf.data.rows.iter_rows` (text built as
     ``prepare`` builds it); raises :class:`BadRow` naming ``where``."""
     line: Optional[str] = None
     if isinstance(row, str):  # a JSON Lines row is parsed only now: its errors are this row's

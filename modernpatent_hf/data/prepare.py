@@ -34,19 +34,13 @@ from tqdm.auto import tqdm
 
 from ..cpc import read_titles_tsv
 from ..io_utils import check_output_dir, remove_stale_scratch, scratch_path
+from .bad_rows import check_bad_row_policy
+from .dates import date_years, hub_date_years, summed_year_counts
 from .leakage import leakage_report
-from .readers import (
-    check_bad_row_policy,
-    date_years,
-    hub_date_years,
-    iter_records,
-    local_source,
-    no_usable_record_error,
-    parse_text_fields,
-    resolve_format,
-    summed_year_counts,
-)
+from .normalize import no_usable_record_error, parse_text_fields
+from .readers import iter_records
 from .records import SPLIT_ORDER, label_statistics, record_features, write_dataset_dir
+from .sources import local_source, resolve_format
 from .splits import (
     SEED,
     VALIDATION_FRACTION,

@@ -33,8 +33,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..cpc import CpcLabelSpace
+from .bad_rows import BAD_ROWS_LOGGED, Counters, count
+from .dates import year_counts
 from .leakage import count_shared, duplicate_keys, move_shared_texts_to_train
-from .readers import BAD_ROW_COLUMN, BAD_ROWS_LOGGED, Counters, count, year_counts
+from .normalize import BAD_ROW_COLUMN
 from .records import SPLIT_ORDER
 
 logger = logging.getLogger(__name__)
@@ -99,8 +101,8 @@ def clean_records(records: datasets.Dataset, counters: Optional[Counters] = None
 
     Counts ``empty_text``, ``no_labels`` and ``duplicate_ids_merged``; a merged row adds its labels
     to the first row with that id (first-seen order) and its text is dropped, with a warning. Records
-    with an error in a :data:`~modernpatent_hf.data.readers.BAD_ROW_COLUMN` column (the bad rows of
-    :func:`~modernpatent_hf.data.readers.normalize_uspto3m_batch`) are dropped and counted as ``bad_rows``,
+    with an error in a :data:`~modernpatent_hf.data.normalize.BAD_ROW_COLUMN` column (the bad rows of
+    :func:`~modernpatent_hf.data.normalize.normalize_uspto3m_batch`) are dropped and counted as ``bad_rows``,
     and the column is removed. The problem rows are found with Arrow compute and removed in one batched
     map; the result has no indices mapping. Returns ``records`` itself when there is nothing to remove.
     """
@@ -185,7 +187,7 @@ def check_split_options(
 
 def check_test_year(test_year: Optional[int], years: Optional[Mapping[str, int]], source: str = "the data") -> None:
     """A one-line error when ``test_year`` is set and none of ``years`` (rows per year, e.g. from
-    :func:`~modernpatent_hf.data.readers.date_years`) is it; the message lists the years there are."""
+    :func:`~modernpatent_hf.data.dates.date_years`) is it; the message lists the years there are."""
     if test_year is None or years is None or years.get(f"{int(test_year):04d}", 0):
         return
     present = ", ".join(f"{year} ({n:,})" for year, n in sorted(years.items())) or "none: no record has a date"

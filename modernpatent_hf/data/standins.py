@@ -24,7 +24,8 @@ import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from ..io_utils import write_text_atomically
-from .readers import USPTO3M_COLUMNS, USPTO3M_HUB_ID
+from .rows import USPTO3M_COLUMNS
+from .sources import USPTO3M_HUB_ID
 from .synthetic import generate_synthetic_records, synthetic_world
 
 # Rows generated and written at once: memory is bounded by one batch, whatever the row count.

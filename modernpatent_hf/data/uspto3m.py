@@ -23,27 +23,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..cpc import CpcLabelSpace
-from .readers import (
-    BAD_ROW_COLUMN,
-    ROW_COUNT_COLUMNS,
-    USPTO3M_COLUMNS,
-    USPTO3M_HUB_ID,
-    Counters,
-    check_bad_row_policy,
-    check_columns,
-    count,
-    hub_dataset_snapshot,
-    iter_parquet_batches,
-    iter_records,
-    no_usable_record_error,
-    normalize_date,
-    normalize_uspto3m_batch,
-    one_line,
-    parquet_files,
-    uspto3m_column_hint,
-    year_counts,
-)
+from ..errors import one_line
+from .bad_rows import Counters, check_bad_row_policy, count
+from .dates import year_counts
+from .normalize import BAD_ROW_COLUMN, ROW_COUNT_COLUMNS, no_usable_record_error, normalize_date, normalize_uspto3m_batch
+from .readers import iter_records
 from .records import record_features
+from .rows import USPTO3M_COLUMNS, check_columns, iter_parquet_batches, parquet_files, uspto3m_column_hint
+from .sources import USPTO3M_HUB_ID, hub_dataset_snapshot
 from .splits import SEED, VALIDATION_FRACTION, build_splits, check_split_options, check_test_year, clean_records, log_counts
 
 logger = logging.getLogger(__name__)

@@ -67,7 +67,7 @@ def file_bytes(lines, with_good_rows):
 
 
 def expected_rows(data):
-    """The rows of a JSON Lines file as documented (readers.iter_rows): lines end at \\n, blank lines are no rows.
+    """The rows of a JSON Lines file as documented (rows.iter_rows): lines end at \\n, blank lines are no rows.
     None when a line is not UTF-8 (the whole file is refused)."""
     rows = 0
     for number, raw in enumerate(data.split(b"\n")[:-1] if data.endswith(b"\n") else data.split(b"\n"), start=1):

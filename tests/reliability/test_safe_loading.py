@@ -22,7 +22,8 @@ from safetensors.torch import load_file
 
 import modernpatent_hf
 from modernpatent_hf.cli import main
-from modernpatent_hf.data.readers import BadRow, parse_json_row
+from modernpatent_hf.data.bad_rows import BadRow
+from modernpatent_hf.data.rows import parse_json_row
 
 from .conftest import TINY_CODES
 
