@@ -1,12 +1,14 @@
 """Load benchmark: ``modernpatent prepare``, ``predict``, the fine-tuning tokenization and the time to a
-missing-test-year error, over up to millions of records.
+missing-test-year error, over up to millions of records (:func:`run_load_benchmark` of a
+:class:`~modernpatent_hf.load_benchmark_config.LoadBenchmarkConfig`).
 
 ``prepare`` streams through one memory-mapped Arrow file, ``predict`` a chunk of rows at a time, and the
 tokenization writes its output through ``datasets.map``. This benchmark shows it. For each size it runs each
 command in a child process of its own and reports the child's wall time, rows/s and memory: its peak resident
-memory, its peak anonymous memory (without the pages of memory-mapped files; see :func:`measure_command`), and
-both sampled at a quarter, half and three quarters of the run. Flat memory means the peaks at the largest size
-are about the peaks at the smallest (:func:`memory_ratios`).
+memory, its peak anonymous memory (without the pages of memory-mapped files; see
+:func:`modernpatent_hf.process_memory.measure_command`), and both sampled at a quarter, half and three quarters
+of the run. Flat memory means the peaks at the largest size are about the peaks at the smallest
+(:func:`memory_ratios`).
 
 Sources (``source``):
 
@@ -15,7 +17,7 @@ Sources (``source``):
 * ``uspto3m`` (300,000 and 3,198,360 rows, the size of ``MalavP/USPTO-3M``): a copy of USPTO-3M in its exact
   schema (:func:`modernpatent_hf.data.standins.write_uspto3m_copy`: Parquet files ``data/train-*.parquet``, columns
   ``cpc_ids id date text`` all strings, first claims of grants 2000-2015, with its few deliberate bad rows),
-  written into the work directory once per size, or an existing one (``uspto3m_copies``: rows -> directory,
+  written into the work directory once per size, or an existing one (``uspto3m_copy``: ``ROWS=DIR``,
   checked against the Parquet metadata first). ``prepare`` then runs as the year-split recipe
   (``recipes/modernbert-base/finetune/config_year_split.yaml``): ``--test-year 2015 --test-size 150000``, the
   test size scaled to the rows (150,000 x rows / 3,198,360) unless given, validation fraction and seed the
@@ -28,7 +30,7 @@ Commands:
 * ``predict``: must write exactly one output line per input row (a USPTO-3M copy's bad rows as error rows).
 * ``tokenize``: the train split that ``prepare`` wrote, tokenized as the fine-tuning script does
   (``load_dataset_dir`` then :func:`modernpatent_hf.trainer.tokenize_patent_dataset`, max length 1024, no extra
-  processes) in ``python -m modernpatent_hf.load_benchmark tokenize``. Each run has a new ``datasets`` cache of
+  processes) in ``python -m modernpatent_hf.load_benchmark_tokenize``. Each run has a new ``datasets`` cache of
   its own (``HF_DATASETS_CACHE`` in the work directory, removed afterwards), so nothing comes from an earlier
   run's cache. The tokenizer: a byte-level BPE of 16,000 tokens (:func:`~modernpatent_hf.tokenization.train_patent_tokenizer`,
   ModernBERT's special tokens) trained on the first 20,000 training texts of the smallest size and saved once in
@@ -42,46 +44,35 @@ takes seconds): the figures are medians, and every try is kept in the JSON (``tr
 
 from __future__ import annotations
 
-import argparse
-import ctypes
-import glob
+import dataclasses
 import itertools
 import json
 import os
 import platform
 import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
-from dataclasses import dataclass
-from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence
+from typing import Callable, Dict, Iterable, List, Mapping
 
 from tqdm.auto import tqdm
 
 from .data.splits import RECORDS_NOT_WRITTEN
 from .data.synthetic import generate_synthetic_records
 from .io_utils import replace_atomically, write_json_atomically
+from .load_benchmark_config import (
+    COMMANDS,
+    DEFAULT_COMMANDS,
+    DEFAULT_ROWS,
+    DEFAULT_USPTO3M_ROWS,
+    LOAD_BENCHMARK_SOURCES,
+    TEST_SIZE,
+    USPTO3M_ROWS,
+    LoadBenchmarkConfig,
+)
+from .process_memory import measure_command
 
-DEFAULT_ROWS = (100_000, 1_000_000)
-USPTO3M_ROWS = 3_198_360  # rows of MalavP/USPTO-3M
-DEFAULT_USPTO3M_ROWS = (300_000, USPTO3M_ROWS)
-COMMANDS = ("prepare", "predict", "tokenize", "test-year-error")
-DEFAULT_COMMANDS = {"generated": ("prepare", "predict"), "uspto3m": ("prepare", "tokenize", "test-year-error")}
-SOURCES = tuple(DEFAULT_COMMANDS)
-
-# The year-split recipe (config_year_split.yaml): 150,000 test grants of 2015, USPTO-3M's last year.
-TEST_YEAR = 2015
-TEST_SIZE = 150_000
-MISSING_TEST_YEAR = 2016  # a year USPTO-3M does not have (the seed's test set is 2016 grants)
-MAX_LENGTH = 1024  # the recipes' max_length
-
-TOKENIZER_VOCAB_SIZE = 16_000
-TOKENIZER_TEXTS = 20_000
 FLAT_WITHIN = 1.25  # peaks at the largest size at most this many times those at the smallest: flat
-TIMELINE_POINTS = 300  # memory samples kept in the JSON per run
 
 
 def short_records(n: int, seed: int = 0) -> Iterable[dict]:
@@ -107,92 +98,6 @@ def write_records(path: str, n: int, seed: int = 0, progress: bool = True) -> st
     return path
 
 
-def _memory_mib(pid: int) -> Dict[str, float]:
-    """Resident memory of ``pid`` in MiB from /proc: ``VmRSS`` (now), ``VmHWM`` (its peak since exec), and
-    ``RssAnon`` (now: the heap and other memory of its own, without the pages of memory-mapped files)."""
-    values = {}
-    with open(f"/proc/{pid}/status", encoding="ascii") as status:
-        for line in status:
-            key, _, value = line.partition(":")
-            if key in ("VmRSS", "VmHWM", "RssAnon"):
-                values[key] = int(value.split()[0]) / 1024.0  # kB
-    return values
-
-
-def _die_with_parent() -> None:
-    """In the child before exec: ask Linux to SIGKILL it when its parent dies (``PR_SET_PDEATHSIG``)."""
-    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
-
-
-def measure_command(command: Sequence[str], log_path: str, sample_seconds: float = 0.1,
-                    env: Optional[Mapping[str, str]] = None, returncode: int = 0) -> Dict:
-    """Run ``command`` in a child process; its wall time and memory in MiB.
-
-    ``peak_rss_mib``: the child's own high-water mark of resident memory (``VmHWM``, read at every sample, so it
-    misses at most what the child grows in its last ``sample_seconds``; ``ru_maxrss`` from ``wait4`` would not
-    do, as a child inherits its parent's high-water mark at fork and keeps it through exec). Resident memory
-    counts the pages of memory-mapped files the child has read, such as the Arrow files ``datasets`` maps, which
-    the kernel can drop at any time; ``peak_anonymous_mib`` leaves them out (the highest sampled ``RssAnon``):
-    the memory the child really needs. ``rss_mib_at``/``anonymous_mib_at``: samples at 25/50/75 % of the run;
-    ``timeline``: at most :data:`TIMELINE_POINTS` samples ``[seconds, RSS, anonymous]`` spread over the run.
-
-    ``env``: variables set for the child on top of this process's environment. The child's stdout is returned
-    as ``stdout``; its stderr goes to ``log_path``. A command that exits with another status than ``returncode``
-    raises ``RuntimeError`` with the end of that log.
-    """
-    if not os.path.exists(f"/proc/{os.getpid()}/status"):
-        raise OSError("the load benchmark reads memory from /proc/PID/status, which only Linux has")
-    environment = None if env is None else {**os.environ, **env}
-    with open(log_path, "w", encoding="utf-8") as log, tempfile.TemporaryFile("w+", encoding="utf-8") as stdout:
-        start = time.perf_counter()
-        # The child dies with this process, even when this one is killed: a benchmark stopped half-way must
-        # not leave a prediction of a million rows running (and writing) on its own.
-        child = subprocess.Popen(list(command), stdout=stdout, stderr=log, preexec_fn=_die_with_parent, env=environment)
-        samples, peak = [], {"VmHWM": 0.0, "RssAnon": 0.0}
-        try:
-            while child.poll() is None:
-                try:
-                    memory = _memory_mib(child.pid)
-                except OSError:  # it was reaped between poll() and the read
-                    break
-                if len(memory) < 3:  # it ended: a zombie has no memory lines left
-                    break
-                samples.append((time.perf_counter() - start, memory))
-                peak = {key: max(value, memory[key]) for key, value in peak.items()}
-                time.sleep(sample_seconds)
-        except BaseException:  # e.g. Ctrl-C: stop the child too
-            child.kill()
-            raise
-        finally:
-            child.wait()
-        seconds = time.perf_counter() - start
-        stdout.seek(0)
-        output = stdout.read()
-    if child.returncode != returncode:
-        with open(log_path, encoding="utf-8", errors="replace") as log:
-            tail = log.read()[-2000:]
-        expected = "" if returncode == 0 else f" (expected {returncode})"
-        raise RuntimeError(f"{' '.join(command)} failed with exit status {child.returncode}{expected}:\n{tail}")
-    quarters = (0.25, 0.5, 0.75)
-    step = max(1, -(-len(samples) // TIMELINE_POINTS))
-    return {
-        "seconds": seconds,
-        "peak_rss_mib": peak["VmHWM"],
-        "peak_anonymous_mib": peak["RssAnon"],
-        "rss_mib_at": {f"{int(100 * q)}%": _sample_at(samples, q * seconds, "VmRSS") for q in quarters},
-        "anonymous_mib_at": {f"{int(100 * q)}%": _sample_at(samples, q * seconds, "RssAnon") for q in quarters},
-        "timeline": [[round(at, 1), round(memory["VmRSS"]), round(memory["RssAnon"])] for at, memory in samples[::step]],
-        "returncode": child.returncode,
-        "stdout": output,
-    }
-
-
-def _sample_at(samples: List, when: float, key: str) -> float:
-    """``key`` of the memory sampled last at or before ``when`` seconds (0 when none was)."""
-    before = [memory[key] for at, memory in samples if at <= when]
-    return float(before[-1]) if before else 0.0
-
-
 def _cli(*arguments: str) -> List[str]:
     return [sys.executable, "-m", "modernpatent_hf.cli", *arguments]
 
@@ -215,155 +120,50 @@ def _directory_bytes(path: str) -> int:
     return sum(os.path.getsize(os.path.join(root, name)) for root, _, names in os.walk(path) for name in names)
 
 
-# ----------------------------------------------------------------------------- the tokenize child
-def tokenize_prepared(prepared: str, tokenizer_dir: str, max_length: int = MAX_LENGTH, split: str = "train",
-                      max_shard_size: Optional[str] = None) -> Dict:
-    """Tokenize ``split`` of a prepared directory as ``recipes/finetune.py`` does; counts and phase timings.
-
-    As the script: the splits through :func:`~modernpatent_hf.data.records.load_dataset_dir` (``datasets``
-    converts the Parquet shards into Arrow files in its cache: several files for a split over its
-    ``MAX_SHARD_SIZE`` of 500 MB, as USPTO-3M's train split), the label space from the directory, the tokenizer
-    through ``AutoTokenizer``, then :func:`~modernpatent_hf.trainer.tokenize_patent_dataset` (``num_proc`` unset,
-    as ``preprocessing_num_workers`` is by default). ``max_shard_size`` (e.g. ``"1MB"``) sets
-    ``datasets.config.MAX_SHARD_SIZE``: the tests reach several Arrow files with a few thousand rows.
-    """
-    import datasets
-    import pyarrow.compute as pc
-    from transformers import AutoTokenizer
-
-    from .cpc import CpcLabelSpace
-    from .data.records import load_dataset_dir
-    from .trainer import tokenize_patent_dataset
-
-    if max_shard_size is not None:
-        datasets.config.MAX_SHARD_SIZE = max_shard_size
-    started = time.perf_counter()
-    rows = load_dataset_dir(prepared)[split]
-    label_space = CpcLabelSpace.load(prepared)
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
-    loaded = time.perf_counter()
-    tokenized, left_out = tokenize_patent_dataset(rows, tokenizer, label_space, max_length, desc=f"tokenizing {split}")
-    mapped = time.perf_counter()
-    lengths = tokenized.data.table.column("length")
-    return {
-        "split": split,
-        "rows_in": len(rows),
-        "rows": len(tokenized),
-        "arrow_files": len(rows.cache_files),
-        "tokens": int(pc.sum(lengths).as_py() or 0),
-        "rows_cut_at_max_length": int(pc.sum(pc.equal(lengths, max_length)).as_py() or 0),
-        "max_length": max_length,
-        "label_occurrences_left_out": left_out,
-        "seconds_loading": round(loaded - started, 2),
-        "seconds_tokenizing": round(mapped - loaded, 2),
-    }
-
-
-def train_benchmark_tokenizer(prepared: str, out_dir: str, texts: int = TOKENIZER_TEXTS,
-                              vocab_size: int = TOKENIZER_VOCAB_SIZE) -> str:
-    """Train the byte-level BPE of :func:`~modernpatent_hf.tokenization.train_patent_tokenizer` on the first
-    ``texts`` training texts of a prepared directory and save it to ``out_dir`` (atomically); returns ``out_dir``."""
-    import pyarrow.parquet as pq
-
-    from .data.records import SHARDS_SUBDIR
-    from .tokenization import train_patent_tokenizer
-
-    def first_texts() -> Iterable[str]:
-        left = texts
-        for shard in sorted(glob.glob(os.path.join(prepared, SHARDS_SUBDIR, "train-*.parquet"))):
-            for batch in pq.ParquetFile(shard).iter_batches(batch_size=1000, columns=["text"]):
-                for text in batch.column("text").to_pylist()[:left]:
-                    yield text
-                left -= min(left, batch.num_rows)
-                if not left:
-                    return
-
-    tokenizer = train_patent_tokenizer(list(first_texts()), vocab_size=vocab_size)
-    tmp = f"{out_dir}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tokenizer.save_pretrained(tmp)
-    os.replace(tmp, out_dir)
-    return out_dir
-
 
 # ----------------------------------------------------------------------------- the benchmark
-@dataclass
-class _Settings:
-    work_dir: str
-    source: str
-    model: Optional[str]
-    tokenizer: Optional[str]
-    test_year: int
-    test_size: Optional[int]
-    missing_test_year: int
-    max_length: int
-    progress: bool
+def run_load_benchmark(config: LoadBenchmarkConfig, progress: bool = True) -> Dict:
+    """Run ``config.commands`` on each size in ``config.rows`` (module docstring); returns the JSON-ready results.
 
-    def test_size_for(self, n: int) -> int:
-        """The test size of ``n`` rows: as given, else the recipe's 150,000 scaled to the rows."""
-        return self.test_size if self.test_size is not None else max(1, round(TEST_SIZE * n / USPTO3M_ROWS))
-
-    def prepared_dir(self, n: int) -> str:
-        name = f"prepared-{n}" if self.source == "generated" else f"prepared-uspto3m-{n}"
-        return os.path.join(self.work_dir, name)
-
-
-def run_load_benchmark(
-    rows: Optional[Sequence[int]] = None,
-    commands: Optional[Sequence[str]] = None,
-    model: Optional[str] = None,
-    work_dir: Optional[str] = None,
-    seed: int = 0,
-    out: Optional[str] = None,
-    progress: bool = True,
-    source: str = "generated",
-    uspto3m_copies: Optional[Mapping[int, str]] = None,
-    test_year: int = TEST_YEAR,
-    test_size: Optional[int] = None,
-    missing_test_year: int = MISSING_TEST_YEAR,
-    tokenizer: Optional[str] = None,
-    max_length: int = MAX_LENGTH,
-    repeats: int = 1,
-    error_repeats: int = 3,
-) -> Dict:
-    """Run ``commands`` on each size in ``rows`` (module docstring); returns the JSON-ready results.
-
-    ``rows`` default: 100,000 and 1,000,000 for the ``generated`` source; for ``uspto3m`` the sizes of
-    ``uspto3m_copies`` when given, else 300,000 and 3,198,360 (the copies' sizes always join ``rows``).
+    ``rows`` default: 100,000 and 1,000,000 for the ``generated`` source; for ``uspto3m`` the sizes of the
+    ``uspto3m_copy`` copies when given, else 300,000 and 3,198,360 (the copies' sizes always join ``rows``).
     ``commands`` default: prepare and predict (generated), prepare, tokenize and test-year-error (uspto3m).
     ``model``: the classifier ``predict`` uses (default: a tiny random ModernBERT classifier, saved once; memory
     use of streaming does not depend on the model's size). ``tokenizer``: a saved tokenizer for ``tokenize``
     (default: one trained once into the work directory). ``work_dir`` keeps the sources, outputs and logs
     (default: a temporary directory, removed at the end). ``out``: a JSON file rewritten after each run.
-    Every argument is checked before any work (a given copy's row count too).
+    Every field is checked before any work (a given copy's row count too); ``config`` itself is not changed.
     """
-    if source not in SOURCES:
-        raise ValueError(f"unknown source {source!r}: choose from {', '.join(SOURCES)}")
-    copies = {int(n): os.path.abspath(path) for n, path in (uspto3m_copies or {}).items()}
+    copies = {n: os.path.abspath(path) for n, path in config.uspto3m_copies().items()}
+    source = config.source
+    if source not in LOAD_BENCHMARK_SOURCES:
+        raise ValueError(f"unknown source {source!r}: choose from {', '.join(LOAD_BENCHMARK_SOURCES)}")
     if copies and source != "uspto3m":
-        raise ValueError("uspto3m_copies (--uspto3m-copy) are USPTO-3M copies: pass source='uspto3m' (--source uspto3m)")
+        raise ValueError("uspto3m_copy (--uspto3m-copy) are USPTO-3M copies: pass source='uspto3m' (--source uspto3m)")
+    rows = config.rows
     if rows is None:
         rows = DEFAULT_ROWS if source == "generated" else (list(copies) or DEFAULT_USPTO3M_ROWS)
     rows = sorted(set(int(n) for n in rows) | set(copies))
     if not rows or rows[0] < 1:
         raise ValueError(f"rows must be positive record counts, got {rows}")
-    commands = list(DEFAULT_COMMANDS[source] if commands is None else commands)
+    commands = list(DEFAULT_COMMANDS[source] if config.commands is None else config.commands)
     unknown = [name for name in commands if name not in COMMANDS]
     if unknown:
         raise ValueError(f"unknown command {unknown[0]!r}: choose from {', '.join(COMMANDS)}")
-    if "tokenize" in commands and "prepare" not in commands[:commands.index("tokenize")] and work_dir is None:
+    if "tokenize" in commands and "prepare" not in commands[:commands.index("tokenize")] and config.work_dir is None:
         raise ValueError("tokenize tokenizes the train split that prepare writes: list prepare before it, or give the "
                          "--work-dir of an earlier run with prepare")
-    if repeats < 1 or error_repeats < 1:
-        raise ValueError(f"repeats must be at least 1, got {min(repeats, error_repeats)}")
-    if max_length < 1:
-        raise ValueError(f"max_length must be at least 1, got {max_length}")
-    if test_size is not None and test_size < 1:
-        raise ValueError(f"test_size must be at least 1, got {test_size}")
-    if model is not None and not os.path.isdir(model):
-        raise FileNotFoundError(f"model directory {model} does not exist: give a checkpoint saved by this package")
-    if tokenizer is not None and not os.path.isfile(os.path.join(tokenizer, "tokenizer.json")):
-        raise FileNotFoundError(f"tokenizer directory {tokenizer} has no tokenizer.json: give a tokenizer saved with save_pretrained")
+    if config.repeats < 1 or config.error_repeats < 1:
+        raise ValueError(f"repeats must be at least 1, got {min(config.repeats, config.error_repeats)}")
+    if config.max_length < 1:
+        raise ValueError(f"max_length must be at least 1, got {config.max_length}")
+    if config.test_size is not None and config.test_size < 1:
+        raise ValueError(f"test_size must be at least 1, got {config.test_size}")
+    if config.model is not None and not os.path.isdir(config.model):
+        raise FileNotFoundError(f"model directory {config.model} does not exist: give a checkpoint saved by this package")
+    if config.tokenizer is not None and not os.path.isfile(os.path.join(config.tokenizer, "tokenizer.json")):
+        raise FileNotFoundError(f"tokenizer directory {config.tokenizer} has no tokenizer.json: give a tokenizer saved "
+                                "with save_pretrained")
     for n, path in copies.items():
         if not os.path.isdir(path):
             raise FileNotFoundError(f"USPTO-3M copy {path} does not exist: write one with "
@@ -379,57 +179,57 @@ def run_load_benchmark(
             if n not in copies:
                 uspto3m_bad_rows(n)  # a copy too small for its bad rows is refused here, not after the smaller sizes
     with tempfile.TemporaryDirectory(prefix="modernpatent-load-") as scratch:
-        work_dir = os.path.abspath(work_dir or scratch)
-        os.makedirs(work_dir, exist_ok=True)
-        settings = _Settings(work_dir, source, model, tokenizer, test_year, test_size, missing_test_year, max_length, progress)
-        if "predict" in commands and model is None:
+        # The run's own copy, defaults filled in; the tokenizer it trains and the model it saves are set on it.
+        run = dataclasses.replace(config, rows=rows, commands=commands, work_dir=os.path.abspath(config.work_dir or scratch))
+        os.makedirs(run.work_dir, exist_ok=True)
+        if "predict" in commands and run.model is None:
             from .benchmark import save_random_classifier
 
-            settings.model = save_random_classifier("modernbert", os.path.join(work_dir, "tiny-model"), tiny=True)
+            run.model = save_random_classifier("modernbert", os.path.join(run.work_dir, "tiny-model"), tiny=True)
         results = {
             "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
                         "load_average_at_start": list(os.getloadavg())},
-            "settings": {"rows": rows, "commands": commands, "model": settings.model, "seed": seed, "source": source,
-                         "uspto3m_copies": {str(n): path for n, path in copies.items()}, "test_year": test_year,
-                         "test_size": test_size if test_size is not None else f"{TEST_SIZE} x rows / {USPTO3M_ROWS}",
-                         "missing_test_year": missing_test_year, "tokenizer": tokenizer, "max_length": max_length,
-                         "repeats": repeats, "error_repeats": error_repeats},
+            "settings": {"rows": rows, "commands": commands, "model": run.model, "seed": run.seed, "source": source,
+                         "uspto3m_copies": {str(n): path for n, path in copies.items()}, "test_year": run.test_year,
+                         "test_size": run.test_size if run.test_size is not None else f"{TEST_SIZE} x rows / {USPTO3M_ROWS}",
+                         "missing_test_year": run.missing_test_year, "tokenizer": run.tokenizer,
+                         "max_length": run.max_length, "repeats": run.repeats, "error_repeats": run.error_repeats},
             "runs": [],
         }
         for n in rows:
-            path = _source_for(n, settings, copies, seed)
+            path = _source_for(n, run, copies, progress)
             for name in commands:
-                times = error_repeats if name == "test-year-error" else repeats
-                run = _repeated(lambda attempt: _run_one(name, n, path, settings, attempt, times), times)
-                run["load_average_after"] = list(os.getloadavg())
-                results["runs"].append(run)
-                results["settings"]["tokenizer"] = settings.tokenizer
+                times = run.error_repeats if name == "test-year-error" else run.repeats
+                measured = _repeated(lambda attempt: _run_one(name, n, path, run, attempt, times), times)
+                measured["load_average_after"] = list(os.getloadavg())
+                results["runs"].append(measured)
+                results["settings"]["tokenizer"] = run.tokenizer
                 results["memory_ratios"] = memory_ratios(results)
-                if out:
-                    write_json_atomically(out, results)
+                if run.out:
+                    write_json_atomically(run.out, results)
                 if progress:
-                    print(f"{name} {n:,} rows: {run['seconds']:.1f} s, peak RSS {run['peak_rss_mib']:.0f} MiB, "
-                          f"peak anonymous {run['peak_anonymous_mib']:.0f} MiB", file=sys.stderr)
+                    print(f"{name} {n:,} rows: {measured['seconds']:.1f} s, peak RSS {measured['peak_rss_mib']:.0f} MiB, "
+                          f"peak anonymous {measured['peak_anonymous_mib']:.0f} MiB", file=sys.stderr)
         results["memory_ratios"] = memory_ratios(results)
     return results
 
 
-def _source_for(n: int, settings: _Settings, copies: Mapping[int, str], seed: int) -> str:
+def _source_for(n: int, run: LoadBenchmarkConfig, copies: Mapping[int, str], progress: bool) -> str:
     """The input of size ``n``: generated JSON Lines, a given USPTO-3M copy, or one written into the work dir."""
-    if settings.source == "generated":
-        path = os.path.join(settings.work_dir, f"records-{n}.jsonl")
+    if run.source == "generated":
+        path = os.path.join(run.work_dir, f"records-{n}.jsonl")
         if not os.path.exists(path):
-            write_records(path, n, seed, progress=settings.progress)
+            write_records(path, n, run.seed, progress=progress)
         return path
     if n in copies:
         return copies[n]
-    path = os.path.join(settings.work_dir, f"uspto3m-{n}")
+    path = os.path.join(run.work_dir, f"uspto3m-{n}")
     # A copy appears file by file and its README last: one with its README and all its rows is complete.
     complete = os.path.isfile(os.path.join(path, "README.md")) and parquet_rows(path) == n
     if not complete:
         from .data.standins import write_uspto3m_copy
 
-        write_uspto3m_copy(path, n, seed=seed, progress=settings.progress, overwrite=True)
+        write_uspto3m_copy(path, n, seed=run.seed, progress=progress, overwrite=True)
     return path
 
 
@@ -445,16 +245,16 @@ def _repeated(measure: Callable[[int], Dict], times: int) -> Dict:
     return run
 
 
-def _run_one(name: str, n: int, source: str, settings: _Settings, attempt: int, times: int) -> Dict:
-    work_dir = settings.work_dir
+def _run_one(name: str, n: int, source: str, run: LoadBenchmarkConfig, attempt: int, times: int) -> Dict:
+    work_dir = run.work_dir
     log = os.path.join(work_dir, f"{name}-{n}.log" if times == 1 else f"{name}-{n}-{attempt + 1}.log")
     extra: Dict = {}
     if name == "prepare":
-        out_dir = settings.prepared_dir(n)
-        if settings.source == "generated":
+        out_dir = run.prepared_dir(n)
+        if run.source == "generated":
             split = ["--test-fraction", "0.1"]
         else:
-            split = ["--test-year", str(settings.test_year), "--test-size", str(settings.test_size_for(n))]
+            split = ["--test-year", str(run.test_year), "--test-size", str(run.test_size_for(n))]
         measured = measure_command(_cli("prepare", source, "--out", out_dir, *split, "--overwrite"), log)
         summary = json.loads(measured.pop("stdout"))
         written = sum(summary["rows_per_split"].values())
@@ -468,8 +268,8 @@ def _run_one(name: str, n: int, source: str, settings: _Settings, attempt: int, 
         output = os.path.join(work_dir, f"predictions-{n}.jsonl")
         # A copy: its bad rows become error rows; --format parquet, as predict reads a Parquet directory that is not
         # a prepared one with format 'auto' (data/inputs.py input_files) and refuses it.
-        copy_options = [] if settings.source == "generated" else ["--on-bad-row", "record", "--format", "parquet"]
-        measured = measure_command(_cli("predict", "--model", settings.model, "--input", source, "--output", output, *copy_options), log)
+        copy_options = [] if run.source == "generated" else ["--on-bad-row", "record", "--format", "parquet"]
+        measured = measure_command(_cli("predict", "--model", run.model, "--input", source, "--output", output, *copy_options), log)
         summary = json.loads(measured.pop("stdout"))
         written = _count_lines(output)
         check = {"rows_written": written}
@@ -477,32 +277,33 @@ def _run_one(name: str, n: int, source: str, settings: _Settings, attempt: int, 
             raise RuntimeError(f"predict wrote {written:,} rows for {n:,} input rows: see {log}")
         measured_rows = n
     elif name == "tokenize":
-        measured, summary, check = _tokenize(n, settings, log)
+        measured, summary, check = _tokenize(n, run, log)
         measured_rows = summary["rows_in"]
         extra = {"tokens_per_second": summary["tokens"] / measured["seconds"],
                  "datasets_cache_mib": summary.pop("datasets_cache_mib")}
     else:
-        measured, summary, check = _test_year_error(n, source, settings, log)
+        measured, summary, check = _test_year_error(n, source, run, log)
         measured_rows = n
     return {"command": name, "rows": n, **measured, "rows_measured": measured_rows,
             "rows_per_second": measured_rows / measured["seconds"], **check, **extra, "summary": summary}
 
 
-def _tokenize(n: int, settings: _Settings, log: str):
-    prepared = settings.prepared_dir(n)
+def _tokenize(n: int, run: LoadBenchmarkConfig, log: str):
     from .data.records import is_prepared_dir
+    from .load_benchmark_tokenize import train_benchmark_tokenizer
 
+    prepared = run.prepared_dir(n)
     if not is_prepared_dir(prepared):
         raise FileNotFoundError(f"no prepared dataset at {prepared} to tokenize: run prepare first (--commands prepare,tokenize)")
-    if settings.tokenizer is None:
-        saved = os.path.join(settings.work_dir, "tokenizer")
-        settings.tokenizer = saved if os.path.isfile(os.path.join(saved, "tokenizer.json")) else train_benchmark_tokenizer(prepared, saved)
-    cache = os.path.join(settings.work_dir, f"tokenize-cache-{n}")
+    if run.tokenizer is None:
+        saved = os.path.join(run.work_dir, "tokenizer")
+        run.tokenizer = saved if os.path.isfile(os.path.join(saved, "tokenizer.json")) else train_benchmark_tokenizer(prepared, saved)
+    cache = os.path.join(run.work_dir, f"tokenize-cache-{n}")
     shutil.rmtree(cache, ignore_errors=True)  # a new cache: nothing may come from an earlier run's
     env = {"HF_DATASETS_CACHE": cache, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
            "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"}
-    command = [sys.executable, "-m", "modernpatent_hf.load_benchmark", "tokenize", prepared,
-               "--tokenizer", settings.tokenizer, "--max-length", str(settings.max_length)]
+    command = [sys.executable, "-m", "modernpatent_hf.load_benchmark_tokenize", prepared,
+               "--tokenizer", run.tokenizer, "--max-length", str(run.max_length)]
     try:
         measured = measure_command(command, log, env=env)
         cache_mib = _directory_bytes(cache) / 2 ** 20 if os.path.isdir(cache) else 0.0
@@ -515,11 +316,11 @@ def _tokenize(n: int, settings: _Settings, log: str):
     return measured, summary, {"rows_written": summary["rows"]}
 
 
-def _test_year_error(n: int, source: str, settings: _Settings, log: str):
-    out_dir = os.path.join(settings.work_dir, f"test-year-error-{n}")
+def _test_year_error(n: int, source: str, run: LoadBenchmarkConfig, log: str):
+    out_dir = os.path.join(run.work_dir, f"test-year-error-{n}")
     shutil.rmtree(out_dir, ignore_errors=True)
-    year = settings.missing_test_year
-    command = _cli("prepare", source, "--out", out_dir, "--test-year", str(year), "--test-size", str(settings.test_size_for(n)))
+    year = run.missing_test_year
+    command = _cli("prepare", source, "--out", out_dir, "--test-year", str(year), "--test-size", str(run.test_size_for(n)))
     measured = measure_command(command, log, returncode=2)
     measured.pop("stdout")
     with open(log, encoding="utf-8", errors="replace") as handle:
@@ -601,23 +402,3 @@ def format_load_results(results: Dict) -> str:
     if notes:
         lines += ["", *notes]
     return "\n".join(lines)
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """The benchmark's child commands (``python -m modernpatent_hf.load_benchmark tokenize``): JSON on stdout."""
-    parser = argparse.ArgumentParser(prog="python -m modernpatent_hf.load_benchmark",
-                                     description="child processes of `modernpatent bench-load`")
-    commands = parser.add_subparsers(dest="command", required=True)
-    tokenize = commands.add_parser("tokenize", help="tokenize a prepared split as recipes/finetune.py does")
-    tokenize.add_argument("prepared", help="directory written by `modernpatent prepare`")
-    tokenize.add_argument("--tokenizer", required=True, help="tokenizer directory (save_pretrained)")
-    tokenize.add_argument("--max-length", type=int, default=MAX_LENGTH)
-    tokenize.add_argument("--split", default="train")
-    tokenize.add_argument("--max-shard-size", default=None, help="datasets.config.MAX_SHARD_SIZE (tests: several Arrow files)")
-    args = parser.parse_args(argv)
-    print(json.dumps(tokenize_prepared(args.prepared, args.tokenizer, args.max_length, args.split, args.max_shard_size)))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

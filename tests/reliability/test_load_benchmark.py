@@ -11,15 +11,9 @@ import sys
 import pytest
 
 from modernpatent_hf.cli import main
-from modernpatent_hf.load_benchmark import (
-    TIMELINE_POINTS,
-    format_load_results,
-    measure_command,
-    memory_ratios,
-    parquet_rows,
-    run_load_benchmark,
-    short_records,
-)
+from modernpatent_hf.load_benchmark import format_load_results, memory_ratios, parquet_rows, run_load_benchmark, short_records
+from modernpatent_hf.load_benchmark_config import LoadBenchmarkConfig
+from modernpatent_hf.process_memory import TIMELINE_POINTS, measure_command
 
 
 def test_peak_memory_is_the_child_s_own(tmp_path):
@@ -75,11 +69,11 @@ def test_a_small_run_accounts_for_every_row_and_prints_its_table(tmp_path, capsy
 
 def test_bad_arguments_are_refused_before_any_work(tmp_path):
     with pytest.raises(ValueError, match="unknown command 'train'"):
-        run_load_benchmark(rows=[10], commands=["train"], work_dir=str(tmp_path))
+        run_load_benchmark(LoadBenchmarkConfig(rows=[10], commands=["train"], work_dir=str(tmp_path)))
     with pytest.raises(ValueError, match="positive"):
-        run_load_benchmark(rows=[0], work_dir=str(tmp_path))
+        run_load_benchmark(LoadBenchmarkConfig(rows=[0], work_dir=str(tmp_path)))
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        run_load_benchmark(rows=[10], model=str(tmp_path / "missing"), work_dir=str(tmp_path))
+        run_load_benchmark(LoadBenchmarkConfig(rows=[10], model=str(tmp_path / "missing"), work_dir=str(tmp_path)))
     assert list(tmp_path.iterdir()) == []
 
 
@@ -94,7 +88,7 @@ def test_the_child_dies_with_the_benchmark(tmp_path):
     sleeper.write_text(f"import os, time\nopen({str(pid_file)!r}, 'w').write(str(os.getpid()))\ntime.sleep(60)\n")
     benchmark = tmp_path / "benchmark.py"
     benchmark.write_text(
-        "import sys\nfrom modernpatent_hf.load_benchmark import measure_command\n"
+        "import sys\nfrom modernpatent_hf.process_memory import measure_command\n"
         f"measure_command([sys.executable, {str(sleeper)!r}], {str(tmp_path / 'log')!r})\n"
     )
     parent = subprocess.Popen([sys.executable, str(benchmark)])
@@ -184,7 +178,7 @@ def test_tokenize_measures_a_split_that_datasets_caches_in_several_arrow_files(u
     work, results, _ = uspto3m_run
     single = next(run for run in results["runs"] if run["command"] == "tokenize")["summary"]
     child = subprocess.run(
-        [sys.executable, "-m", "modernpatent_hf.load_benchmark", "tokenize", str(work / "prepared-uspto3m-12000"),
+        [sys.executable, "-m", "modernpatent_hf.load_benchmark_tokenize", str(work / "prepared-uspto3m-12000"),
          "--tokenizer", str(work / "tokenizer"), "--max-shard-size", "1MB"],
         capture_output=True, text=True, env={**os.environ, "HF_DATASETS_CACHE": str(tmp_path / "cache")},
     )
@@ -200,10 +194,10 @@ def test_a_given_copy_is_used_as_it_is_and_a_year_it_has_is_no_error(tmp_path, c
     copy, work = tmp_path / "copy", tmp_path / "work"
     write_uspto3m_copy(str(copy), 1000)
     with pytest.raises(RuntimeError, match=r"exit status 0 \(expected 2\)"):  # 2015 is there: prepare succeeds
-        run_load_benchmark(source="uspto3m", uspto3m_copies={1000: str(copy)}, commands=["test-year-error"],
-                           missing_test_year=2015, error_repeats=1, work_dir=str(work), progress=False)
-    results = run_load_benchmark(source="uspto3m", uspto3m_copies={1000: str(copy)}, commands=["test-year-error"],
-                                 error_repeats=2, work_dir=str(work), progress=False)
+        run_load_benchmark(LoadBenchmarkConfig(source="uspto3m", uspto3m_copy=[f"1000={copy}"], commands=["test-year-error"],
+                                               missing_test_year=2015, error_repeats=1, work_dir=str(work)), progress=False)
+    results = run_load_benchmark(LoadBenchmarkConfig(source="uspto3m", uspto3m_copy=[f"1000={copy}"], commands=["test-year-error"],
+                                                     error_repeats=2, work_dir=str(work)), progress=False)
     (run,) = results["runs"]
     assert results["settings"]["rows"] == [1000] and run["repeats"] == 2 and len(run["tries"]) == 2
     assert sorted(run["tries"], key=lambda one: one["seconds"])[0]["seconds"] <= run["seconds"]
@@ -217,21 +211,24 @@ def test_bad_uspto3m_arguments_are_refused_before_any_work(tmp_path):
     copy, work = tmp_path / "copy", tmp_path / "work"
     write_uspto3m_copy(str(copy), 500)
     with pytest.raises(ValueError, match="has 500 rows, not 600"):
-        run_load_benchmark(source="uspto3m", uspto3m_copies={600: str(copy)}, work_dir=str(work))
+        run_load_benchmark(LoadBenchmarkConfig(source="uspto3m", uspto3m_copy=[f"600={copy}"], work_dir=str(work)))
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        run_load_benchmark(source="uspto3m", uspto3m_copies={600: str(tmp_path / "missing")}, work_dir=str(work))
+        run_load_benchmark(LoadBenchmarkConfig(source="uspto3m", uspto3m_copy=[f"600={tmp_path / 'missing'}"], work_dir=str(work)))
     with pytest.raises(ValueError, match="source='uspto3m'"):
-        run_load_benchmark(uspto3m_copies={500: str(copy)}, work_dir=str(work))
+        run_load_benchmark(LoadBenchmarkConfig(uspto3m_copy=[f"500={copy}"], work_dir=str(work)))
     with pytest.raises(ValueError, match="bad rows need at least"):
-        run_load_benchmark(source="uspto3m", rows=[10], work_dir=str(work))
+        run_load_benchmark(LoadBenchmarkConfig(source="uspto3m", rows=[10], work_dir=str(work)))
     with pytest.raises(ValueError, match="list prepare before it"):
-        run_load_benchmark(source="uspto3m", rows=[1000], commands=["tokenize", "prepare"])
+        run_load_benchmark(LoadBenchmarkConfig(source="uspto3m", rows=[1000], commands=["tokenize", "prepare"]))
     with pytest.raises(ValueError, match="unknown source"):
-        run_load_benchmark(source="hub", work_dir=str(work))
+        run_load_benchmark(LoadBenchmarkConfig(source="hub", work_dir=str(work)))
     with pytest.raises(FileNotFoundError, match="no tokenizer.json"):
-        run_load_benchmark(source="uspto3m", rows=[1000], tokenizer=str(tmp_path), work_dir=str(work))
+        run_load_benchmark(LoadBenchmarkConfig(source="uspto3m", rows=[1000], tokenizer=str(tmp_path), work_dir=str(work)))
     assert not work.exists()
     assert main(["bench-load", "--source", "uspto3m", "--uspto3m-copy", str(copy)]) == 2  # not ROWS=DIR
+    with pytest.raises(ValueError, match=r"--uspto3m-copy takes ROWS=DIR \(e\.g\. 3198360=/data/uspto3m\), got '1000'"):
+        run_load_benchmark(LoadBenchmarkConfig(source="uspto3m", uspto3m_copy=["1000"], work_dir=str(work)))
+    assert not work.exists()
 
 
 def test_memory_ratios_say_flat_only_within_the_bound():
