@@ -48,7 +48,8 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, BertCon
 
 from .cpc import CpcLabelSpace
 from .data.records import dataset_texts
-from .data.synthetic import generated_claims, synthetic_world
+from .data.synthetic import generated_claims
+from .data.synthetic_world import synthetic_world
 from .export import (
     INT8_ONNX_FILE,
     OnnxPatentClassifier,

@@ -10,7 +10,8 @@ import pytest
 
 from modernpatent_hf.cpc import CpcLabelSpace, class_of, section_of
 from modernpatent_hf.data.records import label_statistics, load_dataset_dir
-from modernpatent_hf.data.synthetic import generate_synthetic_records, synthetic_world, write_synthetic_corpus
+from modernpatent_hf.data.synthetic import generate_synthetic_records, write_synthetic_corpus
+from modernpatent_hf.data.synthetic_world import synthetic_world
 
 
 @pytest.fixture(scope="module")

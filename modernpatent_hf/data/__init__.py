@@ -6,8 +6,9 @@
 :mod:`.dates` counts a source's rows per year, and :mod:`.readers` streams a source's records; :mod:`.inputs`
 resolves prediction inputs and builds a row's id and text; :mod:`.records` is the record and the prepared directory
 layout; :mod:`.splits`, :mod:`.leakage`, :mod:`.uspto3m` and :mod:`.prepare` make the splits; :mod:`.synthetic` the
-embedded corpus; :mod:`.standins` copies of USPTO-3M and its test sets in their exact schema, for rehearsals and benchmarks.
-The names below load their modules on first use, so prediction imports no more of this package than it reads.
+embedded corpus (drawn from the world of :mod:`.synthetic_world`); :mod:`.standins` copies of USPTO-3M and its test
+sets in their exact schema, for rehearsals and benchmarks. The names below load their modules on first use, so
+prediction imports no more of this package than it reads.
 """
 
 from __future__ import annotations

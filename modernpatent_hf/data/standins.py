@@ -26,7 +26,8 @@ from tqdm.auto import tqdm
 from ..io_utils import write_text_atomically
 from .rows import USPTO3M_COLUMNS
 from .sources import USPTO3M_HUB_ID
-from .synthetic import generate_synthetic_records, synthetic_world
+from .synthetic import generate_synthetic_records
+from .synthetic_world import synthetic_world
 
 # Rows generated and written at once: memory is bounded by one batch, whatever the row count.
 BATCH_ROWS = 16_384
