@@ -217,7 +217,7 @@ def _cmd_experiments_run(args):
 
 
 def _cmd_experiments_summarize(args):
-    from .experiments import summarize
+    from .experiment_summary import summarize
 
     print(summarize(args.out))
 

@@ -10,15 +10,9 @@ import pytest
 import yaml
 from scipy import stats
 
-from modernpatent_hf.experiments import (
-    load_grid,
-    mean_confidence_interval,
-    paired_difference_interval,
-    parse_field_overrides,
-    run_dir,
-    run_grid,
-    summarize,
-)
+from modernpatent_hf.experiment_grid import load_grid
+from modernpatent_hf.experiment_summary import mean_confidence_interval, paired_difference_interval, summarize
+from modernpatent_hf.experiments import parse_field_overrides, run_dir, run_grid
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -272,7 +266,7 @@ def test_summary_has_intervals_paired_differences_and_baselines(fake_grid):
 
 
 def test_the_summary_embeds_a_plot_of_the_paired_differences(fake_grid):
-    from modernpatent_hf.experiments import DIFFERENCES_FIGURE, condition_statistics
+    from modernpatent_hf.experiment_summary import DIFFERENCES_FIGURE, condition_statistics
 
     figure = fake_grid["out"] / DIFFERENCES_FIGURE
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and figure.stat().st_size > 10_000
