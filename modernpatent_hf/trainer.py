@@ -28,8 +28,8 @@ import numpy as np
 import torch
 from datasets import Dataset
 from torch.utils.data import SequentialSampler
-from transformers import PreTrainedTokenizerBase, Trainer
-from transformers.trainer_utils import HubStrategy, PredictionOutput, SaveStrategy
+from transformers import PreTrainedTokenizerBase, Trainer, TrainerCallback, TrainingArguments
+from transformers.trainer_utils import HubStrategy, PredictionOutput, SaveStrategy, TrainOutput
 from transformers.utils import PushInProgress, hf_api
 
 from .checkpoints import RESULTS_FILE, latest_metrics, save_training_args_as_json
@@ -118,16 +118,30 @@ def is_head_parameter(name: str) -> bool:
 
 
 class PatentMetricsComputer:
-    """``compute_metrics`` for ``batch_eval_metrics=True``: accumulates per batch, reports at the last one."""
+    """``compute_metrics`` for ``batch_eval_metrics=True``: accumulates per batch, reports at the last one.
 
-    def __init__(self, label_space: CpcLabelSpace, k: Sequence[int] = (1, 5), threshold: float = 0.5):
+    With ``tuned_thresholds`` (one per label, tuned on validation), micro and macro F1 at them are reported too
+    (``micro_f1_tuned``, ``macro_f1_tuned``).
+    """
+
+    def __init__(self, label_space: CpcLabelSpace, k: Sequence[int] = (1, 5), threshold: float = 0.5,
+                 tuned_thresholds: Optional[np.ndarray] = None):
         self.label_space = label_space
         self.k = tuple(k)
         self.threshold = threshold
+        self.tuned_thresholds = tuned_thresholds
         self._accumulator = None
-        # Per-label thresholds tuned on validation: when set, micro/macro F1 at them are reported too ("*_tuned").
-        self.tuned_thresholds: Optional[np.ndarray] = None
         self._tuned_counts = None
+
+    @classmethod
+    def from_training_args(cls, label_space: CpcLabelSpace, args: Optional[TrainingArguments],
+                           tuned_thresholds: Optional[np.ndarray] = None) -> "PatentMetricsComputer":
+        """The metrics of a :class:`PatentTrainer`: F1@k at ``args.top_k``, micro/macro at ``args.eval_threshold``.
+
+        Arguments without those fields (a plain ``TrainingArguments``, or None) give k = 1 and 5 and threshold 0.5.
+        """
+        return cls(label_space, k=getattr(args, "top_k", (1, 5)), threshold=getattr(args, "eval_threshold", 0.5),
+                   tuned_thresholds=tuned_thresholds)
 
     def _new_accumulator(self):
         return MultilabelMetricsAccumulator(
@@ -159,29 +173,77 @@ class PatentMetricsComputer:
         return results
 
 
+class NoStepPastMaxStepsCallback(TrainerCallback):
+    """Ends a ``train()`` call that starts at ``max_steps`` before it trains a step.
+
+    A run relaunched from a checkpoint that already reached ``max_steps`` (a job killed after its last checkpoint,
+    before its final save) would train one step more: transformers 5.x checks for the end only after a step.
+    While :attr:`resumed_at_max_steps` (set at the start of each ``train()`` call), :class:`ResumableTrainer`
+    hands the training loop no batch and reports the call's ``train_loss`` as NaN.
+    """
+
+    def __init__(self) -> None:
+        self.resumed_at_max_steps = False
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.resumed_at_max_steps = state.global_step >= state.max_steps > 0
+        if self.resumed_at_max_steps:
+            logger.warning("the checkpoint resumed from is at step %d of %d: nothing left to train", state.global_step, state.max_steps)
+            control.should_training_stop = True
+        return control
+
+    def on_epoch_end(self, args, state, control, **kwargs):
+        if self.resumed_at_max_steps:
+            # An epoch that trained nothing is neither logged, evaluated nor saved: the checkpoint resumed from holds its state.
+            control.should_log = control.should_evaluate = control.should_save = False
+        return control
+
+
 class ResumableTrainer(Trainer):
     """The `Trainer` both recipes build on: checkpoints without pickles, and resumes that train no extra step.
 
     Every saved directory holds the training arguments as ``training_args.json`` in place of the Trainer's
     pickled ``training_args.bin``. A run relaunched from a checkpoint that already reached ``max_steps``
-    (a job killed after its last checkpoint, before its final save) trains nothing more: transformers
-    5.x would run one more optimizer step past ``max_steps``, because it checks for the end only after a step.
+    trains nothing more (:class:`NoStepPastMaxStepsCallback`).
     Pushes to the Hub (:meth:`push_to_hub`, and during training) upload only :data:`HUB_ALLOW_PATTERNS` of a
-    model folder, never the prepared data or the rest of the output directory.
+    model folder, never the prepared data or the rest of the output directory. Takes the Trainer's arguments by keyword.
     """
 
-    def _run_epoch(self, *args, **kwargs):
-        if self.state.global_step >= self.state.max_steps > 0:
-            logger.warning("the checkpoint resumed from is at step %d of %d: nothing left to train", self.state.global_step, self.state.max_steps)
-            self.control.should_training_stop = True
-            # This call trained no step: its train_loss is NaN, not the 0 the Trainer would divide out.
-            self._total_loss_scalar = float("nan")
-            return None
-        return super()._run_epoch(*args, **kwargs)
+    def __init__(self, **trainer_kwargs: Any):
+        super().__init__(**trainer_kwargs)
+        self.max_steps_callback = NoStepPastMaxStepsCallback()
+        self.add_callback(self.max_steps_callback)
 
-    def _save(self, output_dir: Optional[str] = None, state_dict=None):
-        super()._save(output_dir, state_dict=state_dict)
-        if self.args.should_save:
+    def train(self, resume_from_checkpoint: Union[str, bool, None] = None, **kwargs: Any) -> TrainOutput:
+        output = super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
+        if self.max_steps_callback.resumed_at_max_steps:
+            # This call trained no step: its training loss is NaN, not the 0 the Trainer would divide out.
+            output = output._replace(training_loss=float("nan"))
+        return output
+
+    def get_batch_samples(self, epoch_iterator, num_batches: int, device: torch.device) -> Tuple[list, Any]:
+        """The Trainer's next batches; none in a call resumed at ``max_steps``, so that it runs no optimizer step."""
+        if self.max_steps_callback.resumed_at_max_steps:
+            return [], None
+        return super().get_batch_samples(epoch_iterator, num_batches, device)
+
+    def log(self, logs: Dict[str, float], start_time: Optional[float] = None) -> None:
+        if "train_loss" in logs and self.max_steps_callback.resumed_at_max_steps:
+            logs["train_loss"] = float("nan")  # as in train(): no step, no training loss
+        super().log(logs, start_time)
+
+    def writes_model_directory(self) -> bool:
+        """Whether :meth:`save_model` writes the model's own files into its directory.
+
+        Not under FSDP with a sharded state dict: its checkpoints hold the model in the shards saved with the
+        optimizer, and the final save writes nothing.
+        """
+        return not self.is_fsdp_enabled or "FULL_STATE_DICT" in str(self.accelerator.state.fsdp_plugin.state_dict_type)
+
+    def save_model(self, output_dir: Optional[str] = None, _internal_call: bool = False) -> None:
+        """As ``Trainer.save_model`` (checkpoints included), with ``training_args.json`` in place of ``training_args.bin``."""
+        super().save_model(output_dir, _internal_call=_internal_call)
+        if self.args.should_save and self.writes_model_directory():
             save_training_args_as_json(output_dir if output_dir is not None else self.args.output_dir, self.args)
 
     def push_to_hub(
@@ -210,7 +272,7 @@ class ResumableTrainer(Trainer):
         if not self.is_world_process_zero():
             return None
         self.create_model_card(**kwargs)
-        self._finish_current_push()
+        self.wait_for_checkpoint_push()
         return self._upload_model_folder(
             self.args.output_dir, commit_message, token=token, blocking=blocking,
             revision=revision if revision is not None else self.args.hub_revision,
@@ -225,6 +287,14 @@ class ResumableTrainer(Trainer):
             allow_patterns=list(HUB_ALLOW_PATTERNS), ignore_patterns=list(HUB_IGNORE_PATTERNS),
         )
 
+    def wait_for_checkpoint_push(self) -> None:
+        """Wait until the push of a checkpoint during training (:meth:`_push_from_checkpoint`) is done."""
+        push = getattr(self, "push_in_progress", None)
+        if push is not None and not push.is_done():
+            logger.info("waiting for the push of the last checkpoint to finish")
+            push.wait_until_done()
+
+    # Private override, as transformers' docs allow ("may change without notice"): no public hook replaces the pushes during training.
     def _push_from_checkpoint(self, checkpoint_folder: str) -> None:
         """The pushes during training (``push_to_hub`` with ``hub_strategy`` other than ``end``), as safe as :meth:`push_to_hub`.
 
@@ -265,21 +335,32 @@ class PatentTrainer(ResumableTrainer):
     F1@k metrics when none are given; saves ``label_space.json`` and a model card
     (:func:`~modernpatent_hf.model_card.build_model_card`, from ``model_card_info`` and the metrics) with every
     checkpoint, so each one is self-describing and loadable; ``create_model_card`` (run by :meth:`push_to_hub`)
-    writes that same card.
+    writes that same card. Takes its arguments, and the Trainer's, by keyword.
     """
 
-    def __init__(self, *args: Any, label_space: CpcLabelSpace, model_card_info: Optional[ModelCardInfo] = None, **kwargs: Any):
+    def __init__(
+        self, *, label_space: CpcLabelSpace, model_card_info: Optional[ModelCardInfo] = None,
+        args: Optional[TrainingArguments] = None, compute_metrics: Optional[Any] = None, data_collator: Optional[Any] = None,
+        processing_class: Optional[PreTrainedTokenizerBase] = None, **trainer_kwargs: Any,
+    ):
         self.label_space = label_space
         self.model_card_info = model_card_info
-        training_args = kwargs.get("args") if "args" in kwargs else (args[1] if len(args) > 1 else None)
-        top_k = getattr(training_args, "top_k", (1, 5))
-        threshold = getattr(training_args, "eval_threshold", 0.5)
-        if kwargs.get("compute_metrics") is None:
-            kwargs["compute_metrics"] = PatentMetricsComputer(label_space, k=top_k, threshold=threshold)
-        if kwargs.get("data_collator") is None and kwargs.get("processing_class") is not None:
-            kwargs["data_collator"] = MultiLabelCollator(kwargs["processing_class"], len(label_space))
-        super().__init__(*args, **kwargs)
+        if compute_metrics is None:
+            compute_metrics = PatentMetricsComputer.from_training_args(label_space, args)
+        if data_collator is None and processing_class is not None:
+            data_collator = MultiLabelCollator(processing_class, len(label_space))
+        super().__init__(args=args, compute_metrics=compute_metrics, data_collator=data_collator,
+                         processing_class=processing_class, **trainer_kwargs)
 
+    def set_tuned_thresholds(self, per_label_thresholds: np.ndarray) -> None:
+        """From the next evaluation on, also report micro and macro F1 at these per-label thresholds (``*_f1_tuned``).
+
+        ``compute_metrics`` becomes a new :class:`PatentMetricsComputer` built from the training arguments, as the
+        default one is, with ``tuned_thresholds``.
+        """
+        self.compute_metrics = PatentMetricsComputer.from_training_args(self.label_space, self.args, tuned_thresholds=per_label_thresholds)
+
+    # Private override, as transformers' docs allow ("may change without notice"): no public hook chooses the evaluation sampler.
     def _get_eval_sampler(self, eval_dataset: Dataset) -> Optional[torch.utils.data.Sampler]:
         """Evaluation and prediction in dataset order, whatever ``train_sampling_strategy`` says.
 
@@ -316,9 +397,10 @@ class PatentTrainer(ResumableTrainer):
     def predict(self, test_dataset: Dataset, ignore_keys: Optional[List[str]] = None, metric_key_prefix: str = "test") -> PredictionOutput:
         return super().predict(test_dataset, ignore_keys=ignore_keys or NON_LOGIT_OUTPUTS, metric_key_prefix=metric_key_prefix)
 
-    def _save(self, output_dir: Optional[str] = None, state_dict=None):
-        super()._save(output_dir, state_dict=state_dict)
-        if not self.args.should_save:
+    def save_model(self, output_dir: Optional[str] = None, _internal_call: bool = False) -> None:
+        """As :meth:`ResumableTrainer.save_model`, with ``label_space.json`` and the model card beside the model."""
+        super().save_model(output_dir, _internal_call=_internal_call)
+        if not (self.args.should_save and self.writes_model_directory()):
             return
         output_dir = output_dir if output_dir is not None else self.args.output_dir
         self.label_space.save(os.path.join(output_dir, LABEL_SPACE_FILE))

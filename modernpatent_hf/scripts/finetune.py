@@ -94,7 +94,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, float]:
         references = multi_hot(tokenized["validation"]["label_ids"], len(label_space))
         tuned = tune_thresholds(1 / (1 + np.exp(-validation.predictions.astype(np.float64))), references, training_args.threshold_min_positives)
         metrics["eval_threshold_global"] = tuned["global"]
-        trainer.compute_metrics.tuned_thresholds = tuned["per_label"]
+        trainer.set_tuned_thresholds(tuned["per_label"])
         if training_args.should_save:
             save_thresholds(training_args.output_dir, tuned, label_space.codes, len(references), training_args.threshold_min_positives)
     if "test" in tokenized and len(tokenized["test"]):
