@@ -32,7 +32,7 @@ from transformers import BertConfig, HfArgumentParser, ModernBertConfig, Trainin
 from transformers.hf_argparser import string_to_bool
 from transformers.utils import cached_file
 
-from .io_utils import value_kind, write_json_atomically
+from .io_utils import check_max_length, value_kind, write_json_atomically
 
 
 @dataclass
@@ -215,17 +215,6 @@ def _config_keys(config_class: type) -> set:
     except (OSError, TypeError):  # no source shipped: the fields alone
         return keys
     return keys | set(re.findall(r"kwargs\.(?:get|pop)\(\s*[\"'](\w+)[\"']", source))
-
-
-def check_max_length(max_length: Any, max_positions: Optional[int] = None, key: str = "max_length") -> None:
-    """A one-line ValueError naming ``key`` unless ``2 <= max_length <= max_positions`` (the model's positions, when known).
-
-    Two tokens are the least a sequence holds ([CLS] and [SEP]); a model has no position beyond its last.
-    """
-    if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 2:
-        raise ValueError(f"{key} must be an integer of at least 2 (a sequence holds [CLS] and [SEP]), got {max_length!r}")
-    if max_positions is not None and max_length > max_positions:
-        raise ValueError(f"{key} {max_length} exceeds the model's max_position_embeddings {max_positions}: lower {key}")
 
 
 def model_max_positions(model_args: ModelArguments) -> Optional[int]:

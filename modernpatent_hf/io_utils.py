@@ -1,5 +1,6 @@
 """Small helpers shared by the package: atomic file writes, owned output directories, per-process scratch paths,
-and the words for a value of the wrong type in error messages."""
+the words for a value of the wrong type in error messages, and the check of a ``max_length`` that training and
+prediction both take."""
 
 from __future__ import annotations
 
@@ -27,6 +28,17 @@ _VALUE_KINDS = {
 def value_kind(value: object) -> str:
     """A value's kind in a user's words, with its article: ``a number``, ``a list``, ``null``, ``a mapping``."""
     return next((name for cls, name in _VALUE_KINDS.items() if type(value) is cls), f"a {type(value).__name__}")
+
+
+def check_max_length(max_length: Any, max_positions: Optional[int] = None, key: str = "max_length") -> None:
+    """A one-line ValueError naming ``key`` unless ``2 <= max_length <= max_positions`` (the model's positions, when known).
+
+    Two tokens are the least a sequence holds ([CLS] and [SEP]); a model has no position beyond its last.
+    """
+    if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 2:
+        raise ValueError(f"{key} must be an integer of at least 2 (a sequence holds [CLS] and [SEP]), got {max_length!r}")
+    if max_positions is not None and max_length > max_positions:
+        raise ValueError(f"{key} {max_length} exceeds the model's max_position_embeddings {max_positions}: lower {key}")
 
 
 def describe_value(value: object) -> str:

@@ -22,10 +22,9 @@ import torch
 from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.utils import cached_file
 
-from .configs import check_max_length
 from .cpc import CpcLabelSpace, class_of, section_of
 from .errors import one_line
-from .io_utils import describe_value
+from .io_utils import check_max_length, describe_value
 from .model_factory import load_checkpoint_label_space, load_pretrained_weights
 from .modeling_modernpatent import PatentClassifierMixin, pool_hidden_states
 from .packing import pack_batch, token_budget_batches, token_budgets, use_packed_attention
