@@ -212,8 +212,11 @@ def test_write_uspto3m_command_prints_its_summary(tmp_path, capsys):
     assert main(["write-uspto3m", "--out", str(tmp_path / "copy"), "--rows", "60", "--quiet"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["rows"] == 60 and read_copy(tmp_path / "copy").num_rows == 60
-    with pytest.raises(ValueError, match="not empty"):
+    with pytest.raises(ValueError, match="holds an earlier output of `modernpatent write-uspto3m`: pass --overwrite"):
         write_uspto3m_copy(str(tmp_path / "copy"), 60)
+    (tmp_path / "copy" / "notes.txt").write_text("not a stand-in's")
+    with pytest.raises(ValueError, match="that `modernpatent write-uspto3m` did not write"):
+        write_uspto3m_copy(str(tmp_path / "copy"), 60, overwrite=True)
 
 
 # ----------------------------------------------------------------------------- offline resolution
