@@ -14,7 +14,7 @@ import sys
 
 import deepspeed.ops
 
-from gloo_threads import gloo_thread_names
+from testing_utils import gloo_thread_names
 
 # deepspeed.comm builds the kernel only for ops marked compatible; the probed dict is cached in the module.
 deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False

@@ -11,16 +11,16 @@ tests/run_without_shm_kernel.py, which skips DeepSpeed's shared-memory kernel (a
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 
 import modernpatent_hf  # noqa: F401  (registers the Auto classes that from_pretrained needs)
 
+from testing_utils import REPO_ROOT
+
 pytestmark = pytest.mark.slow  # minutes: `pytest -m "not slow"` leaves these out
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 DEMO_YAML = REPO_ROOT / "recipes" / "tiny-modernbert" / "finetune" / "config_demo.yaml"
 TINY_MODEL = ("{hidden_size: 32, num_hidden_layers: 2, num_attention_heads: 2, intermediate_size: 64, "
               "max_position_embeddings: 64, global_attn_every_n_layers: 1}")

@@ -4,16 +4,14 @@ import json
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from accelerate.commands.config.config_args import load_config_from_file
 
-from gloo_threads import gloo_thread_names
+from testing_utils import REPO_ROOT, gloo_thread_names
 
 pytestmark = pytest.mark.slow  # minutes: `pytest -m "not slow"` leaves these out
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = REPO_ROOT / "accelerate_configs"
 EXPECTED = {"cpu_ddp", "single_gpu", "ddp", "zero2", "zero3", "fsdp", "multi_node"}
 DEMO_YAML = REPO_ROOT / "recipes" / "tiny-modernbert" / "finetune" / "config_demo.yaml"
@@ -119,7 +117,7 @@ GLOO_THREADS_PROBE = """
 import json, sys
 sys.path.insert(0, sys.argv[2])
 import torch
-from gloo_threads import gloo_thread_names
+from testing_utils import gloo_thread_names
 from modernpatent_hf.scripts import run_with_one_line_errors
 
 def main(argv):

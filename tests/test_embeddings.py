@@ -6,7 +6,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -23,10 +22,9 @@ from modernpatent_hf import (
 from modernpatent_hf.predict_file import embed_file
 from modernpatent_hf.predictor import PatentClassifier
 
-from jsonl_files import short_records, write_jsonl
-from tiny_checkpoints import HIDDEN, SINGLE_THREAD, one_thread, save_tiny_checkpoint  # noqa: F401  (one_thread: autouse)
+from testing_utils import HIDDEN, REPO_ROOT, SINGLE_THREAD, save_tiny_checkpoint, short_records, write_jsonl
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.usefixtures("one_thread")  # torch on one thread in every test: outputs compare exactly
 TEXTS = ["valve rotor housing sensor", "antenna blade " * 40, "seed", "pump coil frame wafer layer"]
 
 

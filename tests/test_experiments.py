@@ -14,8 +14,7 @@ from modernpatent_hf.experiment_grid import load_grid
 from modernpatent_hf.experiment_summary import mean_confidence_interval, paired_difference_interval, summarize
 from modernpatent_hf.experiments import parse_field_overrides, run_dir, run_grid
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-
+from testing_utils import REPO_ROOT
 
 # --- statistics ---
 

@@ -3,13 +3,13 @@
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from modernpatent_hf.configs import DataArguments, ModelArguments, PatentTrainingArguments, parse_recipe_args
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from testing_utils import REPO_ROOT
+
 ARGUMENT_TYPES = (ModelArguments, DataArguments, PatentTrainingArguments)
 DEMO_YAML = REPO_ROOT / "recipes" / "tiny-modernbert" / "finetune" / "config_demo.yaml"
 TINY_MODEL = ("{hidden_size: 32, num_hidden_layers: 2, num_attention_heads: 2, intermediate_size: 64, "

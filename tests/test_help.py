@@ -5,13 +5,12 @@ import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from modernpatent_hf.cli import EXAMPLES, build_parser, main
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from testing_utils import REPO_ROOT
 
 
 def command_paths(parser, prefix=()):

@@ -9,7 +9,6 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,10 +23,9 @@ from modernpatent_hf.predict_file import predict_file
 from modernpatent_hf.predictor import PatentClassifier, length_bucketed_batches
 from modernpatent_hf.thresholds import save_thresholds
 
-from jsonl_files import WORDS, read_jsonl, short_records, write_jsonl
-from tiny_checkpoints import MAX_LENGTH, SINGLE_THREAD, one_thread, save_tiny_checkpoint  # noqa: F401  (one_thread: autouse)
+from testing_utils import MAX_LENGTH, REPO_ROOT, SINGLE_THREAD, WORDS, read_jsonl, save_tiny_checkpoint, short_records, write_jsonl
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.usefixtures("one_thread")  # torch on one thread in every test: outputs compare exactly
 
 
 @pytest.fixture(scope="module")

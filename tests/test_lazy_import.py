@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 
-from tiny_checkpoints import SINGLE_THREAD, save_tiny_checkpoint
+from testing_utils import SINGLE_THREAD, save_tiny_checkpoint
 
 HEAVY = ("torch", "transformers", "datasets")
 

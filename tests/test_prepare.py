@@ -14,7 +14,7 @@ from modernpatent_hf.cli import main
 from modernpatent_hf.data.prepare import prepare_dataset
 from modernpatent_hf.data.records import load_dataset_dir, read_stats, write_dataset_dir
 
-from jsonl_files import write_jsonl
+from testing_utils import write_jsonl
 
 DROP_KEYS = ("empty_text", "no_labels", "duplicate_ids_merged", "no_labels_in_space")
 

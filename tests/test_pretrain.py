@@ -5,14 +5,14 @@ import json
 import logging
 import math
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 
 from modernpatent_hf.pretraining import SeededMLMCollator, tokenize_for_mlm
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+from testing_utils import REPO_ROOT
+
 PRETRAIN_YAML = REPO_ROOT / "recipes" / "tiny-modernbert" / "pretrain" / "config_demo.yaml"
 FINETUNE_YAML = REPO_ROOT / "recipes" / "tiny-modernbert" / "finetune" / "config_demo.yaml"
 TINY_MODEL = ("{hidden_size: 32, num_hidden_layers: 2, num_attention_heads: 2, intermediate_size: 64, "

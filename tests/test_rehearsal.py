@@ -5,10 +5,11 @@ import json
 
 import pyarrow.parquet as pq
 import pytest
-from conftest import REPO_ROOT
 
 from modernpatent_hf.data.records import load_dataset_dir
 from modernpatent_hf.rehearsal import REHEARSAL_SIZES, format_rehearsal, rehearse
+
+from testing_utils import REPO_ROOT
 
 pytestmark = pytest.mark.slow  # minutes: `pytest -m "not slow"` leaves these out
 

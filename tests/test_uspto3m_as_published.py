@@ -9,7 +9,6 @@ import huggingface_hub.constants
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import REPO_ROOT
 from fsspec.implementations.dirfs import DirFileSystem
 from fsspec.implementations.local import LocalFileSystem
 
@@ -26,6 +25,8 @@ from modernpatent_hf.data.splits import RECORDS_NOT_WRITTEN
 from modernpatent_hf.data.standins import overlap_candidates, write_test_set_copy, write_uspto3m_copy
 from modernpatent_hf.data.uspto3m import load_uspto3m
 from modernpatent_hf.hub_cache import publish_to_offline_cache
+
+from testing_utils import REPO_ROOT
 
 ROWS = 3000  # the smallest copy that holds one bad row of each kind, with room between them
 TEST_ROWS = 200

@@ -30,7 +30,7 @@ from modernpatent_hf.data.splits import RECORDS_NOT_WRITTEN
 from modernpatent_hf.data.uspto3m import load_uspto3m
 from modernpatent_hf.metrics import F1_AT_K_METRIC
 
-from jsonl_files import write_jsonl
+from testing_utils import write_jsonl
 
 GOOD = {"id": "US1", "title": "A seed drill", "abstract": "A drill for seeds.", "cpc": ["A01C"]}
 TEN_MB = 10 * 1024 * 1024

@@ -18,8 +18,7 @@ from modernpatent_hf.io_utils import OUTPUT_MARKER, owned_output_dir, read_outpu
 from modernpatent_hf.predict_file import predict_file
 from modernpatent_hf.predictor import PatentClassifier
 
-from .conftest import TINY_CODES
-from jsonl_files import write_jsonl
+from testing_utils import SIX_CODES, write_jsonl
 
 RECORDS = [{"id": f"US{i}", "title": f"A seed drill {i}", "abstract": "A drill for seeds.", "cpc": ["A01C" if i % 2 else "B60K"]}
            for i in range(20)]
@@ -182,7 +181,7 @@ def test_a_resumed_predict_never_mixes_rows_of_other_settings(tmp_path, monkeypa
         model = tmp_path / "other-model"
         shutil.copytree(tiny_checkpoint, model)
         torch.manual_seed(1)
-        reloaded = build_patent_classifier(ModernBertConfig.from_pretrained(model), CpcLabelSpace(list(TINY_CODES)))
+        reloaded = build_patent_classifier(ModernBertConfig.from_pretrained(model), CpcLabelSpace(list(SIX_CODES)))
         reloaded.save_pretrained(model)
     second = PatentClassifier.from_pretrained(str(model), device="cpu", **load)
     summary = predict_file(second, source, output, chunk_size=5, progress=False, **options)

@@ -25,7 +25,7 @@ from modernpatent_hf.cli import main
 from modernpatent_hf.data.bad_rows import BadRow
 from modernpatent_hf.data.rows import parse_json_row
 
-from .conftest import TINY_CODES
+from testing_utils import SIX_CODES
 
 PACKAGE = os.path.dirname(inspect.getsourcefile(modernpatent_hf))
 REPO_ROOT = Path(PACKAGE).parent
@@ -40,7 +40,7 @@ def write_jsonl(path, lines):
     return path
 
 
-def record(i, code=TINY_CODES[0]):
+def record(i, code=SIX_CODES[0]):
     return json.dumps({"id": f"US{i}", "title": f"A seed drill {i}", "abstract": "A drill for seeds.", "cpc": [code]})
 
 
@@ -126,7 +126,7 @@ def test_export_onnx_reads_pickled_weights_only_with_allow_pickle(tiny_checkpoin
 def test_report_per_label_reads_pickled_weights_only_with_allow_pickle(tiny_checkpoint, tmp_path, capsys):
     """A run directory (saved model, trainer_state.json, prepared data/) whose weights are pytorch_model.bin only."""
     run_dir = as_pickled_weights(tiny_checkpoint)
-    records = write_jsonl(tmp_path / "records.jsonl", [record(i, TINY_CODES[i % 2]) for i in range(24)])
+    records = write_jsonl(tmp_path / "records.jsonl", [record(i, SIX_CODES[i % 2]) for i in range(24)])
     assert main(["prepare", str(records), "--out", str(run_dir / "data"), "--test-fraction", "0.25",
                  "--validation-fraction", "0"]) == 0
     (run_dir / "trainer_state.json").write_text(json.dumps({"global_step": 1, "log_history": []}))
@@ -224,7 +224,7 @@ def run_snippet(script, cwd):
     assert result.returncode == 0, result.stderr
     assert "[y/N]" not in result.stdout + result.stderr and "custom code" not in result.stdout + result.stderr
     codes = ast.literal_eval(result.stdout.strip().splitlines()[-1])
-    assert len(codes) == 5 and set(codes) <= set(TINY_CODES)
+    assert len(codes) == 5 and set(codes) <= set(SIX_CODES)
 
 
 def test_the_documented_snippet_loads_a_checkpoint_without_the_package_and_without_a_prompt(

@@ -9,8 +9,7 @@ from modernpatent_hf import CpcLabelSpace
 from modernpatent_hf.cli import main
 from modernpatent_hf.configs import DataArguments, ModelArguments, PatentTrainingArguments, parse_recipe_args
 
-from .conftest import TINY_CODES
-from jsonl_files import write_jsonl
+from testing_utils import SIX_CODES, write_jsonl
 
 ARGUMENT_TYPES = (ModelArguments, DataArguments, PatentTrainingArguments)
 RECORDS = [{"id": f"US{i}", "title": f"A seed drill {i}", "abstract": "A drill for seeds.", "cpc": ["A01C" if i % 2 else "B60K"]}
@@ -97,7 +96,7 @@ def test_csv_and_titles_with_a_byte_order_mark_are_read(tmp_path, capsys, tiny_c
     source.write_text("\ufeffid,title,abstract\n" + "".join(f"{row['id']},{row['title']},{row['abstract']}\n" for row in RECORDS),
                       encoding="utf-8")
     titles = tmp_path / "titles.tsv"
-    code_titles = {code: f"Title of {code}" for code in TINY_CODES}
+    code_titles = {code: f"Title of {code}" for code in SIX_CODES}
     titles.write_text("\ufeffcode\ttitle\n" + "".join(f"{code}\t{title}\n" for code, title in code_titles.items()), encoding="utf-8")
     output = tmp_path / "pred.jsonl"
     assert main(["predict", "--model", str(tiny_checkpoint), "--input", str(source), "--output", str(output), "--titles", str(titles)]) == 0

@@ -1,0 +1,224 @@
+"""Helpers shared by the tests (the fixtures that wrap some of them are in conftest.py and reliability/conftest.py).
+
+- Paths and environment: :data:`REPO_ROOT`, :data:`SHARED_DATA`; :data:`SINGLE_THREAD` (the environment of a
+  subprocess on one thread) and :func:`torch_threads`.
+- Records on disk: :func:`write_jsonl`, :func:`read_jsonl`, :func:`short_records` (over :data:`WORDS`).
+- Saved classifiers: :func:`save_tiny_checkpoint` (12 synthetic subclasses, for prediction and embeddings),
+  :func:`save_six_code_checkpoint` (the reliability tests' checkpoint of :data:`SIX_CODES`), and
+  :func:`newest_complete_checkpoint` of a training run.
+- Commands: :func:`run_cli` (`modernpatent ...` in a subprocess), :func:`refusal_line` (in this process, refused
+  with one line), :func:`kill_when_written` (SIGKILL once a file appears), :func:`script_without_package`.
+- Checks: :func:`gloo_thread_names` (the gloo threads a process still runs).
+
+Only the standard library is imported here; torch, transformers, pyarrow and the package load inside the helpers
+that use them. tests/run_without_shm_kernel.py and a probe in test_distributed.py import this module in processes
+whose threads they count.
+"""
+
+import contextlib
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+# --- Paths and environment ------------------------------------------------------------------------------------
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+# The real public records; tests that need them skip when the folder is absent (the shared_data fixture).
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+# One thread in the test process and in every subprocess: identical reduction order, so outputs compare exactly.
+# A copy of the environment when this module is first imported (conftest.py has set the offline variables by then).
+SINGLE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+
+
+@contextlib.contextmanager
+def torch_threads(count):
+    """Run torch on ``count`` threads inside the block; the previous number afterwards."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+# --- Records on disk ------------------------------------------------------------------------------------------
+
+# A small vocabulary that a tokenizer trained in a test covers.
+WORDS = "valve rotor housing sensor seed signal circuit layer wafer antenna blade pump coil frame".split()
+
+
+def write_jsonl(path, rows):
+    """Write ``rows`` (dicts) to ``path`` as JSON Lines; returns ``path``."""
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.writelines(json.dumps(row) + "\n" for row in rows)
+    return path
+
+
+def read_jsonl(path):
+    """The rows (dicts) of a JSON Lines file."""
+    with open(path, encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle]
+
+
+def short_records(n, seed=0):
+    """``n`` rows with an id, a 1-3 word title and a 1-8 word abstract from :data:`WORDS` (no labels)."""
+    generator = random.Random(seed)
+    return [
+        {"id": f"P{i:06d}", "title": " ".join(generator.choices(WORDS, k=generator.randint(1, 3))),
+         "abstract": " ".join(generator.choices(WORDS, k=generator.randint(1, 8)))}
+        for i in range(n)
+    ]
+
+
+# --- Saved classifiers ----------------------------------------------------------------------------------------
+
+MAX_LENGTH = 48  # of save_tiny_checkpoint's tokenizer and position embeddings
+HIDDEN = 32  # save_tiny_checkpoint's hidden size
+
+
+def save_tiny_checkpoint(directory, encoder_config_class=None):
+    """Save a 2-layer random classifier of ``encoder_config_class`` (ModernBertConfig, the default, or BertConfig)
+    over 12 synthetic subclasses into ``directory`` as PatentTrainer saves one (model, tokenizer, label space);
+    returns ``directory``."""
+    import torch
+    from transformers import ModernBertConfig
+
+    from modernpatent_hf import LABEL_SPACE_FILE, CpcLabelSpace, build_patent_classifier, generate_synthetic_records, train_patent_tokenizer
+
+    encoder_config_class = encoder_config_class or ModernBertConfig
+    records = list(generate_synthetic_records(200, seed=3, num_subclasses=12))
+    space = CpcLabelSpace.from_label_lists(record["labels"] for record in records)
+    tokenizer = train_patent_tokenizer(
+        [record["text"] for record in records], vocab_size=300, min_frequency=1, model_max_length=MAX_LENGTH
+    )
+    special_tokens = {"cls_token_id": tokenizer.cls_token_id, "sep_token_id": tokenizer.sep_token_id,
+                      "bos_token_id": tokenizer.cls_token_id, "eos_token_id": tokenizer.sep_token_id, "local_attention": 16}
+    encoder_settings = special_tokens if encoder_config_class is ModernBertConfig else {}
+    torch.manual_seed(0)
+    config = encoder_config_class(
+        vocab_size=len(tokenizer), hidden_size=HIDDEN, intermediate_size=48, num_hidden_layers=2, num_attention_heads=2,
+        max_position_embeddings=MAX_LENGTH, pad_token_id=tokenizer.pad_token_id, **encoder_settings,
+    )
+    build_patent_classifier(config, space).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    space.save(directory / LABEL_SPACE_FILE)
+    return directory
+
+
+SIX_CODES = ("A01C", "B60K", "F16H", "G06F", "H01L", "H04W")
+SIX_CODE_TEXTS = [f"A seed drill {i} for seeds and a gearbox {i} for vehicles" for i in range(20)]
+
+
+def save_six_code_checkpoint(directory):
+    """Save a 1-layer random ModernBERT classifier over :data:`SIX_CODES` (64 positions, a tokenizer trained on
+    :data:`SIX_CODE_TEXTS`) into ``directory``, as `modernpatent predict` and `export-onnx` load one; returns
+    ``directory``."""
+    import torch
+    from transformers import ModernBertConfig
+
+    from modernpatent_hf import CpcLabelSpace, build_patent_classifier
+    from modernpatent_hf.tokenization import train_patent_tokenizer
+
+    tokenizer = train_patent_tokenizer(SIX_CODE_TEXTS, vocab_size=300, min_frequency=1)
+    torch.manual_seed(0)
+    config = ModernBertConfig(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=48, num_hidden_layers=1, num_attention_heads=2,
+        max_position_embeddings=64, pad_token_id=tokenizer.pad_token_id, cls_token_id=tokenizer.cls_token_id,
+        sep_token_id=tokenizer.sep_token_id, bos_token_id=tokenizer.cls_token_id, eos_token_id=tokenizer.sep_token_id,
+    )
+    space = CpcLabelSpace(list(SIX_CODES))
+    build_patent_classifier(config, space).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    space.save(directory / "label_space.json")
+    return directory
+
+
+def newest_complete_checkpoint(output_dir):
+    """The newest ``checkpoint-N`` of a run directory whose ``trainer_state.json`` (the Trainer's last file) is there."""
+    complete = [path for path in Path(output_dir).glob("checkpoint-*") if (path / "trainer_state.json").is_file()]
+    assert complete, f"no complete checkpoint in {output_dir}"
+    return max(complete, key=lambda path: int(path.name.split("-")[1]))
+
+
+# --- Commands -------------------------------------------------------------------------------------------------
+
+def run_cli(*args, check=True, **kwargs):
+    """Run `modernpatent ARGS` in a subprocess with this interpreter (``kwargs`` go to subprocess.run); with
+    ``check``, fail unless it exits with 0. Returns the completed process (text output)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "modernpatent_hf.cli", *map(str, args)],
+        capture_output=True, text=True, **kwargs,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"modernpatent {' '.join(map(str, args))} failed:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def refusal_line(arguments, capsys):
+    """Run `modernpatent ARGUMENTS` in this process, check that it exits with status 2 and prints exactly one line
+    on stderr (``capsys``: pytest's fixture), and return that line."""
+    from modernpatent_hf.cli import main
+
+    capsys.readouterr()  # what fixtures printed
+    status = main([str(argument) for argument in arguments])
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert status == 2 and len(lines) == 1, lines
+    return lines[0]
+
+
+def kill_when_written(command, path, cwd=REPO_ROOT, timeout=300):
+    """Run ``command`` in a subprocess and SIGKILL it as soon as ``path`` exists (e.g. a checkpoint's last file).
+
+    Fails when ``path`` never appears or the command ended by itself first (the kill came too late).
+    """
+    process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + timeout
+    while not Path(path).exists() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    ended_by_itself = process.poll() is not None
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert Path(path).exists() and not ended_by_itself, f"the kill came too late or {path} never appeared"
+
+
+# The start of a script run in a clean process that must not see this package, however it is installed.
+REFUSE_PACKAGE = '''import json, sys
+
+class RefusePackage:
+    @staticmethod
+    def find_spec(name, path=None, target=None):
+        if name.split(".")[0] == "modernpatent_hf":
+            raise ModuleNotFoundError(f"No module named {name!r}")
+
+sys.meta_path.insert(0, RefusePackage)
+'''
+
+
+def script_without_package(body):
+    """``body`` (Python source, dedented) after a preamble that makes importing ``modernpatent_hf`` fail."""
+    return REFUSE_PACKAGE + textwrap.dedent(body)
+
+
+# --- Checks ---------------------------------------------------------------------------------------------------
+
+TASKS = "/proc/self/task"
+
+
+def gloo_thread_names():
+    """Sorted names of this process's running gloo threads (``pt_gloo_runloop``, ``gloo_tcp_loop``); None where
+    thread names cannot be read (no /proc: not Linux)."""
+    if not os.path.isdir(TASKS):
+        return None
+    names = []
+    for task in os.listdir(TASKS):
+        with open(f"{TASKS}/{task}/comm") as comm:
+            names.append(comm.read().strip())
+    return sorted(name for name in names if "gloo" in name)
