@@ -20,6 +20,8 @@ from modernpatent_hf.data.rows import iter_rows
 from modernpatent_hf.data.splits import clean_records, split_indices
 from modernpatent_hf.data.uspto3m import Uspto3mBuilder, load_uspto3m
 
+from testing_utils import uspto3m_columns, write_hub_copy, write_jsonl, write_lines
+
 # A small copy of the Hub layout. Row by row: a claim number to strip, a spaced claim number, no claim
 # number, a repeat of 8000002 that adds G06F, an empty claim after stripping, a null claim, a
 # malformed code next to a good one, and only a malformed code.
@@ -33,15 +35,6 @@ HUB_ROWS = [
     ("B01J,not-a-code", "8000006", "2015-07-08", "1. A catalyst."),
     ("123/456", "8000007", "2015-07-08", "1. A widget."),
 ]
-
-
-def write_hub_copy(directory, rows):
-    """A local directory with the Hub's Parquet layout (data/train-00000-of-00001.parquet)."""
-    os.makedirs(directory / "data", exist_ok=True)
-    columns = list(zip(*rows))
-    table = pa.table({name: pa.array(values, pa.string()) for name, values in zip(("cpc_ids", "id", "date", "text"), columns)})
-    pq.write_table(table, directory / "data" / "train-00000-of-00001.parquet")
-    return directory
 
 
 def many_rows(n, seed=0):
@@ -58,19 +51,12 @@ def many_rows(n, seed=0):
 
 @pytest.fixture
 def hub_copy(tmp_path):
-    return write_hub_copy(tmp_path / "USPTO-3M", HUB_ROWS)
+    return write_hub_copy(tmp_path / "USPTO-3M", uspto3m_columns(HUB_ROWS))
 
 
 @pytest.fixture(scope="module")
 def big_hub_copy(tmp_path_factory):
-    return write_hub_copy(tmp_path_factory.mktemp("big") / "USPTO-3M", many_rows(3000))
-
-
-def write_lines(path, lines):
-    opener = gzip.open if str(path).endswith(".gz") else open
-    with opener(path, "wt", encoding="utf-8") as handle:
-        handle.write("".join(line + "\n" for line in lines))
-    return path
+    return write_hub_copy(tmp_path_factory.mktemp("big") / "USPTO-3M", uspto3m_columns(many_rows(3000)))
 
 
 # ------------------------------------------------------------------------------ field helpers
@@ -143,7 +129,7 @@ def test_missing_column_and_truncated_parquet_are_one_line_errors(tmp_path):
     with pytest.raises(ValueError, match=r"has no column 'cpc_ids'"):
         load_uspto3m(no_labels)
     truncated = tmp_path / "truncated.parquet"
-    good = write_hub_copy(tmp_path / "good", HUB_ROWS) / "data" / "train-00000-of-00001.parquet"
+    good = write_hub_copy(tmp_path / "good", uspto3m_columns(HUB_ROWS)) / "data" / "train-00000-of-00001.parquet"
     truncated.write_bytes(good.read_bytes()[:200])
     with pytest.raises(ValueError, match=r"cannot read .*truncated.parquet as Parquet") as error:
         list(iter_records(truncated))
@@ -288,12 +274,8 @@ def test_tsv_errors_name_the_line_or_the_field(tmp_path):
 
 
 # ------------------------------------------------------------------------------ JSON Lines
-def jsonl(tmp_path, rows, name="patents.jsonl"):
-    return write_lines(tmp_path / name, [json.dumps(row) for row in rows])
-
-
 def test_jsonl_text_fields(tmp_path):
-    path = jsonl(tmp_path, [
+    path = write_jsonl(tmp_path / "patents.jsonl", [
         {"id": "US1", "title": "Seed drill", "abstract": "A drill for seeds.", "cpc": ["A01C"],
          "claims": ["1. A seed drill.", "2. The drill of claim 1."]},
         {"id": "US2", "title": "Lamp", "abstract": "A lamp.", "cpc": ["F21V", "F21V 23/00"], "claims": "1. A lamp."},
@@ -312,7 +294,7 @@ def test_jsonl_text_fields(tmp_path):
 
 
 def test_jsonl_missing_fields_are_counted_or_an_error(tmp_path):
-    path = jsonl(tmp_path, [
+    path = write_jsonl(tmp_path / "patents.jsonl", [
         {"id": "US1", "title": "Seed drill", "cpc": ["A01C"]},          # no abstract: title alone is text
         {"id": "US2", "title": "", "abstract": None, "cpc": ["A01C"]},   # present but empty: dropped
     ])
@@ -325,7 +307,7 @@ def test_jsonl_missing_fields_are_counted_or_an_error(tmp_path):
 
 
 def test_jsonl_codes_drop_or_raise(tmp_path):
-    path = jsonl(tmp_path, [{"id": "US1", "title": "T", "abstract": "A", "cpc": ["A01C", "USPC 123/456", 7]}])
+    path = write_jsonl(tmp_path / "patents.jsonl", [{"id": "US1", "title": "T", "abstract": "A", "cpc": ["A01C", "USPC 123/456", 7]}])
     counters = {}
     assert [record["labels"] for record in iter_records(path, counters=counters)] == [["A01C"]]
     assert counters["invalid_codes"] == 2
@@ -337,10 +319,10 @@ def test_jsonl_bad_input_errors(tmp_path):
     bad_json = write_lines(tmp_path / "bad.jsonl", ['{"id": "US1", "cpc": ["A01C"], "title": "T"}', '{"id": "US2", "cpc": '])
     with pytest.raises(ValueError, match=r"bad.jsonl:2: not valid JSON"):
         list(iter_records(bad_json, on_bad_row="raise"))
-    no_cpc = jsonl(tmp_path, [{"id": "US1", "title": "T"}], name="no_cpc.jsonl")
+    no_cpc = write_jsonl(tmp_path / "no_cpc.jsonl", [{"id": "US1", "title": "T"}])
     with pytest.raises(ValueError, match=r"no_cpc.jsonl:1: record 'US1' has no 'cpc' field"):
         list(iter_records(no_cpc, on_bad_row="raise"))
-    no_id = jsonl(tmp_path, [{"title": "T", "cpc": ["A01C"]}], name="no_id.jsonl")
+    no_id = write_jsonl(tmp_path / "no_id.jsonl", [{"title": "T", "cpc": ["A01C"]}])
     with pytest.raises(ValueError, match=r"no_id.jsonl:1: record has no 'id'"):
         list(iter_records(no_id, on_bad_row="raise"))
     packed = gzip.compress(b"".join(b'{"id": "US%d", "title": "T", "cpc": ["A01C"]}\n' % i for i in range(2000)))
@@ -387,7 +369,7 @@ def test_dataset_card_configs_load_a_copy_with_the_declared_features(tmp_path):
     card = DatasetCard.load(CARD)
     assert card.data.license == "unknown"
     assert card.data.task_categories == ["text-classification"] and card.data.size_categories == ["1M<n<10M"]
-    copy = write_hub_copy(tmp_path / "USPTO-3M", HUB_ROWS)
+    copy = write_hub_copy(tmp_path / "USPTO-3M", uspto3m_columns(HUB_ROWS))
     (copy / "README.md").write_text(open(CARD, encoding="utf-8").read(), encoding="utf-8")
     train = load_dataset(str(copy), split="train")
     declared = {feature["name"]: feature["dtype"] for feature in card.data.dataset_info["features"]}

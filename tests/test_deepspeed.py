@@ -17,11 +17,10 @@ import torch
 
 import modernpatent_hf  # noqa: F401  (registers the Auto classes that from_pretrained needs)
 
-from testing_utils import REPO_ROOT
+from testing_utils import DEMO_YAML, REPO_ROOT
 
 pytestmark = pytest.mark.slow  # minutes: `pytest -m "not slow"` leaves these out
 
-DEMO_YAML = REPO_ROOT / "recipes" / "tiny-modernbert" / "finetune" / "config_demo.yaml"
 TINY_MODEL = ("{hidden_size: 32, num_hidden_layers: 2, num_attention_heads: 2, intermediate_size: 64, "
               "max_position_embeddings: 64, global_attn_every_n_layers: 1}")
 MAX_STEPS = 4

@@ -8,13 +8,12 @@ import sys
 import pytest
 from accelerate.commands.config.config_args import load_config_from_file
 
-from testing_utils import REPO_ROOT, gloo_thread_names
+from testing_utils import DEMO_YAML, REPO_ROOT, gloo_thread_names
 
 pytestmark = pytest.mark.slow  # minutes: `pytest -m "not slow"` leaves these out
 
 CONFIGS = REPO_ROOT / "accelerate_configs"
 EXPECTED = {"cpu_ddp", "single_gpu", "ddp", "zero2", "zero3", "fsdp", "multi_node"}
-DEMO_YAML = REPO_ROOT / "recipes" / "tiny-modernbert" / "finetune" / "config_demo.yaml"
 
 
 def test_the_expected_configs_exist():

@@ -8,23 +8,9 @@ import pytest
 
 from modernpatent_hf.configs import DataArguments, ModelArguments, PatentTrainingArguments, parse_recipe_args
 
-from testing_utils import REPO_ROOT
+from testing_utils import DEMO_YAML, REPO_ROOT, tiny_finetune_args
 
 ARGUMENT_TYPES = (ModelArguments, DataArguments, PatentTrainingArguments)
-DEMO_YAML = REPO_ROOT / "recipes" / "tiny-modernbert" / "finetune" / "config_demo.yaml"
-TINY_MODEL = ("{hidden_size: 32, num_hidden_layers: 2, num_attention_heads: 2, intermediate_size: 64, "
-              "max_position_embeddings: 128, global_attn_every_n_layers: 1}")
-
-
-def tiny_run_args(output_dir, *extra):
-    """A few optimizer steps of the demo recipe on a small generated corpus."""
-    return [
-        "--config", str(DEMO_YAML), "--output_dir", str(output_dir),
-        "--synthetic_num_records", "600", "--model_config", TINY_MODEL, "--tokenizer_vocab_size", "600",
-        "--max_length", "64", "--max_steps", "6", "--per_device_train_batch_size", "16",
-        "--eval_strategy", "no", "--save_strategy", "no", "--report_to", "none", "--logging_steps", "2",
-        *extra,
-    ]
 
 
 def error_line(result):
@@ -86,7 +72,7 @@ def test_unknown_yaml_key_is_an_error(tmp_path):
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
     output_dir = tmp_path_factory.mktemp("finetune")
-    result = run_recipe(tiny_run_args(output_dir, "--eval_strategy", "steps", "--eval_steps", "3", "--save_strategy", "steps", "--save_steps", "3"))
+    result = run_recipe(tiny_finetune_args(output_dir, "--eval_strategy", "steps", "--eval_steps", "3", "--save_strategy", "steps", "--save_steps", "3"))
     return output_dir, result
 
 
@@ -143,7 +129,7 @@ def test_training_lowers_the_loss_and_changes_every_parameter(tmp_path):
     from modernpatent_hf.trainer import PatentTrainer, tokenize_patent_dataset
 
     model_args, data_args, training_args = parse_recipe_args(
-        ARGUMENT_TYPES, tiny_run_args(tmp_path, "--max_steps", "30", "--learning_rate", "3e-3", "--warmup_steps", "0")
+        ARGUMENT_TYPES, tiny_finetune_args(tmp_path, "--max_steps", "30", "--learning_rate", "3e-3", "--warmup_steps", "0")
     )
     splits, label_space = load_patent_splits(data_args, str(tmp_path))
     tokenizer = load_or_train_tokenizer(model_args, splits["train"]["text"], str(tmp_path))
@@ -163,7 +149,7 @@ def test_lora_trains_only_adapters_head_and_classifier(tmp_path):
     from modernpatent_hf.model_factory import build_classifier
     from modernpatent_hf.tokenization import load_or_train_tokenizer
 
-    model_args, data_args, _ = parse_recipe_args(ARGUMENT_TYPES, tiny_run_args(tmp_path, "--use_lora", "true"))
+    model_args, data_args, _ = parse_recipe_args(ARGUMENT_TYPES, tiny_finetune_args(tmp_path, "--use_lora", "true"))
     splits, label_space = load_patent_splits(data_args, str(tmp_path))
     tokenizer = load_or_train_tokenizer(model_args, splits["train"]["text"], str(tmp_path))
     model = build_classifier(model_args, tokenizer, label_space)
@@ -175,7 +161,7 @@ def test_lora_trains_only_adapters_head_and_classifier(tmp_path):
 
 
 def test_lora_run_saves_a_merged_checkpoint(tmp_path):
-    run_recipe(tiny_run_args(tmp_path / "lora", "--use_lora", "true", "--compare_baselines", "false"))
+    run_recipe(tiny_finetune_args(tmp_path / "lora", "--use_lora", "true", "--compare_baselines", "false"))
     from transformers import AutoModelForSequenceClassification
 
     # Merged: plain weights that load without peft.
@@ -186,8 +172,8 @@ def test_lora_run_saves_a_merged_checkpoint(tmp_path):
 def test_label_space_that_does_not_match_the_checkpoint_is_refused(finished_run, tmp_path):
     output_dir, _ = finished_run
     result = run_recipe(
-        tiny_run_args(tmp_path / "mismatch", "--model_name_or_path", str(output_dir), "--tokenizer_name_or_path", str(output_dir),
-                      "--synthetic_num_records", "300", "--synthetic_seed", "7"),
+        tiny_finetune_args(tmp_path / "mismatch", "--model_name_or_path", str(output_dir), "--tokenizer_name_or_path", str(output_dir),
+                           "--synthetic_num_records", "300", "--synthetic_seed", "7"),
         check=False,
     )
     assert "label" in error_line(result)
@@ -195,18 +181,18 @@ def test_label_space_that_does_not_match_the_checkpoint_is_refused(finished_run,
 
 def test_errors_are_one_line(tmp_path):
     # A tokenizer that does not exist.
-    result = run_recipe(tiny_run_args(tmp_path / "a", "--tokenizer_name_or_path", str(tmp_path / "missing")), check=False)
+    result = run_recipe(tiny_finetune_args(tmp_path / "a", "--tokenizer_name_or_path", str(tmp_path / "missing")), check=False)
     assert "tokenizer" in error_line(result) and "missing" in error_line(result)
     # An empty dataset.
     empty = tmp_path / "empty.jsonl"
     empty.write_text("")
-    result = run_recipe(tiny_run_args(tmp_path / "b", "--dataset_name_or_path", str(empty)), check=False)
+    result = run_recipe(tiny_finetune_args(tmp_path / "b", "--dataset_name_or_path", str(empty)), check=False)
     assert "no usable record in" in error_line(result) and "empty.jsonl: it holds no records" in error_line(result)
     # An unknown config key.
-    result = run_recipe(tiny_run_args(tmp_path / "c", "--not_a_field", "1"), check=False)
+    result = run_recipe(tiny_finetune_args(tmp_path / "c", "--not_a_field", "1"), check=False)
     assert "not_a_field" in error_line(result)
     # A frozen-encoder baseline of a random new encoder.
-    result = run_recipe(tiny_run_args(tmp_path / "d", "--compare_frozen_encoder", "true"), check=False)
+    result = run_recipe(tiny_finetune_args(tmp_path / "d", "--compare_frozen_encoder", "true"), check=False)
     assert "compare_frozen_encoder needs a pretrained model_name_or_path" in error_line(result)
 
 
@@ -238,7 +224,7 @@ def test_resume_skips_a_checkpoint_that_was_not_saved_to_the_end(tmp_path):
 
 def resumable_run(output_dir):
     """Twelve steps with a checkpoint every four: checkpoint-4, -8 and -12."""
-    return [sys.executable, str(REPO_ROOT / "recipes" / "finetune.py"), *tiny_run_args(
+    return [sys.executable, str(REPO_ROOT / "recipes" / "finetune.py"), *tiny_finetune_args(
         output_dir, "--max_steps", "12", "--save_strategy", "steps", "--save_steps", "4",
         "--eval_strategy", "no", "--compare_baselines", "false", "--dataloader_num_workers", "0",
     )]

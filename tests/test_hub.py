@@ -5,12 +5,13 @@ import threading
 
 import pytest
 from huggingface_hub import CommitInfo, CommitOperationAdd, HfApi, ModelCard, RepoUrl
-from test_finetune import tiny_run_args  # the tiny demo recipe those tests run
 
 from modernpatent_hf.configs import DataArguments, ModelArguments, PatentTrainingArguments
 from modernpatent_hf.cpc import CpcLabelSpace
 from modernpatent_hf.model_card import MODEL_CARD_TAGS, MODEL_INDEX_KEYS, ModelCardInfo, build_model_card, model_card_info
 from modernpatent_hf.scripts.finetune import main as finetune_main
+
+from testing_utils import tiny_finetune_args
 
 REPO_ID = "tester/tiny-cpc"
 # What every push of a model folder holds besides the remote code (*.py): weights and config, tokenizer,
@@ -58,7 +59,7 @@ def pushed_run(tmp_path_factory):
     with pytest.MonkeyPatch.context() as monkeypatch:
         recorder.install(monkeypatch)
         monkeypatch.setenv("HF_TOKEN", "hf_test_token_not_used")
-        metrics = finetune_main(tiny_run_args(
+        metrics = finetune_main(tiny_finetune_args(
             output_dir, "--eval_strategy", "steps", "--eval_steps", "3", "--save_strategy", "steps", "--save_steps", "3",
             "--report_to", "tensorboard", "--compare_baselines", "false",
             "--push_to_hub", "true", "--hub_model_id", REPO_ID, "--hub_strategy", "checkpoint", "--hub_always_push", "true",

@@ -22,6 +22,8 @@ from modernpatent_hf import (
 from modernpatent_hf.cpc import normalize_subclass
 from modernpatent_hf.metrics_hub.f1_at_k import multilabel_metrics
 
+from testing_utils import assert_same_metrics
+
 KS = [1, 2, 5]
 
 # Hand example (L = 4). Row 0 ties labels 0 and 2 at 0.5 behind label 1; row 1 ties all four labels:
@@ -51,12 +53,6 @@ def random_batch(num_patents, num_labels, seed, levels=None):
     references[:, -2:] = 0
     references[rng.random(num_patents) < 0.1] = 0
     return probabilities, references
-
-
-def assert_same_metrics(actual, expected):
-    assert actual.keys() == expected.keys()
-    for key, value in expected.items():
-        assert actual[key] == pytest.approx(value, rel=1e-12, abs=1e-12), key
 
 
 @pytest.mark.parametrize("threshold", [0.5, 0.3])

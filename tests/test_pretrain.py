@@ -11,10 +11,9 @@ import torch
 
 from modernpatent_hf.pretraining import SeededMLMCollator, tokenize_for_mlm
 
-from testing_utils import REPO_ROOT
+from testing_utils import DEMO_YAML, REPO_ROOT
 
 PRETRAIN_YAML = REPO_ROOT / "recipes" / "tiny-modernbert" / "pretrain" / "config_demo.yaml"
-FINETUNE_YAML = REPO_ROOT / "recipes" / "tiny-modernbert" / "finetune" / "config_demo.yaml"
 TINY_MODEL = ("{hidden_size: 32, num_hidden_layers: 2, num_attention_heads: 2, intermediate_size: 64, "
               "max_position_embeddings: 64, global_attn_every_n_layers: 1, sparse_prediction: true}")
 
@@ -226,7 +225,7 @@ def test_finetuning_from_the_pretrained_checkpoint_initializes_only_the_classifi
     pretrain_dir, _ = pretrained
     finetune_dir = tmp_path / "finetune"
     recipe("finetune").main([
-        "--config", str(FINETUNE_YAML), "--output_dir", str(finetune_dir), "--model_name_or_path", str(pretrain_dir),
+        "--config", str(DEMO_YAML), "--output_dir", str(finetune_dir), "--model_name_or_path", str(pretrain_dir),
         "--tokenizer_name_or_path", str(pretrain_dir), "--synthetic_num_records", "400", "--max_length", "64",
         "--max_steps", "2", "--learning_rate", "0", "--warmup_steps", "0", "--per_device_train_batch_size", "16",
         "--eval_strategy", "no", "--save_strategy", "no", "--report_to", "none", "--compare_baselines", "false",

@@ -1,14 +1,16 @@
 """Helpers shared by the tests (the fixtures that wrap some of them are in conftest.py and reliability/conftest.py).
 
-- Paths and environment: :data:`REPO_ROOT`, :data:`SHARED_DATA`; :data:`SINGLE_THREAD` (the environment of a
-  subprocess on one thread) and :func:`torch_threads`.
-- Records on disk: :func:`write_jsonl`, :func:`read_jsonl`, :func:`short_records` (over :data:`WORDS`).
+- Paths and environment: :data:`REPO_ROOT`, :data:`SHARED_DATA`, :data:`DEMO_YAML` and :func:`tiny_finetune_args`
+  (a few steps of the demo fine-tuning recipe); :data:`SINGLE_THREAD` (the environment of a subprocess on one
+  thread) and :func:`torch_threads`.
+- Records on disk: :func:`write_lines`, :func:`write_jsonl`, :func:`read_jsonl`, :func:`short_records` (over
+  :data:`WORDS`); a local copy of USPTO-3M's Hub layout, :func:`write_hub_copy` with :func:`uspto3m_columns`.
 - Saved classifiers: :func:`save_tiny_checkpoint` (12 synthetic subclasses, for prediction and embeddings),
   :func:`save_six_code_checkpoint` (the reliability tests' checkpoint of :data:`SIX_CODES`), and
   :func:`newest_complete_checkpoint` of a training run.
 - Commands: :func:`run_cli` (`modernpatent ...` in a subprocess), :func:`refusal_line` (in this process, refused
   with one line), :func:`kill_when_written` (SIGKILL once a file appears), :func:`script_without_package`.
-- Checks: :func:`gloo_thread_names` (the gloo threads a process still runs).
+- Checks: :func:`assert_same_metrics`; :func:`gloo_thread_names` (the gloo threads a process still runs).
 
 Only the standard library is imported here; torch, transformers, pyarrow and the package load inside the helpers
 that use them. tests/run_without_shm_kernel.py and a probe in test_distributed.py import this module in processes
@@ -16,6 +18,7 @@ whose threads they count.
 """
 
 import contextlib
+import gzip
 import json
 import os
 import random
@@ -31,6 +34,26 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # The real public records; tests that need them skip when the folder is absent (the shared_data fixture).
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+# The tiny demo fine-tuning recipe.
+DEMO_YAML = REPO_ROOT / "recipes" / "tiny-modernbert" / "finetune" / "config_demo.yaml"
+
+# The model of a tiny fine-tuning run (a --model_config override of DEMO_YAML's model).
+TINY_FINETUNE_MODEL = ("{hidden_size: 32, num_hidden_layers: 2, num_attention_heads: 2, intermediate_size: 64, "
+                       "max_position_embeddings: 128, global_attn_every_n_layers: 1}")
+
+
+def tiny_finetune_args(output_dir, *extra):
+    """Arguments of recipes/finetune.py for a few optimizer steps of the demo recipe on a small generated corpus,
+    then ``extra``."""
+    return [
+        "--config", str(DEMO_YAML), "--output_dir", str(output_dir),
+        "--synthetic_num_records", "600", "--model_config", TINY_FINETUNE_MODEL, "--tokenizer_vocab_size", "600",
+        "--max_length", "64", "--max_steps", "6", "--per_device_train_batch_size", "16",
+        "--eval_strategy", "no", "--save_strategy", "no", "--report_to", "none", "--logging_steps", "2",
+        *extra,
+    ]
+
+
 # One thread in the test process and in every subprocess: identical reduction order, so outputs compare exactly.
 # A copy of the environment when this module is first imported (conftest.py has set the offline variables by then).
 SINGLE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
@@ -55,11 +78,18 @@ def torch_threads(count):
 WORDS = "valve rotor housing sensor seed signal circuit layer wafer antenna blade pump coil frame".split()
 
 
-def write_jsonl(path, rows):
-    """Write ``rows`` (dicts) to ``path`` as JSON Lines; returns ``path``."""
-    with open(path, "w", encoding="utf-8") as handle:
-        handle.writelines(json.dumps(row) + "\n" for row in rows)
+def write_lines(path, lines):
+    """Write ``lines`` (str), each followed by a newline, to ``path`` as UTF-8, gzip-compressed when the name ends in
+    ``.gz``; returns ``path``."""
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "wt", encoding="utf-8") as handle:
+        handle.write("".join(line + "\n" for line in lines))
     return path
+
+
+def write_jsonl(path, rows):
+    """Write ``rows`` (dicts) to ``path`` as JSON Lines (gzip-compressed for ``.gz``); returns ``path``."""
+    return write_lines(path, [json.dumps(row) for row in rows])
 
 
 def read_jsonl(path):
@@ -76,6 +106,27 @@ def short_records(n, seed=0):
          "abstract": " ".join(generator.choices(WORDS, k=generator.randint(1, 8)))}
         for i in range(n)
     ]
+
+
+USPTO3M_COLUMNS = ("cpc_ids", "id", "date", "text")
+
+
+def uspto3m_columns(rows):
+    """Rows ``(cpc_ids, id, date, text)`` (str or None) as USPTO-3M's string columns, for :func:`write_hub_copy`."""
+    import pyarrow as pa
+
+    return {name: pa.array(values, pa.string()) for name, values in zip(USPTO3M_COLUMNS, zip(*rows))}
+
+
+def write_hub_copy(directory, columns, shard="train-00000-of-00001.parquet"):
+    """A directory in the Hub layout of USPTO-3M (``DIRECTORY/data/SHARD``) holding ``columns`` (name -> Arrow
+    array or list); returns ``directory``."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    os.makedirs(directory / "data", exist_ok=True)
+    pq.write_table(pa.table(columns), directory / "data" / shard)
+    return directory
 
 
 # --- Saved classifiers ----------------------------------------------------------------------------------------
@@ -208,6 +259,16 @@ def script_without_package(body):
 
 
 # --- Checks ---------------------------------------------------------------------------------------------------
+
+def assert_same_metrics(actual, expected, rel=1e-12):
+    """Same metric names, and each value within 1e-12 or ``rel`` (relative) of the expected one; ``rel=None``: within
+    1e-12 only."""
+    import pytest
+
+    assert actual.keys() == expected.keys()
+    for key, value in expected.items():
+        assert actual[key] == pytest.approx(value, rel=rel, abs=1e-12), key
+
 
 TASKS = "/proc/self/task"
 

@@ -14,11 +14,9 @@ tests/test_metrics.py (wrong shapes, NaN scores, logits instead of probabilities
 import contextlib
 import io
 import json
-import os
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from modernpatent_hf import CpcLabelSpace, compute_multilabel_metrics
@@ -30,17 +28,10 @@ from modernpatent_hf.data.splits import RECORDS_NOT_WRITTEN
 from modernpatent_hf.data.uspto3m import load_uspto3m
 from modernpatent_hf.metrics import F1_AT_K_METRIC
 
-from testing_utils import write_jsonl
+from testing_utils import write_hub_copy, write_jsonl
 
 GOOD = {"id": "US1", "title": "A seed drill", "abstract": "A drill for seeds.", "cpc": ["A01C"]}
 TEN_MB = 10 * 1024 * 1024
-
-
-def write_hub_copy(directory, columns, shard="train-00000-of-00001.parquet"):
-    """A directory in the USPTO-3M layout (DIR/data/*.parquet) holding ``columns`` (Arrow arrays or lists)."""
-    os.makedirs(directory / "data", exist_ok=True)
-    pq.write_table(pa.table(columns), directory / "data" / shard)
-    return directory
 
 
 def hub_columns(ids, codes=None, texts=None):

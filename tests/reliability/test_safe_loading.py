@@ -25,7 +25,7 @@ from modernpatent_hf.cli import main
 from modernpatent_hf.data.bad_rows import BadRow
 from modernpatent_hf.data.rows import parse_json_row
 
-from testing_utils import SIX_CODES
+from testing_utils import SIX_CODES, write_lines
 
 PACKAGE = os.path.dirname(inspect.getsourcefile(modernpatent_hf))
 REPO_ROOT = Path(PACKAGE).parent
@@ -33,11 +33,6 @@ REPO_ROOT = Path(PACKAGE).parent
 NO_WEIGHTS = ("Config", "Tokenizer", "TokenizerFast")
 LOADER = "load_pretrained_weights"
 DEEP = "[" * 100_000
-
-
-def write_jsonl(path, lines):
-    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-    return path
 
 
 def record(i, code=SIX_CODES[0]):
@@ -126,7 +121,7 @@ def test_export_onnx_reads_pickled_weights_only_with_allow_pickle(tiny_checkpoin
 def test_report_per_label_reads_pickled_weights_only_with_allow_pickle(tiny_checkpoint, tmp_path, capsys):
     """A run directory (saved model, trainer_state.json, prepared data/) whose weights are pytorch_model.bin only."""
     run_dir = as_pickled_weights(tiny_checkpoint)
-    records = write_jsonl(tmp_path / "records.jsonl", [record(i, SIX_CODES[i % 2]) for i in range(24)])
+    records = write_lines(tmp_path / "records.jsonl", [record(i, SIX_CODES[i % 2]) for i in range(24)])
     assert main(["prepare", str(records), "--out", str(run_dir / "data"), "--test-fraction", "0.25",
                  "--validation-fraction", "0"]) == 0
     (run_dir / "trainer_state.json").write_text(json.dumps({"global_step": 1, "log_history": []}))
@@ -151,7 +146,7 @@ def damage(weights, how):
 @pytest.mark.parametrize("command", ["predict", "export-onnx"])
 def test_damaged_safetensors_is_one_line(tiny_checkpoint, tmp_path, capsys, how, command):
     damage(tiny_checkpoint / "model.safetensors", how)
-    source = write_jsonl(tmp_path / "in.jsonl", [record(1)])
+    source = write_lines(tmp_path / "in.jsonl", [record(1)])
     arguments = {
         "predict": ["predict", "--model", tiny_checkpoint, "--input", source, "--output", tmp_path / "out.jsonl"],
         "export-onnx": ["export-onnx", "--model", tiny_checkpoint, "--out", tmp_path / "onnx"],
@@ -165,7 +160,7 @@ def test_damaged_safetensors_is_one_line(tiny_checkpoint, tmp_path, capsys, how,
 def test_allow_pickle_on_a_pickle_that_would_run_code_is_one_line_and_runs_nothing(tiny_checkpoint, tmp_path, capsys, command):
     marker = tmp_path / "the-pickle-ran"
     checkpoint = as_pickled_weights(tiny_checkpoint, state={"model.embeddings.tok_embeddings.weight": WritesAFile(marker)})
-    source = write_jsonl(tmp_path / "in.jsonl", [record(1)])
+    source = write_lines(tmp_path / "in.jsonl", [record(1)])
     arguments = {
         "predict": ["predict", "--model", checkpoint, "--input", source, "--output", tmp_path / "out.jsonl"],
         "export-onnx": ["export-onnx", "--model", checkpoint, "--out", tmp_path / "onnx"],
@@ -189,13 +184,13 @@ def test_json_python_cannot_hold_is_a_bad_row(line, words):
 
 
 def test_deeply_nested_json_stops_prepare_with_one_line(tmp_path, capsys):
-    source = write_jsonl(tmp_path / "in.jsonl", [record(1), DEEP, record(3)])
+    source = write_lines(tmp_path / "in.jsonl", [record(1), DEEP, record(3)])
     line = one_line_refusal(["prepare", source, "--out", tmp_path / "data", "--on-bad-row", "raise"], capsys)
     assert f"{source}:2: JSON nested too deeply" in line
 
 
 def test_deeply_nested_json_in_predict_is_one_line_or_a_recorded_bad_row(tiny_checkpoint, tmp_path, capsys):
-    source = write_jsonl(tmp_path / "in.jsonl", [record(1), DEEP, record(3)])
+    source = write_lines(tmp_path / "in.jsonl", [record(1), DEEP, record(3)])
     line = one_line_refusal(["predict", "--model", tiny_checkpoint, "--input", source, "--output", tmp_path / "a.jsonl"], capsys)
     assert f"{source}:2: JSON nested too deeply" in line and "--on-bad-row record" in line
 
