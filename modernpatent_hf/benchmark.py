@@ -31,7 +31,7 @@ int8 path, each round also times an int8 linear layer against its fp32 original:
 
 from __future__ import annotations
 
-import math
+import dataclasses
 import os
 import platform
 import statistics
@@ -44,12 +44,13 @@ import numpy as np
 import torch
 import transformers
 from tqdm.auto import tqdm
-from transformers import AutoConfig, AutoModelForSequenceClassification, BertConfig, ModernBertConfig, PreTrainedModel
+from transformers import AutoConfig, PreTrainedModel
 
-from .cpc import CpcLabelSpace
+from .benchmark_config import MODELS, PATHS, BenchmarkConfig
+from .benchmark_results import compare_with_bert, save_results
+from .benchmark_training import benchmark_training
+from .benchmark_workload import USPTO3M_CLAIM_TOKENS, claim_like_lengths, random_token_ids, save_random_classifier, synchronize
 from .data.records import dataset_texts
-from .data.synthetic import generated_claims
-from .data.synthetic_world import synthetic_world
 from .export import (
     INT8_ONNX_FILE,
     OnnxPatentClassifier,
@@ -57,60 +58,20 @@ from .export import (
     quantize_onnx_int8,
     top1_agreement,
 )
-from .io_utils import write_json_atomically
-from .model_factory import build_patent_classifier, load_pretrained_weights, special_token_ids
-from .packing import pack_batch, token_budget_batches, token_budgets, use_packed_attention
+from .packing import token_budget_batches, token_budgets
 from .predictor import (
-    DEFAULT_MAX_BATCH_SIZE,
     DEFAULT_MAX_BATCH_TOKENS,
     PatentClassifier,
     length_bucketed_batches,
     pad_token_ids,
 )
-from .tokenization import train_patent_tokenizer
 
-# First-claim token lengths of USPTO-3M with the ModernBERT tokenizer (DESIGN.md section 4).
-USPTO3M_CLAIM_TOKENS = {"mean": 186, "median": 161, "p99": 575}
-MIN_CLAIM_TOKENS = 8
-MODELS = ("modernbert", "bert")
-PATHS = ("naive", "ours", "packed", "packed+compile", "int8", "onnx", "onnx-int8")
 PACKED_PATHS = ("packed", "packed+compile")
 CPU_ONLY_PATHS = ("int8", "onnx", "onnx-int8")
-# Tiny shapes for tests: fast, and long enough inputs still cross ModernBERT's local-attention window.
-TINY_CONFIGS = {
-    "modernbert": dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                       max_position_embeddings=512, local_attention=16, global_attn_every_n_layers=2),
-    "bert": dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                 max_position_embeddings=512),
-}
 # Token budget of a length bucket on the CPU (run_benchmark says why it is smaller than on a GPU).
 CPU_MAX_BATCH_TOKENS = 1024
-# Token budget of a packed batch on a GPU (65,536 tokens: the fastest of the 2026-11-28 H200 probes).
+# Token budget of a packed batch on a GPU (65,536 tokens: the fastest budget of the H200 probes, docs/benchmarks.md).
 GPU_PACKED_BATCH_TOKENS = 65536
-# Vocabulary of the tokenizer saved with a random model: only its special tokens matter (inputs are token ids).
-RANDOM_MODEL_VOCAB = 512
-
-
-def claim_like_lengths(n: int, max_length: int = 1024, seed: int = 0) -> np.ndarray:
-    """``n`` token lengths shaped like USPTO-3M first claims, capped at ``max_length``, in random order.
-
-    The ``(i + 0.5) / n`` quantiles of a lognormal with USPTO-3M's median (161) and 99th percentile (575): its
-    mean is 187 (the corpus's 186), and every sample size gets the corpus's shape rather than a random draw of it.
-    """
-    if n < 1:
-        raise ValueError(f"the number of samples must be at least 1, got {n}")
-    normal = statistics.NormalDist()
-    mu = math.log(USPTO3M_CLAIM_TOKENS["median"])
-    sigma = (math.log(USPTO3M_CLAIM_TOKENS["p99"]) - mu) / normal.inv_cdf(0.99)
-    quantiles = [normal.inv_cdf((i + 0.5) / n) for i in range(n)]
-    lengths = np.clip(np.rint(np.exp(mu + sigma * np.array(quantiles))), MIN_CLAIM_TOKENS, max_length).astype(int)
-    return np.random.default_rng(seed).permutation(lengths)
-
-
-def random_token_ids(lengths: Sequence[int], vocab_size: int, seed: int = 0) -> List[List[int]]:
-    """Random token ids (above the special tokens' ids 0-4) for sequences of the given lengths."""
-    rng = np.random.default_rng(seed)
-    return [rng.integers(5, vocab_size, size=int(length)).tolist() for length in lengths]
 
 
 def attended_pairs(length: int, window: Optional[int]) -> int:
@@ -140,10 +101,10 @@ def _best_seconds(run: Callable[[], object], device: torch.device, repeats: int 
     """The shortest of ``repeats`` timed calls of ``run``, after one untimed warm-up call."""
     best = float("inf")
     for index in range(repeats + 1):
-        _synchronize(device)
+        synchronize(device)
         start = time.perf_counter()
         run()
-        _synchronize(device)
+        synchronize(device)
         if index:
             best = min(best, time.perf_counter() - start)
     return best
@@ -170,11 +131,6 @@ def int8_matmul_speedup(size: int = 2048) -> float:
     cpu = torch.device("cpu")
     with torch.inference_mode():
         return _best_seconds(lambda: linear(inputs), cpu) / _best_seconds(lambda: quantized(inputs), cpu)
-
-
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def padded_tokens(lengths: Sequence[int], batches: Sequence[Sequence[int]]) -> int:
@@ -211,54 +167,30 @@ def bucketed_logits(classifier: PatentClassifier, input_ids: Sequence[Sequence[i
     return logits
 
 
-def save_random_classifier(architecture: str, out_dir: str, tiny: bool = False) -> str:
-    """Save a randomly initialized ``"modernbert"`` or ``"bert"`` classifier of the standard shape (base; ``tiny``:
-    :data:`TINY_CONFIGS`) to ``out_dir``, with a small BPE tokenizer and the synthetic world's 665 subclasses."""
-    tokenizer = train_patent_tokenizer(generated_claims(200), vocab_size=RANDOM_MODEL_VOCAB)
-    shape = dict(TINY_CONFIGS[architecture], vocab_size=RANDOM_MODEL_VOCAB) if tiny else {}
-    config = (ModernBertConfig if architecture == "modernbert" else BertConfig)(**shape, **special_token_ids(architecture, tokenizer))
-    label_space = CpcLabelSpace(synthetic_world().codes.tolist())
-    build_patent_classifier(config, label_space, attn_implementation="sdpa").save_pretrained(out_dir)
-    tokenizer.save_pretrained(out_dir)
-    label_space.save(os.path.join(out_dir, "label_space.json"))
-    return out_dir
-
-
 def _skip_reasons(paths: Sequence[str], device: torch.device) -> Dict[str, str]:
     return {path: "CPU only (dynamic int8 and onnxruntime run on the CPU)" for path in paths
             if path in CPU_ONLY_PATHS and device.type != "cpu"}
 
 
-def benchmark_model(
-    name: str,
-    checkpoint: Optional[str],
-    paths: Sequence[str],
-    device: torch.device,
-    dtype: Optional[str],
-    num_samples: int,
-    repeats: int,
-    max_length: int,
-    threads: int,
-    naive_batch_size: int,
-    max_batch_tokens: int,
-    max_batch_size: int,
-    texts: Optional[Sequence[str]],
-    tiny: bool,
-    seed: int,
-    work_dir: str,
-    packed_batch_tokens: Optional[int] = None,
-) -> Dict:
-    """Time every path on one model (a checkpoint, or random of the standard shape when ``checkpoint`` is None)."""
+def benchmark_model(config: BenchmarkConfig, name: str, device: torch.device, texts: Optional[Sequence[str]], work_dir: str) -> Dict:
+    """Time every path of ``config`` on model ``name``: its checkpoint, or random of the standard shape when it has none.
+
+    ``config`` holds the resolved batch budgets and threads (:func:`run_benchmark`); ``texts``: the dataset's texts,
+    or None for claim-like token ids; ``work_dir``: where random models and ONNX exports are saved.
+    """
+    checkpoint = config.checkpoints.get(name)
+    paths, dtype, threads, tiny, seed = config.paths, config.dtype, config.threads, config.tiny, config.seed
+    max_batch_tokens, max_batch_size = config.batch_tokens, config.batch_size
     source = checkpoint or f"random {'tiny ' if tiny else ''}{'ModernBertConfig' if name == 'modernbert' else 'BertConfig'}()"
     if checkpoint is None:
         checkpoint = save_random_classifier(name, os.path.join(work_dir, name), tiny)
     elif not os.path.isdir(checkpoint):
         raise FileNotFoundError(f"--{name} {checkpoint!r} is not a checkpoint directory")
-    model_max_length = min(max_length, AutoConfig.from_pretrained(checkpoint).max_position_embeddings)
+    model_max_length = min(config.max_length, AutoConfig.from_pretrained(checkpoint).max_position_embeddings)
     bucketing = dict(max_length=model_max_length, max_batch_tokens=max_batch_tokens, max_batch_size=max_batch_size)
     ours = PatentClassifier.from_pretrained(checkpoint, device=device, dtype=dtype, packing=False, compile=False, **bucketing)
     if texts is None:
-        lengths = claim_like_lengths(num_samples, model_max_length, seed)
+        lengths = claim_like_lengths(config.num_samples, model_max_length, seed)
         input_ids = random_token_ids(lengths, min(len(ours.tokenizer), ours.model.config.vocab_size), seed)
     else:
         input_ids = ours.encode(texts)
@@ -272,11 +204,11 @@ def benchmark_model(
         if path in skipped:
             continue
         if path == "naive":
-            runners[path] = lambda ids: naive_logits(ours.model, ids, naive_batch_size, pad_id)
+            runners[path] = lambda ids: naive_logits(ours.model, ids, config.naive_batch_size, pad_id)
         elif path == "ours":
             runners[path] = lambda ids: bucketed_logits(ours, ids)
         elif path in PACKED_PATHS:
-            packed_tokens_per_batch = packed_batch_tokens or max_batch_tokens
+            packed_tokens_per_batch = config.packed_batch_tokens or max_batch_tokens
             # A packed batch holds as many texts as its tokens allow; a few dozen tokens each at least.
             packed = PatentClassifier.from_pretrained(
                 checkpoint, device=device, dtype=dtype, packing=True, compile=path == "packed+compile",
@@ -301,14 +233,14 @@ def benchmark_model(
     for path, run in runners.items():  # one full pass: every batch shape compiled, allocated and tuned before timing
         start = time.perf_counter()
         run(input_ids)
-        _synchronize(device)
+        synchronize(device)
         warmup_seconds[path] = time.perf_counter() - start
     seconds: Dict[str, List[float]] = {path: [] for path in runners}
     peaks: List[float] = []
     int8_speedups: List[float] = []
     peak_dtype = torch.float32 if device.type == "cpu" else ours.model.dtype
     logits: Dict[str, np.ndarray] = {}
-    rounds = tqdm(range(repeats), desc=f"bench {name}", unit=" round")
+    rounds = tqdm(range(config.repeats), desc=f"bench {name}", unit=" round")
     for _ in rounds:
         # Round-robin, with the matmul peak in every round: paths and peak see the same machine load.
         peaks.append(matmul_flops_per_second(device, peak_dtype, 2048 if device.type == "cpu" else 8192))
@@ -323,7 +255,8 @@ def benchmark_model(
     flops = useful_flops(ours.model, lengths)
     peak = statistics.median(peaks)
     bucketed = length_bucketed_batches(lengths, max_batch_tokens, max_batch_size)
-    fixed = [list(range(start, min(start + naive_batch_size, len(lengths)))) for start in range(0, len(lengths), naive_batch_size)]
+    step = config.naive_batch_size
+    fixed = [list(range(start, min(start + step, len(lengths)))) for start in range(0, len(lengths), step)]
     rows = []
     for path in paths:
         row = {"model": name, "path": path}
@@ -378,30 +311,8 @@ def _length_summary(lengths: Sequence[int], max_length: int) -> Dict:
     }
 
 
-def run_benchmark(
-    models: Sequence[str] = MODELS,
-    paths: Sequence[str] = PATHS,
-    checkpoints: Optional[Dict[str, str]] = None,
-    device: str = "cpu",
-    dtype: Optional[str] = None,
-    num_samples: int = 32,
-    repeats: int = 3,
-    max_length: int = 1024,
-    threads: Optional[int] = None,
-    naive_batch_size: int = 32,
-    max_batch_tokens: Optional[int] = None,
-    max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
-    dataset: Optional[str] = None,
-    split: str = "test",
-    tiny: bool = False,
-    seed: int = 0,
-    out: Optional[str] = None,
-    packed_batch_tokens: Optional[int] = None,
-    train_steps: int = 0,
-    train_batch_size: int = 32,
-    train_max_length: int = 512,
-) -> Dict:
-    """Benchmark ``paths`` on each of ``models`` (module docstring); returns the JSON-ready results.
+def run_benchmark(config: BenchmarkConfig) -> Dict:
+    """Benchmark ``config.paths`` on each of ``config.models`` (module docstring); returns the JSON-ready results.
 
     ``out``: a JSON file rewritten after each model, so that a long run that dies keeps the models it finished.
 
@@ -417,7 +328,8 @@ def run_benchmark(
     the CPU. ``train_steps`` > 0 also times that many fine-tuning steps per model, padded and packed
     (:func:`benchmark_training`).
     """
-    checkpoints = dict(checkpoints or {})
+    models, paths, checkpoints, dataset, out = config.models, config.paths, config.checkpoints, config.dataset, config.out
+    num_samples, repeats, naive_batch_size = config.num_samples, config.repeats, config.naive_batch_size
     unknown = [name for name in models if name not in MODELS] + [path for path in paths if path not in PATHS]
     if unknown:
         raise ValueError(f"unknown model or path {unknown[0]!r}: models are {', '.join(MODELS)}; paths are {', '.join(PATHS)}")
@@ -428,15 +340,19 @@ def run_benchmark(
     if dataset is not None and any(name not in checkpoints for name in models):
         missing = next(name for name in models if name not in checkpoints)
         raise ValueError(f"--dataset needs a checkpoint for every model (its tokenizer): pass --{missing} PATH")
-    device = torch.device(device)
+    device = torch.device(config.device)
+    max_batch_tokens = config.batch_tokens
     if max_batch_tokens is None:
         max_batch_tokens = CPU_MAX_BATCH_TOKENS if device.type == "cpu" else DEFAULT_MAX_BATCH_TOKENS
+    packed_batch_tokens = config.packed_batch_tokens
     if packed_batch_tokens is None:
         packed_batch_tokens = max_batch_tokens if device.type == "cpu" else GPU_PACKED_BATCH_TOKENS
-    if threads:
-        torch.set_num_threads(threads)
+    if config.threads:
+        torch.set_num_threads(config.threads)
     threads = torch.get_num_threads()
-    texts = dataset_texts(dataset, split, num_samples) if dataset is not None else None
+    # The settings each model is timed with: the budgets and threads as resolved for this device.
+    resolved = dataclasses.replace(config, batch_tokens=max_batch_tokens, packed_batch_tokens=packed_batch_tokens, threads=threads)
+    texts = dataset_texts(dataset, config.split, num_samples) if dataset is not None else None
 
     import onnxruntime  # the optional `onnx` extra: needed only here
 
@@ -453,12 +369,13 @@ def run_benchmark(
             "onnxruntime": onnxruntime.__version__,
         },
         "settings": {
-            "models": list(models), "paths": list(paths), "checkpoints": checkpoints, "dtype": dtype,
-            "num_samples": num_samples, "repeats": repeats, "max_length": max_length,
+            "models": list(models), "paths": list(paths), "checkpoints": checkpoints, "dtype": config.dtype,
+            "num_samples": num_samples, "repeats": repeats, "max_length": config.max_length,
             "naive_batch_size": naive_batch_size, "max_batch_tokens": max_batch_tokens,
-            "max_batch_size": max_batch_size, "dataset": dataset, "split": split if dataset else None,
-            "tiny": tiny, "seed": seed, "packed_batch_tokens": packed_batch_tokens,
-            "train_steps": train_steps, "train_batch_size": train_batch_size, "train_max_length": train_max_length,
+            "max_batch_size": config.batch_size, "dataset": dataset, "split": config.split if dataset else None,
+            "tiny": config.tiny, "seed": config.seed, "packed_batch_tokens": packed_batch_tokens,
+            "train_steps": config.train_steps, "train_batch_size": config.train_batch_size,
+            "train_max_length": config.train_max_length,
             "lengths": "dataset texts" if dataset else f"lognormal quantiles, USPTO-3M first claims {USPTO3M_CLAIM_TOKENS}",
         },
         "models": [],
@@ -466,14 +383,12 @@ def run_benchmark(
     }
     with tempfile.TemporaryDirectory(prefix="modernpatent-bench-") as work_dir:
         for name in models:
-            results["models"].append(benchmark_model(
-                name, checkpoints.get(name), paths, device, dtype, num_samples, repeats, max_length, threads,
-                naive_batch_size, max_batch_tokens, max_batch_size, texts, tiny, seed, work_dir, packed_batch_tokens,
-            ))
-            if train_steps > 0:
+            results["models"].append(benchmark_model(resolved, name, device, texts, work_dir))
+            if config.train_steps > 0:
                 checkpoint = checkpoints.get(name) or os.path.join(work_dir, name)
                 results["training"].append(benchmark_training(
-                    name, checkpoint, device, dtype, train_steps, train_batch_size, train_max_length, seed,
+                    name, checkpoint, device, config.dtype, config.train_steps, config.train_batch_size,
+                    config.train_max_length, config.seed,
                 ))
             results["machine"]["load_average_after"] = list(os.getloadavg())
             if out:
@@ -484,151 +399,3 @@ def run_benchmark(
     return results
 
 
-def compare_with_bert(results: Dict) -> Dict:
-    """The figures the speed claims rest on: ModernBERT's fastest path of ours (every path but ``naive``) against
-    BERT in the seed's setting (the ``naive`` path: fixed batches in input order, padded) and against BERT in its
-    own fastest path of ours."""
-    fastest = {}
-    seed_setting = {}
-    for model in results["models"]:
-        timed = [row for row in model["rows"] if "samples_per_s" in row]
-        ours = [row for row in timed if row["path"] != "naive"]  # our paths; naive is the seed's setting
-        if ours:
-            fastest[model["model"]] = max(ours, key=lambda row: row["samples_per_s"])
-        seed_setting.update({model["model"]: row for row in timed if row["path"] == "naive"})
-    comparison = {name: {"fastest_path": row["path"], "samples_per_s": row["samples_per_s"]} for name, row in fastest.items()}
-    if "modernbert" in fastest and "bert" in fastest:
-        ours = fastest["modernbert"]["samples_per_s"]
-        comparison["modernbert_fastest_vs_bert_fastest"] = ours / fastest["bert"]["samples_per_s"]
-        if "bert" in seed_setting:
-            comparison["bert_seed_setting_samples_per_s"] = seed_setting["bert"]["samples_per_s"]
-            comparison["modernbert_fastest_vs_bert_seed_setting"] = ours / seed_setting["bert"]["samples_per_s"]
-    return comparison
-
-
-def benchmark_training(
-    name: str, checkpoint: str, device: torch.device, dtype: Optional[str], steps: int, batch_size: int,
-    max_length: int, seed: int = 0, warmup_steps: int = 3,
-) -> Dict:
-    """Training throughput of fine-tuning steps (forward, hierarchical loss, backward, AdamW step), padded and packed.
-
-    As ``recipes/finetune.py`` trains: fp32 weights, bf16 autocast on CUDA (``--bf16``), batches of ``batch_size``
-    claim-like texts capped at ``max_length``, in random order (padded to each batch's longest) or packed into one
-    row. The same batches for both; ``warmup_steps`` untimed steps first. Reports samples/s and tokens/s.
-    """
-    config = AutoConfig.from_pretrained(checkpoint)
-    max_length = min(max_length, config.max_position_embeddings)
-    lengths = claim_like_lengths(batch_size * (steps + warmup_steps), max_length, seed)
-    input_ids = random_token_ids(lengths, config.vocab_size, seed)
-    rng = np.random.default_rng(seed)
-    labels = np.zeros((len(lengths), config.num_labels), dtype=np.float32)
-    labels[np.arange(len(lengths)), rng.integers(0, config.num_labels, len(lengths))] = 1.0
-    autocast_dtype = training_autocast_dtype(dtype, device)
-    rows = []
-    for packing in (False, True):
-        torch.manual_seed(seed)
-        model = load_pretrained_weights(AutoModelForSequenceClassification, checkpoint, dtype=torch.float32).to(device).train()
-        if packing:
-            use_packed_attention(model)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=device.type == "cuda")
-        pad_id = config.pad_token_id if config.pad_token_id is not None else 0
-        timed_seconds = 0.0
-        for step in range(steps + warmup_steps):
-            batch = slice(step * batch_size, (step + 1) * batch_size)
-            ids = input_ids[batch]
-            if packing:
-                inputs = pack_batch(ids, pad_id, device=device)
-            else:
-                padded, mask = pad_token_ids(ids, pad_id)
-                inputs = {"input_ids": torch.from_numpy(padded).to(device), "attention_mask": torch.from_numpy(mask).to(device)}
-            inputs["labels"] = torch.from_numpy(labels[batch]).to(device)
-            _synchronize(device)
-            start = time.perf_counter()
-            with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-                loss = model(**inputs).loss
-            loss.backward()
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            _synchronize(device)
-            if step >= warmup_steps:
-                timed_seconds += time.perf_counter() - start
-        tokens = int(sum(lengths[warmup_steps * batch_size:]))
-        rows.append({
-            "model": name, "batches": "packed" if packing else "padded", "steps": steps, "batch_size": batch_size,
-            "max_length": max_length, "seconds": timed_seconds, "samples_per_s": steps * batch_size / timed_seconds,
-            "tokens_per_s": tokens / timed_seconds, "autocast": str(autocast_dtype).removeprefix("torch.") if autocast_dtype else None,
-        })
-        del model, optimizer
-    return {"model": name, "rows": rows}
-
-
-def training_autocast_dtype(dtype: Optional[str], device: torch.device) -> Optional[torch.dtype]:
-    """The autocast dtype of a training benchmark: ``dtype``, or bf16 on CUDA; None (fp32, no autocast) on the CPU."""
-    if dtype is not None and dtype != "float32":
-        return getattr(torch, dtype)
-    return torch.bfloat16 if device.type == "cuda" and dtype is None else None
-
-
-def _ratio(row: Dict, key: str) -> str:
-    return f"{row[key]:.2f}" if key in row else "-"
-
-
-def format_results(results: Dict) -> str:
-    """A markdown table of the results, one row per model and path, with the inputs and peak above it."""
-    lines = []
-    for model in results["models"]:
-        inputs = model["inputs"]
-        lines.append(
-            f"{model['model']} ({model['source']}, {model['parameters'] / 1e6:.1f}M parameters): {inputs['samples']} "
-            f"texts, {inputs['tokens']:,} tokens (mean {inputs['mean']:.0f}, median {inputs['median']:.0f}, "
-            f"p99 {inputs['p99']:.0f}, max {inputs['max']}); {model['matmul_peak_dtype']} matmul peak "
-            f"{model['matmul_peak_flops_per_s'] / 1e9:.1f} GFLOP/s"
-            + (f"; int8 matmul {model['int8_matmul_speedup']:.2f}x fp32" if model["int8_matmul_speedup"] else "")
-        )
-    lines += [
-        "",
-        "| model | path | samples/s | tokens/s | useful GFLOP/s | % of peak | padding | x naive | x ours | top-1 = ours | s per round (warm-up) |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
-    ]
-    for model in results["models"]:
-        for row in model["rows"]:
-            if "skipped" in row:
-                lines.append(f"| {row['model']} | {row['path']} | skipped: {row['skipped']} | | | | | | | | |")
-                continue
-            agreement = f"{100 * row['top1_agreement_vs_ours']:.1f} %" if "top1_agreement_vs_ours" in row else "-"
-            lines.append(
-                f"| {row['model']} | {row['path']} | {row['samples_per_s']:.2f} | {row['tokens_per_s']:,.0f} | "
-                f"{row['useful_flops_per_s'] / 1e9:.1f} | {row['peak_percent']:.0f} % | {100 * row['padding_share']:.0f} % | "
-                f"{_ratio(row, 'speedup_vs_naive')} | {_ratio(row, 'speedup_vs_ours')} | {agreement} | "
-                f"{', '.join(f'{seconds:.2f}' for seconds in row['seconds_per_repeat'])} ({row['warmup_seconds']:.2f}) |"
-            )
-    comparison = results.get("comparison") or {}
-    if "modernbert_fastest_vs_bert_fastest" in comparison:
-        lines.append("")
-        lines.append(f"ModernBERT in its fastest path ({comparison['modernbert']['fastest_path']}): "
-                     f"{comparison['modernbert']['samples_per_s']:,.0f} samples/s")
-        if "bert_seed_setting_samples_per_s" in comparison:
-            batch = results["settings"]["naive_batch_size"]
-            lines.append(f"BERT seed setting (batch {batch}, input order, padded): {comparison['bert_seed_setting_samples_per_s']:,.0f} "
-                         f"samples/s; ModernBERT fastest is {comparison['modernbert_fastest_vs_bert_seed_setting']:.2f}x")
-        lines.append(f"BERT in our fastest path ({comparison['bert']['fastest_path']}): {comparison['bert']['samples_per_s']:,.0f} "
-                     f"samples/s; ModernBERT fastest is {comparison['modernbert_fastest_vs_bert_fastest']:.2f}x")
-    if results.get("training"):
-        lines += ["", "| model | training batches | samples/s | tokens/s | steps x batch | max length | autocast |", "|---|---|---:|---:|---:|---:|---|"]
-        for model in results["training"]:
-            for row in model["rows"]:
-                lines.append(f"| {row['model']} | {row['batches']} | {row['samples_per_s']:.1f} | {row['tokens_per_s']:,.0f} | "
-                             f"{row['steps']} x {row['batch_size']} | {row['max_length']} | {row['autocast'] or 'fp32'} |")
-    machine = results["machine"]
-    lines.append("")
-    lines.append(
-        f"{machine['device']} ({machine['device_name']}), {machine['threads']} threads; load average "
-        f"{machine['load_average_before'][0]:.1f} before, {machine['load_average_after'][0]:.1f} after"
-    )
-    return "\n".join(lines)
-
-
-def save_results(results: Dict, path: str) -> None:
-    """Write the results as JSON (atomically), creating the parent directory."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    write_json_atomically(path, results)

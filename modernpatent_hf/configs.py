@@ -21,18 +21,19 @@ import json
 import os
 import re
 import sys
-import typing
 from dataclasses import asdict, dataclass, field
 from typing import Any, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 import yaml
 from huggingface_hub.errors import StrictDataclassError
-from transformers import BertConfig, HfArgumentParser, ModernBertConfig, TrainingArguments
-from transformers.hf_argparser import string_to_bool
+from transformers import HfArgumentParser, TrainingArguments
 from transformers.utils import cached_file
 
-from .io_utils import check_max_length, value_kind, write_json_atomically
+from .commands.arguments import coerce_config_value, field_types, read_yaml_config
+from .data.prepare_config import BAD_ROW_POLICIES, SPLIT_SEED, VALIDATION_FRACTION
+from .io_utils import check_max_length, write_json_atomically
+from .model_factory import encoder_config_class
 
 
 @dataclass
@@ -118,7 +119,7 @@ class DataArguments:
         default=None, metadata={"help": "Comma-separated fields joined into the text, e.g. 'title,abstract' (default: per source)."}
     )
     max_length: int = field(default=1024, metadata={"help": "Maximum tokens per patent; longer texts are truncated."})
-    validation_fraction: float = field(default=0.005, metadata={"help": "Share of train held out for validation (upstream: 0.005)."})
+    validation_fraction: float = field(default=VALIDATION_FRACTION, metadata={"help": "Share of train held out for validation (upstream: 0.005)."})
     test_fraction: float = field(default=0.0, metadata={"help": "Share of the data held out as a random test split."})
     test_dataset_name_or_path: Optional[str] = field(
         default=None,
@@ -130,12 +131,12 @@ class DataArguments:
         default=None, metadata={"help": "Grant year of dataset_name_or_path that forms the test split (without a separate test set)."}
     )
     test_size: Optional[int] = field(default=None, metadata={"help": "Patents sampled (seeded) from the test set or test_year."})
-    split_seed: int = field(default=42, metadata={"help": "Seed of the split shuffles (upstream: 42)."})
+    split_seed: int = field(default=SPLIT_SEED, metadata={"help": "Seed of the split shuffles (upstream: 42)."})
     min_label_count: int = field(default=1, metadata={"help": "Keep subclasses with at least this many training occurrences."})
     on_bad_row: str = field(
         default="skip",
         metadata={"help": "A row without a usable id, date or JSON: 'skip' counts it (bad_rows in the data's stats.json) "
-                  "and goes on, 'raise' stops the run at it.", "choices": ["skip", "raise"]},
+                  "and goes on, 'raise' stops the run at it.", "choices": BAD_ROW_POLICIES},
     )
     max_train_samples: Optional[int] = field(default=None, metadata={"help": "Truncate the training split (debugging, quick runs)."})
     max_eval_samples: Optional[int] = field(default=None, metadata={"help": "Truncate the validation split."})
@@ -161,11 +162,6 @@ class DataArguments:
 
     def __post_init__(self):
         check_max_length(self.max_length)
-
-
-def encoder_config_class(architecture: str) -> type:
-    """The transformers config class of a new encoder of ``architecture`` (``"modernbert"`` or ``"bert"``)."""
-    return ModernBertConfig if architecture == "modernbert" else BertConfig
 
 
 # model_config keys that a run fills from elsewhere (given twice, the config would get two values).
@@ -352,70 +348,8 @@ def _typed_override_parser(parser: argparse.ArgumentParser) -> argparse.Argument
     return parser
 
 
-def _field_types(dataclass_types) -> dict:
-    """Field name -> annotated type of every field of ``dataclass_types`` (what argparse cannot tell)."""
-    types = {}
-    for dataclass_type in dataclass_types:
-        types.update(typing.get_type_hints(dataclass_type))
-    return types
-
-
-def _typed(action, key, value, source):
-    """One value as argparse would type it (YAML reads 8e-5 and 'maybe' as strings); errors name the key."""
-    if isinstance(value, str) and action.type not in (None, str):
-        try:
-            value = action.type(value)
-        except (TypeError, ValueError, argparse.ArgumentTypeError) as error:
-            raise ValueError(f"{key} in {source}: {value!r} is not a valid value ({str(error).splitlines()[0]})") from None
-    if action.type is int and isinstance(value, float) and not value.is_integer():
-        raise ValueError(f"{key} in {source} must be an integer, got {value!r}")
-    if action.choices is not None and value not in action.choices:
-        raise ValueError(f"{key} in {source} is {value!r}; choose from {', '.join(map(str, action.choices))}")
-    return value
-
-
-def _coerce(actions, field_types, key, value, source):
-    """Give a YAML value the type argparse would give it on the command line, or a one-line error naming the key.
-
-    Numbers, booleans and choices are checked as on the command line; a mapping field needs a mapping;
-    a list field given one value gets a list of one (as ``--key value`` does); null is refused for
-    fields that cannot be None.
-    """
-    action = actions[key]
-    if value is None:
-        if field_types.get(key) in (int, float, bool):
-            raise ValueError(f"{key} in {source} is null but needs a value of type {field_types[key].__name__}")
-        return value
-    if action.type is dict:
-        if not isinstance(value, dict):
-            raise ValueError(f"{key} in {source} must be a mapping such as {{hidden_size: 128}}, got {value!r}")
-        return value
-    if action.nargs in ("+", "*"):
-        return [_typed(action, key, item, source) for item in (value if isinstance(value, list) else [value])]
-    if isinstance(value, (list, dict)) and (action.type in (int, float, string_to_bool) or action.choices is not None):
-        raise ValueError(f"{key} in {source} takes one value, got {value!r}")
-    return _typed(action, key, value, source)
-
-
 class RecipeHelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
     """Defaults after every field's help, and the recipe's docstring (with its example command) kept as written."""
-
-
-def read_recipe_yaml(path: str) -> dict:
-    """The ``field: value`` mapping of a recipe YAML; a missing file, bad syntax or a non-mapping is one clear error."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"config file {path!r} does not exist")
-    with open(path, encoding="utf-8") as handle:
-        try:
-            config = yaml.safe_load(handle) or {}
-        except yaml.YAMLError as error:
-            mark = getattr(error, "problem_mark", None)
-            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            problem = getattr(error, "problem", None) or str(error).splitlines()[0]
-            raise ValueError(f"{path} is not valid YAML ({problem}{where}); fix the syntax") from None
-    if not isinstance(config, dict):
-        raise ValueError(f"{path} must hold a mapping of field: value, not {value_kind(config)}")
-    return config
 
 
 class RecipeArgumentParser(HfArgumentParser):
@@ -455,7 +389,7 @@ class RecipeArgumentParser(HfArgumentParser):
         front = argparse.ArgumentParser(add_help=False)
         front.add_argument("--config", default=None)
         known, rest = front.parse_known_args(argv)
-        config = read_recipe_yaml(known.config) if known.config is not None else {}
+        config = read_yaml_config(known.config) if known.config is not None else {}
 
         actions = {action.dest: action for action in self._actions if action.dest not in ("help", "config")}
         unknown = sorted(set(config) - set(actions))
@@ -467,8 +401,8 @@ class RecipeArgumentParser(HfArgumentParser):
             raise ValueError(f"{error}; see --help for the fields") from None
         if leftover:
             raise ValueError(f"unknown command-line argument(s): {' '.join(leftover)} (see --help for the fields)")
-        field_types = _field_types(self.dataclass_types)
-        merged = {key: _coerce(actions, field_types, key, value, known.config) for key, value in config.items()}
+        types = field_types(self.dataclass_types)
+        merged = {key: coerce_config_value(actions[key], key, value, known.config, types.get(key)) for key, value in config.items()}
         merged.update(vars(overrides))
         parsed = self.parse_dict(merged, allow_extra_keys=False)
         model_args = next((item for item in parsed if isinstance(item, ModelArguments)), None)

@@ -7,17 +7,18 @@ is read with its own class and converted field by field into the patent config, 
 ``from_pretrained``: no warning, no stale model_type, and the labels come from the label space.
 """
 
+from __future__ import annotations
+
 import os
 import pickle
 import re
-from typing import Any, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Optional, Sequence, Union
 
 import torch
 from safetensors import SafetensorError
 from transformers import AutoConfig, BertConfig, ModernBertConfig, PreTrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.utils import cached_file
 
-from .configs import ModelArguments, encoder_config_class
 from .configuration_modernpatent import BertPatentConfig, ModernPatentConfig, named_labels
 from .cpc import LABEL_SPACE_FILE, CpcLabelSpace
 from .errors import one_line
@@ -25,6 +26,14 @@ from .modeling_modernpatent import (
     BertForHierarchicalPatentClassification,
     ModernBertForHierarchicalPatentClassification,
 )
+
+if TYPE_CHECKING:  # the recipes' arguments; prediction loads models without the training configuration
+    from .configs import ModelArguments
+
+def encoder_config_class(architecture: str) -> type:
+    """The transformers config class of a new encoder of ``architecture`` (``"modernbert"`` or ``"bert"``)."""
+    return ModernBertConfig if architecture == "modernbert" else BertConfig
+
 
 # Keys of a saved config that describe the checkpoint it came from, not the model to build.
 _PROVENANCE_KEYS = ("model_type", "architectures", "auto_map", "transformers_version", "_name_or_path")

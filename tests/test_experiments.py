@@ -161,16 +161,17 @@ def test_shipped_grids_parse_as_the_recipes_will_read_them(grid_dir, tmp_path):
 
 def test_modernbert_base_defaults_are_what_the_pretrained_encoder_grid_chose():
     """docs/experiments.md: hierarchical beat BCE, balanced class weights lost, a second epoch won; the recipe follows."""
-    from modernpatent_hf.configs import ModelArguments, read_recipe_yaml
+    from modernpatent_hf.commands.arguments import read_yaml_config
+    from modernpatent_hf.configs import ModelArguments
 
     recipes = REPO_ROOT / "recipes" / "modernbert-base" / "finetune"
-    full = read_recipe_yaml(str(recipes / "config_full.yaml"))
+    full = read_yaml_config(str(recipes / "config_full.yaml"))
     assert full["loss_type"] == "hierarchical" == ModelArguments.loss_type
     assert full.get("class_weighting", ModelArguments.class_weighting) == "none"
     assert full["num_train_epochs"] == 2
     # The seed's class-weights experiment stays reproducible, and says that it lost.
     weighted = recipes / "config_class_weights.yaml"
-    assert read_recipe_yaml(str(weighted))["class_weighting"] == "balanced"
+    assert read_yaml_config(str(weighted))["class_weighting"] == "balanced"
     assert "Not a recommended setting" in weighted.read_text()
 
 

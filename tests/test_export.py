@@ -7,13 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from modernpatent_hf.benchmark import (
-    USPTO3M_CLAIM_TOKENS,
-    attended_pairs,
-    claim_like_lengths,
-    save_random_classifier,
-    useful_flops,
-)
+from modernpatent_hf.benchmark import attended_pairs, useful_flops
+from modernpatent_hf.benchmark_workload import USPTO3M_CLAIM_TOKENS, claim_like_lengths, save_random_classifier
 from modernpatent_hf.cli import main
 from modernpatent_hf.data.synthetic import generated_claims
 from modernpatent_hf.export import INT8_ONNX_FILE, ONNX_FILE, OnnxPatentClassifier, export_onnx

@@ -12,6 +12,7 @@ from datasets import load_dataset
 from modernpatent_hf import CpcLabelSpace
 from modernpatent_hf.cli import main
 from modernpatent_hf.data.prepare import prepare_dataset
+from modernpatent_hf.data.prepare_config import PrepareConfig
 from modernpatent_hf.data.records import load_dataset_dir, read_stats, write_dataset_dir
 
 from testing_utils import write_jsonl
@@ -100,10 +101,7 @@ def mixed_sources(tmp_path):
 def test_prepare_mixed_sources_counts_everything(mixed_sources, tmp_path):
     out = tmp_path / "prepared"
     # 2016 holds 20 JSON Lines records and the F03D patent: a test size of 21 takes them all.
-    summary = prepare_dataset(
-        mixed_sources, out, validation_fraction=0.1, test_year=2016, test_size=21, min_count=2,
-        titles={"H01L": "Semiconductor devices"},
-    )
+    summary = prepare_dataset(PrepareConfig(inputs=mixed_sources, out=out, validation_fraction=0.1, test_year=2016, test_size=21, min_count=2, titles={"H01L": "Semiconductor devices"}))
     counts = summary["counts"]
     assert counts["records_read"] == 61 + 22 + 3
     assert counts["empty_text"] == 1 and counts["no_labels"] == 1 and counts["invalid_codes"] == 1
@@ -137,9 +135,9 @@ def test_prepare_test_fraction_is_seeded(tmp_path):
     source = write_jsonl(tmp_path / "r.jsonl", [
         {"id": f"US{i}", "title": f"T{i}", "abstract": "A.", "cpc": ["A01B"]} for i in range(200)
     ])
-    first = prepare_dataset(source, tmp_path / "a", test_fraction=0.2, validation_fraction=0.1)
-    prepare_dataset(source, tmp_path / "b", test_fraction=0.2, validation_fraction=0.1)
-    prepare_dataset(source, tmp_path / "c", test_fraction=0.2, validation_fraction=0.1, seed=3)
+    first = prepare_dataset(PrepareConfig(inputs=source, out=tmp_path / "a", test_fraction=0.2, validation_fraction=0.1))
+    prepare_dataset(PrepareConfig(inputs=source, out=tmp_path / "b", test_fraction=0.2, validation_fraction=0.1))
+    prepare_dataset(PrepareConfig(inputs=source, out=tmp_path / "c", test_fraction=0.2, validation_fraction=0.1, seed=3))
     assert first["rows_per_split"] == {"train": 144, "validation": 16, "test": 40}
     a, b, c = (split_ids(tmp_path / name) for name in "abc")
     assert a == b
@@ -150,7 +148,7 @@ def test_prepare_test_fraction_is_seeded(tmp_path):
 def test_empty_test_split_loads_as_empty(tmp_path):
     # Distinct texts: a text in two splits would be moved to train (tests/reliability/test_leakage.py).
     source = write_jsonl(tmp_path / "r.jsonl", [{"id": f"US{i}", "title": f"T{i}", "abstract": "A.", "cpc": ["A01B"]} for i in range(10)])
-    prepare_dataset(source, tmp_path / "out")
+    prepare_dataset(PrepareConfig(inputs=source, out=tmp_path / "out"))
     assert set(load_dataset(str(tmp_path / "out"))) == {"train", "validation"}
     loaded = load_dataset_dir(str(tmp_path / "out"))
     assert len(loaded["test"]) == 0 and loaded["test"].features == loaded["train"].features

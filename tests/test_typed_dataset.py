@@ -11,6 +11,7 @@ from huggingface_hub import CommitInfo, CommitOperationAdd, HfApi, RepoUrl
 
 from modernpatent_hf import CpcLabelSpace, generate_synthetic_records, write_synthetic_corpus
 from modernpatent_hf.data.prepare import prepare_dataset
+from modernpatent_hf.data.prepare_config import PrepareConfig
 from modernpatent_hf.data.records import load_dataset_dir, push_dataset_dir, write_dataset_dir
 
 
@@ -25,7 +26,7 @@ def prepared(tmp_path_factory):
             handle.write(json.dumps({"id": record["id"], "title": " ".join(words[:6]), "abstract": " ".join(words[6:]),
                                      "cpc": record["labels"], "date": record["date"]}) + "\n")
     out = directory / "prepared"
-    prepare_dataset([source], out, test_fraction=0.2, progress=False)
+    prepare_dataset(PrepareConfig(inputs=[source], out=out, test_fraction=0.2), progress=False)
     return out
 
 

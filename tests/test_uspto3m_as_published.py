@@ -12,13 +12,15 @@ import pytest
 from fsspec.implementations.dirfs import DirFileSystem
 from fsspec.implementations.local import LocalFileSystem
 
-from modernpatent_hf.configs import DataArguments, read_recipe_yaml
+from modernpatent_hf.commands.arguments import read_yaml_config
+from modernpatent_hf.configs import DataArguments
 from modernpatent_hf.data import dates as dates_module
 from modernpatent_hf.data import prepare as prepare_module
 from modernpatent_hf.data import sources as sources_module
 from modernpatent_hf.data import uspto3m as uspto3m_module
 from modernpatent_hf.data.leakage import split_overlap
 from modernpatent_hf.data.prepare import prepare_dataset
+from modernpatent_hf.data.prepare_config import PrepareConfig
 from modernpatent_hf.data.records import load_dataset_dir
 from modernpatent_hf.data.sources import TEST_2016_HUB_ID, USPTO3M_HUB_ID
 from modernpatent_hf.data.splits import RECORDS_NOT_WRITTEN
@@ -57,7 +59,7 @@ def test_a_test_year_the_data_lacks_is_refused_from_the_dates_alone(uspto3m_copy
     copy, _ = uspto3m_copy
     monkeypatch.setattr(prepare_module, "iter_records", refuse_reading)
     with pytest.raises(ValueError) as error:
-        prepare_dataset(copy, tmp_path / "out", test_year=2016, test_size=100)
+        prepare_dataset(PrepareConfig(inputs=copy, out=tmp_path / "out", test_year=2016, test_size=100))
     message = str(error.value)
     assert "\n" not in message and "is dated in 2016" in message
     assert "its years (records): 2000 (" in message and "2015 (" in message and "2016 (" not in message
@@ -83,14 +85,14 @@ def test_a_hub_source_is_checked_where_it_is_published_before_the_download(uspto
     monkeypatch.setattr(dates_module, "HfFileSystem", lambda: DirFileSystem(path=str(tmp_path / "hub"), fs=LocalFileSystem()))
     monkeypatch.setattr(sources_module, "snapshot_download", refuse_reading)
     with pytest.raises(ValueError, match=r"is dated in 2016; its years \(records\): 2000 \("):
-        prepare_dataset(USPTO3M_HUB_ID, tmp_path / "out", test_year=2016)
+        prepare_dataset(PrepareConfig(inputs=USPTO3M_HUB_ID, out=tmp_path / "out", test_year=2016))
     assert dates_module.hub_date_years(USPTO3M_HUB_ID) == dates_module.date_years(copy, "parquet")
     assert dates_module.hub_date_years("0zo/not-published") is None  # then the check runs after the download
 
 
 def test_bad_rows_are_counted_and_skipped_not_fatal(uspto3m_copy, tmp_path):
     copy, summary = uspto3m_copy
-    result = prepare_dataset(copy, tmp_path / "out", validation_fraction=0.1, test_year=2015, test_size=100)
+    result = prepare_dataset(PrepareConfig(inputs=copy, out=tmp_path / "out", validation_fraction=0.1, test_year=2015, test_size=100))
     counts, bad = result["counts"], summary["bad_rows"]
     assert counts["records_read"] == ROWS
     assert counts["bad_rows"] == len(bad["bad_date"]) + len(bad["empty_id"]) > 0
@@ -102,14 +104,14 @@ def test_bad_rows_are_counted_and_skipped_not_fatal(uspto3m_copy, tmp_path):
     assert result["rows_per_split"]["test"] == 100
 
     with pytest.raises(ValueError, match=r"record '\d+' has date '(2007-13-45|n/a)'|record has no 'id'"):
-        prepare_dataset(copy, tmp_path / "strict", on_bad_row="raise")
+        prepare_dataset(PrepareConfig(inputs=copy, out=tmp_path / "strict", on_bad_row="raise"))
 
 
 def test_a_separate_test_set_is_the_test_split_as_published(uspto3m_copy, test_set_copy, tmp_path):
     copy, _ = uspto3m_copy
     test_copy, test_summary = test_set_copy
     assert pq.read_schema(next(test_copy.glob("data/*.parquet"))).field("id").type == "int64"
-    result = prepare_dataset(copy, tmp_path / "out", test_inputs=[test_copy], validation_fraction=0.1)
+    result = prepare_dataset(PrepareConfig(inputs=copy, out=tmp_path / "out", test_input=[test_copy], validation_fraction=0.1))
     counts = result["counts"]
     assert counts["test_records_read"] == TEST_ROWS
     # The three training rows whose text is in the test set leave the training pool; the test set stays whole.
@@ -124,12 +126,12 @@ def test_a_separate_test_set_is_the_test_split_as_published(uspto3m_copy, test_s
     total = ROWS + TEST_ROWS
     assert sum(result["rows_per_split"].values()) + sum(counts.get(key, 0) for key in RECORDS_NOT_WRITTEN) == total
 
-    sampled = prepare_dataset(copy, tmp_path / "sampled", test_inputs=[test_copy], test_size=50)
-    prepare_dataset(copy, tmp_path / "again", test_inputs=[test_copy], test_size=50)
+    sampled = prepare_dataset(PrepareConfig(inputs=copy, out=tmp_path / "sampled", test_input=[test_copy], test_size=50))
+    prepare_dataset(PrepareConfig(inputs=copy, out=tmp_path / "again", test_input=[test_copy], test_size=50))
     assert sampled["rows_per_split"]["test"] <= 50
     assert load_dataset_dir(str(tmp_path / "sampled"))["test"]["id"] == load_dataset_dir(str(tmp_path / "again"))["test"]["id"]
     with pytest.raises(ValueError, match="a separate test set replaces test_year"):
-        prepare_dataset(copy, tmp_path / "both", test_inputs=[test_copy], test_year=2015)
+        prepare_dataset(PrepareConfig(inputs=copy, out=tmp_path / "both", test_input=[test_copy], test_year=2015))
 
 
 def test_hub_ids_resolve_through_the_hugging_face_cache(uspto3m_copy, test_set_copy, tmp_path, monkeypatch):
@@ -140,12 +142,12 @@ def test_hub_ids_resolve_through_the_hugging_face_cache(uspto3m_copy, test_set_c
     publish_to_offline_cache(str(hf_home), USPTO3M_HUB_ID, str(copy), repo_type="dataset")
     publish_to_offline_cache(str(hf_home), TEST_2016_HUB_ID, str(test_copy), repo_type="dataset")
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(hf_home / "hub"))
-    from_hub = prepare_dataset(USPTO3M_HUB_ID, tmp_path / "hub", test_inputs=[TEST_2016_HUB_ID], validation_fraction=0.1)
-    from_files = prepare_dataset(copy, tmp_path / "files", test_inputs=[test_copy], validation_fraction=0.1)
+    from_hub = prepare_dataset(PrepareConfig(inputs=USPTO3M_HUB_ID, out=tmp_path / "hub", test_input=[TEST_2016_HUB_ID], validation_fraction=0.1))
+    from_files = prepare_dataset(PrepareConfig(inputs=copy, out=tmp_path / "files", test_input=[test_copy], validation_fraction=0.1))
     assert from_hub["rows_per_split"] == from_files["rows_per_split"] and from_hub["counts"] == from_files["counts"]
     assert load_dataset_dir(str(tmp_path / "hub"))["test"]["id"] == load_dataset_dir(str(tmp_path / "files"))["test"]["id"]
     with pytest.raises(ConnectionError, match=r"cannot load '0zo/not-published' from the Hugging Face Hub .*hf download"):
-        prepare_dataset(USPTO3M_HUB_ID, tmp_path / "missing", test_inputs=["0zo/not-published"])
+        prepare_dataset(PrepareConfig(inputs=USPTO3M_HUB_ID, out=tmp_path / "missing", test_input=["0zo/not-published"]))
 
 
 def test_a_hub_dataset_published_without_parquet_is_read_from_the_hubs_parquet_conversion(test_set_copy, tmp_path, monkeypatch):
@@ -171,7 +173,7 @@ def test_recipes_evaluate_on_the_seeds_test_sets_or_a_year_uspto3m_has():
     }
     data_fields = {item.name for item in dataclasses.fields(DataArguments)}
     for name, (test_set, year) in expected.items():
-        recipe = read_recipe_yaml(str(recipes / name))
+        recipe = read_yaml_config(str(recipes / name))
         data_args = DataArguments(**{key: value for key, value in recipe.items() if key in data_fields})
         assert (data_args.dataset_name_or_path, data_args.test_dataset_name_or_path, data_args.test_year) == (
             USPTO3M_HUB_ID, test_set, year), name

@@ -13,6 +13,8 @@ from __future__ import annotations
 import logging
 from typing import MutableMapping, Optional, Sequence
 
+from .prepare_config import BAD_ROW_POLICIES
+
 logger = logging.getLogger(__name__)
 
 Counters = MutableMapping[str, int]
@@ -36,14 +38,10 @@ class BadRow(ValueError):
         self.record_id = record_id
 
 
-# How prepare treats a bad row (a bad date, a missing id, a row that is not JSON...): "skip" counts it (bad_rows)
-# and goes on, "raise" stops with its one-line error. Skipping is the default: one broken row among 3.2 M
-# must not end a run after an hour of reading; the count and the first rows' errors are reported.
-PREPARE_BAD_ROW_POLICIES = ("skip", "raise")
 BAD_ROWS_LOGGED = 3  # bad rows whose error is logged one by one; the rest are counted
 
 
-def check_bad_row_policy(on_bad_row: str, policies: Sequence[str] = PREPARE_BAD_ROW_POLICIES) -> None:
+def check_bad_row_policy(on_bad_row: str, policies: Sequence[str] = BAD_ROW_POLICIES) -> None:
     """A one-line error for an unknown bad-row policy."""
     if on_bad_row not in policies:
         raise ValueError(f"on_bad_row must be one of {', '.join(policies)}, got {on_bad_row!r}")

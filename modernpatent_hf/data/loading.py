@@ -20,6 +20,7 @@ from ..cpc import CpcLabelSpace
 from ..io_utils import check_output_dir, file_signatures, main_process_first, read_output_marker
 from .leakage import split_overlap
 from .prepare import prepare_dataset
+from .prepare_config import PrepareConfig
 from .records import is_prepared_dir, load_dataset_dir
 from .synthetic import write_synthetic_corpus
 
@@ -107,13 +108,14 @@ def prepare_run_data(data_args: DataArguments, prepared: str) -> None:
         write_synthetic_corpus(prepared, n=data_args.synthetic_num_records, seed=data_args.synthetic_seed,
                                overwrite=True, fingerprint=fingerprint)
     else:
-        prepare_dataset(
-            [data_args.dataset_name_or_path], prepared, text_fields=data_args.text_fields, min_count=data_args.min_label_count,
-            validation_fraction=data_args.validation_fraction, test_fraction=data_args.test_fraction,
-            test_year=data_args.test_year, test_size=data_args.test_size, seed=data_args.split_seed,
-            titles=data_args.titles_path, overwrite=True, fingerprint=fingerprint,
-            test_inputs=data_args.test_dataset_name_or_path, on_bad_row=data_args.on_bad_row,
+        config = PrepareConfig(
+            inputs=[data_args.dataset_name_or_path], out=prepared, overwrite=True, text_fields=data_args.text_fields,
+            min_count=data_args.min_label_count, validation_fraction=data_args.validation_fraction,
+            test_fraction=data_args.test_fraction, test_year=data_args.test_year, test_size=data_args.test_size,
+            seed=data_args.split_seed, titles=data_args.titles_path, test_input=data_args.test_dataset_name_or_path,
+            on_bad_row=data_args.on_bad_row,
         )
+        prepare_dataset(config, fingerprint=fingerprint)
 
 
 def refuse_split_overlap(splits: datasets.DatasetDict, path: str) -> None:

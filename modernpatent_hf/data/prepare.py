@@ -2,7 +2,7 @@
 
 The inputs (USPTO-3M from the Hub or a local Parquet copy, PatentBERT TSV, JSON Lines) are read by
 :func:`modernpatent_hf.data.readers.iter_records`, which builds normalized records from the rows of
-:func:`~modernpatent_hf.data.readers.iter_rows` (the row reader ``predict`` uses too). They are streamed
+:func:`~modernpatent_hf.data.rows.iter_rows` (the row reader ``predict`` uses too). They are streamed
 into one temporary Arrow file next to the output, then go through the USPTO-3M steps of
 :mod:`modernpatent_hf.data.uspto3m` with Arrow-backed ``datasets`` operations: duplicate ids merged, train/validation/test split, texts found in two
 splits moved to train (:mod:`modernpatent_hf.data.leakage`), label space built from the train split
@@ -22,7 +22,7 @@ import contextlib
 import os
 import shutil
 import sys
-from typing import Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Dict, Iterable, Iterator, Mapping, Optional, Sequence, Tuple, Union
 
 import datasets
 import numpy as np
@@ -38,12 +38,11 @@ from .bad_rows import check_bad_row_policy
 from .dates import date_years, hub_date_years, summed_year_counts
 from .leakage import leakage_report
 from .normalize import no_usable_record_error, parse_text_fields
+from .prepare_config import PrepareConfig
 from .readers import iter_records
 from .records import SPLIT_ORDER, label_statistics, record_features, write_dataset_dir
 from .sources import local_source, resolve_format
 from .splits import (
-    SEED,
-    VALIDATION_FRACTION,
     assign_splits,
     check_split_options,
     check_test_year,
@@ -115,42 +114,18 @@ def _date_summary(dates: Union[pa.Array, pa.ChunkedArray]) -> Dict:
     }
 
 
-def _as_list(paths: Union[PathLike, Sequence[PathLike], None]) -> List[PathLike]:
-    if paths is None:
-        return []
-    return [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
-
-
-def prepare_dataset(
-    inputs: Union[PathLike, Sequence[PathLike]],
-    out_dir: PathLike,
-    text_fields: Union[str, Sequence[str], None] = None,
-    input_format: str = "auto",
-    min_count: int = 1,
-    validation_fraction: float = VALIDATION_FRACTION,
-    test_fraction: float = 0.0,
-    test_year: Optional[int] = None,
-    test_size: Optional[int] = None,
-    seed: int = SEED,
-    on_invalid_code: str = "drop",
-    titles: Union[PathLike, Mapping[str, str], None] = None,
-    progress: Optional[bool] = None,
-    overwrite: bool = False,
-    fingerprint: Optional[Mapping] = None,
-    test_inputs: Union[PathLike, Sequence[PathLike], None] = None,
-    on_bad_row: str = "skip",
-) -> Dict:
-    """Normalize ``inputs`` into a dataset directory that ``datasets.load_dataset(out_dir)`` loads.
+def prepare_dataset(config: PrepareConfig, progress: Optional[bool] = None, fingerprint: Optional[Mapping] = None) -> Dict:
+    """Normalize ``config.inputs`` into a dataset directory ``config.out`` that ``datasets.load_dataset`` loads.
 
     Splits: test by ``test_year`` (sampled to ``test_size``) or a random ``test_fraction`` (empty
     when neither), validation = ``validation_fraction`` of the rest, all seeded with ``seed``
     (see :func:`modernpatent_hf.data.splits.split_indices`). The label space comes from the train
-    split (subclasses with at least ``min_count`` occurrences; ``titles``: a ``code<TAB>title``
-    file or mapping). ``progress=None`` shows progress bars when stderr is a terminal. Returns a
-    summary with the rows per split, the label count, the drop/merge/move ``counts`` and the
-    ``leakage`` check (texts moved to train, near duplicates left across splits, both also when 0).
+    split (subclasses with at least ``min_count`` occurrences; ``titles``: a ``code<TAB>title`` file
+    or mapping). ``progress=None`` shows progress bars when stderr is a terminal. Returns a summary
+    with the rows per split, the label count, the drop/merge/move ``counts`` and the ``leakage`` check
+    (texts moved to train, near duplicates left across splits, both also when 0).
 
-    ``test_inputs``: a separate test set (paths or Hub ids in any input format, such as the seed work's
+    ``test_input``: a separate test set (paths or Hub ids in any input format, such as the seed work's
     ``0zo/google_patentsview_claims_2016``), used as the test split instead of one cut from ``inputs``
     (:func:`~modernpatent_hf.data.splits.assign_splits`: records of ``inputs`` that share an id or a text
     with it are removed); ``test_year`` and ``test_fraction`` must then be unset. ``on_bad_row``: ``"skip"``
@@ -160,29 +135,32 @@ def prepare_dataset(
     Parquet or Hub source has is refused in one line listing the years there are, from the ``date`` column
     alone (JSON Lines and TSV sources are checked after reading).
 
-    ``out_dir`` must be new, empty, or an earlier output of a command (replaced only with ``overwrite``),
+    ``out`` must be new, empty, or an earlier output of a command (replaced only with ``overwrite``),
     and may not be, contain or sit inside an input (:func:`~modernpatent_hf.io_utils.check_output_dir`,
     checked before anything is read). ``fingerprint`` (JSON) is recorded in its marker: what a cache of
     this output was made from.
     """
-    inputs = _as_list(inputs)
-    test_inputs = _as_list(test_inputs)
+    inputs, test_inputs = config.inputs, config.test_input
+    validation_fraction, test_fraction, test_year, test_size = (
+        config.validation_fraction, config.test_fraction, config.test_year, config.test_size)
+    seed, min_count, on_invalid_code, on_bad_row = config.seed, config.min_count, config.on_invalid_code, config.on_bad_row
     if not inputs:
         raise ValueError("no input given: pass JSON Lines, TSV or Parquet paths or the Hub id MalavP/USPTO-3M")
     check_split_options(validation_fraction, test_fraction, test_year, test_size, external_test=bool(test_inputs))
     check_bad_row_policy(on_bad_row)
     if min_count < 1:
         raise ValueError(f"min count must be at least 1, got {min_count}")
-    fields = parse_text_fields(text_fields)
-    formats = [resolve_format(path, input_format) for path in inputs]
+    fields = parse_text_fields(config.text_fields)
+    formats = [resolve_format(path, config.format) for path in inputs]
     test_formats = [resolve_format(path) for path in test_inputs]
+    titles = config.titles
     if titles is not None and not isinstance(titles, Mapping):
         titles = read_titles_tsv(titles)  # read before the long work: a bad path fails at once
     progress = sys.stderr.isatty() if progress is None else progress
 
     counters: Dict[str, int] = {}
-    out_dir = os.path.abspath(os.fspath(out_dir))
-    check_output_dir(out_dir, "prepare", inputs + test_inputs, overwrite)
+    out_dir = os.path.abspath(os.fspath(config.out))
+    check_output_dir(out_dir, "prepare", inputs + test_inputs, config.overwrite)
     names = ", ".join(map(os.fspath, inputs))
     if test_year is not None and all(resolved == "hub" and not os.path.exists(path) for path, resolved in zip(inputs, formats)):
         # The dates where they are published, before gigabytes are downloaded (None when the Hub is out of reach).

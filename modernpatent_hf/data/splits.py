@@ -37,6 +37,7 @@ from .bad_rows import BAD_ROWS_LOGGED, Counters, count
 from .dates import year_counts
 from .leakage import count_shared, duplicate_keys, move_shared_texts_to_train
 from .normalize import BAD_ROW_COLUMN
+from .prepare_config import SPLIT_SEED, VALIDATION_FRACTION
 from .records import SPLIT_ORDER
 
 logger = logging.getLogger(__name__)
@@ -44,8 +45,6 @@ logger = logging.getLogger(__name__)
 # A column of a dataset's Arrow table (or one chunk of it).
 ArrowColumn = Union[pa.Array, pa.ChunkedArray]
 
-VALIDATION_FRACTION = 0.005
-SEED = 42
 
 
 # ------------------------------------------------------------------------------ Arrow helpers
@@ -202,7 +201,7 @@ def split_indices(
     dates: Union[ArrowColumn, Sequence[Optional[str]], None] = None,
     *,
     validation_fraction: float = VALIDATION_FRACTION,
-    seed: int = SEED,
+    seed: int = SPLIT_SEED,
     test_year: Optional[int] = None,
     test_size: Optional[int] = None,
     test_fraction: float = 0.0,
@@ -249,7 +248,7 @@ def assign_splits(
     records: datasets.Dataset,
     *,
     validation_fraction: float = VALIDATION_FRACTION,
-    seed: int = SEED,
+    seed: int = SPLIT_SEED,
     test_year: Optional[int] = None,
     test_size: Optional[int] = None,
     test_fraction: float = 0.0,

@@ -27,11 +27,12 @@ from ..errors import one_line
 from .bad_rows import Counters, check_bad_row_policy, count
 from .dates import year_counts
 from .normalize import BAD_ROW_COLUMN, ROW_COUNT_COLUMNS, no_usable_record_error, normalize_date, normalize_uspto3m_batch
+from .prepare_config import SPLIT_SEED, VALIDATION_FRACTION
 from .readers import iter_records
 from .records import record_features
 from .rows import USPTO3M_COLUMNS, check_columns, iter_parquet_batches, parquet_files, uspto3m_column_hint
 from .sources import USPTO3M_HUB_ID, hub_dataset_snapshot
-from .splits import SEED, VALIDATION_FRACTION, build_splits, check_split_options, check_test_year, clean_records, log_counts
+from .splits import build_splits, check_split_options, check_test_year, clean_records, log_counts
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ def load_uspto3m(
     source: Union[str, os.PathLike] = USPTO3M_HUB_ID,
     *,
     validation_fraction: float = VALIDATION_FRACTION,
-    seed: int = SEED,
+    seed: int = SPLIT_SEED,
     test_year: Optional[int] = None,
     test_size: Optional[int] = None,
     test_fraction: float = 0.0,

@@ -12,6 +12,7 @@ from modernpatent_hf.configs import DataArguments
 from modernpatent_hf.data.leakage import EDGE_WORDS, duplicate_keys, normalize_text, text_key
 from modernpatent_hf.data.loading import load_patent_splits
 from modernpatent_hf.data.prepare import prepare_dataset
+from modernpatent_hf.data.prepare_config import PrepareConfig
 from modernpatent_hf.data.records import load_dataset_dir, write_dataset_dir
 
 SPLITS = ("train", "validation", "test")
@@ -50,13 +51,15 @@ def runs(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("leakage")
     source = tmp_path / "patents.jsonl"
     source.write_text("".join(json.dumps(row) + "\n" for row in corpus()), encoding="utf-8")
-    options = {"validation_fraction": 0.25, "test_fraction": 0.25, "progress": False}
-    summary = prepare_dataset(source, tmp_path / "a", **options)
-    again = prepare_dataset(source, tmp_path / "b", **options)
+    def config(out):
+        return PrepareConfig(inputs=source, out=tmp_path / out, validation_fraction=0.25, test_fraction=0.25)
+
+    summary = prepare_dataset(config("a"), progress=False)
+    again = prepare_dataset(config("b"), progress=False)
     with pytest.MonkeyPatch.context() as patch:  # the split drawn before the move, written despite its overlap
         patch.setattr("modernpatent_hf.data.splits.move_shared_texts_to_train", lambda keys, positions: (dict(positions), 0))
         patch.setattr("modernpatent_hf.data.records._refuse_shared_texts", lambda *args: None)
-        prepare_dataset(source, tmp_path / "unmoved", **options)
+        prepare_dataset(config("unmoved"), progress=False)
     return {
         "summary": summary, "again": again,
         "moved": load_dataset_dir(str(tmp_path / "a")), "repeat": load_dataset_dir(str(tmp_path / "b")),

@@ -1,0 +1,126 @@
+"""``modernpatent predict``: the top-k CPC subclasses of every row of a file, resumably, in one or many processes.
+
+:class:`ClassifierRunArguments` are the options ``predict`` and ``embed`` share: the checkpoint, the input rows,
+batching, device and precision.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass, field
+from typing import Optional, Union
+
+from .arguments import ALLOW_PICKLE_HELP, Command
+
+
+def threshold_value(text: str) -> Union[float, str]:
+    """``--threshold``: a probability in [0, 1] or ``auto`` (the checkpoint's tuned per-label thresholds)."""
+    if text == "auto":
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a probability in [0, 1] or 'auto', got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a probability in [0, 1] or 'auto', got {text!r}")
+    return value
+
+
+@dataclass
+class ClassifierRunArguments:
+    """The checkpoint, the rows to read, and how they are batched, on which device and in which precision."""
+
+    model: str = field(metadata={"help": "checkpoint directory (model, tokenizer, label_space.json)"})
+    input: str = field(
+        metadata={"help": ".jsonl/.jsonl.gz, .csv/.csv.gz or .parquet file, a Parquet directory, or a `prepare` directory"}
+    )
+    text_fields: Optional[str] = field(
+        default=None,
+        metadata={"help": "comma-separated fields joined into the text (default: the 'text' column of CSV/Parquet inputs "
+                  "that have one, else title,abstract)"},
+    )
+    format: str = field(
+        default="auto",
+        metadata={"help": "input format (default: guessed from the path)", "choices": ["auto", "jsonl", "csv", "parquet"]},
+    )
+    split: Optional[str] = field(default=None, metadata={"help": "only this split of a `prepare` directory (default: all)"})
+    on_bad_row: str = field(
+        default="raise",
+        metadata={"help": "stop at a row without id or text, or with invalid JSON (default), or write an error row for it",
+                  "choices": ["raise", "record"]},
+    )
+    max_length: Optional[int] = field(
+        default=None, metadata={"help": "truncate texts to this many tokens (default: the model's limit; use the training length)"}
+    )
+    batch_tokens: int = field(default=16384, metadata={"help": "padded tokens per batch"})
+    batch_size: int = field(default=256, metadata={"help": "texts per batch at most"})
+    chunk_size: int = field(default=10_000, metadata={"help": "rows committed to disk at a time"})
+    device: Optional[str] = field(default=None, metadata={"help": "cpu, cuda, cuda:1... (default: this process's GPU, else CPU)"})
+    dtype: Optional[str] = field(
+        default=None,
+        metadata={"help": "weights' precision (default: bfloat16 on CUDA, float32 on CPU)",
+                  "choices": ["float32", "bfloat16", "float16"]},
+    )
+    int8: bool = field(default=False, metadata={"help": "dynamic int8 quantization of the linear layers (CPU)"})
+    allow_pickle: bool = field(default=False, metadata={"help": ALLOW_PICKLE_HELP})
+    packing: Optional[bool] = field(
+        default=None, metadata={"help": "packed batches without padding (default: on CUDA; see docs/benchmarks.md)"}
+    )
+    compile: Optional[bool] = field(default=None, metadata={"help": "torch.compile the model (default: on CUDA when packing)"})
+
+    def load_classifier(self, titles: Optional[str] = None):
+        """The :class:`~modernpatent_hf.predictor.PatentClassifier` these options describe."""
+        from ..predictor import PatentClassifier
+
+        return PatentClassifier.from_pretrained(
+            self.model, device=self.device, dtype=self.dtype, int8=self.int8, compile=self.compile, packing=self.packing,
+            max_length=self.max_length, max_batch_tokens=self.batch_tokens, max_batch_size=self.batch_size,
+            titles=titles, allow_pickle=self.allow_pickle,
+        )
+
+
+@dataclass
+class PredictArguments:
+    """Where the predictions go and which codes they keep."""
+
+    output: str = field(metadata={"help": "JSON Lines file to write (appears when complete)"})
+    top_k: int = field(default=5, metadata={"help": "codes per row, best first"})
+    threshold: Optional[float] = field(
+        default=None,
+        metadata={"type": threshold_value, "metavar": "THRESHOLD",
+                  "help": "keep codes with at least this probability (at most --top-k; the best code is always kept); "
+                  "'auto': each code's threshold tuned on validation at training time (the checkpoint's thresholds.json)"},
+    )
+    titles: Optional[str] = field(default=None, metadata={"help": "code<TAB>title TSV: add titles to the predictions"})
+
+
+def run(args: PredictArguments, run_args: ClassifierRunArguments) -> None:
+    from accelerate import PartialState
+
+    from ..predict_file import check_prediction_output, predict_file
+    from ..process_group import end_process_group
+
+    check_prediction_output(args.output, [run_args.input, run_args.model])  # before the model loads
+    classifier = run_args.load_classifier(titles=args.titles)
+    summary = predict_file(
+        classifier, run_args.input, args.output, top_k=args.top_k, threshold=args.threshold,
+        text_fields=run_args.text_fields, input_format=run_args.format, chunk_size=run_args.chunk_size,
+        split=run_args.split, on_bad_row=run_args.on_bad_row,
+    )
+    if PartialState().is_main_process:
+        print(json.dumps(summary, indent=1))
+    end_process_group()
+
+
+COMMAND = Command(
+    name="predict",
+    help="predict the top-k CPC subclasses of every row of a file, resumably, in one or many processes",
+    description="Write one JSON Lines row {id, predictions: [{code, score, class, section[, title]}...]} per input "
+    "row, in input order. A rerun after an interruption continues where it stopped; under `accelerate launch "
+    "--num_processes N` or torchrun the processes share the rows.",
+    example="modernpatent predict --model outputs/demo/finetune --input data/synthetic --split test "
+    "--output predictions.jsonl --top-k 5",
+    arguments=(PredictArguments, ClassifierRunArguments),
+    run=run,
+)
