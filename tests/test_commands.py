@@ -11,11 +11,12 @@ from typing import List, Optional
 
 import pytest
 
-from testing_utils import REPO_ROOT
-
 from modernpatent_hf.cli import main
 from modernpatent_hf.commands.arguments import build_dataclass_parser, parse_command
 from modernpatent_hf.commands.launch import launcher_options, split_launcher_arguments
+
+from testing_utils import REPO_ROOT
+
 DEMO_RECIPE = REPO_ROOT / "recipes" / "tiny-modernbert" / "finetune" / "config_demo.yaml"
 DEMO_PRETRAIN_RECIPE = REPO_ROOT / "recipes" / "tiny-modernbert" / "pretrain" / "config_demo.yaml"
 

@@ -101,7 +101,10 @@ def mixed_sources(tmp_path):
 def test_prepare_mixed_sources_counts_everything(mixed_sources, tmp_path):
     out = tmp_path / "prepared"
     # 2016 holds 20 JSON Lines records and the F03D patent: a test size of 21 takes them all.
-    summary = prepare_dataset(PrepareConfig(inputs=mixed_sources, out=out, validation_fraction=0.1, test_year=2016, test_size=21, min_count=2, titles={"H01L": "Semiconductor devices"}))
+    summary = prepare_dataset(PrepareConfig(
+        inputs=mixed_sources, out=out, validation_fraction=0.1, test_year=2016, test_size=21, min_count=2,
+        titles={"H01L": "Semiconductor devices"},
+    ))
     counts = summary["counts"]
     assert counts["records_read"] == 61 + 22 + 3
     assert counts["empty_text"] == 1 and counts["no_labels"] == 1 and counts["invalid_codes"] == 1
