@@ -28,17 +28,17 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-# The training arguments saved with every checkpoint, as JSON (see modernpatent_hf.trainer.ResumableTrainer._save).
+# The training arguments saved with every checkpoint, as JSON (see modernpatent_hf.trainer.ResumableTrainer.save_model).
 TRAINING_ARGS_JSON = "training_args.json"
 # A run's final metrics (save_metrics_json), written into its output directory by the fine-tuning recipe.
 RESULTS_FILE = "all_results.json"
 
 
 def save_training_args_as_json(output_dir: str, args: TrainingArguments) -> None:
-    """Replace the ``training_args.bin`` that ``Trainer._save`` just wrote with ``training_args.json``.
+    """Replace the ``training_args.bin`` that ``Trainer.save_model`` just wrote with ``training_args.json``.
 
     The Trainer pickles its arguments (``torch.save``) and never reads them back; a directory we
-    publish holds no pickle, so a Trainer subclass calls this at the end of its ``_save``.
+    publish holds no pickle, so a Trainer subclass calls this at the end of its ``save_model``.
     """
     pickled_args = os.path.join(output_dir, TRAINING_ARGS_NAME)
     if os.path.exists(pickled_args):

@@ -99,15 +99,16 @@ def test_the_auto_classes_resolve_our_checkpoints_without_remote_code(checkpoint
 
 
 def test_prediction_needs_no_datasets(checkpoint):
-    """The GPU machines we benchmark on have torch and transformers but not datasets."""
+    """The GPU machines we benchmark on have torch and transformers but not datasets; prediction does not load the
+    recipes' training arguments either."""
     loaded = run_python("""
         import json, sys
         from modernpatent_hf import PatentClassifier
         classifier = PatentClassifier.from_pretrained(sys.argv[1], device="cpu")
         predictions = classifier.predict(["A plough with a frame and tines."], top_k=2)
-        print(json.dumps([len(predictions[0]), "datasets" in sys.modules]))
+        print(json.dumps([len(predictions[0]), "datasets" in sys.modules, "modernpatent_hf.configs" in sys.modules]))
     """, checkpoint, refuse=("datasets",))
-    assert loaded == [2, False]
+    assert loaded == [2, False, False]  # nor the training configuration
 
 
 def test_training_needs_no_reports_extra_and_a_command_that_does_names_it():

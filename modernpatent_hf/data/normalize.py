@@ -219,8 +219,8 @@ def keep_record(record: Mapping, counters: Optional[Counters] = None) -> bool:
 ROW_COUNT_COLUMNS = ("invalid_codes", "texts_with_nul_removed")
 # The column of normalize_uspto3m_batch that holds a bad row's error (None for a good row).
 BAD_ROW_COLUMN = "bad_row"
-# The record columns of normalize_uspto3m_batch, in order: records.RECORD_COLUMNS, spelt out here because reading
-# must not load datasets (which records imports).
+# The columns of a normalized record, in order (records.py writes them; defined here, where records are made, since
+# reading must not load datasets, which records.py imports).
 RECORD_COLUMNS = ("id", "text", "labels", "date", "title", "abstract")
 
 

@@ -34,8 +34,8 @@ from tqdm.auto import tqdm
 from ..cpc import LABEL_SPACE_FILE, CpcLabelSpace, class_of, section_of
 from ..io_utils import remove_stale_scratch, scratch_path, write_json_atomically, write_output_marker
 from .leakage import digest64, shared_across_splits, text_key
+from .normalize import RECORD_COLUMNS
 
-RECORD_COLUMNS = ("id", "text", "labels", "date", "title", "abstract")
 STATS_FILE = "stats.json"
 SHARDS_SUBDIR = "data"  # the Parquet shards of a prepared dataset directory
 SPLIT_ORDER = ("train", "validation", "test")
