@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole GPU table of docs/benchmarks.md in one command (issue 15): inference of random ModernBERT-base and
+# The whole GPU table of docs/benchmarks.md in one command: inference of random ModernBERT-base and
 # BERT-base classifiers on claim-length inputs through every GPU path, then fine-tuning throughput, padded vs
 # packed. Installs nothing; expects this package installed with torch (CUDA) in the active Python. About 5-8
 # minutes on one H200 (the packed+compile warm-up compiles one graph per token budget, ~20 s each).

@@ -1,7 +1,7 @@
 """Inference throughput of the patent classifiers: ModernBERT vs BERT, naive batches vs ours, int8, onnxruntime.
 
 Inputs. By default, token id sequences whose lengths follow USPTO-3M's first claims (ModernBERT tokenizer: mean
-186, median 161, p99 575 tokens; DESIGN.md section 4): the quantiles of a lognormal with that median and p99 (its
+186, median 161, p99 575 tokens; docs/benchmarks.md): the quantiles of a lognormal with that median and p99 (its
 mean is then 187), capped at ``max_length`` and shuffled, so even a small sample has the corpus's shape. With
 ``dataset``, the first ``num_samples`` texts of a prepared dataset split, tokenized by each model's tokenizer.
 

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 SECTIONS = "ABCDEFGHY"
 
-# Distance between two subclasses that differ at the given level (DESIGN.md, the seed's penalty table).
+# Distance between two subclasses that differ at the given level (the seed work's penalty table).
 DEFAULT_DISTANCE_WEIGHTS = (1.0, 0.5, 0.25)  # (different section, same section only, same class only)
 
 # Separators between several symbols in one string: upstream joins subclasses with commas.

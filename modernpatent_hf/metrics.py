@@ -2,7 +2,7 @@
 
 The implementation lives in the ``f1_at_k`` ``evaluate`` metric's folder,
 :mod:`modernpatent_hf.metrics_hub.f1_at_k.multilabel_metrics` (numpy only, so a copy of the folder
-loads without this package); its module docstring states the conventions (DESIGN.md, "Metrics").
+loads without this package); its module docstring states the conventions.
 This module re-exports :class:`MultilabelMetricsAccumulator`, :func:`top_k_indices`, :func:`set_counts` and
 :func:`f1_from_counts` as they are,
 and :func:`compute_multilabel_metrics` with a tqdm progress bar over the row chunks.

@@ -55,7 +55,7 @@ def refuse_reading(*args, **kwargs):
 
 def test_a_test_year_the_data_lacks_is_refused_from_the_dates_alone(uspto3m_copy, tmp_path, monkeypatch):
     """The recipes' old `test_year: 2016` against grants of 2000-2015: one line listing the years, before any record
-    is read or normalized (the check used to come after staging and de-duplicating every row)."""
+    is read or normalized."""
     copy, _ = uspto3m_copy
     monkeypatch.setattr(prepare_module, "iter_records", refuse_reading)
     with pytest.raises(ValueError) as error:

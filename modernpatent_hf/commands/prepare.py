@@ -19,7 +19,7 @@ COMMAND = Command(
     help="normalize patent records into Parquet splits + label space loadable with datasets.load_dataset",
     description="Read USPTO-3M (hub id or local Parquet copy), PatentBERT-style TSV or JSON Lines records "
     "and write normalized Parquet splits, label_space.json and stats.json to --out.",
-    example="modernpatent prepare ../shared/data/patents_us_gpatents_ai.jsonl.gz --out data/gpatents "
+    example="modernpatent prepare patents.jsonl.gz --out data/patents "
     "--text-fields title,abstract --test-fraction 0.1",
     arguments=(PrepareConfig,),
     run=run,

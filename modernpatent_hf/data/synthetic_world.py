@@ -20,7 +20,7 @@ from ..cpc import SECTIONS
 
 MAX_SUBCLASSES = 665
 
-# Shape of the real CPC tree under USPTO-3M (figures from DESIGN.md / the USPTO-3M label counts):
+# Shape of the real CPC tree under USPTO-3M (figures from the USPTO-3M label counts):
 # subclasses and classes per section, and each section's share of label occurrences.
 SECTION_SUBCLASSES = {"A": 85, "B": 171, "C": 88, "D": 40, "E": 31, "F": 103, "G": 86, "H": 50, "Y": 11}
 SECTION_CLASSES = {"A": 15, "B": 37, "C": 20, "D": 9, "E": 7, "F": 18, "G": 14, "H": 5, "Y": 3}

@@ -1,4 +1,4 @@
-"""Random input to `modernpatent prepare` and `modernpatent predict` (issue 16): random bytes, random JSON shapes and
+"""Random input to `modernpatent prepare` and `modernpatent predict`: random bytes, random JSON shapes and
 random CPC strings, as JSON Lines files.
 
 Whatever the input: the exit status is 0 or 2 (2 with exactly one error line), stderr never holds a traceback, no

@@ -1,4 +1,4 @@
-"""The top-level guard of the CLI and the recipes (issue 16): an exception that is not a user error ends in one line
+"""The top-level guard of the CLI and the recipes: an exception that is not a user error ends in one line
 naming its type and message and a hint to rerun with --debug, exit status 2; Ctrl-C in one line, exit status 130;
 user errors print as before; --debug (before or after the command name; the recipes also MODERNPATENT_DEBUG=1)
 lets the exception through with its traceback."""

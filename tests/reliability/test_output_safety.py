@@ -1,4 +1,4 @@
-"""No command destroys a file it did not write (issue 16, cases 1-4): each refusal is one line, exit status 2,
+"""No command destroys a file it did not write: each refusal is one line, exit status 2,
 and leaves every file as it was. The predict cases use a tiny saved classifier."""
 
 import json

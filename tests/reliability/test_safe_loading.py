@@ -1,4 +1,4 @@
-"""One loader for every checkpoint, and one line for every checkpoint or row it cannot read (issue 16, cases 10-11, 13).
+"""One loader for every checkpoint, and one line for every checkpoint or row it cannot read.
 
 Every path that loads a model's weights (predict, export-onnx, report --per-label, the recipes) goes through
 ``model_factory.load_pretrained_weights``, so pickled weights (``pytorch_model.bin``) need ``--allow-pickle``

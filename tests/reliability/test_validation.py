@@ -1,4 +1,4 @@
-"""Settings and input checked where they enter (issue 16, cases 7, 8, 9 and 12): one line that names the key,
+"""Settings and input checked where they enter: one line that names the key,
 record or file, exit status 2 from the CLI, and nothing half-done left behind."""
 
 import json

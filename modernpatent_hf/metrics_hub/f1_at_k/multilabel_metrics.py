@@ -10,7 +10,7 @@ Everything is computed by :class:`MultilabelMetricsAccumulator`, which keeps onl
 by batch and never holds the N x L score matrix. :func:`compute_multilabel_metrics` is the one-shot form
 and runs through the same accumulator.
 
-Conventions (see DESIGN.md, "Metrics"):
+Conventions:
 
 * Top-k ranks labels by score, highest first; equal scores are ordered by label index, lower first
   (the order of a stable sort), so results never depend on the sorting algorithm.
