@@ -79,6 +79,7 @@ test: $(STAMP)
 	$(OFFLINE) $(BIN)/python -m pytest -q $(TESTS)
 
 lint: $(STAMP)
+	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
 
 # make lock and make test-latest: a new venv with the newest pip and setuptools, and torch 2.13.0.

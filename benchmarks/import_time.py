@@ -34,8 +34,14 @@ def time_once(code: str, checkout: str) -> float:
     """Wall seconds of one fresh interpreter running ``code`` with ``checkout``'s package first on the path."""
     environment = {**os.environ, "PYTHONPATH": checkout, "HF_HUB_OFFLINE": "1"}
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-c", code], cwd=checkout, env=environment, check=True,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=checkout,
+        env=environment,
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     return time.perf_counter() - started
 
 
@@ -57,8 +63,14 @@ def main() -> None:
         "rounds": args.rounds,
         "load_average": os.getloadavg(),
         "checkouts": {
-            checkout: {case: {"median_s": round(statistics.median(times), 3), "min_s": round(min(times), 3),
-                              "max_s": round(max(times), 3)} for case, times in cases.items()}
+            checkout: {
+                case: {
+                    "median_s": round(statistics.median(times), 3),
+                    "min_s": round(min(times), 3),
+                    "max_s": round(max(times), 3),
+                }
+                for case, times in cases.items()
+            }
             for checkout, cases in seconds.items()
         },
     }
@@ -67,14 +79,18 @@ def main() -> None:
     if args.out:
         with open(args.out, "w") as handle:
             handle.write(text + "\n")
-    header = "| case | " + " | ".join(f"{os.path.basename(c)} median s (x torch+transformers)" for c in checkouts) + " |"
+    header = (
+        "| case | " + " | ".join(f"{os.path.basename(c)} median s (x torch+transformers)" for c in checkouts) + " |"
+    )
     print("\n" + header)
     print("|---|" + "---:|" * len(checkouts))
     for case in CASES:
         cells = []
         for checkout in checkouts:
             timing = results["checkouts"][checkout]
-            cells.append(f"{timing[case]['median_s']:.2f} ({timing[case]['median_s'] / timing[REFERENCE]['median_s']:.2f}x)")
+            cells.append(
+                f"{timing[case]['median_s']:.2f} ({timing[case]['median_s'] / timing[REFERENCE]['median_s']:.2f}x)"
+            )
         print(f"| {case} | " + " | ".join(cells) + " |")
 
 

@@ -52,7 +52,10 @@ def register_models() -> None:
 
 
 # What to register once each of transformers' Auto modules has run.
-REGISTRATIONS: Dict[str, Callable[[], None]] = {CONFIG_AUTO_MODULE: register_configs, MODELING_AUTO_MODULE: register_models}
+REGISTRATIONS: Dict[str, Callable[[], None]] = {
+    CONFIG_AUTO_MODULE: register_configs,
+    MODELING_AUTO_MODULE: register_models,
+}
 # Modules whose loading is watched while a registration waits: registering imports modules of both packages.
 WATCHED_PACKAGES = ("transformers", "modernpatent_hf")
 
@@ -78,8 +81,11 @@ def _flush() -> None:
             try:
                 REGISTRATIONS[name]()
             except Exception as error:  # never break `import transformers` for users of other models
-                logger.warning("modernpatent_hf could not register its model types with transformers (%s: %s)",
-                               type(error).__name__, error)
+                logger.warning(
+                    "modernpatent_hf could not register its model types with transformers (%s: %s)",
+                    type(error).__name__,
+                    error,
+                )
     finally:
         _registering = False
     if not _pending and all(name in sys.modules for name in REGISTRATIONS) and _FINDER in sys.meta_path:

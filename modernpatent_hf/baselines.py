@@ -26,7 +26,9 @@ from .modeling_modernpatent import pool_hidden_states
 from .predictor import length_bucketed_batches, pad_token_ids
 
 
-def most_frequent_label_scores(train_labels: Sequence[Sequence[str]], label_space: CpcLabelSpace, n: int) -> np.ndarray:
+def most_frequent_label_scores(
+    train_labels: Sequence[Sequence[str]], label_space: CpcLabelSpace, n: int
+) -> np.ndarray:
     """Every patent gets each label's training frequency as its score (the top-1 is the majority label)."""
     frequency = label_space.encode_batch(train_labels).mean(axis=0)
     return np.broadcast_to(frequency, (n, len(label_space))).astype(np.float32)
@@ -63,7 +65,9 @@ def tfidf_linear_scores(
 
 
 @torch.no_grad()
-def embed_texts(model_name_or_path: str, texts: Sequence[str], max_length: int = 128, max_batch_tokens: int = 8192) -> np.ndarray:
+def embed_texts(
+    model_name_or_path: str, texts: Sequence[str], max_length: int = 128, max_batch_tokens: int = 8192
+) -> np.ndarray:
     """Mean-pooled last hidden states of a frozen encoder ([N, H] float32), texts truncated to ``max_length`` tokens.
 
     Texts are batched by length (little padding); weights are read from safetensors only.
@@ -125,4 +129,4 @@ def frozen_encoder_linear_scores(
 ) -> np.ndarray:
     """A frozen pretrained encoder's mean-pooled embeddings (:func:`embed_texts`) + :func:`linear_head_scores`."""
     features = embed_texts(model_name_or_path, [*train_texts, *test_texts], max_length=max_length)
-    return linear_head_scores(features[: len(train_texts)], train_labels, features[len(train_texts):], label_space)
+    return linear_head_scores(features[: len(train_texts)], train_labels, features[len(train_texts) :], label_space)

@@ -49,7 +49,13 @@ from transformers import AutoConfig, PreTrainedModel
 from .benchmark_config import MODELS, PATHS, BenchmarkConfig
 from .benchmark_results import compare_with_bert, save_results
 from .benchmark_training import benchmark_training
-from .benchmark_workload import USPTO3M_CLAIM_TOKENS, claim_like_lengths, random_token_ids, save_random_classifier, synchronize
+from .benchmark_workload import (
+    USPTO3M_CLAIM_TOKENS,
+    claim_like_lengths,
+    random_token_ids,
+    save_random_classifier,
+    synchronize,
+)
 from .data.records import dataset_texts
 from .export import (
     INT8_ONNX_FILE,
@@ -92,9 +98,14 @@ def useful_flops(model: PreTrainedModel, lengths: Sequence[int]) -> float:
     window = getattr(config, "sliding_window", None)
     pairs = sum(
         attended_pairs(int(length), window if layer_type == "sliding_attention" else None)
-        for layer_type in layer_types for length in lengths
+        for layer_type in layer_types
+        for length in lengths
     )
-    return 2.0 * encoder_weights * sum(lengths) + 2.0 * (all_weights - encoder_weights) * len(lengths) + 4.0 * config.hidden_size * pairs
+    return (
+        2.0 * encoder_weights * sum(lengths)
+        + 2.0 * (all_weights - encoder_weights) * len(lengths)
+        + 4.0 * config.hidden_size * pairs
+    )
 
 
 def _best_seconds(run: Callable[[], object], device: torch.device, repeats: int = 3) -> float:
@@ -146,14 +157,18 @@ def packed_tokens(classifier: PatentClassifier, lengths: Sequence[int]) -> int:
 
 
 # ------------------------------------------------------------------------------------------------------- the paths
-def naive_logits(model: PreTrainedModel, input_ids: Sequence[Sequence[int]], batch_size: int, pad_id: int) -> np.ndarray:
+def naive_logits(
+    model: PreTrainedModel, input_ids: Sequence[Sequence[int]], batch_size: int, pad_id: int
+) -> np.ndarray:
     """Logits from fixed-size batches in input order, each padded to its longest sequence."""
     device = next(model.parameters()).device
     outputs = []
     with torch.inference_mode():
         for start in range(0, len(input_ids), batch_size):
             ids, mask = pad_token_ids(input_ids[start : start + batch_size], pad_id)
-            output = model(input_ids=torch.from_numpy(ids).to(device), attention_mask=torch.from_numpy(mask).to(device))
+            output = model(
+                input_ids=torch.from_numpy(ids).to(device), attention_mask=torch.from_numpy(mask).to(device)
+            )
             outputs.append(output.logits.float().cpu().numpy())
     return np.concatenate(outputs)
 
@@ -168,11 +183,16 @@ def bucketed_logits(classifier: PatentClassifier, input_ids: Sequence[Sequence[i
 
 
 def _skip_reasons(paths: Sequence[str], device: torch.device) -> Dict[str, str]:
-    return {path: "CPU only (dynamic int8 and onnxruntime run on the CPU)" for path in paths
-            if path in CPU_ONLY_PATHS and device.type != "cpu"}
+    return {
+        path: "CPU only (dynamic int8 and onnxruntime run on the CPU)"
+        for path in paths
+        if path in CPU_ONLY_PATHS and device.type != "cpu"
+    }
 
 
-def benchmark_model(config: BenchmarkConfig, name: str, device: torch.device, texts: Optional[Sequence[str]], work_dir: str) -> Dict:
+def benchmark_model(
+    config: BenchmarkConfig, name: str, device: torch.device, texts: Optional[Sequence[str]], work_dir: str
+) -> Dict:
     """Time every path of ``config`` on model ``name``: its checkpoint, or random of the standard shape when it has none.
 
     ``config`` holds the resolved batch budgets and threads (:func:`run_benchmark`); ``texts``: the dataset's texts,
@@ -181,14 +201,19 @@ def benchmark_model(config: BenchmarkConfig, name: str, device: torch.device, te
     checkpoint = config.checkpoints.get(name)
     paths, dtype, threads, tiny, seed = config.paths, config.dtype, config.threads, config.tiny, config.seed
     max_batch_tokens, max_batch_size = config.batch_tokens, config.batch_size
-    source = checkpoint or f"random {'tiny ' if tiny else ''}{'ModernBertConfig' if name == 'modernbert' else 'BertConfig'}()"
+    source = (
+        checkpoint
+        or f"random {'tiny ' if tiny else ''}{'ModernBertConfig' if name == 'modernbert' else 'BertConfig'}()"
+    )
     if checkpoint is None:
         checkpoint = save_random_classifier(name, os.path.join(work_dir, name), tiny)
     elif not os.path.isdir(checkpoint):
         raise FileNotFoundError(f"--{name} {checkpoint!r} is not a checkpoint directory")
     model_max_length = min(config.max_length, AutoConfig.from_pretrained(checkpoint).max_position_embeddings)
     bucketing = dict(max_length=model_max_length, max_batch_tokens=max_batch_tokens, max_batch_size=max_batch_size)
-    ours = PatentClassifier.from_pretrained(checkpoint, device=device, dtype=dtype, packing=False, compile=False, **bucketing)
+    ours = PatentClassifier.from_pretrained(
+        checkpoint, device=device, dtype=dtype, packing=False, compile=False, **bucketing
+    )
     if texts is None:
         lengths = claim_like_lengths(config.num_samples, model_max_length, seed)
         input_ids = random_token_ids(lengths, min(len(ours.tokenizer), ours.model.config.vocab_size), seed)
@@ -211,8 +236,13 @@ def benchmark_model(config: BenchmarkConfig, name: str, device: torch.device, te
             packed_tokens_per_batch = config.packed_batch_tokens or max_batch_tokens
             # A packed batch holds as many texts as its tokens allow; a few dozen tokens each at least.
             packed = PatentClassifier.from_pretrained(
-                checkpoint, device=device, dtype=dtype, packing=True, compile=path == "packed+compile",
-                max_length=model_max_length, max_batch_tokens=packed_tokens_per_batch,
+                checkpoint,
+                device=device,
+                dtype=dtype,
+                packing=True,
+                compile=path == "packed+compile",
+                max_length=model_max_length,
+                max_batch_tokens=packed_tokens_per_batch,
                 max_batch_size=max(max_batch_size, packed_tokens_per_batch // 64),
             )
             packed_classifiers[path] = packed
@@ -328,11 +358,19 @@ def run_benchmark(config: BenchmarkConfig) -> Dict:
     the CPU. ``train_steps`` > 0 also times that many fine-tuning steps per model, padded and packed
     (:func:`benchmark_training`).
     """
-    models, paths, checkpoints, dataset, out = config.models, config.paths, config.checkpoints, config.dataset, config.out
+    models, paths, checkpoints, dataset, out = (
+        config.models,
+        config.paths,
+        config.checkpoints,
+        config.dataset,
+        config.out,
+    )
     num_samples, repeats, naive_batch_size = config.num_samples, config.repeats, config.naive_batch_size
     unknown = [name for name in models if name not in MODELS] + [path for path in paths if path not in PATHS]
     if unknown:
-        raise ValueError(f"unknown model or path {unknown[0]!r}: models are {', '.join(MODELS)}; paths are {', '.join(PATHS)}")
+        raise ValueError(
+            f"unknown model or path {unknown[0]!r}: models are {', '.join(MODELS)}; paths are {', '.join(PATHS)}"
+        )
     if num_samples < 1 or repeats < 1 or naive_batch_size < 1:
         raise ValueError(
             f"num_samples ({num_samples}), repeats ({repeats}) and naive_batch_size ({naive_batch_size}) must be at least 1"
@@ -351,16 +389,19 @@ def run_benchmark(config: BenchmarkConfig) -> Dict:
         torch.set_num_threads(config.threads)
     threads = torch.get_num_threads()
     # The settings each model is timed with: the budgets and threads as resolved for this device.
-    resolved = dataclasses.replace(config, batch_tokens=max_batch_tokens, packed_batch_tokens=packed_batch_tokens, threads=threads)
+    resolved = dataclasses.replace(
+        config, batch_tokens=max_batch_tokens, packed_batch_tokens=packed_batch_tokens, threads=threads
+    )
     texts = dataset_texts(dataset, config.split, num_samples) if dataset is not None else None
 
     import onnxruntime  # the optional `onnx` extra: needed only here
 
-
     results = {
         "machine": {
             "device": str(device),
-            "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
+            "device_name": torch.cuda.get_device_name(device)
+            if device.type == "cuda"
+            else platform.processor() or platform.machine(),
             "cpu_count": os.cpu_count(),
             "threads": threads,
             "load_average_before": list(os.getloadavg()),
@@ -369,14 +410,27 @@ def run_benchmark(config: BenchmarkConfig) -> Dict:
             "onnxruntime": onnxruntime.__version__,
         },
         "settings": {
-            "models": list(models), "paths": list(paths), "checkpoints": checkpoints, "dtype": config.dtype,
-            "num_samples": num_samples, "repeats": repeats, "max_length": config.max_length,
-            "naive_batch_size": naive_batch_size, "max_batch_tokens": max_batch_tokens,
-            "max_batch_size": config.batch_size, "dataset": dataset, "split": config.split if dataset else None,
-            "tiny": config.tiny, "seed": config.seed, "packed_batch_tokens": packed_batch_tokens,
-            "train_steps": config.train_steps, "train_batch_size": config.train_batch_size,
+            "models": list(models),
+            "paths": list(paths),
+            "checkpoints": checkpoints,
+            "dtype": config.dtype,
+            "num_samples": num_samples,
+            "repeats": repeats,
+            "max_length": config.max_length,
+            "naive_batch_size": naive_batch_size,
+            "max_batch_tokens": max_batch_tokens,
+            "max_batch_size": config.batch_size,
+            "dataset": dataset,
+            "split": config.split if dataset else None,
+            "tiny": config.tiny,
+            "seed": config.seed,
+            "packed_batch_tokens": packed_batch_tokens,
+            "train_steps": config.train_steps,
+            "train_batch_size": config.train_batch_size,
             "train_max_length": config.train_max_length,
-            "lengths": "dataset texts" if dataset else f"lognormal quantiles, USPTO-3M first claims {USPTO3M_CLAIM_TOKENS}",
+            "lengths": "dataset texts"
+            if dataset
+            else f"lognormal quantiles, USPTO-3M first claims {USPTO3M_CLAIM_TOKENS}",
         },
         "models": [],
         "training": [],
@@ -386,10 +440,18 @@ def run_benchmark(config: BenchmarkConfig) -> Dict:
             results["models"].append(benchmark_model(resolved, name, device, texts, work_dir))
             if config.train_steps > 0:
                 checkpoint = checkpoints.get(name) or os.path.join(work_dir, name)
-                results["training"].append(benchmark_training(
-                    name, checkpoint, device, config.dtype, config.train_steps, config.train_batch_size,
-                    config.train_max_length, config.seed,
-                ))
+                results["training"].append(
+                    benchmark_training(
+                        name,
+                        checkpoint,
+                        device,
+                        config.dtype,
+                        config.train_steps,
+                        config.train_batch_size,
+                        config.train_max_length,
+                        config.seed,
+                    )
+                )
             results["machine"]["load_average_after"] = list(os.getloadavg())
             if out:
                 save_results(results, out)
@@ -397,5 +459,3 @@ def run_benchmark(config: BenchmarkConfig) -> Dict:
     if out:
         save_results(results, out)
     return results
-
-

@@ -20,7 +20,9 @@ def compare_with_bert(results: Dict) -> Dict:
         if ours:
             fastest[model["model"]] = max(ours, key=lambda row: row["samples_per_s"])
         seed_setting.update({model["model"]: row for row in timed if row["path"] == "naive"})
-    comparison = {name: {"fastest_path": row["path"], "samples_per_s": row["samples_per_s"]} for name, row in fastest.items()}
+    comparison = {
+        name: {"fastest_path": row["path"], "samples_per_s": row["samples_per_s"]} for name, row in fastest.items()
+    }
     if "modernbert" in fastest and "bert" in fastest:
         ours = fastest["modernbert"]["samples_per_s"]
         comparison["modernbert_fastest_vs_bert_fastest"] = ours / fastest["bert"]["samples_per_s"]
@@ -67,20 +69,32 @@ def format_results(results: Dict) -> str:
     comparison = results.get("comparison") or {}
     if "modernbert_fastest_vs_bert_fastest" in comparison:
         lines.append("")
-        lines.append(f"ModernBERT in its fastest path ({comparison['modernbert']['fastest_path']}): "
-                     f"{comparison['modernbert']['samples_per_s']:,.0f} samples/s")
+        lines.append(
+            f"ModernBERT in its fastest path ({comparison['modernbert']['fastest_path']}): "
+            f"{comparison['modernbert']['samples_per_s']:,.0f} samples/s"
+        )
         if "bert_seed_setting_samples_per_s" in comparison:
             batch = results["settings"]["naive_batch_size"]
-            lines.append(f"BERT seed setting (batch {batch}, input order, padded): {comparison['bert_seed_setting_samples_per_s']:,.0f} "
-                         f"samples/s; ModernBERT fastest is {comparison['modernbert_fastest_vs_bert_seed_setting']:.2f}x")
-        lines.append(f"BERT in our fastest path ({comparison['bert']['fastest_path']}): {comparison['bert']['samples_per_s']:,.0f} "
-                     f"samples/s; ModernBERT fastest is {comparison['modernbert_fastest_vs_bert_fastest']:.2f}x")
+            lines.append(
+                f"BERT seed setting (batch {batch}, input order, padded): {comparison['bert_seed_setting_samples_per_s']:,.0f} "
+                f"samples/s; ModernBERT fastest is {comparison['modernbert_fastest_vs_bert_seed_setting']:.2f}x"
+            )
+        lines.append(
+            f"BERT in our fastest path ({comparison['bert']['fastest_path']}): {comparison['bert']['samples_per_s']:,.0f} "
+            f"samples/s; ModernBERT fastest is {comparison['modernbert_fastest_vs_bert_fastest']:.2f}x"
+        )
     if results.get("training"):
-        lines += ["", "| model | training batches | samples/s | tokens/s | steps x batch | max length | autocast |", "|---|---|---:|---:|---:|---:|---|"]
+        lines += [
+            "",
+            "| model | training batches | samples/s | tokens/s | steps x batch | max length | autocast |",
+            "|---|---|---:|---:|---:|---:|---|",
+        ]
         for model in results["training"]:
             for row in model["rows"]:
-                lines.append(f"| {row['model']} | {row['batches']} | {row['samples_per_s']:.1f} | {row['tokens_per_s']:,.0f} | "
-                             f"{row['steps']} x {row['batch_size']} | {row['max_length']} | {row['autocast'] or 'fp32'} |")
+                lines.append(
+                    f"| {row['model']} | {row['batches']} | {row['samples_per_s']:.1f} | {row['tokens_per_s']:,.0f} | "
+                    f"{row['steps']} x {row['batch_size']} | {row['max_length']} | {row['autocast'] or 'fp32'} |"
+                )
     machine = results["machine"]
     lines.append("")
     lines.append(

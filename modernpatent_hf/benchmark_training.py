@@ -16,8 +16,15 @@ from .predictor import pad_token_ids
 
 
 def benchmark_training(
-    name: str, checkpoint: str, device: torch.device, dtype: Optional[str], steps: int, batch_size: int,
-    max_length: int, seed: int = 0, warmup_steps: int = 3,
+    name: str,
+    checkpoint: str,
+    device: torch.device,
+    dtype: Optional[str],
+    steps: int,
+    batch_size: int,
+    max_length: int,
+    seed: int = 0,
+    warmup_steps: int = 3,
 ) -> Dict:
     """Training throughput of fine-tuning steps (forward, hierarchical loss, backward, AdamW step), padded and packed.
 
@@ -36,7 +43,11 @@ def benchmark_training(
     rows = []
     for packing in (False, True):
         torch.manual_seed(seed)
-        model = load_pretrained_weights(AutoModelForSequenceClassification, checkpoint, dtype=torch.float32).to(device).train()
+        model = (
+            load_pretrained_weights(AutoModelForSequenceClassification, checkpoint, dtype=torch.float32)
+            .to(device)
+            .train()
+        )
         if packing:
             use_packed_attention(model)
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=device.type == "cuda")
@@ -49,7 +60,10 @@ def benchmark_training(
                 inputs = pack_batch(ids, pad_id, device=device)
             else:
                 padded, mask = pad_token_ids(ids, pad_id)
-                inputs = {"input_ids": torch.from_numpy(padded).to(device), "attention_mask": torch.from_numpy(mask).to(device)}
+                inputs = {
+                    "input_ids": torch.from_numpy(padded).to(device),
+                    "attention_mask": torch.from_numpy(mask).to(device),
+                }
             inputs["labels"] = torch.from_numpy(labels[batch]).to(device)
             synchronize(device)
             start = time.perf_counter()
@@ -61,12 +75,20 @@ def benchmark_training(
             synchronize(device)
             if step >= warmup_steps:
                 timed_seconds += time.perf_counter() - start
-        tokens = int(sum(lengths[warmup_steps * batch_size:]))
-        rows.append({
-            "model": name, "batches": "packed" if packing else "padded", "steps": steps, "batch_size": batch_size,
-            "max_length": max_length, "seconds": timed_seconds, "samples_per_s": steps * batch_size / timed_seconds,
-            "tokens_per_s": tokens / timed_seconds, "autocast": str(autocast_dtype).removeprefix("torch.") if autocast_dtype else None,
-        })
+        tokens = int(sum(lengths[warmup_steps * batch_size :]))
+        rows.append(
+            {
+                "model": name,
+                "batches": "packed" if packing else "padded",
+                "steps": steps,
+                "batch_size": batch_size,
+                "max_length": max_length,
+                "seconds": timed_seconds,
+                "samples_per_s": steps * batch_size / timed_seconds,
+                "tokens_per_s": tokens / timed_seconds,
+                "autocast": str(autocast_dtype).removeprefix("torch.") if autocast_dtype else None,
+            }
+        )
         del model, optimizer
     return {"model": name, "rows": rows}
 

@@ -23,10 +23,18 @@ USPTO3M_CLAIM_TOKENS = {"mean": 186, "median": 161, "p99": 575}
 MIN_CLAIM_TOKENS = 8
 # Tiny shapes for tests: fast, and long enough inputs still cross ModernBERT's local-attention window.
 TINY_CONFIGS = {
-    "modernbert": dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                       max_position_embeddings=512, local_attention=16, global_attn_every_n_layers=2),
-    "bert": dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-                 max_position_embeddings=512),
+    "modernbert": dict(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=512,
+        local_attention=16,
+        global_attn_every_n_layers=2,
+    ),
+    "bert": dict(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, max_position_embeddings=512
+    ),
 }
 # Vocabulary of the tokenizer saved with a random model: only its special tokens matter (inputs are token ids).
 RANDOM_MODEL_VOCAB = 512
@@ -59,7 +67,9 @@ def save_random_classifier(architecture: str, out_dir: str, tiny: bool = False) 
     :data:`TINY_CONFIGS`) to ``out_dir``, with a small BPE tokenizer and the synthetic world's 665 subclasses."""
     tokenizer = train_patent_tokenizer(generated_claims(200), vocab_size=RANDOM_MODEL_VOCAB)
     shape = dict(TINY_CONFIGS[architecture], vocab_size=RANDOM_MODEL_VOCAB) if tiny else {}
-    config = (ModernBertConfig if architecture == "modernbert" else BertConfig)(**shape, **special_token_ids(architecture, tokenizer))
+    config = (ModernBertConfig if architecture == "modernbert" else BertConfig)(
+        **shape, **special_token_ids(architecture, tokenizer)
+    )
     label_space = CpcLabelSpace(synthetic_world().codes.tolist())
     build_patent_classifier(config, label_space, attn_implementation="sdpa").save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)

@@ -35,8 +35,11 @@ def add_command(commands: argparse._SubParsersAction, command: Command) -> argpa
     """The parser of ``command`` (and of its subcommands): --help shows defaults and ends with its example; it takes
     --debug after its name too."""
     parser = commands.add_parser(
-        command.name, help=command.help, description=command.description or command.help[:1].upper() + command.help[1:] + ".",
-        formatter_class=HelpFormatter, epilog=f"example:\n  {command.example}",
+        command.name,
+        help=command.help,
+        description=command.description or command.help[:1].upper() + command.help[1:] + ".",
+        formatter_class=HelpFormatter,
+        epilog=f"example:\n  {command.example}",
     )
     # SUPPRESS: left out, it does not reset a --debug given before the command name.
     parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP)
@@ -54,8 +57,10 @@ def add_command(commands: argparse._SubParsersAction, command: Command) -> argpa
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="modernpatent", description="CPC patent classification with ModernBERT on the Hugging Face stack: one "
-        "command per step, from raw records to predictions.", formatter_class=HelpFormatter,
+        prog="modernpatent",
+        description="CPC patent classification with ModernBERT on the Hugging Face stack: one "
+        "command per step, from raw records to predictions.",
+        formatter_class=HelpFormatter,
         epilog=f"example:\n  {EXAMPLE}\n\nEach command has its own --help.",
     )
     parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
@@ -69,7 +74,9 @@ def chosen_parser(parser: argparse.ArgumentParser, argv: Sequence[str]) -> Tuple
     """The parser of the (sub)command ``argv`` names, and the position after its name (``parser``, 0 when none)."""
     position = 0
     while True:
-        subparsers = next((action for action in parser._actions if isinstance(action, argparse._SubParsersAction)), None)
+        subparsers = next(
+            (action for action in parser._actions if isinstance(action, argparse._SubParsersAction)), None
+        )
         while position < len(argv) and argv[position] == "--debug":
             position += 1
         if subparsers is None or position >= len(argv) or argv[position] not in subparsers.choices:
@@ -102,12 +109,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (Exception, KeyboardInterrupt) as error:
         if debug:
             raise
-        return report_one_line_error(error, f"modernpatent {argv[position - 1] if command else ''}".strip(), USER_ERRORS)
+        return report_one_line_error(
+            error, f"modernpatent {argv[position - 1] if command else ''}".strip(), USER_ERRORS
+        )
     args = parser.parse_args(argv)
     command = args.command
     try:
-        configs = [argument_type(**{item.name: getattr(args, item.name) for item in command_fields(argument_type)})
-                   for argument_type in command.arguments]
+        configs = [
+            argument_type(**{item.name: getattr(args, item.name) for item in command_fields(argument_type)})
+            for argument_type in command.arguments
+        ]
         return command.run(*configs) or 0
     except (Exception, KeyboardInterrupt) as error:
         if args.debug:

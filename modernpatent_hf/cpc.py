@@ -76,7 +76,9 @@ def _symbols(value, record_id) -> List:
     raise CpcCodeError(value, record_id, f"{value_kind(value)}; expected a string or a list of strings")
 
 
-def parse_cpc_codes(value: CodeInput, record_id: Optional[str] = None, errors: str = "raise") -> Tuple[List[str], List]:
+def parse_cpc_codes(
+    value: CodeInput, record_id: Optional[str] = None, errors: str = "raise"
+) -> Tuple[List[str], List]:
     """Parse a field holding CPC symbols into deduplicated subclass codes, first-seen order kept.
 
     ``value`` is a string (one symbol or several joined by ``,`` ``;`` ``|``), a list of such strings,
@@ -186,7 +188,9 @@ class CpcLabelSpace:
 
     # ----------------------------------------------------------------- construction
     @classmethod
-    def from_counts(cls, counts: Mapping[str, int], min_count: int = 1, titles: Optional[Mapping[str, str]] = None) -> "CpcLabelSpace":
+    def from_counts(
+        cls, counts: Mapping[str, int], min_count: int = 1, titles: Optional[Mapping[str, str]] = None
+    ) -> "CpcLabelSpace":
         """Keep the codes that occur at least ``min_count`` times."""
         kept = {code: n for code, n in counts.items() if n >= min_count}
         if not kept:
@@ -194,7 +198,9 @@ class CpcLabelSpace:
         return cls(kept, counts=kept, titles=titles)
 
     @classmethod
-    def from_label_lists(cls, label_lists: Iterable[Sequence[str]], min_count: int = 1, titles: Optional[Mapping[str, str]] = None) -> "CpcLabelSpace":
+    def from_label_lists(
+        cls, label_lists: Iterable[Sequence[str]], min_count: int = 1, titles: Optional[Mapping[str, str]] = None
+    ) -> "CpcLabelSpace":
         """Build from the label lists of a dataset (each list holds normalized subclass codes)."""
         counts = Counter(code for labels in label_lists for code in labels)
         return cls.from_counts(counts, min_count=min_count, titles=titles)
@@ -224,8 +230,7 @@ class CpcLabelSpace:
 
     def __repr__(self) -> str:
         return (
-            f"CpcLabelSpace({len(self.codes)} subclasses, {len(self.classes)} classes, "
-            f"{len(self.sections)} sections)"
+            f"CpcLabelSpace({len(self.codes)} subclasses, {len(self.classes)} classes, {len(self.sections)} sections)"
         )
 
     def title(self, code: str) -> Optional[str]:
@@ -321,7 +326,9 @@ class CpcLabelSpace:
         try:
             return cls.from_dict(data)
         except (ValueError, TypeError, AttributeError) as error:  # another format, bad codes, not a mapping
-            raise ValueError(f"{path} is not a valid label space ({error}); re-create it with `modernpatent prepare`") from None
+            raise ValueError(
+                f"{path} is not a valid label space ({error}); re-create it with `modernpatent prepare`"
+            ) from None
 
 
 LABEL_SPACE_FILE = "label_space.json"

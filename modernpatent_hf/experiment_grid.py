@@ -33,9 +33,22 @@ CONDITION_PREFIX = "config_"
 CONDITION_KEYS = ("description", "reference", "pretrain")
 # Fields every condition must share so that runs are paired: they fix the data, its split and the tokens.
 SHARED_FIELDS = (
-    "dataset_name_or_path", "text_fields", "validation_fraction", "test_fraction", "test_year", "test_size",
-    "split_seed", "min_label_count", "max_train_samples", "max_eval_samples", "max_test_samples",
-    "synthetic_num_records", "synthetic_seed", "titles_path", "tokenizer_name_or_path", "tokenizer_vocab_size",
+    "dataset_name_or_path",
+    "text_fields",
+    "validation_fraction",
+    "test_fraction",
+    "test_year",
+    "test_size",
+    "split_seed",
+    "min_label_count",
+    "max_train_samples",
+    "max_eval_samples",
+    "max_test_samples",
+    "synthetic_num_records",
+    "synthetic_seed",
+    "titles_path",
+    "tokenizer_name_or_path",
+    "tokenizer_vocab_size",
 )
 # Fields the runner sets for every run.
 RUNNER_FIELDS = ("output_dir", "seed", "compare_baselines")
@@ -83,8 +96,12 @@ def load_grid(grid_dir: str) -> Grid:
         if not os.path.isdir(grid_dir):
             raise FileNotFoundError(f"{grid_dir!r} is not an experiment grid: no such directory")
         old_layout = os.path.isfile(os.path.join(grid_dir, "base.yaml"))
-        hint = "; it has base.yaml, the old layout: rename it to config_base.yaml and each <condition>.yaml to " \
-               "config_<condition>.yaml" if old_layout else ""
+        hint = (
+            "; it has base.yaml, the old layout: rename it to config_base.yaml and each <condition>.yaml to "
+            "config_<condition>.yaml"
+            if old_layout
+            else ""
+        )
         raise FileNotFoundError(f"{grid_dir!r} is not an experiment grid: it has no {GRID_BASE_FILE}{hint}")
     base = read_mapping(base_path)
     conditions = []
@@ -98,9 +115,11 @@ def load_grid(grid_dir: str) -> Grid:
                 f"{path}: a grid holds only {GRID_BASE_FILE} and {CONDITION_PREFIX}<condition>.yaml files; rename it to "
                 f"{CONDITION_PREFIX}{stem}{extension} to make it a condition, or move it out of the grid"
             )
-        name = stem[len(CONDITION_PREFIX):]
+        name = stem[len(CONDITION_PREFIX) :]
         if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
-            raise ValueError(f"{path}: the condition name after 'config_' must be non-empty and hold only letters, digits, '_', '-' and '.'")
+            raise ValueError(
+                f"{path}: the condition name after 'config_' must be non-empty and hold only letters, digits, '_', '-' and '.'"
+            )
         spec = read_mapping(path)
         overrides = {key: value for key, value in spec.items() if key not in CONDITION_KEYS}
         fixed = sorted(set(overrides) & set(SHARED_FIELDS + RUNNER_FIELDS))
@@ -111,13 +130,17 @@ def load_grid(grid_dir: str) -> Grid:
             )
         pretrain = spec.get("pretrain")
         if pretrain is not None and not (isinstance(pretrain, dict) and "config" in pretrain):
-            raise ValueError(f"{path}: pretrain must be a mapping with a 'config' YAML and optional overrides, got {pretrain!r}")
+            raise ValueError(
+                f"{path}: pretrain must be a mapping with a 'config' YAML and optional overrides, got {pretrain!r}"
+            )
         if pretrain is not None and not os.path.isfile(pretrain["config"]):
             raise FileNotFoundError(
                 f"{path}: the pretrain config {pretrain['config']!r} does not exist (relative paths start from the "
                 "directory you run in: run grids from the repository root)"
             )
-        conditions.append(Condition(name, overrides, str(spec.get("description", "")), bool(spec.get("reference", False)), pretrain))
+        conditions.append(
+            Condition(name, overrides, str(spec.get("description", "")), bool(spec.get("reference", False)), pretrain)
+        )
     references = [c.name for c in conditions if c.reference]
     if len(references) != 1:
         raise ValueError(

@@ -57,12 +57,15 @@ def mean_confidence_interval(values: Sequence[float], confidence: float = 0.95) 
     mean = float(values.mean())
     if values.size == 1:
         return mean, math.nan, math.nan
-    half_width = float(stats.t.ppf((1.0 + confidence) / 2.0, values.size - 1) * values.std(ddof=1) / math.sqrt(values.size))
+    half_width = float(
+        stats.t.ppf((1.0 + confidence) / 2.0, values.size - 1) * values.std(ddof=1) / math.sqrt(values.size)
+    )
     return mean, mean - half_width, mean + half_width
 
 
-def paired_difference_interval(condition_values: Sequence[float], reference_values: Sequence[float],
-                               confidence: float = 0.95) -> Tuple[float, float, float]:
+def paired_difference_interval(
+    condition_values: Sequence[float], reference_values: Sequence[float], confidence: float = 0.95
+) -> Tuple[float, float, float]:
     """Mean of the paired differences ``condition - reference`` and its Student-t interval.
 
     Element i of both sequences must come from the same seed (same data, same test patents): pairing
@@ -106,9 +109,14 @@ def condition_statistics(results: Dict, key: str, confidence: float = 0.95) -> D
         difference = None
         if name != results["reference"] and common:
             difference = paired_difference_interval(
-                [values[s] for s in common], [reference_runs[s][key] for s in common], confidence)
-        statistics[name] = {"n": len(values), "mean": mean_confidence_interval(list(values.values()), confidence),
-                            "paired": len(common), "difference": difference}
+                [values[s] for s in common], [reference_runs[s][key] for s in common], confidence
+            )
+        statistics[name] = {
+            "n": len(values),
+            "mean": mean_confidence_interval(list(values.values()), confidence),
+            "paired": len(common),
+            "difference": difference,
+        }
     return statistics
 
 
@@ -137,8 +145,13 @@ def summary_markdown(results: Dict, confidence: float = 0.95) -> str:
         seeds = ", ".join(map(str, sorted(per_condition.get(name, {})))) or "none finished"
         lines.append(f"| {name}{' (reference)' if name == reference else ''} | {seeds} | {spec['description']} |")
     for key, baseline_key, title, scale in SUMMARY_METRICS:
-        lines += ["", f"## {title}", "", f"| condition | n | mean [{level} CI] | difference to {reference} [{level} CI] |",
-                  "|---|---:|---:|---:|"]
+        lines += [
+            "",
+            f"## {title}",
+            "",
+            f"| condition | n | mean [{level} CI] | difference to {reference} [{level} CI] |",
+            "|---|---:|---:|---:|",
+        ]
         statistics = condition_statistics(results, key, confidence)
         for name in results["conditions"]:
             row = f"{name} (reference)" if name == reference else name
@@ -160,8 +173,9 @@ def summary_markdown(results: Dict, confidence: float = 0.95) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_paired_differences(results: Dict, path: str, confidence: float = 0.95,
-                            metrics: Sequence[str] = DIFFERENCE_METRICS) -> Figure:
+def plot_paired_differences(
+    results: Dict, path: str, confidence: float = 0.95, metrics: Sequence[str] = DIFFERENCE_METRICS
+) -> Figure:
     """One panel per metric: each condition's paired difference to the reference with its interval (a dot alone
     where one common seed gives no interval), a line at 0. Saved as a PNG at ``path``; returns the figure."""
     chosen = [entry for entry in SUMMARY_METRICS if entry[0] in metrics]
@@ -179,16 +193,30 @@ def plot_paired_differences(results: Dict, path: str, confidence: float = 0.95,
             if math.isnan(low):
                 axis.plot([mean], [row], "o", color="tab:gray")
             else:
-                axis.errorbar([mean], [row], xerr=[[mean - low], [high - mean]], fmt="o", capsize=4,
-                              color="tab:green" if low > 0 else "tab:red" if high < 0 else "tab:blue")
+                axis.errorbar(
+                    [mean],
+                    [row],
+                    xerr=[[mean - low], [high - mean]],
+                    fmt="o",
+                    capsize=4,
+                    color="tab:green" if low > 0 else "tab:red" if high < 0 else "tab:blue",
+                )
         axis.axvline(0.0, color="black", linewidth=0.8)
         axis.set_title(title.replace("(%)", "").strip())
-        axis.set_xlabel(f"difference to {results['reference']} (points)" if scale == 100.0 else f"difference to {results['reference']}")
+        axis.set_xlabel(
+            f"difference to {results['reference']} (points)"
+            if scale == 100.0
+            else f"difference to {results['reference']}"
+        )
         axis.grid(axis="x", alpha=0.3)
-    axes[0].set_yticks(range(len(names)), [f"{name} (n={per_metric[chosen[0][0]].get(name, {}).get('paired', 0)})" for name in names])
+    axes[0].set_yticks(
+        range(len(names)), [f"{name} (n={per_metric[chosen[0][0]].get(name, {}).get('paired', 0)})" for name in names]
+    )
     axes[0].invert_yaxis()
-    figure.suptitle(f"Grid {os.path.basename(results['grid'])}: paired difference to {results['reference']}, "
-                    f"mean over seeds and {100 * confidence:g} % interval (green/red: interval excludes 0; gray: one seed)")
+    figure.suptitle(
+        f"Grid {os.path.basename(results['grid'])}: paired difference to {results['reference']}, "
+        f"mean over seeds and {100 * confidence:g} % interval (green/red: interval excludes 0; gray: one seed)"
+    )
     save_figure(figure, path)
     return figure
 
@@ -197,7 +225,9 @@ def summarize(out_dir: str, confidence: float = 0.95) -> str:
     """Render ``out_dir/results.json`` into ``out_dir/summary.md``; returns the markdown."""
     path = os.path.join(out_dir, RESULTS_FILE)
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path} does not exist: run `modernpatent experiments run GRID --out {out_dir}` first")
+        raise FileNotFoundError(
+            f"{path} does not exist: run `modernpatent experiments run GRID --out {out_dir}` first"
+        )
     with open(path, encoding="utf-8") as handle:
         results = json.load(handle)
     plot_paired_differences(results, os.path.join(out_dir, DIFFERENCES_FIGURE), confidence)

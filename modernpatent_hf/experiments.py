@@ -73,7 +73,9 @@ def prepare_shared_inputs(grid: Grid, out_dir: str) -> Dict:
     ``config_base.yaml`` trains a tokenizer, the one trained into ``out_dir/tokenizer``.
     """
     # Data and tokenizer prepared earlier into out_dir are reused only if they were made by these settings.
-    _write_run_config(os.path.join(out_dir, SHARED_INPUTS_FILE), {key: grid.base[key] for key in SHARED_FIELDS if key in grid.base})
+    _write_run_config(
+        os.path.join(out_dir, SHARED_INPUTS_FILE), {key: grid.base[key] for key in SHARED_FIELDS if key in grid.base}
+    )
     model_args, data_args, _ = _parse_finetune_config({**grid.base, "output_dir": out_dir})
     splits, label_space = load_patent_splits(data_args, out_dir)
     load_or_train_tokenizer(model_args, splits["train"]["text"], out_dir)
@@ -114,7 +116,9 @@ def _launch(command: List[str], directory: str, what: str) -> None:
     if returncode != 0:
         with open(log_path, encoding="utf-8", errors="replace") as handle:
             lines = [line.strip() for line in handle if line.strip()]
-        raise ChildProcessError(f"{what} failed (exit {returncode}); log {log_path}: {lines[-1] if lines else 'empty'}")
+        raise ChildProcessError(
+            f"{what} failed (exit {returncode}); log {log_path}: {lines[-1] if lines else 'empty'}"
+        )
 
 
 def pretrain_dir(out_dir: str, condition: str, seed: int) -> str:
@@ -122,8 +126,15 @@ def pretrain_dir(out_dir: str, condition: str, seed: int) -> str:
     return os.path.join(out_dir, "pretrain", condition, f"seed-{seed}")
 
 
-def _run_pretraining(condition: Condition, seed: int, finetune_config: Dict, shared_fields: Dict, directory: str,
-                     launcher: Sequence[str], scripts_dir: str) -> None:
+def _run_pretraining(
+    condition: Condition,
+    seed: int,
+    finetune_config: Dict,
+    shared_fields: Dict,
+    directory: str,
+    launcher: Sequence[str],
+    scripts_dir: str,
+) -> None:
     """Run the condition's MLM pretraining for ``seed`` into ``directory`` unless it has finished already.
 
     The pretraining reads the grid's data and tokenizer, and takes the encoder shape, training records
@@ -140,8 +151,11 @@ def _run_pretraining(condition: Condition, seed: int, finetune_config: Dict, sha
     config_path = os.path.join(directory, RUN_CONFIG_FILE)
     _write_run_config(config_path, config)
     if not os.path.isfile(os.path.join(directory, COMPLETION_FILE)):
-        _launch([*launcher, os.path.join(scripts_dir, "pretrain_mlm.py"), "--config", config_path],
-                directory, f"pretraining of {condition.name} seed {seed}")
+        _launch(
+            [*launcher, os.path.join(scripts_dir, "pretrain_mlm.py"), "--config", config_path],
+            directory,
+            f"pretraining of {condition.name} seed {seed}",
+        )
 
 
 def _format_seconds(seconds: float) -> str:
@@ -173,9 +187,15 @@ def apply_base_overrides(grid: Grid, overrides: Dict) -> Grid:
     return Grid(grid.directory, {**grid.base, **overrides}, grid.conditions)
 
 
-def run_grid(grid_dir: str, out_dir: str, seeds: Sequence[int] = (0, 1, 2), conditions: Optional[Sequence[str]] = None,
-             launcher: Sequence[str] = (sys.executable,), scripts_dir: str = SCRIPTS_DIR,
-             base_overrides: Optional[Dict] = None) -> Dict:
+def run_grid(
+    grid_dir: str,
+    out_dir: str,
+    seeds: Sequence[int] = (0, 1, 2),
+    conditions: Optional[Sequence[str]] = None,
+    launcher: Sequence[str] = (sys.executable,),
+    scripts_dir: str = SCRIPTS_DIR,
+    base_overrides: Optional[Dict] = None,
+) -> Dict:
     """Train every (condition, seed) of the grid, then write ``results.json`` and ``summary.md`` to ``out_dir``.
 
     ``base_overrides`` are set in ``config_base.yaml``'s fields first (:func:`apply_base_overrides`).
@@ -221,12 +241,20 @@ def run_grid(grid_dir: str, out_dir: str, seeds: Sequence[int] = (0, 1, 2), cond
         progress.set_postfix_str(f"{name} seed {seed}, log: {os.path.join(directory, 'log.txt')}")
         run_started = time.perf_counter()
         if condition.pretrain is not None:
-            _run_pretraining(condition, seed, configs[name], shared["fields"], config["model_name_or_path"], launcher, scripts_dir)
-        _launch([*launcher, os.path.join(scripts_dir, "finetune.py"), "--config", config_path], directory, f"run {name} seed {seed}")
+            _run_pretraining(
+                condition, seed, configs[name], shared["fields"], config["model_name_or_path"], launcher, scripts_dir
+            )
+        _launch(
+            [*launcher, os.path.join(scripts_dir, "finetune.py"), "--config", config_path],
+            directory,
+            f"run {name} seed {seed}",
+        )
         with open(os.path.join(directory, COMPLETION_FILE), encoding="utf-8") as handle:
             f1 = json.load(handle).get("test_f1@1", math.nan)
-        progress.write(f"{label}: done in {time.perf_counter() - run_started:.0f} s, test F1@1 {100 * f1:.2f} % "
-                       f"(grid elapsed {_format_seconds(time.perf_counter() - started)})")
+        progress.write(
+            f"{label}: done in {time.perf_counter() - run_started:.0f} s, test F1@1 {100 * f1:.2f} % "
+            f"(grid elapsed {_format_seconds(time.perf_counter() - started)})"
+        )
     progress.close()
 
     results = collect_results(grid, out_dir, shared, baselines)
@@ -260,21 +288,38 @@ def collect_results(grid: Grid, out_dir: str, shared: Dict, baselines: Dict) -> 
     runs = []
     for name in grid.conditions:
         condition_dir = os.path.join(out_dir, "runs", name)
-        seeds = sorted(int(entry[len("seed-"):]) for entry in os.listdir(condition_dir)
-                       if re.fullmatch(r"seed-\d+", entry)) if os.path.isdir(condition_dir) else []
+        seeds = (
+            sorted(
+                int(entry[len("seed-") :]) for entry in os.listdir(condition_dir) if re.fullmatch(r"seed-\d+", entry)
+            )
+            if os.path.isdir(condition_dir)
+            else []
+        )
         for seed in seeds:
             path = os.path.join(run_dir(out_dir, name, seed), COMPLETION_FILE)
             if os.path.isfile(path):
                 with open(path, encoding="utf-8") as handle:
-                    runs.append({"condition": name, "seed": seed, "output_dir": os.path.dirname(path), "metrics": json.load(handle)})
+                    runs.append(
+                        {
+                            "condition": name,
+                            "seed": seed,
+                            "output_dir": os.path.dirname(path),
+                            "metrics": json.load(handle),
+                        }
+                    )
     splits = shared["splits"]
     return {
         "grid": grid.directory,
         "reference": grid.reference,
-        "conditions": {name: {"description": c.description, "overrides": c.overrides, "pretrain": c.pretrain}
-                       for name, c in grid.conditions.items()},
-        "data": {"fields": shared["fields"], "records_per_split": {name: len(rows) for name, rows in splits.items()},
-                 "num_labels": len(shared["label_space"])},
+        "conditions": {
+            name: {"description": c.description, "overrides": c.overrides, "pretrain": c.pretrain}
+            for name, c in grid.conditions.items()
+        },
+        "data": {
+            "fields": shared["fields"],
+            "records_per_split": {name: len(rows) for name, rows in splits.items()},
+            "num_labels": len(shared["label_space"]),
+        },
         "runs": runs,
         "baselines": baselines,
     }

@@ -117,7 +117,9 @@ def export_onnx(
     import onnx
 
     if not os.path.isfile(os.path.join(model_dir, "config.json")):
-        raise FileNotFoundError(f"{model_dir} is not a saved model directory (no config.json): pass a checkpoint directory")
+        raise FileNotFoundError(
+            f"{model_dir} is not a saved model directory (no config.json): pass a checkpoint directory"
+        )
     if not os.path.isfile(os.path.join(model_dir, "tokenizer_config.json")):
         raise FileNotFoundError(
             f"{model_dir} has no tokenizer (tokenizer_config.json): save the tokenizer next to the model, as the "
@@ -128,7 +130,11 @@ def export_onnx(
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     # sdpa and eager both trace to plain MatMul/Softmax graphs; sdpa is what inference runs in torch.
     model = load_pretrained_weights(
-        AutoModelForSequenceClassification, model_dir, allow_pickle=allow_pickle, config=config, dtype=torch.float32,
+        AutoModelForSequenceClassification,
+        model_dir,
+        allow_pickle=allow_pickle,
+        config=config,
+        dtype=torch.float32,
         attn_implementation="sdpa",
     ).eval()
     max_length = _max_length(tokenizer, config)
@@ -138,15 +144,23 @@ def export_onnx(
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     # Two rows, one padded: the traced graph must carry the padding mask. The axes below are named dynamic.
     example_ids, example_mask = pad_token_ids([[5] * 16, [5] * 9], pad_id)
-    dynamic_axes = {"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"},
-                    "logits": {0: "batch"}}
+    dynamic_axes = {
+        "input_ids": {0: "batch", 1: "sequence"},
+        "attention_mask": {0: "batch", 1: "sequence"},
+        "logits": {0: "batch"},
+    }
     with warnings.catch_warnings(), torch.no_grad():
         # The TorchScript exporter announces its deprecation, and tracing warns about Python values it records
         # as constants; the check against torch below is what tells whether the graph is right.
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            _LogitsOnly(model).eval(), (torch.from_numpy(example_ids), torch.from_numpy(example_mask)), onnx_path,
-            dynamo=False, input_names=INPUT_NAMES, output_names=["logits"], dynamic_axes=dynamic_axes,
+            _LogitsOnly(model).eval(),
+            (torch.from_numpy(example_ids), torch.from_numpy(example_mask)),
+            onnx_path,
+            dynamo=False,
+            input_names=INPUT_NAMES,
+            output_names=["logits"],
+            dynamic_axes=dynamic_axes,
             opset_version=opset,
         )
     tokenizer.save_pretrained(out_dir)
@@ -155,8 +169,11 @@ def export_onnx(
 
     summary = {
         "onnx": onnx_path,
-        "opset": next(entry.version for entry in onnx.load(onnx_path, load_external_data=False).opset_import
-                      if entry.domain in ("", "ai.onnx")),
+        "opset": next(
+            entry.version
+            for entry in onnx.load(onnx_path, load_external_data=False).opset_import
+            if entry.domain in ("", "ai.onnx")
+        ),
         "max_length": max_length,
     }
     # Batches of one and of three texts, of different lengths: the dynamic axes must really be dynamic.

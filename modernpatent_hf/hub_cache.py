@@ -60,7 +60,12 @@ def _tree_entries(folder: str) -> Dict[str, dict]:
             sha256, git_sha1, size = _file_hashes(path)
             if name.endswith(LFS_SUFFIXES) or size >= LFS_MIN_BYTES:
                 pointer = f"version https://git-lfs.github.com/spec/v1\noid sha256:{sha256}\nsize {size}\n"
-                entry = {"size": size, "blob_id": _git_blob_sha1(pointer.encode()), "lfs_sha256": sha256, "lfs_size": size}
+                entry = {
+                    "size": size,
+                    "blob_id": _git_blob_sha1(pointer.encode()),
+                    "lfs_sha256": sha256,
+                    "lfs_size": size,
+                }
                 blob = sha256
             else:
                 entry, blob = {"size": size, "blob_id": git_sha1}, git_sha1
@@ -106,8 +111,10 @@ def publish_to_offline_cache(hf_home: str, repo_id: str, folder: str, *, repo_ty
     storage = os.path.join(hf_home, "hub", repo_folder_name(repo_id=repo_id, repo_type=repo_type))
     marker = os.path.join(storage, STAND_IN_MARKER)
     if os.path.isdir(storage) and not os.path.isfile(marker):
-        raise ValueError(f"{storage} holds a download of {repo_id} that is not a rehearsal stand-in; refusing to "
-                         "replace it: give another hf_home")
+        raise ValueError(
+            f"{storage} holds a download of {repo_id} that is not a rehearsal stand-in; refusing to "
+            "replace it: give another hf_home"
+        )
     os.makedirs(storage, exist_ok=True)
     write_json_atomically(marker, {"repo_id": repo_id, "repo_type": repo_type, "commit": commit})
 
@@ -137,7 +144,10 @@ def publish_to_offline_cache(hf_home: str, repo_id: str, folder: str, *, repo_ty
     os.makedirs(os.path.join(storage, "trees"), exist_ok=True)
     write_json_atomically(
         os.path.join(storage, "trees", f"{commit}.json"),
-        {"format_version": TREE_CACHE_FORMAT_VERSION, "files": {path: entries[path]["tree"] for path in sorted(entries)}},
+        {
+            "format_version": TREE_CACHE_FORMAT_VERSION,
+            "files": {path: entries[path]["tree"] for path in sorted(entries)},
+        },
     )
     os.makedirs(os.path.join(storage, "refs"), exist_ok=True)
     write_text_atomically(os.path.join(storage, "refs", "main"), commit)
@@ -155,5 +165,3 @@ def publish_to_offline_cache(hf_home: str, repo_id: str, folder: str, *, repo_ty
         if name not in used:
             os.remove(os.path.join(blobs, name))
     return snapshot
-
-

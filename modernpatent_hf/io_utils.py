@@ -20,8 +20,15 @@ PathLike = Union[str, os.PathLike]
 
 # What a user calls a value read from JSON, YAML or Parquet: "a int" or "a NoneType" is Python's word, not theirs.
 _VALUE_KINDS = {
-    bool: "true/false", int: "a number", float: "a number", str: "a string", bytes: "bytes",
-    list: "a list", tuple: "a list", dict: "a mapping", type(None): "null",
+    bool: "true/false",
+    int: "a number",
+    float: "a number",
+    str: "a string",
+    bytes: "bytes",
+    list: "a list",
+    tuple: "a list",
+    dict: "a mapping",
+    type(None): "null",
 }
 
 
@@ -36,9 +43,13 @@ def check_max_length(max_length: Any, max_positions: Optional[int] = None, key: 
     Two tokens are the least a sequence holds ([CLS] and [SEP]); a model has no position beyond its last.
     """
     if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 2:
-        raise ValueError(f"{key} must be an integer of at least 2 (a sequence holds [CLS] and [SEP]), got {max_length!r}")
+        raise ValueError(
+            f"{key} must be an integer of at least 2 (a sequence holds [CLS] and [SEP]), got {max_length!r}"
+        )
     if max_positions is not None and max_length > max_positions:
-        raise ValueError(f"{key} {max_length} exceeds the model's max_position_embeddings {max_positions}: lower {key}")
+        raise ValueError(
+            f"{key} {max_length} exceeds the model's max_position_embeddings {max_positions}: lower {key}"
+        )
 
 
 def describe_value(value: object) -> str:
@@ -153,8 +164,12 @@ def write_output_marker(
     """
     write_json_atomically(
         os.path.join(os.fspath(directory), OUTPUT_MARKER),
-        {"command": command, "complete": complete, "files": files_under(directory) if complete else None,
-         "fingerprint": fingerprint},
+        {
+            "command": command,
+            "complete": complete,
+            "files": files_under(directory) if complete else None,
+            "fingerprint": fingerprint,
+        },
     )
 
 
@@ -266,7 +281,9 @@ def remove_stale_scratch(path: PathLike) -> List[str]:
     return removed
 
 
-def main_process_first(training_args: Optional[TrainingArguments], desc: str = "preparing files") -> ContextManager[Any]:
+def main_process_first(
+    training_args: Optional[TrainingArguments], desc: str = "preparing files"
+) -> ContextManager[Any]:
     """``training_args.main_process_first(desc)``, or a no-op without training arguments (one process).
 
     Work done once per run (preparing data, training a tokenizer) runs on the main process while the other

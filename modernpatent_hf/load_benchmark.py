@@ -82,16 +82,28 @@ def short_records(n: int, seed: int = 0) -> Iterable[dict]:
     """
     for record in generate_synthetic_records(n, seed=seed):
         words = record["text"].split()
-        yield {"id": record["id"], "cpc": record["labels"], "date": record["date"],
-               "title": " ".join(words[:6]), "abstract": " ".join(words[6:24])}
+        yield {
+            "id": record["id"],
+            "cpc": record["labels"],
+            "date": record["date"],
+            "title": " ".join(words[:6]),
+            "abstract": " ".join(words[6:24]),
+        }
 
 
 def write_records(path: str, n: int, seed: int = 0, progress: bool = True) -> str:
     """Write :func:`short_records` to ``path`` as JSON Lines (atomically: a killed write leaves no file)."""
+
     def write(tmp: str) -> None:
         with open(tmp, "w", encoding="utf-8") as handle:
-            for record in tqdm(short_records(n, seed), total=n, desc=f"writing {n:,} records", unit=" records",
-                               disable=not progress, mininterval=1.0):
+            for record in tqdm(
+                short_records(n, seed),
+                total=n,
+                desc=f"writing {n:,} records",
+                unit=" records",
+                disable=not progress,
+                mininterval=1.0,
+            ):
                 handle.write(json.dumps(record) + "\n")
 
     replace_atomically(path, write)
@@ -118,7 +130,6 @@ def parquet_rows(path: str) -> int:
 
 def _directory_bytes(path: str) -> int:
     return sum(os.path.getsize(os.path.join(root, name)) for root, _, names in os.walk(path) for name in names)
-
 
 
 # ----------------------------------------------------------------------------- the benchmark
@@ -150,9 +161,11 @@ def run_load_benchmark(config: LoadBenchmarkConfig, progress: bool = True) -> Di
     unknown = [name for name in commands if name not in COMMANDS]
     if unknown:
         raise ValueError(f"unknown command {unknown[0]!r}: choose from {', '.join(COMMANDS)}")
-    if "tokenize" in commands and "prepare" not in commands[:commands.index("tokenize")] and config.work_dir is None:
-        raise ValueError("tokenize tokenizes the train split that prepare writes: list prepare before it, or give the "
-                         "--work-dir of an earlier run with prepare")
+    if "tokenize" in commands and "prepare" not in commands[: commands.index("tokenize")] and config.work_dir is None:
+        raise ValueError(
+            "tokenize tokenizes the train split that prepare writes: list prepare before it, or give the "
+            "--work-dir of an earlier run with prepare"
+        )
     if config.repeats < 1 or config.error_repeats < 1:
         raise ValueError(f"repeats must be at least 1, got {min(config.repeats, config.error_repeats)}")
     if config.max_length < 1:
@@ -160,18 +173,26 @@ def run_load_benchmark(config: LoadBenchmarkConfig, progress: bool = True) -> Di
     if config.test_size is not None and config.test_size < 1:
         raise ValueError(f"test_size must be at least 1, got {config.test_size}")
     if config.model is not None and not os.path.isdir(config.model):
-        raise FileNotFoundError(f"model directory {config.model} does not exist: give a checkpoint saved by this package")
+        raise FileNotFoundError(
+            f"model directory {config.model} does not exist: give a checkpoint saved by this package"
+        )
     if config.tokenizer is not None and not os.path.isfile(os.path.join(config.tokenizer, "tokenizer.json")):
-        raise FileNotFoundError(f"tokenizer directory {config.tokenizer} has no tokenizer.json: give a tokenizer saved "
-                                "with save_pretrained")
+        raise FileNotFoundError(
+            f"tokenizer directory {config.tokenizer} has no tokenizer.json: give a tokenizer saved "
+            "with save_pretrained"
+        )
     for n, path in copies.items():
         if not os.path.isdir(path):
-            raise FileNotFoundError(f"USPTO-3M copy {path} does not exist: write one with "
-                                    f"`python -m modernpatent_hf.rehearsal write-uspto3m --out {path} --rows {n}`")
+            raise FileNotFoundError(
+                f"USPTO-3M copy {path} does not exist: write one with "
+                f"`python -m modernpatent_hf.rehearsal write-uspto3m --out {path} --rows {n}`"
+            )
         found = parquet_rows(path)
         if found != n:
-            raise ValueError(f"USPTO-3M copy {path} has {found:,} rows, not {n:,}: an incomplete copy? Rewrite it with "
-                             f"`python -m modernpatent_hf.rehearsal write-uspto3m --out {path} --rows {n} --overwrite`")
+            raise ValueError(
+                f"USPTO-3M copy {path} has {found:,} rows, not {n:,}: an incomplete copy? Rewrite it with "
+                f"`python -m modernpatent_hf.rehearsal write-uspto3m --out {path} --rows {n} --overwrite`"
+            )
     if source == "uspto3m":
         from .data.standins import uspto3m_bad_rows
 
@@ -180,20 +201,36 @@ def run_load_benchmark(config: LoadBenchmarkConfig, progress: bool = True) -> Di
                 uspto3m_bad_rows(n)  # a copy too small for its bad rows is refused here, not after the smaller sizes
     with tempfile.TemporaryDirectory(prefix="modernpatent-load-") as scratch:
         # The run's own copy, defaults filled in; the tokenizer it trains and the model it saves are set on it.
-        run = dataclasses.replace(config, rows=rows, commands=commands, work_dir=os.path.abspath(config.work_dir or scratch))
+        run = dataclasses.replace(
+            config, rows=rows, commands=commands, work_dir=os.path.abspath(config.work_dir or scratch)
+        )
         os.makedirs(run.work_dir, exist_ok=True)
         if "predict" in commands and run.model is None:
             from .benchmark import save_random_classifier
 
             run.model = save_random_classifier("modernbert", os.path.join(run.work_dir, "tiny-model"), tiny=True)
         results = {
-            "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-                        "load_average_at_start": list(os.getloadavg())},
-            "settings": {"rows": rows, "commands": commands, "model": run.model, "seed": run.seed, "source": source,
-                         "uspto3m_copies": {str(n): path for n, path in copies.items()}, "test_year": run.test_year,
-                         "test_size": run.test_size if run.test_size is not None else f"{TEST_SIZE} x rows / {USPTO3M_ROWS}",
-                         "missing_test_year": run.missing_test_year, "tokenizer": run.tokenizer,
-                         "max_length": run.max_length, "repeats": run.repeats, "error_repeats": run.error_repeats},
+            "machine": {
+                "cpus": os.cpu_count(),
+                "platform": platform.platform(),
+                "python": platform.python_version(),
+                "load_average_at_start": list(os.getloadavg()),
+            },
+            "settings": {
+                "rows": rows,
+                "commands": commands,
+                "model": run.model,
+                "seed": run.seed,
+                "source": source,
+                "uspto3m_copies": {str(n): path for n, path in copies.items()},
+                "test_year": run.test_year,
+                "test_size": run.test_size if run.test_size is not None else f"{TEST_SIZE} x rows / {USPTO3M_ROWS}",
+                "missing_test_year": run.missing_test_year,
+                "tokenizer": run.tokenizer,
+                "max_length": run.max_length,
+                "repeats": run.repeats,
+                "error_repeats": run.error_repeats,
+            },
             "runs": [],
         }
         for n in rows:
@@ -208,8 +245,11 @@ def run_load_benchmark(config: LoadBenchmarkConfig, progress: bool = True) -> Di
                 if run.out:
                     write_json_atomically(run.out, results)
                 if progress:
-                    print(f"{name} {n:,} rows: {measured['seconds']:.1f} s, peak RSS {measured['peak_rss_mib']:.0f} MiB, "
-                          f"peak anonymous {measured['peak_anonymous_mib']:.0f} MiB", file=sys.stderr)
+                    print(
+                        f"{name} {n:,} rows: {measured['seconds']:.1f} s, peak RSS {measured['peak_rss_mib']:.0f} MiB, "
+                        f"peak anonymous {measured['peak_anonymous_mib']:.0f} MiB",
+                        file=sys.stderr,
+                    )
         results["memory_ratios"] = memory_ratios(results)
     return results
 
@@ -261,15 +301,19 @@ def _run_one(name: str, n: int, source: str, run: LoadBenchmarkConfig, attempt: 
         not_written = sum(summary["counts"].get(key, 0) for key in RECORDS_NOT_WRITTEN)
         check = {"rows_written": written, "records_not_written": not_written}
         if written + not_written != n:
-            raise RuntimeError(f"prepare wrote {written:,} rows and counted {not_written:,} records not written, "
-                               f"for {n:,} input records: see {log}")
+            raise RuntimeError(
+                f"prepare wrote {written:,} rows and counted {not_written:,} records not written, "
+                f"for {n:,} input records: see {log}"
+            )
         measured_rows = n
     elif name == "predict":
         output = os.path.join(work_dir, f"predictions-{n}.jsonl")
         # A copy: its bad rows become error rows; --format parquet, as predict reads a Parquet directory that is not
         # a prepared one with format 'auto' (data/inputs.py input_files) and refuses it.
         copy_options = [] if run.source == "generated" else ["--on-bad-row", "record", "--format", "parquet"]
-        measured = measure_command(_cli("predict", "--model", run.model, "--input", source, "--output", output, *copy_options), log)
+        measured = measure_command(
+            _cli("predict", "--model", run.model, "--input", source, "--output", output, *copy_options), log
+        )
         summary = json.loads(measured.pop("stdout"))
         written = _count_lines(output)
         check = {"rows_written": written}
@@ -279,13 +323,23 @@ def _run_one(name: str, n: int, source: str, run: LoadBenchmarkConfig, attempt: 
     elif name == "tokenize":
         measured, summary, check = _tokenize(n, run, log)
         measured_rows = summary["rows_in"]
-        extra = {"tokens_per_second": summary["tokens"] / measured["seconds"],
-                 "datasets_cache_mib": summary.pop("datasets_cache_mib")}
+        extra = {
+            "tokens_per_second": summary["tokens"] / measured["seconds"],
+            "datasets_cache_mib": summary.pop("datasets_cache_mib"),
+        }
     else:
         measured, summary, check = _test_year_error(n, source, run, log)
         measured_rows = n
-    return {"command": name, "rows": n, **measured, "rows_measured": measured_rows,
-            "rows_per_second": measured_rows / measured["seconds"], **check, **extra, "summary": summary}
+    return {
+        "command": name,
+        "rows": n,
+        **measured,
+        "rows_measured": measured_rows,
+        "rows_per_second": measured_rows / measured["seconds"],
+        **check,
+        **extra,
+        "summary": summary,
+    }
 
 
 def _tokenize(n: int, run: LoadBenchmarkConfig, log: str):
@@ -294,25 +348,45 @@ def _tokenize(n: int, run: LoadBenchmarkConfig, log: str):
 
     prepared = run.prepared_dir(n)
     if not is_prepared_dir(prepared):
-        raise FileNotFoundError(f"no prepared dataset at {prepared} to tokenize: run prepare first (--commands prepare,tokenize)")
+        raise FileNotFoundError(
+            f"no prepared dataset at {prepared} to tokenize: run prepare first (--commands prepare,tokenize)"
+        )
     if run.tokenizer is None:
         saved = os.path.join(run.work_dir, "tokenizer")
-        run.tokenizer = saved if os.path.isfile(os.path.join(saved, "tokenizer.json")) else train_benchmark_tokenizer(prepared, saved)
+        run.tokenizer = (
+            saved
+            if os.path.isfile(os.path.join(saved, "tokenizer.json"))
+            else train_benchmark_tokenizer(prepared, saved)
+        )
     cache = os.path.join(run.work_dir, f"tokenize-cache-{n}")
     shutil.rmtree(cache, ignore_errors=True)  # a new cache: nothing may come from an earlier run's
-    env = {"HF_DATASETS_CACHE": cache, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
-           "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"}
-    command = [sys.executable, "-m", "modernpatent_hf.load_benchmark_tokenize", prepared,
-               "--tokenizer", run.tokenizer, "--max-length", str(run.max_length)]
+    env = {
+        "HF_DATASETS_CACHE": cache,
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "modernpatent_hf.load_benchmark_tokenize",
+        prepared,
+        "--tokenizer",
+        run.tokenizer,
+        "--max-length",
+        str(run.max_length),
+    ]
     try:
         measured = measure_command(command, log, env=env)
-        cache_mib = _directory_bytes(cache) / 2 ** 20 if os.path.isdir(cache) else 0.0
+        cache_mib = _directory_bytes(cache) / 2**20 if os.path.isdir(cache) else 0.0
     finally:
         shutil.rmtree(cache, ignore_errors=True)
     summary = json.loads(measured.pop("stdout"))
     summary["datasets_cache_mib"] = round(cache_mib)
     if summary["rows"] != summary["rows_in"]:
-        raise RuntimeError(f"tokenize gave {summary['rows']:,} rows for {summary['rows_in']:,} training rows: see {log}")
+        raise RuntimeError(
+            f"tokenize gave {summary['rows']:,} rows for {summary['rows_in']:,} training rows: see {log}"
+        )
     return measured, summary, {"rows_written": summary["rows"]}
 
 
@@ -320,14 +394,18 @@ def _test_year_error(n: int, source: str, run: LoadBenchmarkConfig, log: str):
     out_dir = os.path.join(run.work_dir, f"test-year-error-{n}")
     shutil.rmtree(out_dir, ignore_errors=True)
     year = run.missing_test_year
-    command = _cli("prepare", source, "--out", out_dir, "--test-year", str(year), "--test-size", str(run.test_size_for(n)))
+    command = _cli(
+        "prepare", source, "--out", out_dir, "--test-year", str(year), "--test-size", str(run.test_size_for(n))
+    )
     measured = measure_command(command, log, returncode=2)
     measured.pop("stdout")
     with open(log, encoding="utf-8", errors="replace") as handle:
         lines = [line for line in handle.read().splitlines() if line.strip()]
     if len(lines) != 1 or f"dated in {year}" not in lines[0]:
-        raise RuntimeError(f"prepare with the missing test year {year} exited with status 2 but did not print one line "
-                           f"naming that year on stderr ({len(lines)} lines): see {log}")
+        raise RuntimeError(
+            f"prepare with the missing test year {year} exited with status 2 but did not print one line "
+            f"naming that year on stderr ({len(lines)} lines): see {log}"
+        )
     if os.path.exists(out_dir):
         raise RuntimeError(f"prepare with the missing test year {year} left {out_dir} behind")
     return measured, {"error": lines[0]}, {"rows_written": None, "exit_status": measured["returncode"]}
@@ -338,16 +416,23 @@ def memory_ratios(results: Dict) -> Dict[str, Dict]:
     """Per command run at several sizes: its peaks at the largest size over those at the smallest, and whether
     they are flat (both within :data:`FLAT_WITHIN`; ``anonymous_flat``: the anonymous memory alone)."""
     ratios = {}
-    for name, runs in itertools.groupby(sorted(results["runs"], key=lambda run: (run["command"], run["rows"])),
-                                        key=lambda run: run["command"]):
+    for name, runs in itertools.groupby(
+        sorted(results["runs"], key=lambda run: (run["command"], run["rows"])), key=lambda run: run["command"]
+    ):
         runs = list(runs)
         if len(runs) > 1 and runs[0]["rows"] != runs[-1]["rows"]:
             small, large = runs[0], runs[-1]
             rss = large["peak_rss_mib"] / small["peak_rss_mib"]
             anonymous = large["peak_anonymous_mib"] / small["peak_anonymous_mib"]
-            ratios[name] = {"small_rows": small["rows"], "large_rows": large["rows"], "rows": large["rows"] / small["rows"],
-                            "peak_rss": rss, "peak_anonymous": anonymous,
-                            "anonymous_flat": anonymous <= FLAT_WITHIN, "flat": max(rss, anonymous) <= FLAT_WITHIN}
+            ratios[name] = {
+                "small_rows": small["rows"],
+                "large_rows": large["rows"],
+                "rows": large["rows"] / small["rows"],
+                "peak_rss": rss,
+                "peak_anonymous": anonymous,
+                "anonymous_flat": anonymous <= FLAT_WITHIN,
+                "flat": max(rss, anonymous) <= FLAT_WITHIN,
+            }
     return ratios
 
 
@@ -364,16 +449,23 @@ def format_load_results(results: Dict) -> str:
     ]
     for run in results["runs"]:
         at = " / ".join(f"{value:.0f}" for value in run["anonymous_mib_at"].values())
-        written = f"{run['rows_written']:,}" if run.get("rows_written") is not None else f"none (exit {run.get('exit_status')})"
-        lines.append(f"| {run['command']} | {run['rows']:,} | {_seconds(run['seconds'])} | {run['rows_per_second']:,.0f} | "
-                     f"{run['peak_rss_mib']:.0f} | {run['peak_anonymous_mib']:.0f} | {at} | {written} |")
+        written = (
+            f"{run['rows_written']:,}"
+            if run.get("rows_written") is not None
+            else f"none (exit {run.get('exit_status')})"
+        )
+        lines.append(
+            f"| {run['command']} | {run['rows']:,} | {_seconds(run['seconds'])} | {run['rows_per_second']:,.0f} | "
+            f"{run['peak_rss_mib']:.0f} | {run['peak_anonymous_mib']:.0f} | {at} | {written} |"
+        )
     for name, ratio in memory_ratios(results).items():
         small, large = ratio["small_rows"], ratio["large_rows"]
         if ratio["flat"]:
             verdict = f"flat (both within {FLAT_WITHIN}x)"
         elif ratio["anonymous_flat"]:
-            verdict = (f"anonymous memory flat (within {FLAT_WITHIN}x); RSS grows with the pages of memory-mapped "
-                       "files read")
+            verdict = (
+                f"anonymous memory flat (within {FLAT_WITHIN}x); RSS grows with the pages of memory-mapped files read"
+            )
         else:
             verdict = f"NOT flat: peak anonymous memory grows more than {FLAT_WITHIN}x"
         lines.append("")
@@ -395,7 +487,9 @@ def format_load_results(results: Dict) -> str:
                 f"({summary.get('arrow_files', 1)} Arrow file(s) of the split)."
             )
         elif run["command"] == "test-year-error" and "error" in summary:
-            notes.append(f"- test-year-error {run['rows']:,}: exit status {run['exit_status']}, stderr: {summary['error'][:160]}...")
+            notes.append(
+                f"- test-year-error {run['rows']:,}: exit status {run['exit_status']}, stderr: {summary['error'][:160]}..."
+            )
         if run.get("repeats", 1) > 1:
             tries = ", ".join(_seconds(one["seconds"]) for one in run["tries"])
             notes.append(f"- {run['command']} {run['rows']:,}: median of {run['repeats']} tries ({tries} s).")

@@ -30,49 +30,66 @@ class LoadBenchmarkConfig:
 
     source: str = field(
         default="generated",
-        metadata={"choices": LOAD_BENCHMARK_SOURCES,
-                  "help": "generated: short JSON Lines records; uspto3m: a USPTO-3M-schema Parquet copy, written into "
-                  "--work-dir per size (python -m modernpatent_hf.rehearsal write-uspto3m) or --uspto3m-copy"},
+        metadata={
+            "choices": LOAD_BENCHMARK_SOURCES,
+            "help": "generated: short JSON Lines records; uspto3m: a USPTO-3M-schema Parquet copy, written into "
+            "--work-dir per size (python -m modernpatent_hf.rehearsal write-uspto3m) or --uspto3m-copy",
+        },
     )
     rows: Optional[List[int]] = field(
         default=None,
-        metadata={"comma_separated": True, "metavar": "ROWS",
-                  "help": "comma-separated record counts (default: 100000,1000000; --source uspto3m: the --uspto3m-copy "
-                  "sizes, else 300000,3198360)"},
+        metadata={
+            "comma_separated": True,
+            "metavar": "ROWS",
+            "help": "comma-separated record counts (default: 100000,1000000; --source uspto3m: the --uspto3m-copy "
+            "sizes, else 300000,3198360)",
+        },
     )
     uspto3m_copy: Optional[List[str]] = field(
         default=None,
-        metadata={"repeatable": True, "metavar": "ROWS=DIR",
-                  "help": "reuse an existing USPTO-3M copy of ROWS rows (checked against its Parquet metadata); repeat for "
-                  "several sizes, which join --rows"},
+        metadata={
+            "repeatable": True,
+            "metavar": "ROWS=DIR",
+            "help": "reuse an existing USPTO-3M copy of ROWS rows (checked against its Parquet metadata); repeat for "
+            "several sizes, which join --rows",
+        },
     )
     commands: Optional[List[str]] = field(
         default=None,
-        metadata={"comma_separated": True,
-                  "help": "comma-separated: prepare, predict, tokenize, test-year-error (default: prepare,predict; "
-                  "--source uspto3m: prepare,tokenize,test-year-error)"},
+        metadata={
+            "comma_separated": True,
+            "help": "comma-separated: prepare, predict, tokenize, test-year-error (default: prepare,predict; "
+            "--source uspto3m: prepare,tokenize,test-year-error)",
+        },
     )
     model: Optional[str] = field(
-        default=None, metadata={"help": "classifier checkpoint for predict (default: a tiny random ModernBERT classifier)"}
+        default=None,
+        metadata={"help": "classifier checkpoint for predict (default: a tiny random ModernBERT classifier)"},
     )
     tokenizer: Optional[str] = field(
         default=None,
-        metadata={"help": "tokenizer directory for tokenize (default: a 16,000-token byte-level BPE trained once on the "
-                  "first 20,000 training texts, saved in the work dir)"},
+        metadata={
+            "help": "tokenizer directory for tokenize (default: a 16,000-token byte-level BPE trained once on the "
+            "first 20,000 training texts, saved in the work dir)"
+        },
     )
     max_length: int = field(default=MAX_LENGTH, metadata={"help": "tokenize: longest input in tokens, as the recipes"})
     test_year: int = field(default=TEST_YEAR, metadata={"help": "--source uspto3m: prepare's test year"})
     test_size: Optional[int] = field(
         default=None,
-        metadata={"help": "--source uspto3m: prepare's test size (default: 150000 scaled to the rows, 150000 x rows / 3198360)"},
+        metadata={
+            "help": "--source uspto3m: prepare's test size (default: 150000 scaled to the rows, 150000 x rows / 3198360)"
+        },
     )
     missing_test_year: int = field(
-        default=MISSING_TEST_YEAR, metadata={"help": "test-year-error: a year the source lacks, whose one-line error is timed"}
+        default=MISSING_TEST_YEAR,
+        metadata={"help": "test-year-error: a year the source lacks, whose one-line error is timed"},
     )
     repeats: int = field(default=1, metadata={"help": "runs of each command per size; the figures are medians"})
     error_repeats: int = field(default=3, metadata={"help": "runs of test-year-error per size (medians)"})
     work_dir: Optional[str] = field(
-        default=None, metadata={"help": "keep the sources, outputs, tokenizer and logs here (default: a temporary directory)"}
+        default=None,
+        metadata={"help": "keep the sources, outputs, tokenizer and logs here (default: a temporary directory)"},
     )
     seed: int = field(default=0, metadata={"help": "seed of the generated records and copies"})
     out: Optional[str] = field(default=None, metadata={"help": "also write the results as JSON to this file"})

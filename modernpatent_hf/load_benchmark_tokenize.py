@@ -23,8 +23,13 @@ TOKENIZER_VOCAB_SIZE = 16_000
 TOKENIZER_TEXTS = 20_000
 
 
-def tokenize_prepared(prepared: str, tokenizer_dir: str, max_length: int = MAX_LENGTH, split: str = "train",
-                      max_shard_size: Optional[str] = None) -> Dict:
+def tokenize_prepared(
+    prepared: str,
+    tokenizer_dir: str,
+    max_length: int = MAX_LENGTH,
+    split: str = "train",
+    max_shard_size: Optional[str] = None,
+) -> Dict:
     """Tokenize ``split`` of a prepared directory as ``recipes/finetune.py`` does; counts and phase timings.
 
     As the script: the splits through :func:`~modernpatent_hf.data.records.load_dataset_dir` (``datasets``
@@ -66,8 +71,9 @@ def tokenize_prepared(prepared: str, tokenizer_dir: str, max_length: int = MAX_L
     }
 
 
-def train_benchmark_tokenizer(prepared: str, out_dir: str, texts: int = TOKENIZER_TEXTS,
-                              vocab_size: int = TOKENIZER_VOCAB_SIZE) -> str:
+def train_benchmark_tokenizer(
+    prepared: str, out_dir: str, texts: int = TOKENIZER_TEXTS, vocab_size: int = TOKENIZER_VOCAB_SIZE
+) -> str:
     """Train the byte-level BPE of :func:`~modernpatent_hf.tokenization.train_patent_tokenizer` on the first
     ``texts`` training texts of a prepared directory and save it to ``out_dir`` (atomically); returns ``out_dir``."""
     import pyarrow.parquet as pq
@@ -95,16 +101,22 @@ def train_benchmark_tokenizer(prepared: str, out_dir: str, texts: int = TOKENIZE
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """``python -m modernpatent_hf.load_benchmark_tokenize PREPARED --tokenizer DIR``: :func:`tokenize_prepared` as JSON on stdout."""
-    parser = argparse.ArgumentParser(prog="python -m modernpatent_hf.load_benchmark_tokenize",
-                                     description="the tokenize child process of `modernpatent bench-load`: tokenize a "
-                                     "prepared split as recipes/finetune.py does")
+    parser = argparse.ArgumentParser(
+        prog="python -m modernpatent_hf.load_benchmark_tokenize",
+        description="the tokenize child process of `modernpatent bench-load`: tokenize a "
+        "prepared split as recipes/finetune.py does",
+    )
     parser.add_argument("prepared", help="directory written by `modernpatent prepare`")
     parser.add_argument("--tokenizer", required=True, help="tokenizer directory (save_pretrained)")
     parser.add_argument("--max-length", type=int, default=MAX_LENGTH)
     parser.add_argument("--split", default="train")
-    parser.add_argument("--max-shard-size", default=None, help="datasets.config.MAX_SHARD_SIZE (tests: several Arrow files)")
+    parser.add_argument(
+        "--max-shard-size", default=None, help="datasets.config.MAX_SHARD_SIZE (tests: several Arrow files)"
+    )
     args = parser.parse_args(argv)
-    print(json.dumps(tokenize_prepared(args.prepared, args.tokenizer, args.max_length, args.split, args.max_shard_size)))
+    print(
+        json.dumps(tokenize_prepared(args.prepared, args.tokenizer, args.max_length, args.split, args.max_shard_size))
+    )
     return 0
 
 

@@ -57,7 +57,9 @@ def hierarchy_distance_matrix(
     return torch.where(same_subclass, 0.0, distance)
 
 
-def multilabel_bce(logits: torch.Tensor, labels: torch.Tensor, class_weights: Optional[torch.Tensor] = None) -> torch.Tensor:
+def multilabel_bce(
+    logits: torch.Tensor, labels: torch.Tensor, class_weights: Optional[torch.Tensor] = None
+) -> torch.Tensor:
     """Binary cross-entropy averaged over patents and labels; ``class_weights`` [L] multiply both terms of a column."""
     weight = None if class_weights is None else class_weights.to(torch.float32)[None, :]
     return F.binary_cross_entropy_with_logits(logits.float(), labels.float(), weight=weight)
@@ -71,7 +73,12 @@ class LabelHierarchy:
     Distances to a set of true labels are computed level by level in O(B x L), never as a [B, L, L] tensor.
     """
 
-    def __init__(self, subclass_to_class: torch.Tensor, subclass_to_section: torch.Tensor, weights: Sequence[float] = (1.0, 0.5, 0.25)):
+    def __init__(
+        self,
+        subclass_to_class: torch.Tensor,
+        subclass_to_section: torch.Tensor,
+        weights: Sequence[float] = (1.0, 0.5, 0.25),
+    ):
         self.subclass_to_class = subclass_to_class
         self.subclass_to_section = subclass_to_section
         self.weights = [float(weight) for weight in weights]
@@ -99,7 +106,9 @@ class LabelHierarchy:
         return nearest.masked_fill(~is_true.any(dim=-1, keepdim=True), 0.0)
 
 
-def expected_hierarchical_distance(logits: torch.Tensor, labels: torch.Tensor, hierarchy: LabelHierarchy) -> torch.Tensor:
+def expected_hierarchical_distance(
+    logits: torch.Tensor, labels: torch.Tensor, hierarchy: LabelHierarchy
+) -> torch.Tensor:
     """Expected CPC distance between a subclass drawn from ``softmax(logits)`` and the true set, per patent ([B]).
 
     ``E = sum_j p_j d_j`` with ``p = softmax(z)`` over the L subclasses and ``d_j = min_{y in Y} D[j, y]`` the

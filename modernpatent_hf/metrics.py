@@ -17,12 +17,25 @@ from numpy.typing import ArrayLike
 from tqdm.auto import tqdm
 
 from .metrics_hub.f1_at_k import multilabel_metrics as _multilabel_metrics
-from .metrics_hub.f1_at_k.multilabel_metrics import KInput, MultilabelMetricsAccumulator, f1_from_counts, set_counts, top_k_indices
+from .metrics_hub.f1_at_k.multilabel_metrics import (
+    KInput,
+    MultilabelMetricsAccumulator,
+    f1_from_counts,
+    set_counts,
+    top_k_indices,
+)
 
 F1_AT_K_METRIC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "metrics_hub", "f1_at_k")
 """Directory of the ``evaluate`` module: ``evaluate.load(F1_AT_K_METRIC)`` works offline."""
 
-__all__ = ["F1_AT_K_METRIC", "MultilabelMetricsAccumulator", "compute_multilabel_metrics", "f1_from_counts", "set_counts", "top_k_indices"]
+__all__ = [
+    "F1_AT_K_METRIC",
+    "MultilabelMetricsAccumulator",
+    "compute_multilabel_metrics",
+    "f1_from_counts",
+    "set_counts",
+    "top_k_indices",
+]
 
 
 def _progress_bar(starts: range):

@@ -34,15 +34,24 @@ if TYPE_CHECKING:
 MODEL_CARD_TEMPLATE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates", "modelcard_template.md")
 """The Jinja template of the card (shipped as package data)."""
 
-DEFAULT_LICENSE = "apache-2.0"  # the license of this package and of ModernBERT; Trainer.push_to_hub(license=...) overrides it
+DEFAULT_LICENSE = (
+    "apache-2.0"  # the license of this package and of ModernBERT; Trainer.push_to_hub(license=...) overrides it
+)
 MODEL_CARD_TAGS = ("patents", "cpc", "patent-classification", "multi-label-classification", "modernpatent-hf")
 MODEL_CARD_METRICS = ("f1", "precision", "recall")
 
 # (name in the card, metric key without its eval_/test_ prefix): the rows of the metrics table.
 METRIC_ROWS = (
-    ("F1@1", "f1@1"), ("P@1", "precision@1"), ("R@1 (per-patent mean)", "recall@1"), ("R@1 micro", "recall@1_micro"),
-    ("F1@5", "f1@5"), ("class P@1", "precision@1_class"), ("section P@1", "precision@1_section"),
-    ("micro F1 @0.5", "micro_f1"), ("macro F1 @0.5", "macro_f1"), ("macro precision @0.5", "macro_precision"),
+    ("F1@1", "f1@1"),
+    ("P@1", "precision@1"),
+    ("R@1 (per-patent mean)", "recall@1"),
+    ("R@1 micro", "recall@1_micro"),
+    ("F1@5", "f1@5"),
+    ("class P@1", "precision@1_class"),
+    ("section P@1", "precision@1_section"),
+    ("micro F1 @0.5", "micro_f1"),
+    ("macro F1 @0.5", "macro_f1"),
+    ("macro precision @0.5", "macro_precision"),
 )
 # The figures the model-index reports; its metric_type is the key, so `test_<metric_type>` is the all_results.json entry.
 MODEL_INDEX_KEYS = ("f1@1", "precision@1", "recall@1", "f1@5", "precision@1_section", "precision@1_class")
@@ -56,13 +65,25 @@ _FIELD_NAMES = {"first_claim": "first claim", "claims": "claims", "title": "titl
 class ModelCardInfo:
     """What a model card says about a run beyond the trainer's own state: where it started, what it learned from."""
 
-    base_model: Optional[str] = field(default=None, metadata={"help": "The checkpoint fine-tuned (Hub id or path); None: a new random model."})
-    dataset: Optional[str] = field(default=None, metadata={"help": "The dataset as the run named it (dataset_name_or_path)."})
-    hub_datasets: List[str] = field(default_factory=list, metadata={"help": "Hub dataset ids the data came from (card `datasets`)."})
-    text_fields: Optional[List[str]] = field(default=None, metadata={"help": "Record fields joined into the model's text; None: unknown."})
-    years: Dict[str, Tuple[str, str]] = field(default_factory=dict, metadata={"help": "First and last year of the dates of each split."})
+    base_model: Optional[str] = field(
+        default=None, metadata={"help": "The checkpoint fine-tuned (Hub id or path); None: a new random model."}
+    )
+    dataset: Optional[str] = field(
+        default=None, metadata={"help": "The dataset as the run named it (dataset_name_or_path)."}
+    )
+    hub_datasets: List[str] = field(
+        default_factory=list, metadata={"help": "Hub dataset ids the data came from (card `datasets`)."}
+    )
+    text_fields: Optional[List[str]] = field(
+        default=None, metadata={"help": "Record fields joined into the model's text; None: unknown."}
+    )
+    years: Dict[str, Tuple[str, str]] = field(
+        default_factory=dict, metadata={"help": "First and last year of the dates of each split."}
+    )
     rows: Dict[str, int] = field(default_factory=dict, metadata={"help": "Patents per split."})
-    max_length: Optional[int] = field(default=None, metadata={"help": "Tokens per patent in training; longer texts were truncated."})
+    max_length: Optional[int] = field(
+        default=None, metadata={"help": "Tokens per patent in training; longer texts were truncated."}
+    )
     license: str = field(default=DEFAULT_LICENSE, metadata={"help": "License id of the model (Hub license list)."})
     language: str = field(default="en", metadata={"help": "Language of the training texts (ISO 639-1)."})
     tags: List[str] = field(default_factory=list, metadata={"help": "Hub tags added to MODEL_CARD_TAGS."})
@@ -111,7 +132,9 @@ def _text_fields(data_args: DataArguments) -> Optional[List[str]]:
     return list(DEFAULT_TEXT_FIELDS[formats.pop()]) if len(formats) == 1 else None
 
 
-def model_card_info(model_args: ModelArguments, data_args: DataArguments, splits: datasets.DatasetDict) -> ModelCardInfo:
+def model_card_info(
+    model_args: ModelArguments, data_args: DataArguments, splits: datasets.DatasetDict
+) -> ModelCardInfo:
     """A :class:`ModelCardInfo` from a fine-tuning run's arguments and its loaded splits (dates read from the ``date`` column)."""
     source = data_args.dataset_name_or_path
     stats = _prepared_stats(source)
@@ -123,9 +146,13 @@ def model_card_info(model_args: ModelArguments, data_args: DataArguments, splits
             if span is not None:
                 years[name] = span
     return ModelCardInfo(
-        base_model=model_args.model_name_or_path, dataset=source,
-        hub_datasets=[name for name in sources if is_hub_id(name)], text_fields=_text_fields(data_args),
-        years=years, rows={name: len(rows) for name, rows in splits.items()}, max_length=data_args.max_length,
+        base_model=model_args.model_name_or_path,
+        dataset=source,
+        hub_datasets=[name for name in sources if is_hub_id(name)],
+        text_fields=_text_fields(data_args),
+        years=years,
+        rows={name: len(rows) for name, rows in splits.items()},
+        max_length=data_args.max_length,
     )
 
 
@@ -139,8 +166,10 @@ def _input_text(info: ModelCardInfo) -> str:
     if not info.text_fields:
         return "patent text in the form of the training data."
     fields = " + ".join(_FIELD_NAMES.get(name, name) for name in info.text_fields)
-    return (f"the patent's {fields} (English), as in training; other text (descriptions, other claims, "
-            "non-patent prose) is outside what the model saw.")
+    return (
+        f"the patent's {fields} (English), as in training; other text (descriptions, other claims, "
+        "non-patent prose) is outside what the model saw."
+    )
 
 
 def _data_description(info: ModelCardInfo) -> str:
@@ -151,12 +180,19 @@ def _data_description(info: ModelCardInfo) -> str:
     if info.rows:
         parts.append(", ".join(f"{split} {count:,} patents" for split, count in info.rows.items()))
     if info.years:
-        parts.append("dates " + ", ".join(f"{split} {first}-{last}" if first != last else f"{split} {first}"
-                                          for split, (first, last) in info.years.items()))
+        parts.append(
+            "dates "
+            + ", ".join(
+                f"{split} {first}-{last}" if first != last else f"{split} {first}"
+                for split, (first, last) in info.years.items()
+            )
+        )
     return "; ".join(parts) + ". Patents from other years, offices or fields than these may score lower."
 
 
-def _settings(model: torch.nn.Module, args: TrainingArguments, info: ModelCardInfo, started_from: Optional[str]) -> List[Tuple[str, object]]:
+def _settings(
+    model: torch.nn.Module, args: TrainingArguments, info: ModelCardInfo, started_from: Optional[str]
+) -> List[Tuple[str, object]]:
     config = getattr(model, "config", None)
     settings = {
         "started from": started_from,
@@ -168,7 +204,9 @@ def _settings(model: torch.nn.Module, args: TrainingArguments, info: ModelCardIn
         "learning rate": args.learning_rate,
         "scheduler": str(getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type)),
         "batch size per device": args.per_device_train_batch_size,
-        "epochs": args.num_train_epochs if args.max_steps is None or args.max_steps <= 0 else f"{args.max_steps} steps",
+        "epochs": args.num_train_epochs
+        if args.max_steps is None or args.max_steps <= 0
+        else f"{args.max_steps} steps",
         "weight decay": args.weight_decay,
         "AdamW betas / eps": f"({args.adam_beta1}, {args.adam_beta2}) / {args.adam_epsilon}",
         "bf16": args.bf16,
@@ -178,17 +216,27 @@ def _settings(model: torch.nn.Module, args: TrainingArguments, info: ModelCardIn
 
 def eval_results(metrics: Mapping[str, float], info: ModelCardInfo) -> List[EvalResult]:
     """The model-index entries: the test figures of :data:`MODEL_INDEX_KEYS` (validation ones when no test ran)."""
-    prefix, split = ("test", "test") if any(f"test_{key}" in metrics for key in MODEL_INDEX_KEYS) else ("eval", "validation")
+    prefix, split = (
+        ("test", "test") if any(f"test_{key}" in metrics for key in MODEL_INDEX_KEYS) else ("eval", "validation")
+    )
     names = dict((key, name) for name, key in METRIC_ROWS)
     dataset_type = info.hub_datasets[0] if info.hub_datasets else (info.dataset or "unknown")
-    dataset_name = "synthetic demo corpus" if info.dataset == "synthetic" else os.path.basename(os.path.normpath(dataset_type))
+    dataset_name = (
+        "synthetic demo corpus" if info.dataset == "synthetic" else os.path.basename(os.path.normpath(dataset_type))
+    )
     return [
         EvalResult(
-            task_type="text-classification", task_name="Multi-label CPC subclass classification",
-            dataset_type=dataset_type, dataset_name=dataset_name, dataset_split=split,
-            metric_type=key, metric_name=names[key], metric_value=metrics[f"{prefix}_{key}"],
+            task_type="text-classification",
+            task_name="Multi-label CPC subclass classification",
+            dataset_type=dataset_type,
+            dataset_name=dataset_name,
+            dataset_split=split,
+            metric_type=key,
+            metric_name=names[key],
+            metric_value=metrics[f"{prefix}_{key}"],
         )
-        for key in MODEL_INDEX_KEYS if f"{prefix}_{key}" in metrics
+        for key in MODEL_INDEX_KEYS
+        if f"{prefix}_{key}" in metrics
     ]
 
 
@@ -214,7 +262,9 @@ def build_model_card(
     else:
         started_from, lineage = f"`{info.base_model}`", f"Fine-tuned from `{info.base_model}`."
     config = getattr(model, "config", None)
-    model_name = model_name or (args.hub_model_id or os.path.basename(os.path.normpath(args.output_dir))).split("/")[-1]
+    model_name = (
+        model_name or (args.hub_model_id or os.path.basename(os.path.normpath(args.output_dir))).split("/")[-1]
+    )
     model_type = getattr(config, "model_type", None)
     results = eval_results(metrics, info)
     card_data = ModelCardData(
@@ -238,7 +288,9 @@ def build_model_card(
         card_data,
         template_path=MODEL_CARD_TEMPLATE,
         title=f"{model_name}: CPC subclass classifier",
-        num_labels=len(label_space), num_classes=len(label_space.classes), num_sections=len(label_space.sections),
+        num_labels=len(label_space),
+        num_classes=len(label_space.classes),
+        num_sections=len(label_space.sections),
         lineage=lineage,
         input_text=_input_text(info),
         max_length=info.max_length,

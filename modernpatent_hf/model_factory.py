@@ -16,7 +16,14 @@ from typing import TYPE_CHECKING, Any, Optional, Sequence, Union
 
 import torch
 from safetensors import SafetensorError
-from transformers import AutoConfig, BertConfig, ModernBertConfig, PreTrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import (
+    AutoConfig,
+    BertConfig,
+    ModernBertConfig,
+    PreTrainedConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
 from transformers.utils import cached_file
 
 from .configuration_modernpatent import BertPatentConfig, ModernPatentConfig, named_labels
@@ -29,6 +36,7 @@ from .modeling_modernpatent import (
 
 if TYPE_CHECKING:  # the recipes' arguments; prediction loads models without the training configuration
     from .configs import ModelArguments
+
 
 def encoder_config_class(architecture: str) -> type:
     """The transformers config class of a new encoder of ``architecture`` (``"modernbert"`` or ``"bert"``)."""
@@ -97,7 +105,11 @@ def build_patent_classifier(
     # shape: re-initialize it (the load report says so) rather than fail. Nothing else depends on the label count.
     mismatched_head = source_config.num_labels != len(label_space)
     return load_pretrained_weights(
-        model_class, weights_path, allow_pickle=allow_pickle, config=config, ignore_mismatched_sizes=mismatched_head,
+        model_class,
+        weights_path,
+        allow_pickle=allow_pickle,
+        config=config,
+        ignore_mismatched_sizes=mismatched_head,
         **load_kwargs,
     )
 
@@ -106,7 +118,9 @@ def load_checkpoint_config(model_name_or_path: str) -> PreTrainedConfig:
     """``AutoConfig.from_pretrained`` with one-line errors naming the path (a missing directory, no network)."""
     path = os.fspath(model_name_or_path)
     if (os.path.isabs(path) or path.startswith(".")) and not os.path.isdir(path):
-        raise FileNotFoundError(f"checkpoint directory {path!r} does not exist: set model_name_or_path to a saved checkpoint or a Hub id")
+        raise FileNotFoundError(
+            f"checkpoint directory {path!r} does not exist: set model_name_or_path to a saved checkpoint or a Hub id"
+        )
     try:
         return AutoConfig.from_pretrained(path)
     except OSError as error:
@@ -117,7 +131,9 @@ def load_checkpoint_config(model_name_or_path: str) -> PreTrainedConfig:
         raise ValueError(f"{path!r} is not a model checkpoint ({str(error).splitlines()[0]})") from None
 
 
-def load_pretrained_weights(model_class: Any, model_name_or_path: str, *, allow_pickle: bool = False, **kwargs: Any) -> PreTrainedModel:
+def load_pretrained_weights(
+    model_class: Any, model_name_or_path: str, *, allow_pickle: bool = False, **kwargs: Any
+) -> PreTrainedModel:
     """``model_class.from_pretrained(model_name_or_path, **kwargs)`` that reads safetensors weights only.
 
     The one way this package loads a model's weights (prediction, ONNX export, reports, recipes): a test
@@ -132,7 +148,9 @@ def load_pretrained_weights(model_class: Any, model_name_or_path: str, *, allow_
     ``from_pretrained`` (ours or an Auto class).
     """
     try:
-        return model_class.from_pretrained(model_name_or_path, use_safetensors=None if allow_pickle else True, **kwargs)
+        return model_class.from_pretrained(
+            model_name_or_path, use_safetensors=None if allow_pickle else True, **kwargs
+        )
     except OSError as error:
         if allow_pickle or "safetensors" not in str(error):
             raise
@@ -175,14 +193,19 @@ def special_token_ids(architecture: str, tokenizer: PreTrainedTokenizerBase) -> 
     special = {"pad_token_id": tokenizer.pad_token_id}
     if architecture == "modernbert":
         special.update(
-            bos_token_id=tokenizer.cls_token_id, eos_token_id=tokenizer.sep_token_id,
-            cls_token_id=tokenizer.cls_token_id, sep_token_id=tokenizer.sep_token_id,
+            bos_token_id=tokenizer.cls_token_id,
+            eos_token_id=tokenizer.sep_token_id,
+            cls_token_id=tokenizer.cls_token_id,
+            sep_token_id=tokenizer.sep_token_id,
         )
     return special
 
 
 def new_model_config(
-    model_args: ModelArguments, tokenizer: PreTrainedTokenizerBase, label_space: Optional[CpcLabelSpace] = None, **loss_settings: Any
+    model_args: ModelArguments,
+    tokenizer: PreTrainedTokenizerBase,
+    label_space: Optional[CpcLabelSpace] = None,
+    **loss_settings: Any,
 ) -> PreTrainedConfig:
     """Config of a new randomly initialized model whose vocabulary and special tokens match ``tokenizer``.
 
@@ -196,7 +219,9 @@ def new_model_config(
         config_class = ModernPatentConfig if model_args.architecture == "modernbert" else BertPatentConfig
         labels = {"id2label": dict(label_space.id2label), "label2id": dict(label_space.label2id)}
     special = special_token_ids(model_args.architecture, tokenizer)
-    return config_class(vocab_size=len(tokenizer), **labels, **special, **(model_args.model_config or {}), **loss_settings)
+    return config_class(
+        vocab_size=len(tokenizer), **labels, **special, **(model_args.model_config or {}), **loss_settings
+    )
 
 
 def build_classifier(
@@ -212,8 +237,12 @@ def build_classifier(
     prior when ``model_args.init_bias_from_prior``; a checkpoint that already has a classifier for these labels
     keeps its own.
     """
-    loss_settings = {"loss_type": model_args.loss_type, "pooling": model_args.pooling,
-                     "classifier_dropout": model_args.classifier_dropout, "class_weight_cap": model_args.class_weight_cap}
+    loss_settings = {
+        "loss_type": model_args.loss_type,
+        "pooling": model_args.pooling,
+        "classifier_dropout": model_args.classifier_dropout,
+        "class_weight_cap": model_args.class_weight_cap,
+    }
     if model_args.hierarchy_weight is not None:
         loss_settings["hierarchy_weight"] = model_args.hierarchy_weight
     if class_weights is not None:
@@ -227,9 +256,16 @@ def build_classifier(
         config = new_model_config(model_args, tokenizer, label_space, **loss_settings)
         if model_args.attn_implementation:
             config._attn_implementation = model_args.attn_implementation
-        model_class = ModernBertForHierarchicalPatentClassification if model_args.architecture == "modernbert" else BertForHierarchicalPatentClassification
+        model_class = (
+            ModernBertForHierarchicalPatentClassification
+            if model_args.architecture == "modernbert"
+            else BertForHierarchicalPatentClassification
+        )
         model = model_class(config)
-    new_classifier = not model_args.model_name_or_path or named_labels(load_checkpoint_config(model_args.model_name_or_path)) is None
+    new_classifier = (
+        not model_args.model_name_or_path
+        or named_labels(load_checkpoint_config(model_args.model_name_or_path)) is None
+    )
     if model_args.init_bias_from_prior and label_frequencies is not None and new_classifier:
         model.init_classifier_bias_from_prior(label_frequencies)
     if model.config.vocab_size < len(tokenizer):
@@ -248,8 +284,11 @@ def wrap_with_lora(model: PreTrainedModel, model_args: ModelArguments) -> torch.
     from peft import LoraConfig, get_peft_model
 
     config = LoraConfig(
-        r=model_args.lora_r, lora_alpha=model_args.lora_alpha, lora_dropout=model_args.lora_dropout,
-        target_modules=list(model_args.lora_target_modules), modules_to_save=["head", "classifier"],
+        r=model_args.lora_r,
+        lora_alpha=model_args.lora_alpha,
+        lora_dropout=model_args.lora_dropout,
+        target_modules=list(model_args.lora_target_modules),
+        modules_to_save=["head", "classifier"],
     )
     return get_peft_model(model, config)
 
@@ -261,8 +300,10 @@ def load_checkpoint_label_space(path_or_hub_id: str, config: PreTrainedConfig) -
     """
     names = named_labels(config)
     label_file = cached_file(
-        path_or_hub_id, LABEL_SPACE_FILE,
-        _raise_exceptions_for_missing_entries=False, _raise_exceptions_for_connection_errors=False,
+        path_or_hub_id,
+        LABEL_SPACE_FILE,
+        _raise_exceptions_for_missing_entries=False,
+        _raise_exceptions_for_connection_errors=False,
     )
     if label_file is not None:
         label_space = CpcLabelSpace.load(label_file)
@@ -278,7 +319,11 @@ def load_checkpoint_label_space(path_or_hub_id: str, config: PreTrainedConfig) -
                 f"{LABEL_SPACE_FILE} next to it"
             )
     if len(label_space) != config.num_labels or (names is not None and names != list(label_space.codes)):
-        listed_in = label_file if label_file is not None else f"the id2label of {path_or_hub_id}'s config (it has no {LABEL_SPACE_FILE})"
+        listed_in = (
+            label_file
+            if label_file is not None
+            else f"the id2label of {path_or_hub_id}'s config (it has no {LABEL_SPACE_FILE})"
+        )
         raise ValueError(
             f"{path_or_hub_id}: the model predicts {config.num_labels} labels but {listed_in} lists "
             f"{len(label_space)} codes in another order or set; use the {LABEL_SPACE_FILE} the model was trained with"

@@ -58,7 +58,9 @@ class PatentPredictionHead(nn.Module):
         return self.norm(self.act(self.dense(pooled)))
 
 
-def pool_hidden_states(hidden_states: torch.Tensor, attention_mask: Optional[torch.Tensor], pooling: str) -> torch.Tensor:
+def pool_hidden_states(
+    hidden_states: torch.Tensor, attention_mask: Optional[torch.Tensor], pooling: str
+) -> torch.Tensor:
     """[B, T, H] -> [B, H]: the first token (``"cls"``) or the mean over non-padding tokens (``"mean"``).
 
     The mean accumulates in float32: a bf16 sum over hundreds of tokens loses precision.
@@ -98,7 +100,9 @@ def pool_packed_hidden_states(hidden_states: torch.Tensor, cu_seq_lens: torch.Te
         return hidden[starts.clamp(max=num_tokens - 1)]
     segments = packed_segment_ids(cu_seq_lens, num_tokens)
     # One more row for tokens past the last boundary, if any: they belong to no segment.
-    sums = hidden.new_zeros((starts.shape[0] + 1, hidden.shape[1]), dtype=torch.float32).index_add_(0, segments, hidden.float())
+    sums = hidden.new_zeros((starts.shape[0] + 1, hidden.shape[1]), dtype=torch.float32).index_add_(
+        0, segments, hidden.float()
+    )
     lengths = (cu_seq_lens[1:] - cu_seq_lens[:-1]).to(torch.float32).clamp(min=1.0).unsqueeze(-1)
     return (sums[:-1] / lengths).to(hidden.dtype)
 
@@ -172,11 +176,15 @@ class PatentClassifierMixin:
         """
         log_odds = label_log_odds(label_frequencies)
         if log_odds.shape != self.classifier.bias.shape:
-            raise ValueError(f"label_frequencies has {log_odds.numel()} values but the classifier has {self.classifier.bias.numel()} labels")
+            raise ValueError(
+                f"label_frequencies has {log_odds.numel()} values but the classifier has {self.classifier.bias.numel()} labels"
+            )
         with torch.no_grad():
             self.classifier.bias.copy_(log_odds.to(self.classifier.bias.dtype))
 
-    def _classify(self, hidden_states, attention_mask, labels, encoder_outputs, cu_seq_lens=None) -> HierarchicalClassifierOutput:
+    def _classify(
+        self, hidden_states, attention_mask, labels, encoder_outputs, cu_seq_lens=None
+    ) -> HierarchicalClassifierOutput:
         """Pool, classify, score the hierarchy; a packed row (``cu_seq_lens`` given) gives one output row per segment."""
         if cu_seq_lens is not None:
             pooled = pool_packed_hidden_states(hidden_states, cu_seq_lens, self.config.pooling)
@@ -316,7 +324,9 @@ class BertForHierarchicalPatentClassification(PatentClassifierMixin, BertPreTrai
             reference = input_ids if input_ids is not None else inputs_embeds[..., 0]
             if position_ids is None:
                 position_ids = packed_position_ids(cu_seq_lens, reference.shape[1])
-            if token_type_ids is None:  # BERT's buffered default covers max_position_embeddings tokens, not a packed row
+            if (
+                token_type_ids is None
+            ):  # BERT's buffered default covers max_position_embeddings tokens, not a packed row
                 token_type_ids = torch.zeros_like(reference, dtype=torch.long)
         outputs = self.bert(
             input_ids,

@@ -133,8 +133,13 @@ def packed_attention_mask(config: PretrainedConfig) -> Optional[Dict[str, None]]
 
 
 def segment_attention(
-    query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, cu_seq_lens: torch.Tensor,
-    scaling: Optional[float], window: int, dropout: float = 0.0,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    cu_seq_lens: torch.Tensor,
+    scaling: Optional[float],
+    window: int,
+    dropout: float = 0.0,
 ) -> torch.Tensor:
     """Exact attention within each segment: [T, H, D] inputs -> [T, H, D]; ``window`` -1 for full attention, else the
     largest distance a token attends to (inclusive, both sides). Any device and dtype, with attention dropout."""
@@ -148,8 +153,12 @@ def segment_attention(
             positions = torch.arange(end - start, device=query.device)
             mask = (positions[:, None] - positions[None, :]).abs() <= window
         segment = F.scaled_dot_product_attention(
-            query[start:end].transpose(0, 1), key[start:end].transpose(0, 1), value[start:end].transpose(0, 1),
-            attn_mask=mask, dropout_p=dropout, scale=scaling,
+            query[start:end].transpose(0, 1),
+            key[start:end].transpose(0, 1),
+            value[start:end].transpose(0, 1),
+            attn_mask=mask,
+            dropout_p=dropout,
+            scale=scaling,
         )
         output[start:end] = segment.transpose(0, 1)
     return output
@@ -157,7 +166,9 @@ def segment_attention(
 
 def uses_flash_varlen(query: torch.Tensor, dropout: float) -> bool:
     """Whether ``varlen_attn`` serves this call: CUDA, half precision, no attention dropout (it has none)."""
-    return varlen_attn is not None and query.is_cuda and query.dtype in (torch.float16, torch.bfloat16) and dropout == 0.0
+    return (
+        varlen_attn is not None and query.is_cuda and query.dtype in (torch.float16, torch.bfloat16) and dropout == 0.0
+    )
 
 
 def packed_attention_forward(
@@ -181,7 +192,15 @@ def packed_attention_forward(
     """
     if cu_seq_lens_q is None:
         return sdpa_attention_forward(
-            module, query, key, value, attention_mask, scaling=scaling, dropout=dropout, sliding_window=sliding_window, **kwargs
+            module,
+            query,
+            key,
+            value,
+            attention_mask,
+            scaling=scaling,
+            dropout=dropout,
+            sliding_window=sliding_window,
+            **kwargs,
         )
     if query.shape[0] != 1:
         raise ValueError(f"a packed batch is one row, got {query.shape[0]} rows: concatenate them with pack_batch")
@@ -191,9 +210,15 @@ def packed_attention_forward(
     query, key, value = (tensor[0].transpose(0, 1) for tensor in (query, key, value))  # [T, H, D]
     if uses_flash_varlen(query, dropout):
         output = varlen_attn(
-            query, key, value, cu_seq_lens_q.to(torch.int32), cu_seq_lens_k.to(torch.int32),
-            int(max_length_q), int(max_length_k if max_length_k is not None else max_length_q),
-            scale=scaling, window_size=(window, window),
+            query,
+            key,
+            value,
+            cu_seq_lens_q.to(torch.int32),
+            cu_seq_lens_k.to(torch.int32),
+            int(max_length_q),
+            int(max_length_k if max_length_k is not None else max_length_q),
+            scale=scaling,
+            window_size=(window, window),
         )
     else:
         output = segment_attention(query, key, value, cu_seq_lens_q, scaling, window, dropout)
@@ -239,7 +264,9 @@ class FlatteningCollator:
         batch.pop("token_type_ids", None)
         keep = mask.flatten()
         token_level = ("input_ids", "labels") if self.token_labels else ("input_ids",)
-        flat = {name: value.flatten()[keep].unsqueeze(0) if name in token_level else value for name, value in batch.items()}
+        flat = {
+            name: value.flatten()[keep].unsqueeze(0) if name in token_level else value for name, value in batch.items()
+        }
         lengths = mask.sum(dim=1)
         cu_seq_lens = torch.zeros(len(lengths) + 1, dtype=torch.int32)
         cu_seq_lens[1:] = lengths.cumsum(0)

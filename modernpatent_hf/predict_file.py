@@ -136,8 +136,10 @@ class _PartFile:
         self.fingerprint = fingerprint
         state = _read_json(self.state_path)
         resumable = (
-            state is not None and state.get("fingerprint") == fingerprint
-            and os.path.exists(self.path) and os.path.getsize(self.path) >= state["bytes"]
+            state is not None
+            and state.get("fingerprint") == fingerprint
+            and os.path.exists(self.path)
+            and os.path.getsize(self.path) >= state["bytes"]
         )
         if resumable:
             self.handle = open(self.path, "r+b")
@@ -147,8 +149,11 @@ class _PartFile:
             print(f"{task_name}: resuming {self.path} after {self.rows:,} committed rows", file=sys.stderr)
         else:
             if state is not None:
-                print(f"{task_name}: cannot resume {self.path} (another input, model or settings, or its part file is "
-                      "gone); starting over", file=sys.stderr)
+                print(
+                    f"{task_name}: cannot resume {self.path} (another input, model or settings, or its part file is "
+                    "gone); starting over",
+                    file=sys.stderr,
+                )
             self.handle = open(self.path, "wb")
             self.chunks_done, self.rows, self.counters = 0, 0, {}
         self.rows_at_start = self.rows
@@ -164,11 +169,18 @@ class _PartFile:
         self._save_state()
 
     def _save_state(self) -> None:
-        write_json_atomically(self.state_path, {
-            "version": _STATE_VERSION, "fingerprint": self.fingerprint, "chunks_done": self.chunks_done,
-            "rows": self.rows, "bytes": self.handle.tell(), "counters": self.counters,
-            "rows_at_start": self.rows_at_start,
-        })
+        write_json_atomically(
+            self.state_path,
+            {
+                "version": _STATE_VERSION,
+                "fingerprint": self.fingerprint,
+                "chunks_done": self.chunks_done,
+                "rows": self.rows,
+                "bytes": self.handle.tell(),
+                "counters": self.counters,
+                "rows_at_start": self.rows_at_start,
+            },
+        )
 
     def close(self) -> None:
         self.handle.close()
@@ -181,8 +193,9 @@ class _PartFile:
                 os.remove(path)
 
 
-def _merge_parts(output_path: str, world: int, chunk_size: int, expected_rows: int,
-                 write_output: Optional[OutputWriter] = None) -> None:
+def _merge_parts(
+    output_path: str, world: int, chunk_size: int, expected_rows: int, write_output: Optional[OutputWriter] = None
+) -> None:
     """Interleave the parts (chunk k is in part k % world) into ``output_path``, atomically, then remove them.
 
     The output is the interleaved JSON Lines, or what ``write_output(lines, rows, path)`` writes from them.
@@ -219,7 +232,9 @@ def _merge_parts(output_path: str, world: int, chunk_size: int, expected_rows: i
                 part.close()
         if leftover or written != expected_rows:
             os.remove(tmp)
-            raise RuntimeError(f"the parts of {output_path} do not interleave into {expected_rows} rows; rerun to redo them")
+            raise RuntimeError(
+                f"the parts of {output_path} do not interleave into {expected_rows} rows; rerun to redo them"
+            )
         os.replace(tmp, output_path)
     # Also the parts of runs with another number of processes: the output is complete, they are obsolete.
     for path in glob.glob(f"{glob.escape(output_path)}.partial-*"):
@@ -231,15 +246,20 @@ def _process_state(device: torch.device) -> PartialState:
     return PartialState(cpu=device.type == "cpu", timeout=_BARRIER_TIMEOUT)
 
 
-def check_prediction_output(output_path: Union[str, os.PathLike], inputs: Sequence[Union[str, os.PathLike, None]],
-                            kind: str = "a JSON Lines file") -> None:
+def check_prediction_output(
+    output_path: Union[str, os.PathLike],
+    inputs: Sequence[Union[str, os.PathLike, None]],
+    kind: str = "a JSON Lines file",
+) -> None:
     """One-line refusal of an output that is a directory, or is, contains or sits inside an input (the model too)."""
     refuse_output_overlap(output_path, inputs, "--output")
     if os.path.isdir(output_path):
         raise ValueError(f"--output {os.path.abspath(output_path)} is a directory: give the path of {kind}")
 
 
-def check_embedding_output(output_path: Union[str, os.PathLike], inputs: Sequence[Union[str, os.PathLike, None]]) -> str:
+def check_embedding_output(
+    output_path: Union[str, os.PathLike], inputs: Sequence[Union[str, os.PathLike, None]]
+) -> str:
     """:func:`check_prediction_output` for ``embed``, plus its format: returns ``"parquet"`` or ``"npy"`` (the
     output's suffix), or raises a one-line ValueError for another suffix."""
     check_prediction_output(output_path, inputs, kind="a .parquet or .npy file")
@@ -274,17 +294,22 @@ def predict_file(
     check_top_k(top_k, threshold)
     classifier.label_thresholds(threshold)  # "auto" without tuned thresholds fails before any input is read
     task = _RowTask(
-        name="predict", result_key="predictions", empty_result=[], done_key="predicted",
+        name="predict",
+        result_key="predictions",
+        empty_result=[],
+        done_key="predicted",
         compute=lambda texts: classifier.predict(texts, top_k=top_k, threshold=threshold),
         settings={
-            "top_k": top_k, "threshold": threshold,
+            "top_k": top_k,
+            "threshold": threshold,
             # Titles (--titles) and tuned thresholds change rows too.
             "titles": [classifier.label_space.title(code) for code in classifier.label_space.codes],
             "thresholds": None if classifier.thresholds is None else classifier.thresholds.tolist(),
         },
     )
-    return _run_rows(classifier, task, input_path, output_path, text_fields, input_format, chunk_size, progress,
-                     split, on_bad_row)
+    return _run_rows(
+        classifier, task, input_path, output_path, text_fields, input_format, chunk_size, progress, split, on_bad_row
+    )
 
 
 @dataclass
@@ -321,14 +346,25 @@ def _run_rows(
         raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
     input_format, files = input_files(input_path, input_format, split)
     output_path = os.path.abspath(output_path)
-    check_prediction_output(output_path, [input_path, *files, classifier.source],
-                            kind="a JSON Lines file" if task.write_output is None else "a .parquet or .npy file")
+    check_prediction_output(
+        output_path,
+        [input_path, *files, classifier.source],
+        kind="a JSON Lines file" if task.write_output is None else "a .parquet or .npy file",
+    )
     fields = parse_text_fields(text_fields, allowed=None) or default_text_fields(input_format, files)
-    model_files = sorted(glob.glob(os.path.join(classifier.source, "*"))) if os.path.isdir(classifier.source or "") else []
+    model_files = (
+        sorted(glob.glob(os.path.join(classifier.source, "*"))) if os.path.isdir(classifier.source or "") else []
+    )
     settings = {
-        "task": task.name, "input": file_signatures(files), "model": classifier.source,
-        "model_files": file_signatures(model_files), "precision": classifier.precision,
-        "max_length": classifier.max_length, "text_fields": fields, "chunk_size": chunk_size, "on_bad_row": on_bad_row,
+        "task": task.name,
+        "input": file_signatures(files),
+        "model": classifier.source,
+        "model_files": file_signatures(model_files),
+        "precision": classifier.precision,
+        "max_length": classifier.max_length,
+        "text_fields": fields,
+        "chunk_size": chunk_size,
+        "on_bad_row": on_bad_row,
         **task.settings,
     }
     fingerprint = hashlib.sha256(json.dumps(settings, sort_keys=True).encode("utf-8")).hexdigest()
@@ -342,8 +378,12 @@ def _run_rows(
             remove_stale_scratch(rank_path)
     part = _PartFile(output_path, rank, world, fingerprint, task.name)
     input_counts: Dict[str, int] = {}
-    bar = tqdm(total=total_rows(input_format, files), desc=task.name, unit=" rows",
-               disable=not (progress and state.is_main_process))
+    bar = tqdm(
+        total=total_rows(input_format, files),
+        desc=task.name,
+        unit=" rows",
+        disable=not (progress and state.is_main_process),
+    )
     try:
         rows_in = iter_rows(files, input_format, columns=("id", *fields), counters=input_counts)
         for chunk_index, chunk in enumerate(_chunks(rows_in, chunk_size)):
@@ -418,15 +458,22 @@ def embed_file(
 
     writer = _write_parquet_embeddings if output_format == "parquet" else _write_npy_embeddings
     task = _RowTask(
-        name="embed", result_key="embedding", empty_result=None, done_key="embedded", compute=compute,
+        name="embed",
+        result_key="embedding",
+        empty_result=None,
+        done_key="embedded",
+        compute=compute,
         settings={"normalize": normalize, "output_format": output_format},
         write_output=lambda lines, rows, path: writer(lines, rows, path, hidden_size, on_bad_row == "record"),
     )
-    return _run_rows(classifier, task, input_path, output_path, text_fields, input_format, chunk_size, progress,
-                     split, on_bad_row)
+    return _run_rows(
+        classifier, task, input_path, output_path, text_fields, input_format, chunk_size, progress, split, on_bad_row
+    )
 
 
-def _decode_embedding_rows(lines: Iterator[bytes], hidden_size: int) -> Iterator[Tuple[Optional[str], Optional[np.ndarray], Optional[str]]]:
+def _decode_embedding_rows(
+    lines: Iterator[bytes], hidden_size: int
+) -> Iterator[Tuple[Optional[str], Optional[np.ndarray], Optional[str]]]:
     """``(id, vector or None, error or None)`` per part-file line of :func:`embed_file`."""
     for line in lines:
         row = json.loads(line)
@@ -437,8 +484,9 @@ def _decode_embedding_rows(lines: Iterator[bytes], hidden_size: int) -> Iterator
         yield row["id"], vector, row.get("error")
 
 
-def _write_parquet_embeddings(lines: Iterator[bytes], rows: int, path: str, hidden_size: int, with_errors: bool,
-                              batch_rows: int = 10_000) -> None:
+def _write_parquet_embeddings(
+    lines: Iterator[bytes], rows: int, path: str, hidden_size: int, with_errors: bool, batch_rows: int = 10_000
+) -> None:
     """Parquet with ``id``, ``embedding`` (fixed-size float32 lists) and, for recorded bad rows, ``error``."""
     fields = [pa.field("id", pa.string()), pa.field("embedding", pa.list_(pa.float32(), hidden_size))]
     schema = pa.schema(fields + ([pa.field("error", pa.string())] if with_errors else []))
@@ -446,10 +494,15 @@ def _write_parquet_embeddings(lines: Iterator[bytes], rows: int, path: str, hidd
         decoded = _decode_embedding_rows(lines, hidden_size)
         while batch := list(itertools.islice(decoded, batch_rows)):
             ids, vectors, errors = zip(*batch)
-            flat = np.concatenate([vector if vector is not None else np.zeros(hidden_size, np.float32) for vector in vectors])
-            embedding = pa.FixedSizeListArray.from_arrays(pa.array(flat, pa.float32()), hidden_size,
-                                                          mask=pa.array([vector is None for vector in vectors]))
-            columns = [pa.array(ids, pa.string()), embedding] + ([pa.array(errors, pa.string())] if with_errors else [])
+            flat = np.concatenate(
+                [vector if vector is not None else np.zeros(hidden_size, np.float32) for vector in vectors]
+            )
+            embedding = pa.FixedSizeListArray.from_arrays(
+                pa.array(flat, pa.float32()), hidden_size, mask=pa.array([vector is None for vector in vectors])
+            )
+            columns = [pa.array(ids, pa.string()), embedding] + (
+                [pa.array(errors, pa.string())] if with_errors else []
+            )
             writer.write_table(pa.Table.from_arrays(columns, schema=schema))
 
 

@@ -19,7 +19,13 @@ import numpy as np
 import torch
 
 # Importing this package registered its model types with these Auto classes.
-from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import (
+    AutoConfig,
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
 from transformers.utils import cached_file
 
 from .cpc import CpcLabelSpace, class_of, section_of
@@ -126,14 +132,18 @@ class PatentClassifier:
         # Per-label decision thresholds tuned on validation (thresholds.json), used by predict(threshold="auto").
         self.thresholds = None if thresholds is None else np.asarray(thresholds, dtype=np.float32)
         if self.thresholds is not None and self.thresholds.shape != (len(label_space),):
-            raise ValueError(f"thresholds has shape {self.thresholds.shape}, expected one per label ({len(label_space)})")
+            raise ValueError(
+                f"thresholds has shape {self.thresholds.shape}, expected one per label ({len(label_space)})"
+            )
         # Packed batches (one row per batch, no padding; modernpatent_hf.packing) pay where attention runs as
         # varlen flash attention: on CUDA. CPUs and int8 keep the padded length buckets.
         on_cuda = self.device.type == "cuda"
         self.packing = on_cuda and isinstance(model, PatentClassifierMixin) if packing is None else bool(packing)
         if self.packing:
             if not isinstance(model, PatentClassifierMixin):
-                raise ValueError(f"packing needs a patent classifier of this package, not a {type(model).__name__}: use packing=False")
+                raise ValueError(
+                    f"packing needs a patent classifier of this package, not a {type(model).__name__}: use packing=False"
+                )
             use_packed_attention(model)
         self.compile = self.packing and on_cuda if compile is None else bool(compile)
         # Packed batches have a few static shapes (token_budgets): one graph each. Padded buckets vary in shape, and
@@ -188,7 +198,9 @@ class PatentClassifier:
         if titles is not None:
             label_space = label_space.with_titles(titles)
         tokenizer = AutoTokenizer.from_pretrained(path_or_hub_id)
-        model = load_pretrained_weights(AutoModelForSequenceClassification, path_or_hub_id, allow_pickle=allow_pickle, config=config, dtype=dtype)
+        model = load_pretrained_weights(
+            AutoModelForSequenceClassification, path_or_hub_id, allow_pickle=allow_pickle, config=config, dtype=dtype
+        )
         model = model.to(device).eval()
         if int8:
             with warnings.catch_warnings():  # torch.ao.quantization announces its move to torchao; it still works
@@ -199,13 +211,25 @@ class PatentClassifier:
             limits = [tokenizer.model_max_length, getattr(config, "max_position_embeddings", None)]
             max_length = min(limit for limit in limits if limit)
         thresholds_file = cached_file(
-            path_or_hub_id, THRESHOLDS_FILE,
-            _raise_exceptions_for_missing_entries=False, _raise_exceptions_for_connection_errors=False,
+            path_or_hub_id,
+            THRESHOLDS_FILE,
+            _raise_exceptions_for_missing_entries=False,
+            _raise_exceptions_for_connection_errors=False,
         )
         thresholds = load_thresholds(os.path.dirname(thresholds_file), label_space.codes) if thresholds_file else None
-        return cls(model, tokenizer, label_space, max_length, max_batch_tokens, max_batch_size, compile=compile,
-                   source=str(path_or_hub_id), precision="int8" if int8 else None, thresholds=thresholds,
-                   packing=packing)
+        return cls(
+            model,
+            tokenizer,
+            label_space,
+            max_length,
+            max_batch_tokens,
+            max_batch_size,
+            compile=compile,
+            source=str(path_or_hub_id),
+            precision="int8" if int8 else None,
+            thresholds=thresholds,
+            packing=packing,
+        )
 
     # ----------------------------------------------------------------- tokens
     def encode(self, texts: Sequence[str]) -> List[List[int]]:
@@ -218,8 +242,12 @@ class PatentClassifier:
             return []
         # The overflow rows tell which texts did not fit; only each text's first window is kept.
         encoded = self.tokenizer(
-            texts, truncation=True, max_length=self.max_length, return_overflowing_tokens=True,
-            return_attention_mask=False, return_token_type_ids=False,
+            texts,
+            truncation=True,
+            max_length=self.max_length,
+            return_overflowing_tokens=True,
+            return_attention_mask=False,
+            return_token_type_ids=False,
         )
         input_ids: List[Optional[List[int]]] = [None] * len(texts)
         for ids, text_index in zip(encoded["input_ids"], encoded["overflow_to_sample_mapping"]):
@@ -229,7 +257,9 @@ class PatentClassifier:
         self.truncated_count += int((windows > 1).sum())
         return input_ids
 
-    def padded_batches(self, input_ids: Sequence[Sequence[int]]) -> Iterator[Tuple[List[int], torch.Tensor, torch.Tensor]]:
+    def padded_batches(
+        self, input_ids: Sequence[Sequence[int]]
+    ) -> Iterator[Tuple[List[int], torch.Tensor, torch.Tensor]]:
         """``(indices, input_ids, attention_mask)`` per length bucket, right-padded to the bucket's longest, on
         ``device``."""
         lengths = [len(ids) for ids in input_ids]
@@ -248,10 +278,16 @@ class PatentClassifier:
         for batch in token_budget_batches(lengths, budgets[-1], self.max_batch_size):
             tokens = sum(lengths[index] for index in batch)
             budget = next(budget for budget in budgets if budget >= tokens)
-            yield batch, pack_batch(
-                [input_ids[index] for index in batch], self._pad_id, pad_to_tokens=budget,
-                pad_to_sequences=self.max_batch_size + -(-budget // self.max_length), max_length=self.max_length,
-                device=self.device,
+            yield (
+                batch,
+                pack_batch(
+                    [input_ids[index] for index in batch],
+                    self._pad_id,
+                    pad_to_tokens=budget,
+                    pad_to_sequences=self.max_batch_size + -(-budget // self.max_length),
+                    max_length=self.max_length,
+                    device=self.device,
+                ),
             )
 
     # ----------------------------------------------------------------- scores
@@ -291,7 +327,9 @@ class PatentClassifier:
                 embeddings[batch] = pooled.cpu().numpy()
         return embeddings
 
-    def predict(self, texts: Sequence[str], top_k: int = 5, threshold: Union[float, str, None] = None) -> List[List[dict]]:
+    def predict(
+        self, texts: Sequence[str], top_k: int = 5, threshold: Union[float, str, None] = None
+    ) -> List[List[dict]]:
         """The ``top_k`` most likely subclasses of each text, best first.
 
         Each prediction is ``{"code", "score", "class", "section"}`` (plus ``"title"`` when the label space has

@@ -64,7 +64,11 @@ class SeededMLMCollator:
     def __post_init__(self):
         if not 0 < self.mlm_probability < 1:
             raise ValueError(f"mlm_probability must lie between 0 and 1 (exclusive), got {self.mlm_probability}")
-        if self.mask_replace_prob < 0 or self.random_replace_prob < 0 or self.mask_replace_prob + self.random_replace_prob > 1:
+        if (
+            self.mask_replace_prob < 0
+            or self.random_replace_prob < 0
+            or self.mask_replace_prob + self.random_replace_prob > 1
+        ):
             raise ValueError(
                 f"mask_replace_prob ({self.mask_replace_prob}) and random_replace_prob ({self.random_replace_prob}) "
                 "must be non-negative and add up to at most 1"
@@ -89,30 +93,43 @@ class SeededMLMCollator:
         columns = {"input_ids": [], "attention_mask": [], "special_tokens_mask": []}
         for example in examples:
             ids = as_int_list(example["input_ids"])
-            attention = as_int_list(example["attention_mask"]) if example.get("attention_mask") is not None else [1] * len(ids)
-            special = (as_int_list(example["special_tokens_mask"]) if example.get("special_tokens_mask") is not None
-                       else [int(token in special_ids) for token in ids])
+            attention = (
+                as_int_list(example["attention_mask"]) if example.get("attention_mask") is not None else [1] * len(ids)
+            )
+            special = (
+                as_int_list(example["special_tokens_mask"])
+                if example.get("special_tokens_mask") is not None
+                else [int(token in special_ids) for token in ids]
+            )
             fill = longest - len(ids)
             for name, values, pad_value in (
-                ("input_ids", ids, self.tokenizer.pad_token_id), ("attention_mask", attention, 0), ("special_tokens_mask", special, 1)
+                ("input_ids", ids, self.tokenizer.pad_token_id),
+                ("attention_mask", attention, 0),
+                ("special_tokens_mask", special, 1),
             ):
                 columns[name].append([pad_value] * fill + values if left else values + [pad_value] * fill)
         return {name: torch.tensor(rows, dtype=torch.long) for name, rows in columns.items()}
 
-    def mask_tokens(self, input_ids: torch.Tensor, special_tokens_mask: torch.Tensor, generator: torch.Generator) -> Tuple[torch.Tensor, torch.Tensor]:
+    def mask_tokens(
+        self, input_ids: torch.Tensor, special_tokens_mask: torch.Tensor, generator: torch.Generator
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
         """(masked input ids, labels) by the 80/10/10 rule; ``input_ids`` is left unchanged."""
         never = special_tokens_mask.bool() | torch.isin(input_ids, torch.tensor(self.tokenizer.all_special_ids))
         selection_prob = torch.full(input_ids.shape, self.mlm_probability).masked_fill_(never, 0.0)
         selected = torch.bernoulli(selection_prob, generator=generator).bool()
         labels = input_ids.masked_fill(~selected, -100)
         inputs = input_ids.clone()
-        to_mask = torch.bernoulli(torch.full(input_ids.shape, self.mask_replace_prob), generator=generator).bool() & selected
+        to_mask = (
+            torch.bernoulli(torch.full(input_ids.shape, self.mask_replace_prob), generator=generator).bool() & selected
+        )
         inputs[to_mask] = self.tokenizer.mask_token_id
         remaining = 1.0 - self.mask_replace_prob
         if self.random_replace_prob > 0 and remaining > 0:
             # Of the selected tokens not masked, this share is replaced, so that random_replace_prob of all are.
             share = min(1.0, self.random_replace_prob / remaining)
-            to_replace = torch.bernoulli(torch.full(input_ids.shape, share), generator=generator).bool() & selected & ~to_mask
+            to_replace = (
+                torch.bernoulli(torch.full(input_ids.shape, share), generator=generator).bool() & selected & ~to_mask
+            )
             random_ids = torch.randint(len(self.tokenizer), input_ids.shape, dtype=torch.long, generator=generator)
             inputs[to_replace] = random_ids[to_replace]
         return inputs, labels
@@ -122,7 +139,9 @@ class SeededMLMCollator:
             raise ValueError("cannot collate an empty batch")
         batch = self.pad(examples)
         generator = self.batch_generator([example["input_ids"] for example in examples])
-        batch["input_ids"], batch["labels"] = self.mask_tokens(batch["input_ids"], batch.pop("special_tokens_mask"), generator)
+        batch["input_ids"], batch["labels"] = self.mask_tokens(
+            batch["input_ids"], batch.pop("special_tokens_mask"), generator
+        )
         return batch
 
 
@@ -142,7 +161,9 @@ def tokenize_for_mlm(
     of each map batch. Other columns are dropped.
     """
     if max_length < 2:
-        raise ValueError(f"max_length={max_length} is too small for MLM: a sequence needs [CLS] and at least one token")
+        raise ValueError(
+            f"max_length={max_length} is too small for MLM: a sequence needs [CLS] and at least one token"
+        )
     special_ids = set(tokenizer.all_special_ids)
 
     def encode(batch: Mapping[str, List[str]]) -> Dict[str, List[List[int]]]:
@@ -156,7 +177,7 @@ def tokenize_for_mlm(
                 stream.extend(ids)
                 stream.append(tokenizer.sep_token_id)
         body = max_length - 1
-        blocks = [[tokenizer.cls_token_id, *stream[start:start + body]] for start in range(0, len(stream), body)]
+        blocks = [[tokenizer.cls_token_id, *stream[start : start + body]] for start in range(0, len(stream), body)]
         return {
             "input_ids": blocks,
             "attention_mask": [[1] * len(block) for block in blocks],
@@ -164,7 +185,11 @@ def tokenize_for_mlm(
         }
 
     return dataset.map(
-        encode_packed if packing else encode, batched=True, num_proc=num_proc, desc=desc, remove_columns=dataset.column_names
+        encode_packed if packing else encode,
+        batched=True,
+        num_proc=num_proc,
+        desc=desc,
+        remove_columns=dataset.column_names,
     )
 
 
@@ -179,7 +204,9 @@ def build_masked_lm(model_args: ModelArguments, tokenizer: PreTrainedTokenizerBa
                 f"{name} is a {config.model_type!r} checkpoint: MLM pretraining continues a ModernBERT or BERT encoder "
                 "(e.g. answerdotai/ModernBERT-base or an earlier pretraining output) or starts a new one (model_name_or_path: null)"
             )
-        model = load_pretrained_weights(AutoModelForMaskedLM, name, allow_pickle=model_args.allow_pickle, config=config, **extra)
+        model = load_pretrained_weights(
+            AutoModelForMaskedLM, name, allow_pickle=model_args.allow_pickle, config=config, **extra
+        )
     else:
         model = AutoModelForMaskedLM.from_config(new_model_config(model_args, tokenizer), **extra)
     if model.config.vocab_size < len(tokenizer):

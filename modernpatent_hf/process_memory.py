@@ -34,8 +34,13 @@ def _die_with_parent() -> None:
     ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
 
 
-def measure_command(command: Sequence[str], log_path: str, sample_seconds: float = 0.1,
-                    env: Optional[Mapping[str, str]] = None, returncode: int = 0) -> Dict:
+def measure_command(
+    command: Sequence[str],
+    log_path: str,
+    sample_seconds: float = 0.1,
+    env: Optional[Mapping[str, str]] = None,
+    returncode: int = 0,
+) -> Dict:
     """Run ``command`` in a child process; its wall time and memory in MiB.
 
     ``peak_rss_mib``: the child's own high-water mark of resident memory (``VmHWM``, read at every sample, so it
@@ -57,7 +62,9 @@ def measure_command(command: Sequence[str], log_path: str, sample_seconds: float
         start = time.perf_counter()
         # The child dies with this process, even when this one is killed: a benchmark stopped half-way must
         # not leave a prediction of a million rows running (and writing) on its own.
-        child = subprocess.Popen(list(command), stdout=stdout, stderr=log, preexec_fn=_die_with_parent, env=environment)
+        child = subprocess.Popen(
+            list(command), stdout=stdout, stderr=log, preexec_fn=_die_with_parent, env=environment
+        )
         samples, peak = [], {"VmHWM": 0.0, "RssAnon": 0.0}
         try:
             while child.poll() is None:
@@ -91,7 +98,9 @@ def measure_command(command: Sequence[str], log_path: str, sample_seconds: float
         "peak_anonymous_mib": peak["RssAnon"],
         "rss_mib_at": {f"{int(100 * q)}%": _sample_at(samples, q * seconds, "VmRSS") for q in quarters},
         "anonymous_mib_at": {f"{int(100 * q)}%": _sample_at(samples, q * seconds, "RssAnon") for q in quarters},
-        "timeline": [[round(at, 1), round(memory["VmRSS"]), round(memory["RssAnon"])] for at, memory in samples[::step]],
+        "timeline": [
+            [round(at, 1), round(memory["VmRSS"]), round(memory["RssAnon"])] for at, memory in samples[::step]
+        ],
         "returncode": child.returncode,
         "stdout": output,
     }

@@ -66,6 +66,7 @@ TINY_MODERNBERT_CONFIG = dict(
     max_position_embeddings=8192,
 )
 
+
 # ----------------------------------------------------------------------------- model stand-in
 def write_tiny_modernbert(out_dir: str, texts: Iterable[str], *, vocab_size: int = 2000, seed: int = 0) -> dict:
     """Save a stand-in for ``answerdotai/ModernBERT-base`` in ``out_dir``: tokenizer and tiny random MLM.
@@ -79,7 +80,9 @@ def write_tiny_modernbert(out_dir: str, texts: Iterable[str], *, vocab_size: int
     tokenizer = train_patent_tokenizer(texts, vocab_size=vocab_size)
     tokenizer.save_pretrained(out_dir)
     config = ModernBertConfig(
-        vocab_size=len(tokenizer), **special_token_ids("modernbert", tokenizer), **TINY_MODERNBERT_CONFIG,
+        vocab_size=len(tokenizer),
+        **special_token_ids("modernbert", tokenizer),
+        **TINY_MODERNBERT_CONFIG,
     )
     # The caller's random state stays as it was: only these weights follow from the seed.
     with torch.random.fork_rng(devices=[]):
@@ -126,16 +129,29 @@ def build_offline_hub_cache(
         train = write_uspto3m_copy(train_dir, train_rows, seed=seed, progress=progress)
         overlap = overlap_candidates(train_dir, train)
         test_2016 = write_test_set_copy(
-            os.path.join(work, "test2016"), test_rows, seed=seed + 1, year=2016,
-            id_start=max(TEST_ID_START, train["id_range"][1] + 1), overlap_from=overlap, progress=progress,
+            os.path.join(work, "test2016"),
+            test_rows,
+            seed=seed + 1,
+            year=2016,
+            id_start=max(TEST_ID_START, train["id_range"][1] + 1),
+            overlap_from=overlap,
+            progress=progress,
         )
         test_2017b = write_test_set_copy(
-            os.path.join(work, "test2017b"), test_rows, seed=seed + 2, year=2017, months=TEST_2017B_MONTHS,
-            id_start=test_2016["id_range"][1] + 1, progress=progress,
+            os.path.join(work, "test2017b"),
+            test_rows,
+            seed=seed + 2,
+            year=2017,
+            months=TEST_2017B_MONTHS,
+            id_start=test_2016["id_range"][1] + 1,
+            progress=progress,
         )
         model_dir = os.path.join(work, "modernbert")
         model = write_tiny_modernbert(
-            model_dir, (row["text"] for row in iter_parquet_rows(train_dir, ("text",))), vocab_size=vocab_size, seed=seed,
+            model_dir,
+            (row["text"] for row in iter_parquet_rows(train_dir, ("text",))),
+            vocab_size=vocab_size,
+            seed=seed,
         )
         for repo_id, repo_type, folder, rows in (
             (USPTO3M_HUB_ID, "dataset", train_dir, train_rows),
@@ -192,15 +208,28 @@ def rehearsal_environment(hf_home: str) -> Dict[str, str]:
     """The environment of a rehearsal step: this process's, with the Hub cache at ``hf_home`` and no network."""
     environment = {key: value for key, value in os.environ.items() if key not in ("HF_HUB_CACHE", "HF_DATASETS_CACHE")}
     environment.update(
-        HF_HOME=os.path.abspath(hf_home), HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
-        HF_HUB_DISABLE_TELEMETRY="1", TOKENIZERS_PARALLELISM="false",
+        HF_HOME=os.path.abspath(hf_home),
+        HF_HUB_OFFLINE="1",
+        HF_DATASETS_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        HF_HUB_DISABLE_TELEMETRY="1",
+        TOKENIZERS_PARALLELISM="false",
     )
     return environment
 
 
 def _launch(config_file: str, script: str, recipe: str, *arguments: str) -> List[str]:
-    return [sys.executable, "-m", "accelerate.commands.launch", "--config_file", config_file, script,
-            "--config", recipe, *arguments]
+    return [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        config_file,
+        script,
+        "--config",
+        recipe,
+        *arguments,
+    ]
 
 
 def _kill_tree(process: subprocess.Popen) -> None:
@@ -219,9 +248,18 @@ def _kill_tree(process: subprocess.Popen) -> None:
     psutil.wait_procs(members, timeout=30)
 
 
-def _run_step(name: str, command: Sequence[str], cwd: str, environment: Mapping[str, str], log_dir: str, *,
-              expect: int = 0, expect_line: Optional[str] = None, kill_when: Optional[str] = None,
-              timeout: float = 3600) -> dict:
+def _run_step(
+    name: str,
+    command: Sequence[str],
+    cwd: str,
+    environment: Mapping[str, str],
+    log_dir: str,
+    *,
+    expect: int = 0,
+    expect_line: Optional[str] = None,
+    kill_when: Optional[str] = None,
+    timeout: float = 3600,
+) -> dict:
     """Run one step, its output in ``log_dir/<name>.log``; with ``kill_when``, SIGKILL it once that path exists.
 
     ``ok`` when it ended with status ``expect`` (or was killed, with ``kill_when``) and, with ``expect_line``, its
@@ -235,7 +273,9 @@ def _run_step(name: str, command: Sequence[str], cwd: str, environment: Mapping[
         log.flush()
         process = subprocess.Popen(command, cwd=cwd, env=dict(environment), stdout=log, stderr=subprocess.STDOUT)
         deadline = started + timeout
-        while process.poll() is None and time.perf_counter() < deadline and not (kill_when and os.path.exists(kill_when)):
+        while (
+            process.poll() is None and time.perf_counter() < deadline and not (kill_when and os.path.exists(kill_when))
+        ):
             time.sleep(0.1)
         killed = process.poll() is None
         if killed:
@@ -245,10 +285,20 @@ def _run_step(name: str, command: Sequence[str], cwd: str, environment: Mapping[
         lines = [line.rstrip() for line in log]
     expected = "killed" if kill_when else expect
     found = expect_line is None or any(expect_line in line for line in lines)
-    step = {"step": name, "status": "killed" if killed else status, "expected": expected,
-            "seconds": round(time.perf_counter() - started, 1), "log": log_path, "tail": lines[-3:],
-            "ok": ("killed" if killed else status) == expected and found}
-    verdict = "as expected" if step["ok"] else f"NOT as expected ({expected}{', ' + repr(expect_line) if expect_line else ''})"
+    step = {
+        "step": name,
+        "status": "killed" if killed else status,
+        "expected": expected,
+        "seconds": round(time.perf_counter() - started, 1),
+        "log": log_path,
+        "tail": lines[-3:],
+        "ok": ("killed" if killed else status) == expected and found,
+    }
+    verdict = (
+        "as expected"
+        if step["ok"]
+        else f"NOT as expected ({expected}{', ' + repr(expect_line) if expect_line else ''})"
+    )
     print(f"rehearsal: {name}: {step['status']} after {step['seconds']} s, {verdict}", file=sys.stderr, flush=True)
     return step
 
@@ -258,7 +308,9 @@ def _first_checkpoint_marker(output_dir: str, every: int) -> str:
     return os.path.join(output_dir, f"checkpoint-{every}", "trainer_state.json")
 
 
-def rehearse(out_dir: str, *, size: str = "full", repo_root: str = ".", overwrite: bool = False, progress: bool = False) -> dict:
+def rehearse(
+    out_dir: str, *, size: str = "full", repo_root: str = ".", overwrite: bool = False, progress: bool = False
+) -> dict:
     """Run the cluster commands against stand-ins in an offline Hugging Face cache (``out_dir/hf-home``).
 
     Steps, each a fresh process with ``HF_HOME=out_dir/hf-home`` and ``HF_HUB_OFFLINE=1``:
@@ -281,8 +333,11 @@ def rehearse(out_dir: str, *, size: str = "full", repo_root: str = ".", overwrit
         raise ValueError(f"size must be one of {', '.join(REHEARSAL_SIZES)}, got {size!r}")
     plan = REHEARSAL_SIZES[size]
     repo_root = os.path.abspath(repo_root)
-    missing = [path for path in (FINETUNE_RECIPE, PRETRAIN_RECIPE, YEAR_SPLIT_RECIPE, CPU_DDP_CONFIG)
-               if not os.path.isfile(os.path.join(repo_root, path))]
+    missing = [
+        path
+        for path in (FINETUNE_RECIPE, PRETRAIN_RECIPE, YEAR_SPLIT_RECIPE, CPU_DDP_CONFIG)
+        if not os.path.isfile(os.path.join(repo_root, path))
+    ]
     if missing:
         raise FileNotFoundError(f"{repo_root} is not a clone of this project (no {missing[0]}); pass --repo-root")
     with owned_output_dir(out_dir, "rehearsal", overwrite=overwrite) as out_dir:
@@ -299,29 +354,89 @@ def _rehearse(out_dir: str, plan: RehearsalSize, size: str, repo_root: str, prog
     every = max(plan.finetune_steps // 2, 1)
     finetune_dir = os.path.join(out_dir, "finetune")
     finetune = _launch(
-        CPU_DDP_CONFIG, "recipes/finetune.py", FINETUNE_RECIPE, "--output_dir", finetune_dir, *CPU_OVERRIDES,
-        "--per_device_train_batch_size", str(plan.batch_size), "--per_device_eval_batch_size", str(2 * plan.batch_size),
-        "--max_steps", str(plan.finetune_steps), "--eval_steps", str(every), "--save_steps", str(every),
-        "--logging_steps", str(max(every // 4, 1)),
+        CPU_DDP_CONFIG,
+        "recipes/finetune.py",
+        FINETUNE_RECIPE,
+        "--output_dir",
+        finetune_dir,
+        *CPU_OVERRIDES,
+        "--per_device_train_batch_size",
+        str(plan.batch_size),
+        "--per_device_eval_batch_size",
+        str(2 * plan.batch_size),
+        "--max_steps",
+        str(plan.finetune_steps),
+        "--eval_steps",
+        str(every),
+        "--save_steps",
+        str(every),
+        "--logging_steps",
+        str(max(every // 4, 1)),
     )
     year_split = _launch(
-        CPU_DDP_CONFIG, "recipes/finetune.py", YEAR_SPLIT_RECIPE, "--output_dir", os.path.join(out_dir, "year-2016"),
-        *CPU_OVERRIDES, "--test_year", "2016",
+        CPU_DDP_CONFIG,
+        "recipes/finetune.py",
+        YEAR_SPLIT_RECIPE,
+        "--output_dir",
+        os.path.join(out_dir, "year-2016"),
+        *CPU_OVERRIDES,
+        "--test_year",
+        "2016",
     )
     # torch's elastic agent ends a launch with status 1 when a rank fails; the rank's own line says why.
-    steps.append(_run_step("test year missing", year_split, repo_root, environment, logs, expect=1,
-                           expect_line="finetune: error: no record of MalavP/USPTO-3M is dated in 2016; its years"))
-    steps.append(_run_step("finetune, killed", finetune, repo_root, environment, logs,
-                           kill_when=_first_checkpoint_marker(finetune_dir, every)))
-    steps.append(_run_step("finetune, resumed", finetune, repo_root, environment, logs,
-                           expect_line=f"resuming from {os.path.join(finetune_dir, f'checkpoint-{every}')}"))
+    steps.append(
+        _run_step(
+            "test year missing",
+            year_split,
+            repo_root,
+            environment,
+            logs,
+            expect=1,
+            expect_line="finetune: error: no record of MalavP/USPTO-3M is dated in 2016; its years",
+        )
+    )
+    steps.append(
+        _run_step(
+            "finetune, killed",
+            finetune,
+            repo_root,
+            environment,
+            logs,
+            kill_when=_first_checkpoint_marker(finetune_dir, every),
+        )
+    )
+    steps.append(
+        _run_step(
+            "finetune, resumed",
+            finetune,
+            repo_root,
+            environment,
+            logs,
+            expect_line=f"resuming from {os.path.join(finetune_dir, f'checkpoint-{every}')}",
+        )
+    )
 
     pretrain = _launch(
-        CPU_DDP_CONFIG, "recipes/pretrain_mlm.py", PRETRAIN_RECIPE, "--output_dir", os.path.join(out_dir, "pretrain"),
-        *CPU_OVERRIDES, "--per_device_train_batch_size", str(plan.batch_size),
-        "--per_device_eval_batch_size", str(2 * plan.batch_size), "--gradient_accumulation_steps", "1",
-        "--max_steps", str(plan.pretrain_steps), "--eval_steps", str(plan.pretrain_steps),
-        "--save_steps", str(plan.pretrain_steps), "--max_test_samples", str(plan.test_rows),
+        CPU_DDP_CONFIG,
+        "recipes/pretrain_mlm.py",
+        PRETRAIN_RECIPE,
+        "--output_dir",
+        os.path.join(out_dir, "pretrain"),
+        *CPU_OVERRIDES,
+        "--per_device_train_batch_size",
+        str(plan.batch_size),
+        "--per_device_eval_batch_size",
+        str(2 * plan.batch_size),
+        "--gradient_accumulation_steps",
+        "1",
+        "--max_steps",
+        str(plan.pretrain_steps),
+        "--eval_steps",
+        str(plan.pretrain_steps),
+        "--save_steps",
+        str(plan.pretrain_steps),
+        "--max_test_samples",
+        str(plan.test_rows),
     )
     steps.append(_run_step("pretrain MLM", pretrain, repo_root, environment, logs))
 
@@ -333,16 +448,60 @@ def _rehearse(out_dir: str, plan: RehearsalSize, size: str, repo_root: str, prog
         publish_to_offline_cache(hf_home, REHEARSAL_MODEL_ID, _published_files(finetune_dir))
     test_file = sorted(glob.glob(os.path.join(cache["repos"][TEST_2016_HUB_ID]["snapshot"], "data", "*.parquet")))[0]
     cli = [sys.executable, "-m", "modernpatent_hf.cli"]
-    steps.append(_run_step("predict by Hub id", [
-        *cli, "predict", "--model", REHEARSAL_MODEL_ID, "--input", test_file, "--text-fields", "text",
-        "--output", os.path.join(out_dir, "predictions.jsonl"), "--top-k", "3", "--device", "cpu",
-    ], repo_root, environment, logs))
-    steps.append(_run_step("embed by Hub id", [
-        *cli, "embed", "--model", REHEARSAL_MODEL_ID, "--input", test_file, "--text-fields", "text",
-        "--output", os.path.join(out_dir, "embeddings.parquet"), "--device", "cpu",
-    ], repo_root, environment, logs))
-    summary = {"out_dir": out_dir, "size": size, "ok": all(step["ok"] for step in steps), "steps": steps,
-               "test_metrics": metrics, "cache": cache["repos"]}
+    steps.append(
+        _run_step(
+            "predict by Hub id",
+            [
+                *cli,
+                "predict",
+                "--model",
+                REHEARSAL_MODEL_ID,
+                "--input",
+                test_file,
+                "--text-fields",
+                "text",
+                "--output",
+                os.path.join(out_dir, "predictions.jsonl"),
+                "--top-k",
+                "3",
+                "--device",
+                "cpu",
+            ],
+            repo_root,
+            environment,
+            logs,
+        )
+    )
+    steps.append(
+        _run_step(
+            "embed by Hub id",
+            [
+                *cli,
+                "embed",
+                "--model",
+                REHEARSAL_MODEL_ID,
+                "--input",
+                test_file,
+                "--text-fields",
+                "text",
+                "--output",
+                os.path.join(out_dir, "embeddings.parquet"),
+                "--device",
+                "cpu",
+            ],
+            repo_root,
+            environment,
+            logs,
+        )
+    )
+    summary = {
+        "out_dir": out_dir,
+        "size": size,
+        "ok": all(step["ok"] for step in steps),
+        "steps": steps,
+        "test_metrics": metrics,
+        "cache": cache["repos"],
+    }
     write_json_atomically(os.path.join(out_dir, "rehearsal.json"), summary)
     return summary
 
@@ -362,12 +521,17 @@ def format_rehearsal(summary: Mapping) -> str:
     """The rehearsal as a table: each step's exit status against the expected one, and the test scores."""
     lines = ["| step | exit status | expected | seconds | ok |", "|---|---|---|---:|---|"]
     for step in summary["steps"]:
-        lines.append(f"| {step['step']} | {step['status']} | {step['expected']} | {step['seconds']:.1f} | "
-                     f"{'yes' if step['ok'] else 'NO'} |")
+        lines.append(
+            f"| {step['step']} | {step['status']} | {step['expected']} | {step['seconds']:.1f} | "
+            f"{'yes' if step['ok'] else 'NO'} |"
+        )
     metrics = summary["test_metrics"]
     if metrics:
-        shown = ", ".join(f"{key} {value:.4f}" for key, value in sorted(metrics.items())
-                          if key in ("test_f1@1", "test_precision@1", "test_recall@1", "test_loss"))
+        shown = ", ".join(
+            f"{key} {value:.4f}"
+            for key, value in sorted(metrics.items())
+            if key in ("test_f1@1", "test_precision@1", "test_recall@1", "test_loss")
+        )
         lines.append(f"\ntest split (the 2016 stand-in): {shown}")
     lines.append(f"\nrehearsal {'passed' if summary['ok'] else 'FAILED'}; logs in {summary['out_dir']}/logs")
     return "\n".join(lines)
@@ -376,21 +540,33 @@ def format_rehearsal(summary: Mapping) -> str:
 # ----------------------------------------------------------------------------- command line
 def _build_cache_command(args: argparse.Namespace) -> dict:
     return build_offline_hub_cache(
-        args.hf_home, train_rows=args.train_rows, test_rows=args.test_rows, seed=args.seed,
-        vocab_size=args.vocab_size, progress=not args.quiet,
+        args.hf_home,
+        train_rows=args.train_rows,
+        test_rows=args.test_rows,
+        seed=args.seed,
+        vocab_size=args.vocab_size,
+        progress=not args.quiet,
     )
 
 
 def _write_uspto3m_command(args: argparse.Namespace) -> dict:
     return write_uspto3m_copy(
-        args.out, args.rows, seed=args.seed, first_year=args.first_year, last_year=args.last_year,
-        rows_per_file=args.rows_per_file, bad_rows=not args.no_bad_rows, progress=not args.quiet,
+        args.out,
+        args.rows,
+        seed=args.seed,
+        first_year=args.first_year,
+        last_year=args.last_year,
+        rows_per_file=args.rows_per_file,
+        bad_rows=not args.no_bad_rows,
+        progress=not args.quiet,
         overwrite=args.overwrite,
     )
 
 
 def _run_command(args: argparse.Namespace) -> dict:
-    return rehearse(args.out, size=args.size, repo_root=args.repo_root, overwrite=args.overwrite, progress=not args.quiet)
+    return rehearse(
+        args.out, size=args.size, repo_root=args.repo_root, overwrite=args.overwrite, progress=not args.quiet
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -403,18 +579,23 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     build = commands.add_parser(
-        "build-cache", help="generate the stand-ins and publish them under their real Hub ids in --hf-home",
+        "build-cache",
+        help="generate the stand-ins and publish them under their real Hub ids in --hf-home",
         description="Afterwards run the cluster commands with HF_HOME=DIR HF_HUB_OFFLINE=1.",
     )
     build.add_argument("--hf-home", required=True, help="the HF_HOME of the rehearsal (its cache is DIR/hub)")
     build.add_argument("--train-rows", type=int, default=2000, help="rows of the MalavP/USPTO-3M stand-in")
     build.add_argument("--test-rows", type=int, default=300, help="rows of each test set stand-in")
     build.add_argument("--seed", type=int, default=0)
-    build.add_argument("--vocab-size", type=int, default=2000, help="vocabulary of the ModernBERT stand-in's tokenizer")
+    build.add_argument(
+        "--vocab-size", type=int, default=2000, help="vocabulary of the ModernBERT stand-in's tokenizer"
+    )
     build.add_argument("--quiet", action="store_true", help="no progress bars")
     build.set_defaults(handler=_build_cache_command)
 
-    uspto = commands.add_parser("write-uspto3m", help="write a USPTO-3M-shaped Parquet copy (streamed, constant memory)")
+    uspto = commands.add_parser(
+        "write-uspto3m", help="write a USPTO-3M-shaped Parquet copy (streamed, constant memory)"
+    )
     uspto.add_argument("--out", required=True, help="new or empty directory: gets data/train-*.parquet and README.md")
     uspto.add_argument("--rows", type=int, required=True)
     uspto.add_argument("--seed", type=int, default=0)
@@ -427,14 +608,19 @@ def build_parser() -> argparse.ArgumentParser:
     uspto.set_defaults(handler=_write_uspto3m_command)
 
     run = commands.add_parser(
-        "run", help="rehearse the cluster run: build the cache, then run the README's commands against it (make rehearsal)",
+        "run",
+        help="rehearse the cluster run: build the cache, then run the README's commands against it (make rehearsal)",
         description="Fine-tuning (two CPU ranks, killed and resumed), MLM pretraining, predict and embed by Hub id, "
         "each with HF_HOME=OUT/hf-home HF_HUB_OFFLINE=1 and only what a CPU forces changed. Exit status 1 when a step "
         "did not end as expected; OUT/logs has every step's output.",
     )
     run.add_argument("--out", required=True, help="new or empty directory for the cache, the runs and the logs")
-    run.add_argument("--size", default="full", choices=sorted(REHEARSAL_SIZES),
-                     help="full: 20,000 training rows and 120 fine-tuning steps; short: the version `make test` runs")
+    run.add_argument(
+        "--size",
+        default="full",
+        choices=sorted(REHEARSAL_SIZES),
+        help="full: 20,000 training rows and 120 fine-tuning steps; short: the version `make test` runs",
+    )
     run.add_argument("--repo-root", default=".", help="a clone of this project (its recipes/ and accelerate_configs/)")
     run.add_argument("--overwrite", action="store_true", help="replace an earlier rehearsal in --out")
     run.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -37,13 +37,17 @@ def threshold_counts(
     return set_counts(probabilities >= threshold, truth)
 
 
-def threshold_scores(probabilities: ArrayLike, references: ArrayLike, thresholds: Union[float, ArrayLike]) -> Dict[str, float]:
+def threshold_scores(
+    probabilities: ArrayLike, references: ArrayLike, thresholds: Union[float, ArrayLike]
+) -> Dict[str, float]:
     """Micro and macro F1, micro precision and recall of the sets ``probabilities >= thresholds``.
 
     ``thresholds`` is one number or one per label ([L]); ``references`` are multi-hot [N, L].
     """
     probabilities, truth = np.asarray(probabilities, dtype=np.float32), np.asarray(references) > 0.5
-    true_positives, false_positives, false_negatives = threshold_counts(probabilities, truth, np.asarray(thresholds, dtype=np.float32))
+    true_positives, false_positives, false_negatives = threshold_counts(
+        probabilities, truth, np.asarray(thresholds, dtype=np.float32)
+    )
     tp, fp, fn = int(true_positives.sum()), int(false_positives.sum()), int(false_negatives.sum())
     return {
         "micro_f1": float(f1_from_counts(tp, fp, fn)),
@@ -66,7 +70,9 @@ def tune_thresholds(
     """
     probabilities, truth = np.asarray(probabilities, dtype=np.float32), np.asarray(references) > 0.5
     if probabilities.shape != truth.shape or probabilities.ndim != 2 or len(probabilities) == 0:
-        raise ValueError(f"probabilities {probabilities.shape} and references {truth.shape} must be the same non-empty [N, L] shape")
+        raise ValueError(
+            f"probabilities {probabilities.shape} and references {truth.shape} must be the same non-empty [N, L] shape"
+        )
     if min_positives < 1:
         raise ValueError(f"min_positives must be at least 1, got {min_positives}")
     candidates = np.round(np.asarray(candidates, dtype=np.float64), 6)
@@ -80,15 +86,25 @@ def tune_thresholds(
     return {"global": best_global, "per_label": per_label, "tuned_labels": int(enough.sum())}
 
 
-def save_thresholds(directory: str, tuned: Dict[str, object], codes: Sequence[str], validation_size: int, min_positives: int) -> str:
+def save_thresholds(
+    directory: str, tuned: Dict[str, object], codes: Sequence[str], validation_size: int, min_positives: int
+) -> str:
     """Write ``thresholds.json`` (global and per-code thresholds, how they were tuned) into ``directory``; returns its path."""
     path = os.path.join(directory, THRESHOLDS_FILE)
-    write_json_atomically(path, {
-        "global": tuned["global"],
-        "per_label": {code: float(value) for code, value in zip(codes, tuned["per_label"])},
-        "tuned_on": {"split": "validation", "patents": int(validation_size), "min_positives": int(min_positives),
-                     "labels_with_own_threshold": int(tuned["tuned_labels"])},
-    }, indent=1)
+    write_json_atomically(
+        path,
+        {
+            "global": tuned["global"],
+            "per_label": {code: float(value) for code, value in zip(codes, tuned["per_label"])},
+            "tuned_on": {
+                "split": "validation",
+                "patents": int(validation_size),
+                "min_positives": int(min_positives),
+                "labels_with_own_threshold": int(tuned["tuned_labels"]),
+            },
+        },
+        indent=1,
+    )
     return path
 
 
@@ -106,7 +122,9 @@ def load_thresholds(directory: str, codes: Sequence[str]) -> Optional[np.ndarray
         per_label = saved.get("per_label", {})
         values = np.array([float(per_label.get(code, saved["global"])) for code in codes], dtype=np.float32)
     except (ValueError, KeyError, TypeError, AttributeError) as error:
-        raise ValueError(f"{path} is not a thresholds file written by training ({type(error).__name__}: {error}); delete it or retrain") from None
+        raise ValueError(
+            f"{path} is not a thresholds file written by training ({type(error).__name__}: {error}); delete it or retrain"
+        ) from None
     if not np.all((values >= 0) & (values <= 1)):
         raise ValueError(f"{path} holds thresholds outside [0, 1]; delete it or retrain")
     return values

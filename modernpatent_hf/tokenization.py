@@ -62,8 +62,10 @@ def train_patent_tokenizer(
 
     smallest = _BYTE_ALPHABET + len(SPECIAL_TOKENS)
     if vocab_size < smallest:
-        raise ValueError(f"vocab_size={vocab_size} is too small: a byte-level BPE vocabulary needs at least {smallest} "
-                         f"entries ({_BYTE_ALPHABET} bytes + {len(SPECIAL_TOKENS)} special tokens)")
+        raise ValueError(
+            f"vocab_size={vocab_size} is too small: a byte-level BPE vocabulary needs at least {smallest} "
+            f"entries ({_BYTE_ALPHABET} bytes + {len(SPECIAL_TOKENS)} special tokens)"
+        )
     # [MASK] swallows the space before it, as in ModernBERT ("a [MASK]" masks the word " b" of "a b").
     special_tokens = [
         AddedToken(token, lstrip=token == MASK, normalized=False, special=True) for token in SPECIAL_TOKENS
@@ -135,7 +137,9 @@ def _text_lines(path: str) -> Iterator[str]:
                 yield line
 
 
-def train_tokenizer_from_corpus(corpus: str, vocab_size: int = 16000, out_dir: Optional[str] = None, min_frequency: int = 2) -> PreTrainedTokenizerFast:
+def train_tokenizer_from_corpus(
+    corpus: str, vocab_size: int = 16000, out_dir: Optional[str] = None, min_frequency: int = 2
+) -> PreTrainedTokenizerFast:
     """Train :func:`train_patent_tokenizer` on the texts of ``corpus`` (see :func:`corpus_texts`).
 
     With ``out_dir`` the tokenizer is saved there (``save_pretrained``). Returns the tokenizer.
@@ -147,7 +151,10 @@ def train_tokenizer_from_corpus(corpus: str, vocab_size: int = 16000, out_dir: O
 
 
 def load_or_train_tokenizer(
-    model_args: ModelArguments, train_texts: Iterable[str], work_dir: str, training_args: Optional[TrainingArguments] = None
+    model_args: ModelArguments,
+    train_texts: Iterable[str],
+    work_dir: str,
+    training_args: Optional[TrainingArguments] = None,
 ) -> PreTrainedTokenizerBase:
     """The run's tokenizer: from ``tokenizer_name_or_path`` (or the model's), or trained on ``train_texts``."""
     name = model_args.tokenizer_name_or_path or model_args.model_name_or_path
@@ -167,7 +174,9 @@ def load_or_train_tokenizer(
     if name is None:
         raise ValueError("no tokenizer: set tokenizer_name_or_path (a Hub id, a local directory, or 'train')")
     if (os.path.isabs(name) or name.startswith(".")) and not os.path.isdir(name):
-        raise FileNotFoundError(f"tokenizer directory {name!r} does not exist: set tokenizer_name_or_path to a saved tokenizer or 'train'")
+        raise FileNotFoundError(
+            f"tokenizer directory {name!r} does not exist: set tokenizer_name_or_path to a saved tokenizer or 'train'"
+        )
     try:
         return AutoTokenizer.from_pretrained(name, trust_remote_code=model_args.trust_remote_code)
     except OSError as error:

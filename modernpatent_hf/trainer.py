@@ -50,9 +50,20 @@ HEAD_MODULES = frozenset({"head", "classifier"})
 # results. Top level only (HUB_IGNORE_PATTERNS): never the prepared data (OUTPUT_DIR/data), TensorBoard runs,
 # checkpoints or anything else a run leaves in its output directory.
 HUB_ALLOW_PATTERNS = (
-    "config.json", "*.safetensors", "*.safetensors.index.json",
-    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json", "vocab.*", "merges.txt",
-    LABEL_SPACE_FILE, THRESHOLDS_FILE, "*.py", "README.md", RESULTS_FILE,
+    "config.json",
+    "*.safetensors",
+    "*.safetensors.index.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.*",
+    "merges.txt",
+    LABEL_SPACE_FILE,
+    THRESHOLDS_FILE,
+    "*.py",
+    "README.md",
+    RESULTS_FILE,
 )
 HUB_IGNORE_PATTERNS = ("*/*",)
 
@@ -76,15 +87,21 @@ class MultiLabelCollator:
     def __call__(self, features: List[Dict]) -> Dict[str, torch.Tensor]:
         label_ids = [feature.get("label_ids") for feature in features]
         inputs = [{k: feature[k] for k in ("input_ids", "attention_mask") if k in feature} for feature in features]
-        batch = self.tokenizer.pad(inputs, padding=True, pad_to_multiple_of=self.pad_to_multiple_of, return_tensors="pt")
+        batch = self.tokenizer.pad(
+            inputs, padding=True, pad_to_multiple_of=self.pad_to_multiple_of, return_tensors="pt"
+        )
         if all(ids is not None for ids in label_ids):
             batch["labels"] = torch.from_numpy(multi_hot(label_ids, self.num_labels))
         return batch
 
 
 def tokenize_patent_dataset(
-    dataset: Dataset, tokenizer: PreTrainedTokenizerBase, label_space: CpcLabelSpace, max_length: int,
-    num_proc: Optional[int] = None, desc: str = "tokenizing",
+    dataset: Dataset,
+    tokenizer: PreTrainedTokenizerBase,
+    label_space: CpcLabelSpace,
+    max_length: int,
+    num_proc: Optional[int] = None,
+    desc: str = "tokenizing",
 ) -> Tuple[Dataset, int]:
     """Tokenize ``text`` and map ``labels`` to label-space indices; keeps ``id`` and adds ``length``.
 
@@ -95,14 +112,19 @@ def tokenize_patent_dataset(
 
     def encode(batch: Dict[str, list]) -> Dict[str, list]:
         encoded = tokenizer(batch["text"], truncation=True, max_length=max_length)
-        encoded["label_ids"] = [[label_space.label2id[c] for c in labels if c in label_space.label2id] for labels in batch["labels"]]
+        encoded["label_ids"] = [
+            [label_space.label2id[c] for c in labels if c in label_space.label2id] for labels in batch["labels"]
+        ]
         encoded["length"] = [len(ids) for ids in encoded["input_ids"]]
         encoded.pop("token_type_ids", None)
         return encoded
 
     keep = {"id"}
     tokenized = dataset.map(
-        encode, batched=True, num_proc=num_proc, desc=desc,
+        encode,
+        batched=True,
+        num_proc=num_proc,
+        desc=desc,
         remove_columns=[c for c in dataset.column_names if c not in keep],
     )
     return tokenized, left_out
@@ -124,8 +146,13 @@ class PatentMetricsComputer:
     (``micro_f1_tuned``, ``macro_f1_tuned``).
     """
 
-    def __init__(self, label_space: CpcLabelSpace, k: Sequence[int] = (1, 5), threshold: float = 0.5,
-                 tuned_thresholds: Optional[np.ndarray] = None):
+    def __init__(
+        self,
+        label_space: CpcLabelSpace,
+        k: Sequence[int] = (1, 5),
+        threshold: float = 0.5,
+        tuned_thresholds: Optional[np.ndarray] = None,
+    ):
         self.label_space = label_space
         self.k = tuple(k)
         self.threshold = threshold
@@ -134,14 +161,22 @@ class PatentMetricsComputer:
         self._tuned_counts = None
 
     @classmethod
-    def from_training_args(cls, label_space: CpcLabelSpace, args: Optional[TrainingArguments],
-                           tuned_thresholds: Optional[np.ndarray] = None) -> "PatentMetricsComputer":
+    def from_training_args(
+        cls,
+        label_space: CpcLabelSpace,
+        args: Optional[TrainingArguments],
+        tuned_thresholds: Optional[np.ndarray] = None,
+    ) -> "PatentMetricsComputer":
         """The metrics of a :class:`PatentTrainer`: F1@k at ``args.top_k``, micro/macro at ``args.eval_threshold``.
 
         Arguments without those fields (a plain ``TrainingArguments``, or None) give k = 1 and 5 and threshold 0.5.
         """
-        return cls(label_space, k=getattr(args, "top_k", (1, 5)), threshold=getattr(args, "eval_threshold", 0.5),
-                   tuned_thresholds=tuned_thresholds)
+        return cls(
+            label_space,
+            k=getattr(args, "top_k", (1, 5)),
+            threshold=getattr(args, "eval_threshold", 0.5),
+            tuned_thresholds=tuned_thresholds,
+        )
 
     def _new_accumulator(self):
         return MultilabelMetricsAccumulator(
@@ -160,7 +195,9 @@ class PatentMetricsComputer:
         self._accumulator.update(probabilities, truth.astype(np.int32))
         if self.tuned_thresholds is not None:
             counts = threshold_counts(probabilities, truth, self.tuned_thresholds)
-            self._tuned_counts = counts if self._tuned_counts is None else tuple(a + b for a, b in zip(self._tuned_counts, counts))
+            self._tuned_counts = (
+                counts if self._tuned_counts is None else tuple(a + b for a, b in zip(self._tuned_counts, counts))
+            )
         if not compute_result:
             return {}
         accumulator, self._accumulator = self._accumulator, None
@@ -168,7 +205,9 @@ class PatentMetricsComputer:
         results = accumulator.compute()
         if self._tuned_counts is not None:
             (true_positives, false_positives, false_negatives), self._tuned_counts = self._tuned_counts, None
-            results["micro_f1_tuned"] = float(f1_from_counts(true_positives.sum(), false_positives.sum(), false_negatives.sum()))
+            results["micro_f1_tuned"] = float(
+                f1_from_counts(true_positives.sum(), false_positives.sum(), false_negatives.sum())
+            )
             results["macro_f1_tuned"] = float(f1_from_counts(true_positives, false_positives, false_negatives).mean())
         return results
 
@@ -188,7 +227,11 @@ class NoStepPastMaxStepsCallback(TrainerCallback):
     def on_train_begin(self, args, state, control, **kwargs):
         self.resumed_at_max_steps = state.global_step >= state.max_steps > 0
         if self.resumed_at_max_steps:
-            logger.warning("the checkpoint resumed from is at step %d of %d: nothing left to train", state.global_step, state.max_steps)
+            logger.warning(
+                "the checkpoint resumed from is at step %d of %d: nothing left to train",
+                state.global_step,
+                state.max_steps,
+            )
             control.should_training_stop = True
         return control
 
@@ -274,17 +317,27 @@ class ResumableTrainer(Trainer):
         self.create_model_card(**kwargs)
         self.wait_for_checkpoint_push()
         return self._upload_model_folder(
-            self.args.output_dir, commit_message, token=token, blocking=blocking,
+            self.args.output_dir,
+            commit_message,
+            token=token,
+            blocking=blocking,
             revision=revision if revision is not None else self.args.hub_revision,
         )
 
-    def _upload_model_folder(self, folder: str, commit_message: Optional[str], token: Optional[str], blocking: bool, revision: Optional[str]) -> Any:
+    def _upload_model_folder(
+        self, folder: str, commit_message: Optional[str], token: Optional[str], blocking: bool, revision: Optional[str]
+    ) -> Any:
         """Upload the published files of a model folder (:data:`HUB_ALLOW_PATTERNS`, top level) to ``self.hub_model_id``."""
         return hf_api().upload_folder(
-            repo_id=self.hub_model_id, folder_path=folder, commit_message=commit_message, token=token,
-            run_as_future=not blocking, revision=revision,
+            repo_id=self.hub_model_id,
+            folder_path=folder,
+            commit_message=commit_message,
+            token=token,
+            run_as_future=not blocking,
+            revision=revision,
             # Lists, and new ones: upload_folder extends ignore_patterns in place.
-            allow_patterns=list(HUB_ALLOW_PATTERNS), ignore_patterns=list(HUB_IGNORE_PATTERNS),
+            allow_patterns=list(HUB_ALLOW_PATTERNS),
+            ignore_patterns=list(HUB_IGNORE_PATTERNS),
         )
 
     def wait_for_checkpoint_push(self) -> None:
@@ -314,14 +367,30 @@ class ResumableTrainer(Trainer):
             commit_message = f"Training in progress, step {self.state.global_step}"
         else:
             commit_message = f"Training in progress, epoch {int(self.state.epoch)}"
-        jobs = [self._upload_model_folder(checkpoint_folder, commit_message, token=self.args.hub_token, blocking=False, revision=self.args.hub_revision)]
-        if self.args.hub_strategy in (HubStrategy.CHECKPOINT, HubStrategy.ALL_CHECKPOINTS):
-            path_in_repo = "last-checkpoint" if self.args.hub_strategy == HubStrategy.CHECKPOINT else Path(checkpoint_folder).name
-            jobs.append(hf_api().upload_folder(
-                repo_id=self.hub_model_id, folder_path=checkpoint_folder, path_in_repo=path_in_repo,
-                commit_message=commit_message + ", checkpoint", token=self.args.hub_token, run_as_future=True,
+        jobs = [
+            self._upload_model_folder(
+                checkpoint_folder,
+                commit_message,
+                token=self.args.hub_token,
+                blocking=False,
                 revision=self.args.hub_revision,
-            ))
+            )
+        ]
+        if self.args.hub_strategy in (HubStrategy.CHECKPOINT, HubStrategy.ALL_CHECKPOINTS):
+            path_in_repo = (
+                "last-checkpoint" if self.args.hub_strategy == HubStrategy.CHECKPOINT else Path(checkpoint_folder).name
+            )
+            jobs.append(
+                hf_api().upload_folder(
+                    repo_id=self.hub_model_id,
+                    folder_path=checkpoint_folder,
+                    path_in_repo=path_in_repo,
+                    commit_message=commit_message + ", checkpoint",
+                    token=self.args.hub_token,
+                    run_as_future=True,
+                    revision=self.args.hub_revision,
+                )
+            )
         if self.push_in_progress is None or self.push_in_progress.is_done():
             self.push_in_progress = PushInProgress(jobs)
         else:
@@ -339,9 +408,15 @@ class PatentTrainer(ResumableTrainer):
     """
 
     def __init__(
-        self, *, label_space: CpcLabelSpace, model_card_info: Optional[ModelCardInfo] = None,
-        args: Optional[TrainingArguments] = None, compute_metrics: Optional[Any] = None, data_collator: Optional[Any] = None,
-        processing_class: Optional[PreTrainedTokenizerBase] = None, **trainer_kwargs: Any,
+        self,
+        *,
+        label_space: CpcLabelSpace,
+        model_card_info: Optional[ModelCardInfo] = None,
+        args: Optional[TrainingArguments] = None,
+        compute_metrics: Optional[Any] = None,
+        data_collator: Optional[Any] = None,
+        processing_class: Optional[PreTrainedTokenizerBase] = None,
+        **trainer_kwargs: Any,
     ):
         self.label_space = label_space
         self.model_card_info = model_card_info
@@ -349,8 +424,13 @@ class PatentTrainer(ResumableTrainer):
             compute_metrics = PatentMetricsComputer.from_training_args(label_space, args)
         if data_collator is None and processing_class is not None:
             data_collator = MultiLabelCollator(processing_class, len(label_space))
-        super().__init__(args=args, compute_metrics=compute_metrics, data_collator=data_collator,
-                         processing_class=processing_class, **trainer_kwargs)
+        super().__init__(
+            args=args,
+            compute_metrics=compute_metrics,
+            data_collator=data_collator,
+            processing_class=processing_class,
+            **trainer_kwargs,
+        )
 
     def set_tuned_thresholds(self, per_label_thresholds: np.ndarray) -> None:
         """From the next evaluation on, also report micro and macro F1 at these per-label thresholds (``*_f1_tuned``).
@@ -358,7 +438,9 @@ class PatentTrainer(ResumableTrainer):
         ``compute_metrics`` becomes a new :class:`PatentMetricsComputer` built from the training arguments, as the
         default one is, with ``tuned_thresholds``.
         """
-        self.compute_metrics = PatentMetricsComputer.from_training_args(self.label_space, self.args, tuned_thresholds=per_label_thresholds)
+        self.compute_metrics = PatentMetricsComputer.from_training_args(
+            self.label_space, self.args, tuned_thresholds=per_label_thresholds
+        )
 
     # Private override, as transformers' docs allow ("may change without notice"): no public hook chooses the evaluation sampler.
     def _get_eval_sampler(self, eval_dataset: Dataset) -> Optional[torch.utils.data.Sampler]:
@@ -381,7 +463,11 @@ class PatentTrainer(ResumableTrainer):
         if head_learning_rate is None:
             return optimizer
         model = self.model if model is None else model
-        head_parameters = [parameter for name, parameter in model.named_parameters() if parameter.requires_grad and is_head_parameter(name)]
+        head_parameters = [
+            parameter
+            for name, parameter in model.named_parameters()
+            if parameter.requires_grad and is_head_parameter(name)
+        ]
         if not head_parameters:
             raise ValueError("head_learning_rate is set but the model has no trainable head or classifier parameters")
         head_ids = {id(parameter) for parameter in head_parameters}
@@ -391,11 +477,22 @@ class PatentTrainer(ResumableTrainer):
         optimizer.add_param_group({"params": head_parameters, "lr": head_learning_rate, "weight_decay": 0.0})
         return optimizer
 
-    def evaluate(self, eval_dataset: Optional[Dataset] = None, ignore_keys: Optional[List[str]] = None, metric_key_prefix: str = "eval") -> Dict[str, float]:
-        return super().evaluate(eval_dataset, ignore_keys=ignore_keys or NON_LOGIT_OUTPUTS, metric_key_prefix=metric_key_prefix)
+    def evaluate(
+        self,
+        eval_dataset: Optional[Dataset] = None,
+        ignore_keys: Optional[List[str]] = None,
+        metric_key_prefix: str = "eval",
+    ) -> Dict[str, float]:
+        return super().evaluate(
+            eval_dataset, ignore_keys=ignore_keys or NON_LOGIT_OUTPUTS, metric_key_prefix=metric_key_prefix
+        )
 
-    def predict(self, test_dataset: Dataset, ignore_keys: Optional[List[str]] = None, metric_key_prefix: str = "test") -> PredictionOutput:
-        return super().predict(test_dataset, ignore_keys=ignore_keys or NON_LOGIT_OUTPUTS, metric_key_prefix=metric_key_prefix)
+    def predict(
+        self, test_dataset: Dataset, ignore_keys: Optional[List[str]] = None, metric_key_prefix: str = "test"
+    ) -> PredictionOutput:
+        return super().predict(
+            test_dataset, ignore_keys=ignore_keys or NON_LOGIT_OUTPUTS, metric_key_prefix=metric_key_prefix
+        )
 
     def save_model(self, output_dir: Optional[str] = None, _internal_call: bool = False) -> None:
         """As :meth:`ResumableTrainer.save_model`, with ``label_space.json`` and the model card beside the model."""
@@ -419,8 +516,13 @@ class PatentTrainer(ResumableTrainer):
         else:
             metrics = latest_metrics(self.state.log_history)
         card = build_model_card(
-            self.accelerator.unwrap_model(self.model), self.label_space, self.args, metrics, self.model_card_info,
-            model_name=model_name, has_thresholds=os.path.isfile(os.path.join(directory, THRESHOLDS_FILE)),
+            self.accelerator.unwrap_model(self.model),
+            self.label_space,
+            self.args,
+            metrics,
+            self.model_card_info,
+            model_name=model_name,
+            has_thresholds=os.path.isfile(os.path.join(directory, THRESHOLDS_FILE)),
         )
         card.save(os.path.join(directory, "README.md"))
 
@@ -446,8 +548,12 @@ class PatentTrainer(ResumableTrainer):
         if not self.is_world_process_zero():
             return
         dataset_ids = dataset_tags if dataset_tags is not None else dataset
-        changes = {"language": language, "license": license, "base_model": finetuned_from,
-                   "hub_datasets": [dataset_ids] if isinstance(dataset_ids, str) else dataset_ids}
+        changes = {
+            "language": language,
+            "license": license,
+            "base_model": finetuned_from,
+            "hub_datasets": [dataset_ids] if isinstance(dataset_ids, str) else dataset_ids,
+        }
         changes = {name: value for name, value in changes.items() if value is not None}
         info = self.model_card_info or ModelCardInfo()
         new_tags = [tag for tag in ([tags] if isinstance(tags, str) else tags or []) if tag not in info.tags]

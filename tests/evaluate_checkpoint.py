@@ -1,6 +1,6 @@
 """Helper for tests/test_distributed.py: evaluate a saved checkpoint on a prepared test split and print the metrics.
 
-    [accelerate launch ...] python tests/evaluate_checkpoint.py CHECKPOINT DATA_DIR OUTPUT_DIR
+[accelerate launch ...] python tests/evaluate_checkpoint.py CHECKPOINT DATA_DIR OUTPUT_DIR
 """
 
 import json
@@ -19,8 +19,10 @@ tokenizer = AutoTokenizer.from_pretrained(checkpoint)
 test, _ = tokenize_patent_dataset(load_dataset_dir(data_dir)["test"], tokenizer, label_space, max_length=64)
 args = PatentTrainingArguments(output_dir=output_dir, per_device_eval_batch_size=4, report_to="none")
 trainer = PatentTrainer(
-    model=AutoModelForSequenceClassification.from_pretrained(checkpoint), args=args,
-    label_space=label_space, processing_class=tokenizer,
+    model=AutoModelForSequenceClassification.from_pretrained(checkpoint),
+    args=args,
+    label_space=label_space,
+    processing_class=tokenizer,
 )
 metrics = trainer.evaluate(test, metric_key_prefix="test")
 if args.process_index == 0:

@@ -38,7 +38,9 @@ def test_tfidf_linear_model_learns_label_words_and_beats_the_majority():
     train_texts, train_labels, space = toy_corpus(600, 1)
     test_texts, test_labels, _ = toy_corpus(200, 2)
     references = space.encode_batch(test_labels)
-    tfidf = compute_multilabel_metrics(tfidf_linear_scores(train_texts, train_labels, test_texts, space, n_jobs=1), references)
+    tfidf = compute_multilabel_metrics(
+        tfidf_linear_scores(train_texts, train_labels, test_texts, space, n_jobs=1), references
+    )
     majority = compute_multilabel_metrics(most_frequent_label_scores(train_labels, space, len(test_texts)), references)
     assert tfidf["precision@1"] > 0.95
     assert tfidf["precision@1"] > majority["precision@1"] + 0.3
@@ -64,7 +66,9 @@ def test_linear_head_on_fixed_features_learns_the_labels_and_beats_the_majority(
     train_texts, train_labels, space = toy_corpus(600, 1)
     test_texts, test_labels, _ = toy_corpus(200, 2)
     vocabulary = sorted({word for text in train_texts + test_texts for word in text.split()})
-    scores = linear_head_scores(word_counts(train_texts, vocabulary), train_labels, word_counts(test_texts, vocabulary), space)
+    scores = linear_head_scores(
+        word_counts(train_texts, vocabulary), train_labels, word_counts(test_texts, vocabulary), space
+    )
     assert scores.shape == (200, len(space)) and np.all((scores >= 0) & (scores <= 1))
     references = space.encode_batch(test_labels)
     head = compute_multilabel_metrics(scores, references)
@@ -76,8 +80,15 @@ def test_frozen_embeddings_do_not_depend_on_batch_companions_or_padding(tmp_path
     texts, _, _ = toy_corpus(40, 4)
     tokenizer = train_patent_tokenizer(texts, vocab_size=300)
     tokenizer.save_pretrained(tmp_path)
-    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=128, pad_token_id=tokenizer.pad_token_id)
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+        pad_token_id=tokenizer.pad_token_id,
+    )
     BertModel(config).save_pretrained(tmp_path)
     long_text = texts[0] + " " + texts[1]
     alone = embed_texts(str(tmp_path), [texts[2]], max_length=64)

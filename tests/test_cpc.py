@@ -18,11 +18,22 @@ from modernpatent_hf.cpc import (
 )
 
 
-@pytest.mark.parametrize("spelling, code", [
-    ("A01B", "A01B"), ("a01b", "A01B"), (" A01B ", "A01B"), ("A01B 1/00", "A01B"), ("A01B1/00", "A01B"),
-    ("A01B 1/00 (2006.01)", "A01B"), ("H01L21/02", "H01L"), ("Y10S 977/00", "Y10S"), ("G06F 16/51", "G06F"),
-    ("H01L 21/0234", "H01L"), ("B82Y", "B82Y"),
-])
+@pytest.mark.parametrize(
+    "spelling, code",
+    [
+        ("A01B", "A01B"),
+        ("a01b", "A01B"),
+        (" A01B ", "A01B"),
+        ("A01B 1/00", "A01B"),
+        ("A01B1/00", "A01B"),
+        ("A01B 1/00 (2006.01)", "A01B"),
+        ("H01L21/02", "H01L"),
+        ("Y10S 977/00", "Y10S"),
+        ("G06F 16/51", "G06F"),
+        ("H01L 21/0234", "H01L"),
+        ("B82Y", "B82Y"),
+    ],
+)
 def test_real_world_spellings_reduce_to_the_subclass(spelling, code):
     assert normalize_subclass(spelling) == code
 

@@ -95,8 +95,12 @@ def test_hub_layout_reader_normalizes_and_counts(hub_copy):
         by_id.setdefault(record["id"], []).append(record)
     assert sorted(by_id) == ["8000001", "8000002", "8000003", "8000006"]
     assert by_id["8000001"][0] == {
-        "id": "8000001", "text": "A detergent composition comprising a surfactant.", "labels": ["C11D", "Y10S"],
-        "date": "2013-01-01", "title": None, "abstract": None,
+        "id": "8000001",
+        "text": "A detergent composition comprising a surfactant.",
+        "labels": ["C11D", "Y10S"],
+        "date": "2013-01-01",
+        "title": None,
+        "abstract": None,
     }
     assert by_id["8000002"][0]["text"] == "A semiconductor device having a gate."
     assert by_id["8000003"][0]["text"] == "A method of routing packets."
@@ -147,9 +151,15 @@ def test_load_uspto3m_merges_duplicates_drops_empties_and_counts(hub_copy, caplo
     assert train["8000002"]["text"] == "A semiconductor device having a gate."
     assert len(splits["validation"]) == 0 and len(splits["test"]) == 0
     assert counters == {
-        "records_read": 8, "invalid_codes": 2, "empty_text": 2, "no_labels": 1, "duplicate_ids_merged": 1,
+        "records_read": 8,
+        "invalid_codes": 2,
+        "empty_text": 2,
+        "no_labels": 1,
+        "duplicate_ids_merged": 1,
     }
-    rows_accounted = len(splits["train"]) + counters["empty_text"] + counters["no_labels"] + counters["duplicate_ids_merged"]
+    rows_accounted = (
+        len(splits["train"]) + counters["empty_text"] + counters["no_labels"] + counters["duplicate_ids_merged"]
+    )
     assert rows_accounted == counters["records_read"]
 
 
@@ -213,11 +223,13 @@ def test_split_indices_partition_the_rows():
 
 
 def test_clean_records_unites_labels_of_repeated_ids_and_drops_empty_rows():
-    dataset = Dataset.from_dict({
-        "id": ["b", "a", "b", "a", "c", "a", "d"],
-        "text": ["", "first a", "b", "second a", "c", "third a", "d"],
-        "labels": [["F03D"], ["H01L"], ["A01B"], ["G06F", "H01L"], ["C11D"], ["Y10S"], []],
-    })
+    dataset = Dataset.from_dict(
+        {
+            "id": ["b", "a", "b", "a", "c", "a", "d"],
+            "text": ["", "first a", "b", "second a", "c", "third a", "d"],
+            "labels": [["F03D"], ["H01L"], ["A01B"], ["G06F", "H01L"], ["C11D"], ["Y10S"], []],
+        }
+    )
     counters = {}
     cleaned = clean_records(dataset, counters)
     # The empty "b" is dropped first, so the later "b" is the one kept; "d" has no labels.
@@ -243,18 +255,23 @@ def test_builder_configs_read_a_local_copy(hub_copy, tmp_path):
     assert records.to_list() == list(iter_records(hub_copy))
 
     from_hub = Uspto3mBuilder(config_name="normalized", cache_dir=str(tmp_path / "cache"))
-    with pytest.raises(ConnectionError, match=r"cannot load 'MalavP/USPTO-3M' from the Hugging Face Hub .* --local-dir DIR"):
+    with pytest.raises(
+        ConnectionError, match=r"cannot load 'MalavP/USPTO-3M' from the Hugging Face Hub .* --local-dir DIR"
+    ):
         from_hub.download_and_prepare()
 
 
 # ------------------------------------------------------------------------------ PatentBERT TSV
 def test_tsv_reader_reduces_groups_to_subclasses(tmp_path):
-    path = write_lines(tmp_path / "patents.tsv", [
-        "group_ids\tid\tdate\ttext",
-        "H01L21/02,H01L21/30,G06F3/01\t8523456\t20130903\t1. A method\twith a tab inside.",
-        "A01B1/00\t8523457\t2013-09-10\t",
-        "B01J 21/18,bogus\t8523458\t2013-09-17\t1. A catalyst.",
-    ])
+    path = write_lines(
+        tmp_path / "patents.tsv",
+        [
+            "group_ids\tid\tdate\ttext",
+            "H01L21/02,H01L21/30,G06F3/01\t8523456\t20130903\t1. A method\twith a tab inside.",
+            "A01B1/00\t8523457\t2013-09-10\t",
+            "B01J 21/18,bogus\t8523458\t2013-09-17\t1. A catalyst.",
+        ],
+    )
     counters = {}
     records = list(iter_records(path, counters=counters))
     assert [record["id"] for record in records] == ["8523456", "8523458"]
@@ -275,11 +292,25 @@ def test_tsv_errors_name_the_line_or_the_field(tmp_path):
 
 # ------------------------------------------------------------------------------ JSON Lines
 def test_jsonl_text_fields(tmp_path):
-    path = write_jsonl(tmp_path / "patents.jsonl", [
-        {"id": "US1", "title": "Seed drill", "abstract": "A drill for seeds.", "cpc": ["A01C"],
-         "claims": ["1. A seed drill.", "2. The drill of claim 1."]},
-        {"id": "US2", "title": "Lamp", "abstract": "A lamp.", "cpc": ["F21V", "F21V 23/00"], "claims": "1. A lamp."},
-    ])
+    path = write_jsonl(
+        tmp_path / "patents.jsonl",
+        [
+            {
+                "id": "US1",
+                "title": "Seed drill",
+                "abstract": "A drill for seeds.",
+                "cpc": ["A01C"],
+                "claims": ["1. A seed drill.", "2. The drill of claim 1."],
+            },
+            {
+                "id": "US2",
+                "title": "Lamp",
+                "abstract": "A lamp.",
+                "cpc": ["F21V", "F21V 23/00"],
+                "claims": "1. A lamp.",
+            },
+        ],
+    )
     title_abstract = list(iter_records(path))
     assert [record["text"] for record in title_abstract] == ["Seed drill\nA drill for seeds.", "Lamp\nA lamp."]
     assert title_abstract[1]["labels"] == ["F21V"]
@@ -294,10 +325,13 @@ def test_jsonl_text_fields(tmp_path):
 
 
 def test_jsonl_missing_fields_are_counted_or_an_error(tmp_path):
-    path = write_jsonl(tmp_path / "patents.jsonl", [
-        {"id": "US1", "title": "Seed drill", "cpc": ["A01C"]},          # no abstract: title alone is text
-        {"id": "US2", "title": "", "abstract": None, "cpc": ["A01C"]},   # present but empty: dropped
-    ])
+    path = write_jsonl(
+        tmp_path / "patents.jsonl",
+        [
+            {"id": "US1", "title": "Seed drill", "cpc": ["A01C"]},  # no abstract: title alone is text
+            {"id": "US2", "title": "", "abstract": None, "cpc": ["A01C"]},  # present but empty: dropped
+        ],
+    )
     counters = {}
     records = list(iter_records(path, counters=counters))
     assert [record["text"] for record in records] == ["Seed drill"]
@@ -307,7 +341,9 @@ def test_jsonl_missing_fields_are_counted_or_an_error(tmp_path):
 
 
 def test_jsonl_codes_drop_or_raise(tmp_path):
-    path = write_jsonl(tmp_path / "patents.jsonl", [{"id": "US1", "title": "T", "abstract": "A", "cpc": ["A01C", "USPC 123/456", 7]}])
+    path = write_jsonl(
+        tmp_path / "patents.jsonl", [{"id": "US1", "title": "T", "abstract": "A", "cpc": ["A01C", "USPC 123/456", 7]}]
+    )
     counters = {}
     assert [record["labels"] for record in iter_records(path, counters=counters)] == [["A01C"]]
     assert counters["invalid_codes"] == 2
@@ -316,7 +352,9 @@ def test_jsonl_codes_drop_or_raise(tmp_path):
 
 
 def test_jsonl_bad_input_errors(tmp_path):
-    bad_json = write_lines(tmp_path / "bad.jsonl", ['{"id": "US1", "cpc": ["A01C"], "title": "T"}', '{"id": "US2", "cpc": '])
+    bad_json = write_lines(
+        tmp_path / "bad.jsonl", ['{"id": "US1", "cpc": ["A01C"], "title": "T"}', '{"id": "US2", "cpc": ']
+    )
     with pytest.raises(ValueError, match=r"bad.jsonl:2: not valid JSON"):
         list(iter_records(bad_json, on_bad_row="raise"))
     no_cpc = write_jsonl(tmp_path / "no_cpc.jsonl", [{"id": "US1", "title": "T"}])

@@ -21,8 +21,10 @@ from testing_utils import DEMO_YAML, REPO_ROOT
 
 pytestmark = pytest.mark.slow  # minutes: `pytest -m "not slow"` leaves these out
 
-TINY_MODEL = ("{hidden_size: 32, num_hidden_layers: 2, num_attention_heads: 2, intermediate_size: 64, "
-              "max_position_embeddings: 64, global_attn_every_n_layers: 1}")
+TINY_MODEL = (
+    "{hidden_size: 32, num_hidden_layers: 2, num_attention_heads: 2, intermediate_size: 64, "
+    "max_position_embeddings: 64, global_attn_every_n_layers: 1}"
+)
 MAX_STEPS = 4
 LEARNING_RATE = 3e-3
 
@@ -30,12 +32,37 @@ LEARNING_RATE = 3e-3
 def recipe_args(output_dir, *extra):
     """A few ZeRO steps of the demo recipe on a small generated corpus, with one checkpoint at the end."""
     return [
-        "--config", str(DEMO_YAML), "--output_dir", str(output_dir),
-        "--synthetic_num_records", "300", "--model_config", TINY_MODEL, "--tokenizer_vocab_size", "400",
-        "--max_length", "32", "--max_steps", str(MAX_STEPS), "--per_device_train_batch_size", "8",
-        "--learning_rate", str(LEARNING_RATE), "--warmup_steps", "0",
-        "--eval_strategy", "no", "--save_strategy", "steps", "--save_steps", str(MAX_STEPS),
-        "--report_to", "none", "--compare_baselines", "false", *extra,
+        "--config",
+        str(DEMO_YAML),
+        "--output_dir",
+        str(output_dir),
+        "--synthetic_num_records",
+        "300",
+        "--model_config",
+        TINY_MODEL,
+        "--tokenizer_vocab_size",
+        "400",
+        "--max_length",
+        "32",
+        "--max_steps",
+        str(MAX_STEPS),
+        "--per_device_train_batch_size",
+        "8",
+        "--learning_rate",
+        str(LEARNING_RATE),
+        "--warmup_steps",
+        "0",
+        "--eval_strategy",
+        "no",
+        "--save_strategy",
+        "steps",
+        "--save_steps",
+        str(MAX_STEPS),
+        "--report_to",
+        "none",
+        "--compare_baselines",
+        "false",
+        *extra,
     ]
 
 
@@ -49,12 +76,24 @@ def zero_run(tmp_path_factory):
             output_dir = tmp_path_factory.mktemp(f"zero{stage}") / "run"
             start = starting_point_args(stage, run)
             result = subprocess.run(
-                [sys.executable, "-m", "accelerate.commands.launch",
-                 "--config_file", str(REPO_ROOT / "accelerate_configs" / f"zero{stage}.yaml"),
-                 "--num_processes", "2", "--mixed_precision", "no",
-                 str(REPO_ROOT / "tests" / "run_without_shm_kernel.py"), str(REPO_ROOT / "recipes" / "finetune.py"),
-                 *recipe_args(output_dir, *start)],
-                capture_output=True, text=True, cwd=REPO_ROOT, timeout=600,
+                [
+                    sys.executable,
+                    "-m",
+                    "accelerate.commands.launch",
+                    "--config_file",
+                    str(REPO_ROOT / "accelerate_configs" / f"zero{stage}.yaml"),
+                    "--num_processes",
+                    "2",
+                    "--mixed_precision",
+                    "no",
+                    str(REPO_ROOT / "tests" / "run_without_shm_kernel.py"),
+                    str(REPO_ROOT / "recipes" / "finetune.py"),
+                    *recipe_args(output_dir, *start),
+                ],
+                capture_output=True,
+                text=True,
+                cwd=REPO_ROOT,
+                timeout=600,
             )
             assert result.returncode == 0, f"{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
             runs[stage] = output_dir, result.stdout + result.stderr
@@ -86,7 +125,9 @@ def initial_model(stage, zero_run):
     zero2_output, _ = zero_run(2)
     if stage == 3:
         return transformers.AutoModelForSequenceClassification.from_pretrained(zero2_output)
-    model_args, data_args, training_args = parse_recipe_args((ModelArguments, DataArguments, PatentTrainingArguments), recipe_args(zero2_output))
+    model_args, data_args, training_args = parse_recipe_args(
+        (ModelArguments, DataArguments, PatentTrainingArguments), recipe_args(zero2_output)
+    )
     tokenizer = load_or_train_tokenizer(model_args, [], str(zero2_output))  # the run's saved tokenizer
     transformers.set_seed(training_args.seed)
     # The run's training split (prepared into its output directory) sets the classifier bias at the label prior.
@@ -131,16 +172,33 @@ def test_final_checkpoint_is_the_whole_trained_model(zero_run, stage):
     assert checksums == {"0": parameter_checksum(model), "1": parameter_checksum(model)}, checksums
 
     tokenizer = AutoTokenizer.from_pretrained(output_dir)
-    inputs = tokenizer(["1. A seed treatment apparatus comprising a rotating drum.", "2. A method of coating."],
-                       return_tensors="pt", padding=True, truncation=True)
+    inputs = tokenizer(
+        ["1. A seed treatment apparatus comprising a rotating drum.", "2. A method of coating."],
+        return_tensors="pt",
+        padding=True,
+        truncation=True,
+    )
     with torch.no_grad():
         logits = model(**inputs).logits
     assert logits.shape == (2, model.config.num_labels) and torch.isfinite(logits).all()
 
 
-@pytest.mark.parametrize("stage", [2, pytest.param(3, marks=pytest.mark.xfail(strict=True, reason=(
-    "DeepSpeed keeps a ZeRO-3 model alive: PartitionedParameterCoordinator.__params_to_release is a class-level "
-    "functools.lru_cache that holds the coordinator and the modules, whose parameters hold the groups")))])
+@pytest.mark.parametrize(
+    "stage",
+    [
+        2,
+        pytest.param(
+            3,
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason=(
+                    "DeepSpeed keeps a ZeRO-3 model alive: PartitionedParameterCoordinator.__params_to_release is a class-level "
+                    "functools.lru_cache that holds the coordinator and the modules, whose parameters hold the groups"
+                ),
+            ),
+        ),
+    ],
+)
 def test_a_zero_run_ends_with_no_gloo_thread_left(zero_run, stage):
     """The scripts release the DeepSpeed engine and end the groups through deepspeed.comm (process_group.py): a
     gloo group still alive at interpreter exit can abort a rank that finished its work (SIGABRT)."""

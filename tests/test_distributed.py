@@ -53,12 +53,42 @@ def test_config_loads_with_accelerate_and_has_its_mode_fields(name):
 def test_cpu_ddp_runs_finetune_in_two_ranks_that_end_with_identical_weights(tmp_path):
     tiny = "{hidden_size: 32, num_hidden_layers: 2, num_attention_heads: 2, intermediate_size: 64, max_position_embeddings: 128, global_attn_every_n_layers: 1}"
     result = subprocess.run(
-        [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(CONFIGS / "cpu_ddp.yaml"),
-         str(REPO_ROOT / "recipes" / "finetune.py"), "--config", str(DEMO_YAML),
-         "--output_dir", str(tmp_path / "run"), "--synthetic_num_records", "600", "--model_config", tiny,
-         "--tokenizer_vocab_size", "600", "--max_length", "64", "--max_steps", "6", "--per_device_train_batch_size", "8",
-         "--eval_strategy", "no", "--save_strategy", "no", "--report_to", "none", "--compare_baselines", "false"],
-        capture_output=True, text=True, cwd=REPO_ROOT, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "accelerate.commands.launch",
+            "--config_file",
+            str(CONFIGS / "cpu_ddp.yaml"),
+            str(REPO_ROOT / "recipes" / "finetune.py"),
+            "--config",
+            str(DEMO_YAML),
+            "--output_dir",
+            str(tmp_path / "run"),
+            "--synthetic_num_records",
+            "600",
+            "--model_config",
+            tiny,
+            "--tokenizer_vocab_size",
+            "600",
+            "--max_length",
+            "64",
+            "--max_steps",
+            "6",
+            "--per_device_train_batch_size",
+            "8",
+            "--eval_strategy",
+            "no",
+            "--save_strategy",
+            "no",
+            "--report_to",
+            "none",
+            "--compare_baselines",
+            "false",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr[-4000:]
     checksums = dict(re.findall(r"rank (\d) of 2: parameter sha256 ([0-9a-f]{64})", result.stdout))
@@ -72,24 +102,58 @@ def test_evaluation_in_two_ranks_equals_one_process(tmp_path):
     tiny = "{hidden_size: 32, num_hidden_layers: 1, num_attention_heads: 2, intermediate_size: 64, max_position_embeddings: 128, global_attn_every_n_layers: 1}"
     run = tmp_path / "run"
     train = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "recipes" / "finetune.py"), "--config", str(DEMO_YAML),
-         "--output_dir", str(run), "--synthetic_num_records", "600", "--model_config", tiny, "--tokenizer_vocab_size", "600",
-         "--max_length", "64", "--max_steps", "4", "--eval_strategy", "no", "--save_strategy", "no", "--report_to", "none",
-         "--compare_baselines", "false"],
-        capture_output=True, text=True, cwd=REPO_ROOT, timeout=600,
+        [
+            sys.executable,
+            str(REPO_ROOT / "recipes" / "finetune.py"),
+            "--config",
+            str(DEMO_YAML),
+            "--output_dir",
+            str(run),
+            "--synthetic_num_records",
+            "600",
+            "--model_config",
+            tiny,
+            "--tokenizer_vocab_size",
+            "600",
+            "--max_length",
+            "64",
+            "--max_steps",
+            "4",
+            "--eval_strategy",
+            "no",
+            "--save_strategy",
+            "no",
+            "--report_to",
+            "none",
+            "--compare_baselines",
+            "false",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        timeout=600,
     )
     assert train.returncode == 0, train.stderr[-3000:]
     script = str(REPO_ROOT / "tests" / "evaluate_checkpoint.py")
     one = [sys.executable, script, str(run), str(run / "data"), str(tmp_path / "one")]
-    two = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(CONFIGS / "cpu_ddp.yaml"),
-           script, str(run), str(run / "data"), str(tmp_path / "two")]
+    two = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        str(CONFIGS / "cpu_ddp.yaml"),
+        script,
+        str(run),
+        str(run / "data"),
+        str(tmp_path / "two"),
+    ]
     results = []
     for command in (one, two):
         result = subprocess.run(command, capture_output=True, text=True, cwd=REPO_ROOT, timeout=600)
         assert result.returncode == 0, result.stderr[-3000:]
         lines = [line for line in result.stdout.splitlines() if line.startswith("METRICS ")]
         assert len(lines) == 1, result.stdout[-2000:]
-        results.append(json.loads(lines[0][len("METRICS "):]))
+        results.append(json.loads(lines[0][len("METRICS ") :]))
     single, parallel = results
     from datasets import load_dataset
 
@@ -137,7 +201,12 @@ print(json.dumps(gloo_thread_names()))
 def test_a_training_script_ends_with_no_gloo_thread_left(tmp_path):
     """Any gloo thread still running at interpreter exit can abort a rank that finished its work (SIGABRT, seen
     in CI): modules that bind the process group as a default argument must not keep it alive past its end."""
-    result = subprocess.run([sys.executable, "-c", GLOO_THREADS_PROBE, str(tmp_path / "store"), str(REPO_ROOT / "tests")],
-                            capture_output=True, text=True, cwd=REPO_ROOT, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", GLOO_THREADS_PROBE, str(tmp_path / "store"), str(REPO_ROOT / "tests")],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads(result.stdout.splitlines()[-1]) == []

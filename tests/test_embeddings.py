@@ -100,8 +100,14 @@ def test_feature_extraction_with_remote_code_and_no_package(checkpoint, tmp_path
     environment = {key: value for key, value in SINGLE_THREAD.items() if key != "PYTHONPATH"}
     environment["HF_MODULES_CACHE"] = str(tmp_path / "modules")
     texts = TEXTS[:2]
-    clean = subprocess.run([sys.executable, "-I", str(tmp_path / "extract.py"), str(checkpoint), json.dumps(texts)],
-                           cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=300)
+    clean = subprocess.run(
+        [sys.executable, "-I", str(tmp_path / "extract.py"), str(checkpoint), json.dumps(texts)],
+        cwd=tmp_path,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert clean.returncode == 0, clean.stderr[-3000:]
     remote = json.loads(clean.stdout.strip().splitlines()[-1])
     assert remote["encoder"] == "ModernPatentModel" and remote["module"].startswith("transformers_modules.")
@@ -131,7 +137,9 @@ def test_embed_file_writes_parquet_and_npy_rows_in_input_order_with_bad_rows_rec
     rows = short_records(30, seed=1)
     rows[4] = {"id": "P-BAD", "title": "", "abstract": ""}
     source = write_jsonl(tmp_path / "in.jsonl", rows)
-    summary = embed_file(classifier, source, tmp_path / "out.parquet", chunk_size=7, progress=False, on_bad_row="record")
+    summary = embed_file(
+        classifier, source, tmp_path / "out.parquet", chunk_size=7, progress=False, on_bad_row="record"
+    )
     assert summary["rows"] == 30 and summary["embedded"] == 29 and summary["bad_rows"] == 1
     table = pq.read_table(tmp_path / "out.parquet").to_pylist()
     assert [row["id"] for row in table] == [row["id"] for row in rows]
@@ -157,9 +165,23 @@ def test_killed_embed_resumes_into_the_uninterrupted_output(classifier, checkpoi
     output = tmp_path / "out" / "vectors.parquet"
     output.parent.mkdir()
     state_file = output.parent / "vectors.parquet.partial-0-of-1.state.json"
-    command = [sys.executable, "-m", "modernpatent_hf.cli", "embed", "--model", str(checkpoint), "--input", str(source),
-               "--output", str(output), "--chunk-size", "200"]
-    process = subprocess.Popen(command, cwd=REPO_ROOT, env=SINGLE_THREAD, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    command = [
+        sys.executable,
+        "-m",
+        "modernpatent_hf.cli",
+        "embed",
+        "--model",
+        str(checkpoint),
+        "--input",
+        str(source),
+        "--output",
+        str(output),
+        "--chunk-size",
+        "200",
+    ]
+    process = subprocess.Popen(
+        command, cwd=REPO_ROOT, env=SINGLE_THREAD, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.time() + 240
     while process.poll() is None and time.time() < deadline:
         if state_file.exists() and json.loads(state_file.read_text())["rows"] >= 1:
@@ -188,9 +210,25 @@ def test_nearest_patents_example_runs_on_the_real_records(checkpoint, shared_dat
     if not data.is_file():
         pytest.skip(f"{data} is not present")
     result = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "examples" / "nearest_patents.py"), "--model", str(checkpoint), "--data",
-         str(data), "--limit", "300", "--top", "3", "--query", "face recognition with neural networks"],
-        cwd=REPO_ROOT, env=SINGLE_THREAD, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            str(REPO_ROOT / "examples" / "nearest_patents.py"),
+            "--model",
+            str(checkpoint),
+            "--data",
+            str(data),
+            "--limit",
+            "300",
+            "--top",
+            "3",
+            "--query",
+            "face recognition with neural networks",
+        ],
+        cwd=REPO_ROOT,
+        env=SINGLE_THREAD,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     lines = result.stdout.strip().splitlines()

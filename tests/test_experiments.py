@@ -18,6 +18,7 @@ from testing_utils import REPO_ROOT
 
 # --- statistics ---
 
+
 def test_mean_interval_of_one_two_three():
     mean, low, high = mean_confidence_interval([1.0, 2.0, 3.0])
     # s = 1, n = 3: half-width t(0.975, 2) / sqrt(3), t(0.975, 2) = 4.302653 from the t table.
@@ -67,12 +68,28 @@ def test_paired_difference_is_the_interval_of_per_seed_differences():
 
 TINY_BASE = {
     "model_name_or_path": None,
-    "model_config": {"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 64,
-                     "max_position_embeddings": 64, "global_attn_every_n_layers": 1},
-    "tokenizer_name_or_path": "train", "tokenizer_vocab_size": 400, "loss_type": "bce",
-    "dataset_name_or_path": "synthetic", "synthetic_num_records": 240, "max_length": 32,
-    "output_dir": "unused", "max_steps": 3, "per_device_train_batch_size": 16, "eval_strategy": "no",
-    "save_strategy": "no", "report_to": "none", "learning_rate": 3e-3, "dataloader_pin_memory": False,
+    "model_config": {
+        "hidden_size": 32,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 2,
+        "intermediate_size": 64,
+        "max_position_embeddings": 64,
+        "global_attn_every_n_layers": 1,
+    },
+    "tokenizer_name_or_path": "train",
+    "tokenizer_vocab_size": 400,
+    "loss_type": "bce",
+    "dataset_name_or_path": "synthetic",
+    "synthetic_num_records": 240,
+    "max_length": 32,
+    "output_dir": "unused",
+    "max_steps": 3,
+    "per_device_train_batch_size": 16,
+    "eval_strategy": "no",
+    "save_strategy": "no",
+    "report_to": "none",
+    "learning_rate": 3e-3,
+    "dataloader_pin_memory": False,
 }
 
 
@@ -85,18 +102,29 @@ def write_grid(directory, conditions, base=TINY_BASE):
 
 
 def test_grid_puts_the_reference_first(tmp_path):
-    grid = load_grid(write_grid(tmp_path, {"alpha": {"loss_type": "hierarchical"}, "ref": {"reference": True, "description": "d"}}))
+    grid = load_grid(
+        write_grid(tmp_path, {"alpha": {"loss_type": "hierarchical"}, "ref": {"reference": True, "description": "d"}})
+    )
     assert list(grid.conditions) == ["ref", "alpha"] and grid.reference == "ref"
     assert grid.conditions["alpha"].overrides == {"loss_type": "hierarchical"}
 
 
-@pytest.mark.parametrize("conditions, message", [
-    ({"a": {}, "b": {}}, "exactly one condition"),
-    ({"a": {"reference": True}, "b": {"reference": True}}, "found 2 .a, b."),
-    ({"a": {"reference": True}, "b": {"split_seed": 7}}, r"config_b\.yaml sets split_seed"),
-    ({"a": {"reference": True}, "b": {"pretrain": "recipes/tiny-modernbert/pretrain/config_demo.yaml"}}, "pretrain must be a mapping"),
-    ({"a": {"reference": True}, "b": {"pretrain": {"config": "/nonexistent/pretrain.yaml"}}}, "pretrain config '/nonexistent"),
-])
+@pytest.mark.parametrize(
+    "conditions, message",
+    [
+        ({"a": {}, "b": {}}, "exactly one condition"),
+        ({"a": {"reference": True}, "b": {"reference": True}}, "found 2 .a, b."),
+        ({"a": {"reference": True}, "b": {"split_seed": 7}}, r"config_b\.yaml sets split_seed"),
+        (
+            {"a": {"reference": True}, "b": {"pretrain": "recipes/tiny-modernbert/pretrain/config_demo.yaml"}},
+            "pretrain must be a mapping",
+        ),
+        (
+            {"a": {"reference": True}, "b": {"pretrain": {"config": "/nonexistent/pretrain.yaml"}}},
+            "pretrain config '/nonexistent",
+        ),
+    ],
+)
 def test_bad_grids_are_named(tmp_path, conditions, message):
     with pytest.raises((ValueError, FileNotFoundError), match=message):
         load_grid(write_grid(tmp_path, conditions))
@@ -107,7 +135,10 @@ def test_a_grid_is_config_base_plus_config_condition_files(tmp_path):
     (grid / "notes.txt").write_text("not YAML: ignored")
     assert list(load_grid(str(grid)).conditions) == ["bce"]
     (grid / "hier.yaml").write_text("loss_type: hierarchical\n")
-    with pytest.raises(ValueError, match=r"hier\.yaml: a grid holds only config_base\.yaml and config_<condition>\.yaml files; rename it to config_hier\.yaml"):
+    with pytest.raises(
+        ValueError,
+        match=r"hier\.yaml: a grid holds only config_base\.yaml and config_<condition>\.yaml files; rename it to config_hier\.yaml",
+    ):
         load_grid(str(grid))
     (grid / "hier.yaml").unlink()
     (grid / "config_.yaml").write_text("loss_type: hierarchical\n")
@@ -130,7 +161,10 @@ SHIPPED_GRIDS = sorted(p.parent for p in (REPO_ROOT / "recipes").glob("*/grid_*/
 
 def test_the_shipped_grids_are_found():
     assert [f"{p.parent.name}/{p.name}" for p in SHIPPED_GRIDS] == [
-        "all-minilm-l6-v2/grid_real_patents", "tiny-modernbert/grid_real_patents", "tiny-modernbert/grid_synthetic"]
+        "all-minilm-l6-v2/grid_real_patents",
+        "tiny-modernbert/grid_real_patents",
+        "tiny-modernbert/grid_synthetic",
+    ]
 
 
 @pytest.mark.parametrize("grid_dir", SHIPPED_GRIDS)
@@ -149,14 +183,19 @@ def test_shipped_grids_parse_as_the_recipes_will_read_them(grid_dir, tmp_path):
     for name, condition in grid.conditions.items():
         config = tmp_path / f"{name}.yaml"
         config.write_text(yaml.safe_dump({**grid.base, **condition.overrides}))
-        model_args, data_args, _ = parse_recipe_args((ModelArguments, DataArguments, PatentTrainingArguments), ["--config", str(config)])
+        model_args, data_args, _ = parse_recipe_args(
+            (ModelArguments, DataArguments, PatentTrainingArguments), ["--config", str(config)]
+        )
         if model_args.model_config:  # a new model: its positions must cover the inputs
             assert data_args.max_length <= model_args.model_config["max_position_embeddings"], name
         if condition.pretrain:
             spec = dict(condition.pretrain)
             pretrain = yaml.safe_load((REPO_ROOT / spec.pop("config")).read_text())
             config.write_text(yaml.safe_dump({**pretrain, **spec}))
-            parse_recipe_args((ModelArguments, DataArguments, PretrainArguments, PretrainTrainingArguments), ["--config", str(config)])
+            parse_recipe_args(
+                (ModelArguments, DataArguments, PretrainArguments, PretrainTrainingArguments),
+                ["--config", str(config)],
+            )
 
 
 def test_modernbert_base_defaults_are_what_the_pretrained_encoder_grid_chose():
@@ -211,11 +250,20 @@ def fake_grid(tmp_path_factory):
     (recipes / "finetune.py").write_text(FAKE_FINETUNE)
     (recipes / "pretrain_mlm.py").write_text(FAKE_PRETRAIN)
     (root / "pretrain.yaml").write_text("mlm_probability: 0.3\nmax_length: 16\n")
-    grid = write_grid(root / "grid", {
-        "bce": {"reference": True, "description": "plain BCE"},
-        "hier": {"loss_type": "hierarchical", "description": "hierarchical loss"},
-        "pre": {"pretrain": {"config": str(root / "pretrain.yaml"), "mlm_probability": 0.2, "model_config": {"sparse_prediction": True}}},
-    })
+    grid = write_grid(
+        root / "grid",
+        {
+            "bce": {"reference": True, "description": "plain BCE"},
+            "hier": {"loss_type": "hierarchical", "description": "hierarchical loss"},
+            "pre": {
+                "pretrain": {
+                    "config": str(root / "pretrain.yaml"),
+                    "mlm_probability": 0.2,
+                    "model_config": {"sparse_prediction": True},
+                }
+            },
+        },
+    )
     out = root / "out"
     results = run_grid(str(grid), str(out), seeds=(0, 1), scripts_dir=str(recipes))
     return {"grid": grid, "out": out, "calls": recipes / "calls.jsonl", "recipes": recipes, "results": results}
@@ -224,7 +272,13 @@ def fake_grid(tmp_path_factory):
 def test_runner_runs_every_condition_and_seed_on_one_data_dir(fake_grid):
     out, results = fake_grid["out"], fake_grid["results"]
     assert sorted((r["condition"], r["seed"]) for r in results["runs"]) == [
-        ("bce", 0), ("bce", 1), ("hier", 0), ("hier", 1), ("pre", 0), ("pre", 1)]
+        ("bce", 0),
+        ("bce", 1),
+        ("hier", 0),
+        ("hier", 1),
+        ("pre", 0),
+        ("pre", 1),
+    ]
     assert json.loads((out / "results.json").read_text())["runs"] == results["runs"]
     finetunes = [c for c in read_calls(fake_grid["calls"]) if c["script"] == "finetune"]
     assert len(finetunes) == 6
@@ -233,7 +287,8 @@ def test_runner_runs_every_condition_and_seed_on_one_data_dir(fake_grid):
     assert {c["tokenizer_name_or_path"] for c in finetunes} == {str(out / "tokenizer")}
     assert (out / "data" / "label_space.json").is_file() and (out / "tokenizer" / "tokenizer.json").is_file()
     assert sorted((Path(c["output_dir"]).parent.name, c["seed"]) for c in finetunes) == sorted(
-        (r["condition"], r["seed"]) for r in results["runs"])
+        (r["condition"], r["seed"]) for r in results["runs"]
+    )
     assert all(c["compare_baselines"] is False and c["synthetic_num_records"] == 240 for c in finetunes)
 
 
@@ -244,9 +299,16 @@ def test_pretraining_runs_once_per_seed_and_feeds_the_finetuning(fake_grid):
     for call in pretrains:
         assert call["mlm_probability"] == 0.2  # the condition's mapping over its YAML
         assert call["max_length"] == 32  # the grid's input length over the YAML's 16
-        assert call["model_config"] == {**TINY_BASE["model_config"], "sparse_prediction": True}  # the grid's encoder, extended
-        assert call["dataset_name_or_path"] == str(out / "data") and call["tokenizer_name_or_path"] == str(out / "tokenizer")
-    starts = {c["seed"]: c["model_name_or_path"] for c in calls if c["script"] == "finetune" and "/pre/" in c["output_dir"]}
+        assert call["model_config"] == {
+            **TINY_BASE["model_config"],
+            "sparse_prediction": True,
+        }  # the grid's encoder, extended
+        assert call["dataset_name_or_path"] == str(out / "data") and call["tokenizer_name_or_path"] == str(
+            out / "tokenizer"
+        )
+    starts = {
+        c["seed"]: c["model_name_or_path"] for c in calls if c["script"] == "finetune" and "/pre/" in c["output_dir"]
+    }
     assert starts == {seed: str(out / "pretrain" / "pre" / f"seed-{seed}") for seed in (0, 1)}
 
 
@@ -279,7 +341,9 @@ def test_the_summary_embeds_a_plot_of_the_paired_differences(fake_grid):
 
 def test_rerun_skips_finished_runs_and_refuses_changed_settings(fake_grid, capsys):
     before = read_calls(fake_grid["calls"])
-    results = run_grid(str(fake_grid["grid"]), str(fake_grid["out"]), seeds=(0, 1), scripts_dir=str(fake_grid["recipes"]))
+    results = run_grid(
+        str(fake_grid["grid"]), str(fake_grid["out"]), seeds=(0, 1), scripts_dir=str(fake_grid["recipes"])
+    )
     assert read_calls(fake_grid["calls"]) == before
     printed = capsys.readouterr()
     assert "[1/6] bce seed 0: finished earlier, skipped" in printed.out + printed.err
@@ -290,8 +354,11 @@ def test_rerun_skips_finished_runs_and_refuses_changed_settings(fake_grid, capsy
     with pytest.raises(ValueError, match="recipe.yaml holds other settings"):
         run_grid(str(changed), str(fake_grid["out"]), seeds=(0,), scripts_dir=str(fake_grid["recipes"]))
     # Other data settings: the prepared data and tokenizer in the output directory must not be reused.
-    other_data = write_grid(fake_grid["out"].parent / "other-data", {"bce": {"reference": True}},
-                            base={**TINY_BASE, "synthetic_num_records": 250})
+    other_data = write_grid(
+        fake_grid["out"].parent / "other-data",
+        {"bce": {"reference": True}},
+        base={**TINY_BASE, "synthetic_num_records": 250},
+    )
     with pytest.raises(ValueError, match="shared_inputs.yaml holds other settings"):
         run_grid(str(other_data), str(fake_grid["out"]), seeds=(0,), scripts_dir=str(fake_grid["recipes"]))
 
@@ -302,9 +369,16 @@ def test_set_overrides_the_base_for_every_run_and_its_pretraining(fake_grid, tmp
     calls_before = len(read_calls(fake_grid["calls"]))
     out, encoder = tmp_path / "out", tmp_path / "encoder"
     shutil.copytree(fake_grid["out"] / "tokenizer", encoder)  # a checkpoint's own tokenizer, read by the runner
-    run_grid(str(fake_grid["grid"]), str(out), seeds=(0,), conditions=["bce", "pre"], scripts_dir=str(fake_grid["recipes"]),
-             base_overrides=parse_field_overrides([f"model_name_or_path={encoder}", "tokenizer_name_or_path=null",
-                                                   "learning_rate=0.002"]))
+    run_grid(
+        str(fake_grid["grid"]),
+        str(out),
+        seeds=(0,),
+        conditions=["bce", "pre"],
+        scripts_dir=str(fake_grid["recipes"]),
+        base_overrides=parse_field_overrides(
+            [f"model_name_or_path={encoder}", "tokenizer_name_or_path=null", "learning_rate=0.002"]
+        ),
+    )
     calls = read_calls(fake_grid["calls"])[calls_before:]
     by_script = {(c["script"], Path(c["output_dir"]).parent.name): c for c in calls}
     assert sorted(by_script) == [("finetune", "bce"), ("finetune", "pre"), ("pretrain", "pre")]
@@ -316,10 +390,13 @@ def test_set_overrides_the_base_for_every_run_and_its_pretraining(fake_grid, tmp
     assert recorded["model_name_or_path"] == str(encoder)  # recorded with the run like any field
 
 
-@pytest.mark.parametrize("assignments, message", [
-    (["max_length"], "FIELD=VALUE"),
-    (["=3"], "FIELD=VALUE"),
-])
+@pytest.mark.parametrize(
+    "assignments, message",
+    [
+        (["max_length"], "FIELD=VALUE"),
+        (["=3"], "FIELD=VALUE"),
+    ],
+)
 def test_set_needs_field_and_value(assignments, message):
     with pytest.raises(ValueError, match=message):
         parse_field_overrides(assignments)
@@ -327,8 +404,13 @@ def test_set_needs_field_and_value(assignments, message):
 
 def test_set_refuses_what_the_runner_sets(fake_grid, tmp_path):
     with pytest.raises(ValueError, match="--set seed: the grid runner sets"):
-        run_grid(str(fake_grid["grid"]), str(tmp_path / "out"), seeds=(0,), scripts_dir=str(fake_grid["recipes"]),
-                 base_overrides={"seed": 3})
+        run_grid(
+            str(fake_grid["grid"]),
+            str(tmp_path / "out"),
+            seeds=(0,),
+            scripts_dir=str(fake_grid["recipes"]),
+            base_overrides={"seed": 3},
+        )
 
 
 def test_cli_summarize_and_its_errors(fake_grid, tmp_path, capsys):
@@ -338,13 +420,23 @@ def test_cli_summarize_and_its_errors(fake_grid, tmp_path, capsys):
     assert main(["experiments", "summarize", str(fake_grid["out"])]) == 0
     assert "## F1@1 (%)" in capsys.readouterr().out and (fake_grid["out"] / "summary.md").is_file()
     assert main(["experiments", "summarize", str(tmp_path)]) == 2
-    assert capsys.readouterr().err.strip().endswith(f"{tmp_path}/results.json does not exist: run `modernpatent experiments run GRID --out {tmp_path}` first")
-    assert main(["experiments", "run", str(fake_grid["grid"]), "--out", str(tmp_path / "o"), "--conditions", "bce,nope"]) == 2
+    assert (
+        capsys.readouterr()
+        .err.strip()
+        .endswith(
+            f"{tmp_path}/results.json does not exist: run `modernpatent experiments run GRID --out {tmp_path}` first"
+        )
+    )
+    assert (
+        main(["experiments", "run", str(fake_grid["grid"]), "--out", str(tmp_path / "o"), "--conditions", "bce,nope"])
+        == 2
+    )
     error = capsys.readouterr().err
     assert "unknown condition(s) nope" in error and len(error.strip().splitlines()) == 1
 
 
 # --- one real run ---
+
 
 def test_real_tiny_grid_run_through_the_finetune_recipe(tmp_path):
     grid = write_grid(tmp_path / "grid", {"bce": {"reference": True}})

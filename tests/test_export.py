@@ -24,7 +24,9 @@ def exported(tmp_path_factory):
     result = {}
     for architecture in ARCHITECTURES:
         checkpoint = save_random_classifier(architecture, str(root / architecture), tiny=True)
-        summary = export_onnx(checkpoint, str(root / f"{architecture}-onnx"), int8=True, texts=generated_claims(12, seed=3))
+        summary = export_onnx(
+            checkpoint, str(root / f"{architecture}-onnx"), int8=True, texts=generated_claims(12, seed=3)
+        )
         result[architecture] = (checkpoint, str(root / f"{architecture}-onnx"), summary)
     return result
 
@@ -118,8 +120,23 @@ def test_attention_pairs_and_useful_flops_count_only_real_tokens():
 def test_bench_cli_prints_a_table_and_writes_json(tmp_path, capsys):
     # In this process (not run_cli's subprocess): a second interpreter would spend most of the test importing torch.
     out = tmp_path / "bench.json"
-    assert main(["bench", "--tiny", "--num-samples", "6", "--repeats", "1", "--paths", "naive,ours,packed,int8,onnx",
-                 "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                "--tiny",
+                "--num-samples",
+                "6",
+                "--repeats",
+                "1",
+                "--paths",
+                "naive,ours,packed,int8,onnx",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "| model | path | samples/s |" in printed
     results = json.loads(out.read_text())
@@ -135,7 +152,9 @@ def test_bench_cli_prints_a_table_and_writes_json(tmp_path, capsys):
             assert row["speedup_vs_naive"] > 0 and 0.0 <= row["top1_agreement_vs_ours"] <= 1.0
             assert f"| {model['model']} | {row['path']} |" in printed
         # Same model, same inputs, fp32: the naive, packed and ONNX paths score like ours.
-        assert all(row["max_abs_diff_vs_ours"] < 1e-4 for row in model["rows"] if row["path"] in ("naive", "packed", "onnx"))
+        assert all(
+            row["max_abs_diff_vs_ours"] < 1e-4 for row in model["rows"] if row["path"] in ("naive", "packed", "onnx")
+        )
         assert all(len(row["seconds_per_repeat"]) == 1 and row["warmup_seconds"] > 0 for row in model["rows"])
 
 

@@ -25,16 +25,32 @@ def error_line(result):
 def run_recipe(args, check=True):
     result = subprocess.run(
         [sys.executable, str(REPO_ROOT / "recipes" / "finetune.py"), *args],
-        capture_output=True, text=True, cwd=REPO_ROOT, timeout=600,
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        timeout=600,
     )
     if check and result.returncode != 0:
-        raise AssertionError(f"finetune failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}")
+        raise AssertionError(
+            f"finetune failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
+        )
     return result
 
 
 def test_yaml_values_are_typed_and_overridden_by_the_command_line():
     model_args, data_args, training_args = parse_recipe_args(
-        ARGUMENT_TYPES, ["--config", str(DEMO_YAML), "--learning_rate", "3e-4", "--top_k", "1", "3", "--model_config", "{hidden_size: 48}"]
+        ARGUMENT_TYPES,
+        [
+            "--config",
+            str(DEMO_YAML),
+            "--learning_rate",
+            "3e-4",
+            "--top_k",
+            "1",
+            "3",
+            "--model_config",
+            "{hidden_size: 48}",
+        ],
     )
     assert training_args.learning_rate == pytest.approx(3e-4)
     assert training_args.top_k == [1, 3]
@@ -53,10 +69,13 @@ def test_every_recipe_yaml_parses(tmp_path):
         assert training_args.output_dir
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--bogus_key", "1"], "unknown command-line argument"),
-    (["--config", "/nonexistent/config.yaml"], "does not exist"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--bogus_key", "1"], "unknown command-line argument"),
+        (["--config", "/nonexistent/config.yaml"], "does not exist"),
+    ],
+)
 def test_bad_arguments_are_named(args, message):
     with pytest.raises((ValueError, FileNotFoundError), match=message):
         parse_recipe_args(ARGUMENT_TYPES, args)
@@ -72,7 +91,19 @@ def test_unknown_yaml_key_is_an_error(tmp_path):
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
     output_dir = tmp_path_factory.mktemp("finetune")
-    result = run_recipe(tiny_finetune_args(output_dir, "--eval_strategy", "steps", "--eval_steps", "3", "--save_strategy", "steps", "--save_steps", "3"))
+    result = run_recipe(
+        tiny_finetune_args(
+            output_dir,
+            "--eval_strategy",
+            "steps",
+            "--eval_steps",
+            "3",
+            "--save_strategy",
+            "steps",
+            "--save_steps",
+            "3",
+        )
+    )
     return output_dir, result
 
 
@@ -81,8 +112,15 @@ def test_run_writes_a_loadable_self_describing_checkpoint(finished_run):
     config = json.loads((output_dir / "config.json").read_text())
     assert set(config["auto_map"]) >= {"AutoConfig", "AutoModel", "AutoModelForSequenceClassification"}
     assert config["loss_type"] == "hierarchical"
-    for name in ("model.safetensors", "tokenizer.json", "label_space.json", "README.md", "all_results.json",
-                 "configuration_modernpatent.py", "modeling_modernpatent.py"):
+    for name in (
+        "model.safetensors",
+        "tokenizer.json",
+        "label_space.json",
+        "README.md",
+        "all_results.json",
+        "configuration_modernpatent.py",
+        "modeling_modernpatent.py",
+    ):
         assert (output_dir / name).is_file(), name
     assert not list(output_dir.glob("pytorch_model*.bin")), "weights must be safetensors only"
     # Every checkpoint describes itself too.
@@ -102,8 +140,17 @@ def test_run_reports_every_metric_and_the_baseline_table(finished_run):
     output_dir, result = finished_run
     metrics = json.loads((output_dir / "all_results.json").read_text())
     for prefix in ("eval", "test"):
-        for key in ("f1@1", "precision@1", "recall@1", "recall@1_micro", "f1@5", "micro_f1", "macro_f1",
-                    "precision@1_class", "precision@1_section"):
+        for key in (
+            "f1@1",
+            "precision@1",
+            "recall@1",
+            "recall@1_micro",
+            "f1@5",
+            "micro_f1",
+            "macro_f1",
+            "precision@1_class",
+            "precision@1_section",
+        ):
             assert 0.0 <= metrics[f"{prefix}_{key}"] <= 1.0, f"{prefix}_{key}"
     # Thresholds tuned on validation are saved with the model and scored on test.
     for key in ("test_micro_f1_tuned", "test_macro_f1_tuned", "eval_threshold_global"):
@@ -129,16 +176,21 @@ def test_training_lowers_the_loss_and_changes_every_parameter(tmp_path):
     from modernpatent_hf.trainer import PatentTrainer, tokenize_patent_dataset
 
     model_args, data_args, training_args = parse_recipe_args(
-        ARGUMENT_TYPES, tiny_finetune_args(tmp_path, "--max_steps", "30", "--learning_rate", "3e-3", "--warmup_steps", "0")
+        ARGUMENT_TYPES,
+        tiny_finetune_args(tmp_path, "--max_steps", "30", "--learning_rate", "3e-3", "--warmup_steps", "0"),
     )
     splits, label_space = load_patent_splits(data_args, str(tmp_path))
     tokenizer = load_or_train_tokenizer(model_args, splits["train"]["text"], str(tmp_path))
     model = build_classifier(model_args, tokenizer, label_space)
     before = {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
     train, _ = tokenize_patent_dataset(splits["train"], tokenizer, label_space, data_args.max_length)
-    trainer = PatentTrainer(model=model, args=training_args, label_space=label_space, processing_class=tokenizer, train_dataset=train)
+    trainer = PatentTrainer(
+        model=model, args=training_args, label_space=label_space, processing_class=tokenizer, train_dataset=train
+    )
     trainer.train()
-    unchanged = [name for name, p in model.named_parameters() if p.requires_grad and torch.equal(p.detach(), before[name])]
+    unchanged = [
+        name for name, p in model.named_parameters() if p.requires_grad and torch.equal(p.detach(), before[name])
+    ]
     assert not unchanged, f"parameters not updated by training: {unchanged}"
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     assert len(losses) >= 3 and losses[-1] < losses[0]
@@ -172,8 +224,17 @@ def test_lora_run_saves_a_merged_checkpoint(tmp_path):
 def test_label_space_that_does_not_match_the_checkpoint_is_refused(finished_run, tmp_path):
     output_dir, _ = finished_run
     result = run_recipe(
-        tiny_finetune_args(tmp_path / "mismatch", "--model_name_or_path", str(output_dir), "--tokenizer_name_or_path", str(output_dir),
-                           "--synthetic_num_records", "300", "--synthetic_seed", "7"),
+        tiny_finetune_args(
+            tmp_path / "mismatch",
+            "--model_name_or_path",
+            str(output_dir),
+            "--tokenizer_name_or_path",
+            str(output_dir),
+            "--synthetic_num_records",
+            "300",
+            "--synthetic_seed",
+            "7",
+        ),
         check=False,
     )
     assert "label" in error_line(result)
@@ -181,7 +242,9 @@ def test_label_space_that_does_not_match_the_checkpoint_is_refused(finished_run,
 
 def test_errors_are_one_line(tmp_path):
     # A tokenizer that does not exist.
-    result = run_recipe(tiny_finetune_args(tmp_path / "a", "--tokenizer_name_or_path", str(tmp_path / "missing")), check=False)
+    result = run_recipe(
+        tiny_finetune_args(tmp_path / "a", "--tokenizer_name_or_path", str(tmp_path / "missing")), check=False
+    )
     assert "tokenizer" in error_line(result) and "missing" in error_line(result)
     # An empty dataset.
     empty = tmp_path / "empty.jsonl"
@@ -224,10 +287,25 @@ def test_resume_skips_a_checkpoint_that_was_not_saved_to_the_end(tmp_path):
 
 def resumable_run(output_dir):
     """Twelve steps with a checkpoint every four: checkpoint-4, -8 and -12."""
-    return [sys.executable, str(REPO_ROOT / "recipes" / "finetune.py"), *tiny_finetune_args(
-        output_dir, "--max_steps", "12", "--save_strategy", "steps", "--save_steps", "4",
-        "--eval_strategy", "no", "--compare_baselines", "false", "--dataloader_num_workers", "0",
-    )]
+    return [
+        sys.executable,
+        str(REPO_ROOT / "recipes" / "finetune.py"),
+        *tiny_finetune_args(
+            output_dir,
+            "--max_steps",
+            "12",
+            "--save_strategy",
+            "steps",
+            "--save_steps",
+            "4",
+            "--eval_strategy",
+            "no",
+            "--compare_baselines",
+            "false",
+            "--dataloader_num_workers",
+            "0",
+        ),
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -241,7 +319,9 @@ def uninterrupted_run(tmp_path_factory):
 # trainer_state.json, written last, not yet): the rerun must resume from a complete checkpoint only.
 @pytest.mark.slow
 @pytest.mark.parametrize("kill_when", ["checkpoint-4/trainer_state.json", "checkpoint-8/model.safetensors"])
-def test_killed_run_resumes_and_ends_like_an_uninterrupted_one(uninterrupted_run, tmp_path, kill_when_written, newest_complete_checkpoint, kill_when):
+def test_killed_run_resumes_and_ends_like_an_uninterrupted_one(
+    uninterrupted_run, tmp_path, kill_when_written, newest_complete_checkpoint, kill_when
+):
     """SIGKILL at the kill point, relaunch the same command: same final weights and loss curve as one run."""
     import torch
     from safetensors.torch import load_file
@@ -257,6 +337,8 @@ def test_killed_run_resumes_and_ends_like_an_uninterrupted_one(uninterrupted_run
     assert expected.keys() == actual.keys()
     for name in expected:
         assert torch.allclose(actual[name], expected[name], atol=1e-5), name
-    losses = [[e["loss"] for e in json.loads((run / "trainer_state.json").read_text())["log_history"] if "loss" in e]
-              for run in (uninterrupted_run, interrupted)]
+    losses = [
+        [e["loss"] for e in json.loads((run / "trainer_state.json").read_text())["log_history"] if "loss" in e]
+        for run in (uninterrupted_run, interrupted)
+    ]
     assert len(losses[0]) == 6 and losses[1] == pytest.approx(losses[0], abs=1e-5)

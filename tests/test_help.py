@@ -29,8 +29,16 @@ COMMANDS = list(command_paths(build_parser()))
 
 def test_the_parser_has_every_command_and_subcommand():
     names = {" ".join(path) or "modernpatent" for path in COMMANDS}
-    assert {"modernpatent", "prepare", "predict", "finetune", "pretrain", "experiments", "experiments run",
-            "experiments summarize"} <= names
+    assert {
+        "modernpatent",
+        "prepare",
+        "predict",
+        "finetune",
+        "pretrain",
+        "experiments",
+        "experiments run",
+        "experiments summarize",
+    } <= names
     declared = {command.name for command in all_commands()}
     declared |= {f"{command.name} {sub.name}" for command in all_commands() for sub in command.subcommands}
     assert names == declared | {"modernpatent"}
@@ -54,7 +62,8 @@ def test_help_exits_0_with_defaults_and_an_example(path, capsys):
     if not path:
         assert example == EXAMPLE
     option_defaults = [
-        action for action in _parser_at(parser, path)._actions
+        action
+        for action in _parser_at(parser, path)._actions
         if action.option_strings and action.default not in (None, False, argparse.SUPPRESS) and action.help
     ]
     for action in option_defaults:
@@ -78,8 +87,21 @@ def test_the_installed_console_script_prints_help():
 @pytest.mark.parametrize("recipe", ["finetune", "pretrain_mlm"])
 def test_recipe_help_under_accelerate_lists_config_and_defaults(recipe):
     accelerate = os.path.join(os.path.dirname(sys.executable), "accelerate")
-    command = [accelerate, "launch", "--num_processes", "1", "--num_machines", "1", "--mixed_precision", "no",
-               "--dynamo_backend", "no", "--cpu", str(REPO_ROOT / "recipes" / f"{recipe}.py"), "--help"]
+    command = [
+        accelerate,
+        "launch",
+        "--num_processes",
+        "1",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--cpu",
+        str(REPO_ROOT / "recipes" / f"{recipe}.py"),
+        "--help",
+    ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=REPO_ROOT)
     assert result.returncode == 0, result.stderr[-2000:]
     text = " ".join(result.stdout.split())

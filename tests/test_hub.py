@@ -8,7 +8,13 @@ from huggingface_hub import CommitInfo, CommitOperationAdd, HfApi, ModelCard, Re
 
 from modernpatent_hf.configs import DataArguments, ModelArguments, PatentTrainingArguments
 from modernpatent_hf.cpc import CpcLabelSpace
-from modernpatent_hf.model_card import MODEL_CARD_TAGS, MODEL_INDEX_KEYS, ModelCardInfo, build_model_card, model_card_info
+from modernpatent_hf.model_card import (
+    MODEL_CARD_TAGS,
+    MODEL_INDEX_KEYS,
+    ModelCardInfo,
+    build_model_card,
+    model_card_info,
+)
 from modernpatent_hf.scripts.finetune import main as finetune_main
 
 from testing_utils import tiny_finetune_args
@@ -16,7 +22,14 @@ from testing_utils import tiny_finetune_args
 REPO_ID = "tester/tiny-cpc"
 # What every push of a model folder holds besides the remote code (*.py): weights and config, tokenizer,
 # label space and the card; the final push adds the tuned thresholds and the results.
-CHECKPOINT_FILES = {"README.md", "config.json", "label_space.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"}
+CHECKPOINT_FILES = {
+    "README.md",
+    "config.json",
+    "label_space.json",
+    "model.safetensors",
+    "tokenizer.json",
+    "tokenizer_config.json",
+}
 FINAL_FILES = CHECKPOINT_FILES | {"all_results.json", "thresholds.json"}
 REMOTE_CODE = {"configuration_modernpatent.py", "modeling_modernpatent.py"}
 
@@ -41,8 +54,12 @@ class HubRecorder:
             paths = sorted(op.path_in_repo for op in operations if isinstance(op, CommitOperationAdd))
             with recorder.lock:
                 recorder.commits.append({"repo_id": repo_id, "message": commit_message, "paths": paths})
-            return CommitInfo(commit_url=f"https://huggingface.co/{repo_id}/commit/{'0' * 40}", commit_message=commit_message,
-                              commit_description="", oid="0" * 40)
+            return CommitInfo(
+                commit_url=f"https://huggingface.co/{repo_id}/commit/{'0' * 40}",
+                commit_message=commit_message,
+                commit_description="",
+                oid="0" * 40,
+            )
 
         monkeypatch.setattr(HfApi, "create_repo", create_repo)
         monkeypatch.setattr(HfApi, "create_commit", create_commit)
@@ -59,11 +76,31 @@ def pushed_run(tmp_path_factory):
     with pytest.MonkeyPatch.context() as monkeypatch:
         recorder.install(monkeypatch)
         monkeypatch.setenv("HF_TOKEN", "hf_test_token_not_used")
-        metrics = finetune_main(tiny_finetune_args(
-            output_dir, "--eval_strategy", "steps", "--eval_steps", "3", "--save_strategy", "steps", "--save_steps", "3",
-            "--report_to", "tensorboard", "--compare_baselines", "false",
-            "--push_to_hub", "true", "--hub_model_id", REPO_ID, "--hub_strategy", "checkpoint", "--hub_always_push", "true",
-        ))
+        metrics = finetune_main(
+            tiny_finetune_args(
+                output_dir,
+                "--eval_strategy",
+                "steps",
+                "--eval_steps",
+                "3",
+                "--save_strategy",
+                "steps",
+                "--save_steps",
+                "3",
+                "--report_to",
+                "tensorboard",
+                "--compare_baselines",
+                "false",
+                "--push_to_hub",
+                "true",
+                "--hub_model_id",
+                REPO_ID,
+                "--hub_strategy",
+                "checkpoint",
+                "--hub_always_push",
+                "true",
+            )
+        )
     return output_dir, metrics, recorder
 
 
@@ -86,8 +123,14 @@ def test_card_has_the_hub_metadata_and_the_model_index_equals_all_results(pushed
     # The text: what the model does, its limits, the data's years, the label space and how to load it.
     label_space = CpcLabelSpace.load(output_dir)
     assert f"{len(label_space)} subclasses" in card.text
-    for phrase in ("## Intended use and limits", "synthetic demo corpus", "train 2010-2018", "CpcLabelSpace.load(PATH)",
-                   "trust_remote_code=True", "| F1@1 |"):
+    for phrase in (
+        "## Intended use and limits",
+        "synthetic demo corpus",
+        "train 2010-2018",
+        "CpcLabelSpace.load(PATH)",
+        "trust_remote_code=True",
+        "| F1@1 |",
+    ):
         assert phrase in card.text, phrase
     assert "More information needed" not in card.text and "unknown dataset" not in card.text
 
@@ -117,7 +160,10 @@ def test_push_uploads_only_the_model_folders_published_files(pushed_run):
         assert commit["repo_id"] == REPO_ID and set(commit["paths"]) == FINAL_FILES | remote_code, commit["message"]
     during = [commit for commit in recorder.commits if commit["message"].startswith("Training in progress")]
     model_pushes = [commit for commit in during if not commit["message"].endswith(", checkpoint")]
-    assert [commit["message"] for commit in model_pushes] == ["Training in progress, step 3", "Training in progress, step 6"]
+    assert [commit["message"] for commit in model_pushes] == [
+        "Training in progress, step 3",
+        "Training in progress, step 6",
+    ]
     for commit in model_pushes:
         assert set(commit["paths"]) == CHECKPOINT_FILES | remote_code, commit["message"]
     # hub_strategy checkpoint asks for the resumable checkpoint too: it goes whole to last-checkpoint/.
@@ -136,7 +182,9 @@ def test_card_names_a_hub_base_model_and_the_hub_dataset_the_data_came_from(push
     prepared.mkdir()
     (prepared / "README.md").write_text("---\n---\n")
     (prepared / "label_space.json").write_text((output_dir / "label_space.json").read_text())
-    (prepared / "stats.json").write_text(json.dumps({"inputs": ["MalavP/USPTO-3M"], "text_fields": "default of each format"}))
+    (prepared / "stats.json").write_text(
+        json.dumps({"inputs": ["MalavP/USPTO-3M"], "text_fields": "default of each format"})
+    )
     info = model_card_info(model_args, DataArguments(dataset_name_or_path=str(prepared), max_length=512), {})
     assert info.base_model == "answerdotai/ModernBERT-base" and info.hub_datasets == ["MalavP/USPTO-3M"]
     assert info.text_fields == ["first_claim"]
@@ -151,7 +199,9 @@ def test_card_names_a_hub_base_model_and_the_hub_dataset_the_data_came_from(push
     assert {result.dataset_type for result in card.data.eval_results} == {"MalavP/USPTO-3M"}
     assert "Fine-tuned from `answerdotai/ModernBERT-base`" in card.text and "first claim" in card.text
     # A local starting checkpoint is named in the text but is no Hub base_model.
-    local = build_model_card(model, CpcLabelSpace.load(output_dir), args, metrics, ModelCardInfo(base_model=str(output_dir)))
+    local = build_model_card(
+        model, CpcLabelSpace.load(output_dir), args, metrics, ModelCardInfo(base_model=str(output_dir))
+    )
     assert local.data.base_model is None and str(output_dir) in local.text
 
 
@@ -165,11 +215,21 @@ def test_create_model_card_arguments_stay_in_every_later_card(pushed_run, tmp_pa
     model = AutoModelForSequenceClassification.from_pretrained(output_dir)
     args = PatentTrainingArguments(output_dir=str(tmp_path / "out"), report_to="none")
     trainer = PatentTrainer(model=model, args=args, label_space=CpcLabelSpace.load(output_dir))
-    trainer.create_model_card(license="mit", finetuned_from="answerdotai/ModernBERT-base", dataset_tags="MalavP/USPTO-3M", tags=["demo"])
+    trainer.create_model_card(
+        license="mit", finetuned_from="answerdotai/ModernBERT-base", dataset_tags="MalavP/USPTO-3M", tags=["demo"]
+    )
     written = ModelCard.load(tmp_path / "out" / "README.md").data
-    assert (written.license, written.base_model, written.datasets) == ("mit", "answerdotai/ModernBERT-base", ["MalavP/USPTO-3M"])
+    assert (written.license, written.base_model, written.datasets) == (
+        "mit",
+        "answerdotai/ModernBERT-base",
+        ["MalavP/USPTO-3M"],
+    )
     assert "demo" in written.tags and set(MODEL_CARD_TAGS) <= set(written.tags)
     trainer.save_model()
     saved = ModelCard.load(tmp_path / "out" / "README.md").data
-    assert (saved.license, saved.base_model, saved.datasets) == ("mit", "answerdotai/ModernBERT-base", ["MalavP/USPTO-3M"])
+    assert (saved.license, saved.base_model, saved.datasets) == (
+        "mit",
+        "answerdotai/ModernBERT-base",
+        ["MalavP/USPTO-3M"],
+    )
     assert "demo" in saved.tags

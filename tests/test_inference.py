@@ -23,7 +23,16 @@ from modernpatent_hf.predict_file import predict_file
 from modernpatent_hf.predictor import PatentClassifier, length_bucketed_batches
 from modernpatent_hf.thresholds import save_thresholds
 
-from testing_utils import MAX_LENGTH, REPO_ROOT, SINGLE_THREAD, WORDS, read_jsonl, save_tiny_checkpoint, short_records, write_jsonl
+from testing_utils import (
+    MAX_LENGTH,
+    REPO_ROOT,
+    SINGLE_THREAD,
+    WORDS,
+    read_jsonl,
+    save_tiny_checkpoint,
+    short_records,
+    write_jsonl,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # torch on one thread in every test: outputs compare exactly
 
@@ -47,15 +56,21 @@ def assert_same_rows(actual, expected):
     """Same ids, codes and titles; scores to float32 precision (other chunk boundaries pad batches differently)."""
     assert [row["id"] for row in actual] == [row["id"] for row in expected]
     for got, want in zip(actual, expected):
-        assert [{**p, "score": None} for p in got["predictions"]] == [{**p, "score": None} for p in want["predictions"]]
-        assert [p["score"] for p in got["predictions"]] == pytest.approx([p["score"] for p in want["predictions"]], abs=1e-6)
+        assert [{**p, "score": None} for p in got["predictions"]] == [
+            {**p, "score": None} for p in want["predictions"]
+        ]
+        assert [p["score"] for p in got["predictions"]] == pytest.approx(
+            [p["score"] for p in want["predictions"]], abs=1e-6
+        )
 
 
 def expected_rows(classifier, rows, top_k=5):
     """What predict_file must write for rows with title + abstract (joined as prepare joins them)."""
     texts = [f"{row['title']}\n{row['abstract']}" for row in rows]
-    return [{"id": row["id"], "predictions": predictions}
-            for row, predictions in zip(rows, classifier.predict(texts, top_k=top_k))]
+    return [
+        {"id": row["id"], "predictions": predictions}
+        for row, predictions in zip(rows, classifier.predict(texts, top_k=top_k))
+    ]
 
 
 # ------------------------------------------------------------------------------ length buckets
@@ -112,7 +127,9 @@ def test_predict_sorts_scores_decodes_codes_and_applies_the_threshold(classifier
     assert any("title" in p for predictions in classifier.predict(texts, top_k=len(space)) for p in predictions)
     middle = float(np.median(probabilities[0]))
     kept = classifier.predict(texts[:1], top_k=len(space), threshold=middle)[0]
-    assert [p["code"] for p in kept] == [space.codes[i] for i in np.argsort(-probabilities[0]) if probabilities[0][i] >= middle]
+    assert [p["code"] for p in kept] == [
+        space.codes[i] for i in np.argsort(-probabilities[0]) if probabilities[0][i] >= middle
+    ]
     # Nothing reaches 1.0: the best code alone is kept, never an empty list.
     assert [len(p) for p in classifier.predict(texts, top_k=5, threshold=1.0)] == [1, 1, 1]
     with pytest.raises(ValueError, match="top_k"):
@@ -139,9 +156,28 @@ def test_threshold_auto_applies_each_codes_tuned_threshold_from_the_checkpoint(c
     assert [p["code"] for p in kept] == [space.codes[i] for i in best_two]
     # The command line takes it too: a thresholds file the model lacks is a one-line error.
     source = write_jsonl(tmp_path / "in.jsonl", short_records(3))
-    result = subprocess.run([sys.executable, "-m", "modernpatent_hf.cli", "predict", "--model", str(checkpoint), "--input", str(source),
-                             "--output", str(tmp_path / "out.jsonl"), "--threshold", "auto"], capture_output=True, text=True)
-    assert result.returncode != 0 and "threshold 'auto' needs the tuned thresholds" in result.stderr.strip().splitlines()[-1]
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "modernpatent_hf.cli",
+            "predict",
+            "--model",
+            str(checkpoint),
+            "--input",
+            str(source),
+            "--output",
+            str(tmp_path / "out.jsonl"),
+            "--threshold",
+            "auto",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert (
+        result.returncode != 0
+        and "threshold 'auto' needs the tuned thresholds" in result.stderr.strip().splitlines()[-1]
+    )
     assert not (tmp_path / "out.jsonl").exists()
 
 
@@ -162,7 +198,9 @@ def test_label_space_falls_back_to_the_config_and_its_absence_is_one_clear_error
     code = classifier.label_space.codes[1]
     (tmp_path / "titles.tsv").write_text(f"code\ttitle\n{code}\tA title from the TSV\n")
     fallback = PatentClassifier.from_pretrained(without_file, titles=tmp_path / "titles.tsv")
-    assert fallback.label_space == classifier.label_space and fallback.label_space.title(code) == "A title from the TSV"
+    assert (
+        fallback.label_space == classifier.label_space and fallback.label_space.title(code) == "A title from the TSV"
+    )
     config = json.loads((without_file / "config.json").read_text())
     config["id2label"] = {str(i): f"LABEL_{i}" for i in range(len(config["id2label"]))}
     config["label2id"] = {name: int(i) for i, name in config["id2label"].items()}
@@ -175,8 +213,14 @@ def test_label_space_falls_back_to_the_config_and_its_absence_is_one_clear_error
 # ------------------------------------------------------------------------------ predict_file
 def test_predict_file_jsonl_writes_one_row_per_input_row_in_order(classifier, tmp_path):
     rows = short_records(130, seed=1)
-    summary = predict_file(classifier, write_jsonl(tmp_path / "in.jsonl", rows), tmp_path / "out" / "pred.jsonl",
-                           top_k=3, chunk_size=40, progress=False)
+    summary = predict_file(
+        classifier,
+        write_jsonl(tmp_path / "in.jsonl", rows),
+        tmp_path / "out" / "pred.jsonl",
+        top_k=3,
+        chunk_size=40,
+        progress=False,
+    )
     assert_same_rows(read_jsonl(tmp_path / "out" / "pred.jsonl"), expected_rows(classifier, rows, top_k=3))
     assert summary["rows"] == summary["predicted"] == 130 and summary["bad_rows"] == 0
     assert sorted(os.listdir(tmp_path / "out")) == ["pred.jsonl"]  # no part or state file left
@@ -207,8 +251,12 @@ def test_csv_parquet_and_prepared_directories_give_the_same_predictions(classifi
         predict_file(classifier, tmp_path / name, tmp_path / f"{name}.out.jsonl", chunk_size=25, progress=False)
         assert_same_rows(read_jsonl(tmp_path / f"{name}.out.jsonl"), expected)
     records = [{"id": r["id"], "text": f"{r['title']}\n{r['abstract']}", "labels": ["A01B"]} for r in rows]
-    write_dataset_dir(str(tmp_path / "prepared"), {"train": records[:40], "test": records[40:]},
-                      CpcLabelSpace(["A01B"]), progress=False)
+    write_dataset_dir(
+        str(tmp_path / "prepared"),
+        {"train": records[:40], "test": records[40:]},
+        CpcLabelSpace(["A01B"]),
+        progress=False,
+    )
     predict_file(classifier, tmp_path / "prepared", tmp_path / "all.jsonl", progress=False)
     assert_same_rows(read_jsonl(tmp_path / "all.jsonl"), expected)
     predict_file(classifier, tmp_path / "prepared", tmp_path / "test.jsonl", split="test", progress=False)
@@ -221,10 +269,10 @@ def test_bad_rows_stop_with_their_line_or_become_counted_error_rows(classifier, 
     good = short_records(3, seed=3)
     lines = [
         json.dumps(good[0]),
-        "",                                              # line 2: not a row
-        '{"id": "broken", "title": ',                     # line 3: invalid JSON
-        json.dumps({"id": "P-no-text", "claims": "x"}),   # line 4: neither title nor abstract
-        json.dumps({"title": "valve"}),                   # line 5: no id
+        "",  # line 2: not a row
+        '{"id": "broken", "title": ',  # line 3: invalid JSON
+        json.dumps({"id": "P-no-text", "claims": "x"}),  # line 4: neither title nor abstract
+        json.dumps({"title": "valve"}),  # line 5: no id
         json.dumps({"id": "P-long", "title": "valve " * 300, "abstract": "rotor"}),
         json.dumps(good[1]),
         "   ",
@@ -241,7 +289,14 @@ def test_bad_rows_stop_with_their_line_or_become_counted_error_rows(classifier, 
     output = read_jsonl(tmp_path / "recorded.jsonl")
     assert len(output) == 8 and summary["rows"] == 8  # every non-empty line, in order
     assert [row["id"] for row in output] == [
-        good[0]["id"], None, "P-no-text", None, "P-long", good[1]["id"], "P-only-title", "P-surrogate"
+        good[0]["id"],
+        None,
+        "P-no-text",
+        None,
+        "P-long",
+        good[1]["id"],
+        "P-only-title",
+        "P-surrogate",
     ]
     errors = {index: row["error"] for index, row in enumerate(output) if "error" in row}
     assert set(errors) == {1, 2, 3, 7} and all(output[i]["predictions"] == [] for i in errors)
@@ -266,13 +321,29 @@ def reference_prediction(classifier, tmp_path_factory):
 
 # Killed once the first chunk is committed, and once half the rows are.
 @pytest.mark.parametrize("kill_after_rows", [1, 10_000])
-def test_killed_prediction_resumes_into_the_uninterrupted_output(reference_prediction, checkpoint, tmp_path, kill_after_rows):
+def test_killed_prediction_resumes_into_the_uninterrupted_output(
+    reference_prediction, checkpoint, tmp_path, kill_after_rows
+):
     source, reference = reference_prediction
     output = tmp_path / "pred.jsonl"
     state_file = tmp_path / "pred.jsonl.partial-0-of-1.state.json"
-    command = [sys.executable, "-m", "modernpatent_hf.cli", "predict", "--model", str(checkpoint), "--input",
-               str(source), "--output", str(output), "--chunk-size", "1000"]
-    process = subprocess.Popen(command, cwd=REPO_ROOT, env=SINGLE_THREAD, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    command = [
+        sys.executable,
+        "-m",
+        "modernpatent_hf.cli",
+        "predict",
+        "--model",
+        str(checkpoint),
+        "--input",
+        str(source),
+        "--output",
+        str(output),
+        "--chunk-size",
+        "1000",
+    ]
+    process = subprocess.Popen(
+        command, cwd=REPO_ROOT, env=SINGLE_THREAD, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.time() + 240
     while process.poll() is None and time.time() < deadline:
         state = json.loads(state_file.read_text()) if state_file.exists() else {"rows": 0}
@@ -301,11 +372,31 @@ def test_two_processes_write_the_same_output_as_one(classifier, checkpoint, tmp_
         free.bind(("127.0.0.1", 0))
         port = free.getsockname()[1]
     result = subprocess.run(
-        [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
-         str(REPO_ROOT / "accelerate_configs" / "cpu_ddp.yaml"), "--main_process_port", str(port),
-         "-m", "modernpatent_hf.cli", "predict", "--model", str(checkpoint), "--input", str(source),
-         "--output", str(tmp_path / "two.jsonl"), "--chunk-size", "300"],
-        cwd=REPO_ROOT, env=SINGLE_THREAD, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "accelerate.commands.launch",
+            "--config_file",
+            str(REPO_ROOT / "accelerate_configs" / "cpu_ddp.yaml"),
+            "--main_process_port",
+            str(port),
+            "-m",
+            "modernpatent_hf.cli",
+            "predict",
+            "--model",
+            str(checkpoint),
+            "--input",
+            str(source),
+            "--output",
+            str(tmp_path / "two.jsonl"),
+            "--chunk-size",
+            "300",
+        ],
+        cwd=REPO_ROOT,
+        env=SINGLE_THREAD,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads(result.stdout)  # printed once, by process 0
@@ -342,8 +433,14 @@ def test_pipeline_top5_equals_patent_classifier(classifier, checkpoint, tmp_path
     (tmp_path / "pipeline.py").write_text(script_without_package(PIPELINE_BODY))
     environment = {key: value for key, value in SINGLE_THREAD.items() if key != "PYTHONPATH"}
     environment["HF_MODULES_CACHE"] = str(tmp_path / "modules")
-    clean = subprocess.run([sys.executable, "-I", str(tmp_path / "pipeline.py"), str(checkpoint), json.dumps(texts)],
-                           cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=300)
+    clean = subprocess.run(
+        [sys.executable, "-I", str(tmp_path / "pipeline.py"), str(checkpoint), json.dumps(texts)],
+        cwd=tmp_path,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert clean.returncode == 0, clean.stderr[-3000:]
     remote = json.loads(clean.stdout.strip().splitlines()[-1])
     assert remote["module"].startswith("transformers_modules.")

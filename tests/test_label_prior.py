@@ -23,10 +23,21 @@ from modernpatent_hf.trainer import PatentTrainer, is_head_parameter, tokenize_p
 
 NUM_LABELS = 40
 CODES = [f"{'ABCDEFGH'[i % 8]}{10 + i // 8:02d}{'BCDFHKLMNPQRSTW'[i % 15]}" for i in range(NUM_LABELS)]
-KEYWORDS = ["".join(letters) for letters in itertools.islice(itertools.product("bdfgklmnprstvz", "aeiou", "bdfgklmnprstvz", "aeiou"), 0, None, 37)][:NUM_LABELS]
+KEYWORDS = [
+    "".join(letters)
+    for letters in itertools.islice(
+        itertools.product("bdfgklmnprstvz", "aeiou", "bdfgklmnprstvz", "aeiou"), 0, None, 37
+    )
+][:NUM_LABELS]
 FILLER = [f"w{i}" for i in range(200)]
-TINY_MODEL = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64,
-              "max_position_embeddings": 64, "global_attn_every_n_layers": 1}
+TINY_MODEL = {
+    "hidden_size": 32,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "intermediate_size": 64,
+    "max_position_embeddings": 64,
+    "global_attn_every_n_layers": 1,
+}
 
 
 def keyword_patents(n, rng, first_id):
@@ -47,17 +58,32 @@ def trained(tmp_path_factory):
     train, test = keyword_patents(1600, rng, 0), keyword_patents(400, rng, 10_000)
     label_space = CpcLabelSpace.from_label_lists(train["labels"])
     transformers.set_seed(0)
-    model_args = ModelArguments(model_name_or_path=None, tokenizer_name_or_path="train", tokenizer_vocab_size=400, model_config=TINY_MODEL)
+    model_args = ModelArguments(
+        model_name_or_path=None, tokenizer_name_or_path="train", tokenizer_vocab_size=400, model_config=TINY_MODEL
+    )
     tokenizer = load_or_train_tokenizer(model_args, train["text"], str(out))
-    counts = np.array([sum(code in labels for labels in train["labels"]) for code in label_space.codes], dtype=np.float64)
+    counts = np.array(
+        [sum(code in labels for labels in train["labels"]) for code in label_space.codes], dtype=np.float64
+    )
     model = build_classifier(model_args, tokenizer, label_space, label_frequencies=counts / len(train))
     args = PatentTrainingArguments(
-        output_dir=str(out / "run"), max_steps=40, per_device_train_batch_size=16, learning_rate=3e-3, warmup_steps=0.1,
-        report_to="none", save_strategy="no", eval_strategy="no", seed=0, use_cpu=True, dataloader_pin_memory=False,
+        output_dir=str(out / "run"),
+        max_steps=40,
+        per_device_train_batch_size=16,
+        learning_rate=3e-3,
+        warmup_steps=0.1,
+        report_to="none",
+        save_strategy="no",
+        eval_strategy="no",
+        seed=0,
+        use_cpu=True,
+        dataloader_pin_memory=False,
     )
     train_tokens, _ = tokenize_patent_dataset(train, tokenizer, label_space, 32)
     test_tokens, _ = tokenize_patent_dataset(test, tokenizer, label_space, 32)
-    trainer = PatentTrainer(model=model, args=args, label_space=label_space, processing_class=tokenizer, train_dataset=train_tokens)
+    trainer = PatentTrainer(
+        model=model, args=args, label_space=label_space, processing_class=tokenizer, train_dataset=train_tokens
+    )
     trainer.train()
     truth = np.array([label_space.label2id[labels[0]] for labels in test["labels"]])
     return {"trainer": trainer, "test_tokens": test_tokens, "truth": truth, "prior_top1": int(np.argmax(counts))}
@@ -68,7 +94,9 @@ def test_a_few_dozen_steps_read_the_text_and_beat_the_label_prior(trained):
     prior_accuracy = float(np.mean(trained["truth"] == trained["prior_top1"]))
     accuracy = float(np.mean(top1 == trained["truth"]))
     assert len(set(top1.tolist())) >= 5, f"top-1 takes only {sorted(set(top1.tolist()))} across 400 patents"
-    assert accuracy > prior_accuracy + 0.1, f"top-1 accuracy {accuracy:.3f} vs the most frequent label's {prior_accuracy:.3f}"
+    assert accuracy > prior_accuracy + 0.1, (
+        f"top-1 accuracy {accuracy:.3f} vs the most frequent label's {prior_accuracy:.3f}"
+    )
 
 
 def test_predict_returns_rows_in_dataset_order(trained):
@@ -84,17 +112,32 @@ def test_predict_returns_rows_in_dataset_order(trained):
 
 def test_a_new_classifier_starts_at_the_label_log_odds_and_a_head_learning_rate_has_its_own_group(tmp_path):
     label_space = CpcLabelSpace(CODES[:3])
-    model_args = ModelArguments(model_name_or_path=None, tokenizer_name_or_path="train", tokenizer_vocab_size=300, model_config=TINY_MODEL)
+    model_args = ModelArguments(
+        model_name_or_path=None, tokenizer_name_or_path="train", tokenizer_vocab_size=300, model_config=TINY_MODEL
+    )
     tokenizer = load_or_train_tokenizer(model_args, [f"w{i} w{i + 1}" for i in range(50)], str(tmp_path))
     model = build_classifier(model_args, tokenizer, label_space, label_frequencies=[0.5, 0.1, 0.0])
     expected = torch.tensor([0.0, np.log(0.1 / 0.9), np.log(1e-6 / (1 - 1e-6))], dtype=torch.float32)
     torch.testing.assert_close(model.classifier.bias.detach(), expected)
     off = ModelArguments(**{**model_args.__dict__, "init_bias_from_prior": False})
-    assert torch.count_nonzero(build_classifier(off, tokenizer, label_space, label_frequencies=[0.5, 0.1, 0.0]).classifier.bias) == 0
+    assert (
+        torch.count_nonzero(
+            build_classifier(off, tokenizer, label_space, label_frequencies=[0.5, 0.1, 0.0]).classifier.bias
+        )
+        == 0
+    )
 
-    args = PatentTrainingArguments(output_dir=str(tmp_path / "run"), learning_rate=1e-4, head_learning_rate=1e-2, weight_decay=0.1,
-                                   report_to="none", use_cpu=True)
-    optimizer = PatentTrainer(model=model, args=args, label_space=label_space, processing_class=tokenizer).create_optimizer()
+    args = PatentTrainingArguments(
+        output_dir=str(tmp_path / "run"),
+        learning_rate=1e-4,
+        head_learning_rate=1e-2,
+        weight_decay=0.1,
+        report_to="none",
+        use_cpu=True,
+    )
+    optimizer = PatentTrainer(
+        model=model, args=args, label_space=label_space, processing_class=tokenizer
+    ).create_optimizer()
     head_groups = [group for group in optimizer.param_groups if group["lr"] == 1e-2]
     assert len(head_groups) == 1 and head_groups[0]["weight_decay"] == 0.0
     head_names = {name for name, _ in model.named_parameters() if is_head_parameter(name)}

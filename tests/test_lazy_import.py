@@ -33,8 +33,13 @@ def run_python(body, *arguments, refuse=()):
 
         sys.meta_path.insert(0, Refuse)
     """)
-    result = subprocess.run([sys.executable, "-c", preamble + textwrap.dedent(body), *map(str, arguments)],
-                            capture_output=True, text=True, env=SINGLE_THREAD, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", preamble + textwrap.dedent(body), *map(str, arguments)],
+        capture_output=True,
+        text=True,
+        env=SINGLE_THREAD,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout.strip().splitlines()[-1])
 
@@ -56,8 +61,13 @@ def test_importing_the_package_and_asking_for_help_load_no_heavy_library():
         print(json.dumps([after_import, after_help, modernpatent_hf.__version__, "CpcLabelSpace" in dir(modernpatent_hf)]))
     """)
     assert loaded == [[], [], "0.1.0", True]
-    result = subprocess.run([sys.executable, "-m", "modernpatent_hf.cli", "--help"], capture_output=True, text=True,
-                            env=SINGLE_THREAD, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "modernpatent_hf.cli", "--help"],
+        capture_output=True,
+        text=True,
+        env=SINGLE_THREAD,
+        timeout=120,
+    )
     assert result.returncode == 0 and "prepare" in result.stdout
 
 
@@ -77,14 +87,18 @@ def test_a_public_name_loads_its_module_on_first_use_and_an_unknown_one_is_an_at
     assert loaded == [["A01B", "H01L"], True, "module 'modernpatent_hf' has no attribute 'NotAName'"]
 
 
-@pytest.mark.parametrize("first", [
-    "import modernpatent_hf",
-    "from modernpatent_hf import ModernPatentConfig",  # our config module starts the import of transformers' Auto modules
-    "from modernpatent_hf.configs import DataArguments",  # a transformers config class does (its docstring decorator)
-    "from transformers import AutoModelForSequenceClassification; import modernpatent_hf",  # transformers first
-])
+@pytest.mark.parametrize(
+    "first",
+    [
+        "import modernpatent_hf",
+        "from modernpatent_hf import ModernPatentConfig",  # our config module starts the import of transformers' Auto modules
+        "from modernpatent_hf.configs import DataArguments",  # a transformers config class does (its docstring decorator)
+        "from transformers import AutoModelForSequenceClassification; import modernpatent_hf",  # transformers first
+    ],
+)
 def test_the_auto_classes_resolve_our_checkpoints_without_remote_code(checkpoint, first):
-    loaded = run_python(f"""
+    loaded = run_python(
+        f"""
         import json, sys
         {first}
         import modernpatent_hf
@@ -94,26 +108,33 @@ def test_the_auto_classes_resolve_our_checkpoints_without_remote_code(checkpoint
         classifier = AutoModelForSequenceClassification.from_pretrained(path)
         encoder = AutoModel.from_config(config)
         print(json.dumps([type(config).__name__, type(classifier).__name__, type(encoder).__name__]))
-    """, checkpoint)
+    """,
+        checkpoint,
+    )
     assert loaded == ["ModernPatentConfig", "ModernBertForHierarchicalPatentClassification", "ModernPatentModel"]
 
 
 def test_prediction_needs_no_datasets(checkpoint):
     """The GPU machines we benchmark on have torch and transformers but not datasets; prediction does not load the
     recipes' training arguments either."""
-    loaded = run_python("""
+    loaded = run_python(
+        """
         import json, sys
         from modernpatent_hf import PatentClassifier
         classifier = PatentClassifier.from_pretrained(sys.argv[1], device="cpu")
         predictions = classifier.predict(["A plough with a frame and tines."], top_k=2)
         print(json.dumps([len(predictions[0]), "datasets" in sys.modules, "modernpatent_hf.configs" in sys.modules]))
-    """, checkpoint, refuse=("datasets",))
+    """,
+        checkpoint,
+        refuse=("datasets",),
+    )
     assert loaded == [2, False, False]  # nor the training configuration
 
 
 def test_training_needs_no_reports_extra_and_a_command_that_does_names_it():
     """scikit-learn and matplotlib (the `reports` extra) serve reports, plots, experiments and the baselines only."""
-    loaded = run_python("""
+    loaded = run_python(
+        """
         import contextlib, io, json
         import modernpatent_hf.scripts.finetune, modernpatent_hf.scripts.pretrain_mlm, modernpatent_hf.predictor
         from modernpatent_hf.cli import main
@@ -121,6 +142,13 @@ def test_training_needs_no_reports_extra_and_a_command_that_does_names_it():
         with contextlib.redirect_stderr(stderr):
             status = main(["experiments", "summarize", "no-such-grid"])
         print(json.dumps([status, stderr.getvalue().strip().splitlines()]))
-    """, refuse=("sklearn", "matplotlib"))
-    assert loaded == [2, ["modernpatent experiments: error: this needs matplotlib, an optional dependency: "
-                          "pip install 'modernpatent-hf[reports]'"]]
+    """,
+        refuse=("sklearn", "matplotlib"),
+    )
+    assert loaded == [
+        2,
+        [
+            "modernpatent experiments: error: this needs matplotlib, an optional dependency: "
+            "pip install 'modernpatent-hf[reports]'"
+        ],
+    ]

@@ -33,12 +33,21 @@ HAND_PREDICTIONS = [[0.5, 0.9, 0.5, 0.1], [0.2, 0.2, 0.2, 0.2], [0.1, 0.3, 0.7, 
 HAND_REFERENCES = [[1, 1, 0, 0], [0, 1, 0, 0], [1, 0, 1, 0]]
 # hits@1 = 1 + 0 + 1, hits@2 = 2 + 1 + 1, hits@5 = 5; |Y| = 2, 1, 2 (5 true labels).
 HAND_EXPECTED = {
-    "precision@1": 2 / 3, "recall@1": (1 / 2 + 0 + 1 / 2) / 3, "f1@1": 4 / 9,
-    "recall@1_micro": 2 / 5, "f1@1_micro": 1 / 2,
-    "precision@2": 4 / 6, "recall@2": (1 + 1 + 1 / 2) / 3, "f1@2": 20 / 27,
-    "recall@2_micro": 4 / 5, "f1@2_micro": 8 / 11,
-    "precision@5": 5 / 15, "recall@5": 1.0, "f1@5": 1 / 2,
-    "recall@5_micro": 1.0, "f1@5_micro": 1 / 2,
+    "precision@1": 2 / 3,
+    "recall@1": (1 / 2 + 0 + 1 / 2) / 3,
+    "f1@1": 4 / 9,
+    "recall@1_micro": 2 / 5,
+    "f1@1_micro": 1 / 2,
+    "precision@2": 4 / 6,
+    "recall@2": (1 + 1 + 1 / 2) / 3,
+    "f1@2": 20 / 27,
+    "recall@2_micro": 4 / 5,
+    "f1@2_micro": 8 / 11,
+    "precision@5": 5 / 15,
+    "recall@5": 1.0,
+    "f1@5": 1 / 2,
+    "recall@5_micro": 1.0,
+    "f1@5_micro": 1 / 2,
 }
 
 
@@ -227,9 +236,30 @@ def test_label_names_must_be_cpc_codes():
 
 
 LABEL_NAME_SPELLINGS = [
-    "A01B", "a01b", " H01L ", "h01l\t", "A01B 1/00", "A01B1/00", "A01B 1/00 (2006.01)", "A01B 1/00(2006-01-01)",
-    "H01L 21 / 02", "A 01 B", "Y10S 901/02", "G06F 16/35 20130101", "A01B 12345",
-    "", "A01", "A01BC", "I01B", "USPC 123/456", "A\u0660\u0661B", "H01L 21/", "A01B (2006.01", "A01B,C11D", 7, None,
+    "A01B",
+    "a01b",
+    " H01L ",
+    "h01l\t",
+    "A01B 1/00",
+    "A01B1/00",
+    "A01B 1/00 (2006.01)",
+    "A01B 1/00(2006-01-01)",
+    "H01L 21 / 02",
+    "A 01 B",
+    "Y10S 901/02",
+    "G06F 16/35 20130101",
+    "A01B 12345",
+    "",
+    "A01",
+    "A01BC",
+    "I01B",
+    "USPC 123/456",
+    "A\u0660\u0661B",
+    "H01L 21/",
+    "A01B (2006.01",
+    "A01B,C11D",
+    7,
+    None,
 ]
 
 
@@ -257,8 +287,10 @@ def test_the_package_metrics_are_the_metric_modules_one_implementation(monkeypat
         return {"from": "metric module"}
 
     monkeypatch.setattr(multilabel_metrics, "compute_multilabel_metrics", recording)
-    assert compute_multilabel_metrics([[0.2]], [[1]], k=[1], label_names=["A01B"], threshold=0.3) == {"from": "metric module"}
-    (args, kwargs), = calls
+    assert compute_multilabel_metrics([[0.2]], [[1]], k=[1], label_names=["A01B"], threshold=0.3) == {
+        "from": "metric module"
+    }
+    ((args, kwargs),) = calls
     assert args == ([[0.2]], [[1]])
     assert kwargs["k"] == [1] and kwargs["label_names"] == ["A01B"] and kwargs["threshold"] == 0.3
     progress = kwargs["progress"]
@@ -312,11 +344,27 @@ LOAD_COPY_BODY = """
 # A01 and section A with the true A01B); top-2: {0, 1} 1 hit, {2, 1} 1 hit, {1, 2} 0 hits; |Y| = 2, 1, 1 (4 labels).
 # Predicted sets {0, 1}, {2}, {1}: label 0 TP 1 FN 1, label 1 FP 2, label 2 TP 1 FN 1; one exact match (row 1).
 COPY_EXPECTED = {
-    "precision@1": 2 / 3, "recall@1": (1 / 2 + 1 + 0) / 3, "f1@1": 4 / 7, "recall@1_micro": 2 / 4, "f1@1_micro": 4 / 7,
-    "precision@2": 2 / 6, "recall@2": (1 / 2 + 1 + 0) / 3, "f1@2": 2 / 5, "recall@2_micro": 2 / 4, "f1@2_micro": 2 / 5,
-    "micro_f1": 1 / 2, "macro_f1": (2 / 3 + 0 + 2 / 3) / 3, "micro_precision": 2 / 4, "macro_precision": (1 + 0 + 1) / 3,
-    "micro_recall": 2 / 4, "macro_recall": (1 / 2 + 0 + 1 / 2) / 3, "exact_match": 1 / 3,
-    "precision@1_class": 1.0, "precision@1_section": 1.0, "num_patents": 3, "num_patents_without_labels": 0,
+    "precision@1": 2 / 3,
+    "recall@1": (1 / 2 + 1 + 0) / 3,
+    "f1@1": 4 / 7,
+    "recall@1_micro": 2 / 4,
+    "f1@1_micro": 4 / 7,
+    "precision@2": 2 / 6,
+    "recall@2": (1 / 2 + 1 + 0) / 3,
+    "f1@2": 2 / 5,
+    "recall@2_micro": 2 / 4,
+    "f1@2_micro": 2 / 5,
+    "micro_f1": 1 / 2,
+    "macro_f1": (2 / 3 + 0 + 2 / 3) / 3,
+    "micro_precision": 2 / 4,
+    "macro_precision": (1 + 0 + 1) / 3,
+    "micro_recall": 2 / 4,
+    "macro_recall": (1 / 2 + 0 + 1 / 2) / 3,
+    "exact_match": 1 / 3,
+    "precision@1_class": 1.0,
+    "precision@1_section": 1.0,
+    "num_patents": 3,
+    "num_patents_without_labels": 0,
 }
 
 
@@ -326,12 +374,18 @@ def load_metric_copy_without_package(folder, tmp_path, script_without_package):
     script.write_text(script_without_package(LOAD_COPY_BODY))
     environment = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
     environment.update(
-        HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", HF_MODULES_CACHE=str(tmp_path / "modules"),
+        HF_HUB_OFFLINE="1",
+        HF_DATASETS_OFFLINE="1",
+        HF_MODULES_CACHE=str(tmp_path / "modules"),
         EVALUATE_CACHE_DIR=str(tmp_path / "evaluate-cache"),
     )
     completed = subprocess.run(
         [sys.executable, "-I", str(script), str(folder), str(tmp_path / "result.json")],
-        cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=300,
+        cwd=tmp_path,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     result = json.loads((tmp_path / "result.json").read_text()) if completed.returncode == 0 else None
     return completed, result

@@ -28,13 +28,27 @@ from modernpatent_hf import (
 SPACE = CpcLabelSpace(["A01B", "A01C", "A21D", "B01D", "B65D", "H01L", "H04W", "Y10S"])
 PAD = 0
 TINY_MODERNBERT = dict(
-    vocab_size=120, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=2,
-    pad_token_id=PAD, bos_token_id=1, eos_token_id=2, cls_token_id=1, sep_token_id=2,
+    vocab_size=120,
+    hidden_size=32,
+    intermediate_size=48,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    pad_token_id=PAD,
+    bos_token_id=1,
+    eos_token_id=2,
+    cls_token_id=1,
+    sep_token_id=2,
     local_attention=8,  # layer 1 is a sliding-window layer; inputs of 16 tokens exceed the window
 )
 TINY_BERT = dict(
-    vocab_size=120, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=2,
-    pad_token_id=PAD, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+    vocab_size=120,
+    hidden_size=32,
+    intermediate_size=48,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    pad_token_id=PAD,
+    hidden_dropout_prob=0.0,
+    attention_probs_dropout_prob=0.0,
 )
 LABELS = dict(id2label=dict(SPACE.id2label), label2id=dict(SPACE.label2id))
 
@@ -51,8 +65,8 @@ def batch(size=3, length=16, seed=1):
     attention_mask = torch.ones_like(input_ids)
     # Right padding of different lengths, as a tokenizer makes for a batch.
     for row in range(1, size):
-        input_ids[row, length - 3 * row:] = PAD
-        attention_mask[row, length - 3 * row:] = 0
+        input_ids[row, length - 3 * row :] = PAD
+        attention_mask[row, length - 3 * row :] = 0
     labels = torch.zeros(size, len(SPACE))
     for row in range(size):
         labels[row, torch.randint(len(SPACE), (1 + row % 2,), generator=generator)] = 1.0
@@ -68,9 +82,7 @@ def test_forward_returns_loss_and_hierarchy_level_scores():
     assert output.class_logits.shape == (3, len(SPACE.classes))
     assert output.section_logits.shape == (3, len(SPACE.sections))
     # Each class / section score is the max over its member subclasses' logits.
-    for level, names, logits in (
-        (2, SPACE.classes, output.class_logits), (0, SPACE.sections, output.section_logits)
-    ):
+    for level, names, logits in ((2, SPACE.classes, output.class_logits), (0, SPACE.sections, output.section_logits)):
         for index, name in enumerate(names):
             members = [i for i, code in enumerate(SPACE.codes) if code[: level + 1] == name]
             assert torch.equal(logits[:, index], output.logits[:, members].amax(dim=1))

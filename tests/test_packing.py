@@ -38,12 +38,24 @@ LABELS = dict(id2label=dict(SPACE.id2label), label2id=dict(SPACE.label2id))
 VOCAB = 120
 # local_attention 8: a token of a sliding layer sees 4 tokens each side; the sequences (20-40 tokens) are longer.
 TINY_MODERNBERT = dict(
-    vocab_size=VOCAB, hidden_size=32, intermediate_size=48, num_hidden_layers=3, num_attention_heads=2,
-    pad_token_id=0, local_attention=8, global_attn_every_n_layers=3,
+    vocab_size=VOCAB,
+    hidden_size=32,
+    intermediate_size=48,
+    num_hidden_layers=3,
+    num_attention_heads=2,
+    pad_token_id=0,
+    local_attention=8,
+    global_attn_every_n_layers=3,
 )
 TINY_BERT = dict(
-    vocab_size=VOCAB, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=2,
-    pad_token_id=0, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+    vocab_size=VOCAB,
+    hidden_size=32,
+    intermediate_size=48,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    pad_token_id=0,
+    hidden_dropout_prob=0.0,
+    attention_probs_dropout_prob=0.0,
 )
 
 
@@ -86,11 +98,14 @@ def test_pack_batch_pads_to_a_static_shape_with_segments_no_longer_than_max_leng
     assert packed["max_length_q"] == 4
 
 
-@pytest.mark.parametrize("arguments, message", [
-    (dict(pad_to_tokens=3), "more than pad_to_tokens"),
-    (dict(pad_to_sequences=1), "more than pad_to_sequences"),
-    (dict(max_length=2), "below the longest"),
-])
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (dict(pad_to_tokens=3), "more than pad_to_tokens"),
+        (dict(pad_to_sequences=1), "more than pad_to_sequences"),
+        (dict(max_length=2), "below the longest"),
+    ],
+)
 def test_pack_batch_errors_name_the_problem(arguments, message):
     with pytest.raises(ValueError, match=message):
         pack_batch([[5, 6, 7], [8]], **arguments)
@@ -109,7 +124,9 @@ def test_pooling_takes_each_segments_first_token_and_mean_at_the_boundaries():
     assert mean.shape == (6, 2) and torch.isfinite(mean).all() and torch.isfinite(cls).all()
 
 
-@pytest.mark.parametrize("kind, pooling", [("modernbert", "mean"), ("modernbert", "cls"), ("bert", "cls"), ("bert", "mean")])
+@pytest.mark.parametrize(
+    "kind, pooling", [("modernbert", "mean"), ("modernbert", "cls"), ("bert", "cls"), ("bert", "mean")]
+)
 def test_packed_logits_equal_padded_logits(kind, pooling):
     model = tiny_classifier(kind, pooling=pooling).eval()
     if kind == "modernbert":
@@ -144,8 +161,11 @@ def test_packed_positions_are_derived_when_not_given():
 def labelled_features(sequences, seed=0):
     generator = torch.Generator().manual_seed(seed)
     return [
-        {"input_ids": ids, "attention_mask": [1] * len(ids),
-         "label_ids": sorted(set(torch.randint(len(SPACE), (2,), generator=generator).tolist()))}
+        {
+            "input_ids": ids,
+            "attention_mask": [1] * len(ids),
+            "label_ids": sorted(set(torch.randint(len(SPACE), (2,), generator=generator).tolist())),
+        }
         for ids in sequences
     ]
 
@@ -169,8 +189,14 @@ def test_flattening_collator_keeps_labels_per_patent_and_drops_every_pad():
     assert flat["position_ids"].tolist() == [[0, 1, 2, 0, 0, 1]]
     assert flat["cu_seq_lens_q"].tolist() == [0, 3, 4, 6] and flat["max_length_q"] == 3
     assert torch.equal(flat["labels"], padded["labels"]) and flat["labels"].shape == (3, len(SPACE))
-    assert flat["attention_mask"] == packed_attention_mask(model.config) == {"full_attention": None, "sliding_attention": None}
-    bert = FlatteningCollator(MultiLabelCollator(PadOnly(), len(SPACE)), tiny_classifier("bert").config)(labelled_features(sequences))
+    assert (
+        flat["attention_mask"]
+        == packed_attention_mask(model.config)
+        == {"full_attention": None, "sliding_attention": None}
+    )
+    bert = FlatteningCollator(MultiLabelCollator(PadOnly(), len(SPACE)), tiny_classifier("bert").config)(
+        labelled_features(sequences)
+    )
     assert bert["attention_mask"] is None and bert["token_type_ids"].tolist() == [[0] * 6]
 
 
@@ -185,7 +211,12 @@ def test_packed_training_step_has_the_padded_loss_and_gradients(kind):
             collator = use_packed_batches(model, collator)
         output = model(**collator(labelled_features(sequences)))
         output.loss.backward()
-        results.append((output.loss.detach(), {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}))
+        results.append(
+            (
+                output.loss.detach(),
+                {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None},
+            )
+        )
     (padded_loss, padded_grads), (packed_loss, packed_grads) = results
     torch.testing.assert_close(packed_loss, padded_loss, atol=1e-6, rtol=1e-6)
     assert packed_grads.keys() == padded_grads.keys() and len(padded_grads) > 10
@@ -195,9 +226,14 @@ def test_packed_training_step_has_the_padded_loss_and_gradients(kind):
 
 def test_padding_free_mlm_loss_equals_the_padded_loss():
     records = list(generate_synthetic_records(40, seed=1, num_subclasses=6))
-    tokenizer = train_patent_tokenizer([r["text"] for r in records], vocab_size=300, min_frequency=1, model_max_length=64)
+    tokenizer = train_patent_tokenizer(
+        [r["text"] for r in records], vocab_size=300, min_frequency=1, model_max_length=64
+    )
     config = dict(TINY_MODERNBERT, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id)
-    features = [{"input_ids": ids} for ids in tokenizer([r["text"] for r in records[:6]], truncation=True, max_length=64)["input_ids"]]
+    features = [
+        {"input_ids": ids}
+        for ids in tokenizer([r["text"] for r in records[:6]], truncation=True, max_length=64)["input_ids"]
+    ]
     assert max(len(f["input_ids"]) for f in features) > 2 * config["local_attention"]
     losses = []
     for padding_free in (False, True):
@@ -216,26 +252,45 @@ def test_padding_free_mlm_loss_equals_the_padded_loss():
 def test_trainer_on_packed_batches_logs_the_padded_losses_and_metrics(tmp_path):
     records = list(generate_synthetic_records(48, seed=2, num_subclasses=8))
     space = CpcLabelSpace.from_label_lists(record["labels"] for record in records)
-    tokenizer = train_patent_tokenizer([r["text"] for r in records], vocab_size=300, min_frequency=1, model_max_length=48)
+    tokenizer = train_patent_tokenizer(
+        [r["text"] for r in records], vocab_size=300, min_frequency=1, model_max_length=48
+    )
     dataset, _ = tokenize_patent_dataset(Dataset.from_list(records), tokenizer, space, max_length=48)
     runs = []
     for packing in (False, True):
         torch.manual_seed(0)
         config = ModernPatentConfig(
             **dict(TINY_MODERNBERT, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id),
-            id2label=dict(space.id2label), label2id=dict(space.label2id), attn_implementation="sdpa",
+            id2label=dict(space.id2label),
+            label2id=dict(space.label2id),
+            attn_implementation="sdpa",
         )
         model = ModernBertForHierarchicalPatentClassification(config)
         args = PatentTrainingArguments(
-            output_dir=str(tmp_path / str(packing)), max_steps=3, per_device_train_batch_size=8, per_device_eval_batch_size=8,
-            learning_rate=1e-3, logging_steps=1, save_strategy="no", report_to="none", train_sampling_strategy="sequential",
-            use_cpu=True, packing=packing,
+            output_dir=str(tmp_path / str(packing)),
+            max_steps=3,
+            per_device_train_batch_size=8,
+            per_device_eval_batch_size=8,
+            learning_rate=1e-3,
+            logging_steps=1,
+            save_strategy="no",
+            report_to="none",
+            train_sampling_strategy="sequential",
+            use_cpu=True,
+            packing=packing,
         )
         collator = MultiLabelCollator(tokenizer, len(space))
         if args.packing:
             collator = use_packed_batches(model, collator)
-        trainer = PatentTrainer(model=model, args=args, label_space=space, processing_class=tokenizer, data_collator=collator,
-                                train_dataset=dataset.select(range(24)), eval_dataset=dataset.select(range(24, 48)))
+        trainer = PatentTrainer(
+            model=model,
+            args=args,
+            label_space=space,
+            processing_class=tokenizer,
+            data_collator=collator,
+            train_dataset=dataset.select(range(24)),
+            eval_dataset=dataset.select(range(24, 48)),
+        )
         trainer.train()
         losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
         metrics = trainer.evaluate()
@@ -243,7 +298,9 @@ def test_trainer_on_packed_batches_logs_the_padded_losses_and_metrics(tmp_path):
     (padded_losses, padded_metrics), (packed_losses, packed_metrics) = runs
     assert len(padded_losses) == 3
     assert packed_losses == pytest.approx(padded_losses, rel=1e-5, abs=1e-6)
-    scores = [key for key in padded_metrics if key.startswith("eval_") and "runtime" not in key and "per_second" not in key]
+    scores = [
+        key for key in padded_metrics if key.startswith("eval_") and "runtime" not in key and "per_second" not in key
+    ]
     assert "eval_f1@1" in scores and "eval_loss" in scores
     for key in scores:
         assert packed_metrics[key] == pytest.approx(padded_metrics[key], rel=1e-5, abs=1e-6), key
@@ -262,12 +319,21 @@ def saved_classifier(tmp_path_factory):
     directory = tmp_path_factory.mktemp("packing") / "checkpoint"
     records = list(generate_synthetic_records(120, seed=4, num_subclasses=12))
     space = CpcLabelSpace.from_label_lists(record["labels"] for record in records)
-    tokenizer = train_patent_tokenizer([r["text"] for r in records], vocab_size=300, min_frequency=1, model_max_length=48)
+    tokenizer = train_patent_tokenizer(
+        [r["text"] for r in records], vocab_size=300, min_frequency=1, model_max_length=48
+    )
     torch.manual_seed(0)
     config = ModernBertConfig(
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=48, num_hidden_layers=3, num_attention_heads=2,
-        max_position_embeddings=48, local_attention=8, pad_token_id=tokenizer.pad_token_id,
-        cls_token_id=tokenizer.cls_token_id, sep_token_id=tokenizer.sep_token_id,
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=48,
+        num_hidden_layers=3,
+        num_attention_heads=2,
+        max_position_embeddings=48,
+        local_attention=8,
+        pad_token_id=tokenizer.pad_token_id,
+        cls_token_id=tokenizer.cls_token_id,
+        sep_token_id=tokenizer.sep_token_id,
     )
     build_patent_classifier(config, space).save_pretrained(directory)
     tokenizer.save_pretrained(directory)
@@ -280,7 +346,9 @@ def test_prediction_output_is_unchanged_by_packing(saved_classifier):
     padded = PatentClassifier.from_pretrained(directory, device="cpu")
     assert padded.packing is False and padded.compile is False  # the CPU default: padded length buckets
     # A small budget: several packed batches, the last one padded to a smaller static budget.
-    packed = PatentClassifier.from_pretrained(directory, device="cpu", packing=True, max_batch_tokens=256, max_batch_size=8)
+    packed = PatentClassifier.from_pretrained(
+        directory, device="cpu", packing=True, max_batch_tokens=256, max_batch_size=8
+    )
     assert packed.packing and packed.model.config._attn_implementation == PACKED_ATTENTION
     lengths = [len(ids) for ids in packed.encode(texts)]
     assert len(set(lengths)) > 8 and max(lengths) > 16
@@ -288,7 +356,9 @@ def test_prediction_output_is_unchanged_by_packing(saved_classifier):
     # Few texts: one batch padded to a smaller static budget.
     assert [inputs["input_ids"].shape[1] for _, inputs in packed.packed_batches(packed.encode(texts[:2]))] == [48]
     for some in (texts, texts[:2]):
-        torch.testing.assert_close(torch.from_numpy(packed.logits(some)), torch.from_numpy(padded.logits(some)), atol=1e-5, rtol=0)
+        torch.testing.assert_close(
+            torch.from_numpy(packed.logits(some)), torch.from_numpy(padded.logits(some)), atol=1e-5, rtol=0
+        )
     expected, actual = padded.predict(texts, top_k=3), packed.predict(texts, top_k=3)
     assert [[p["code"] for p in row] for row in actual] == [[p["code"] for p in row] for row in expected]
     for actual_row, expected_row in zip(actual, expected):

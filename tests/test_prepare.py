@@ -74,11 +74,20 @@ def test_prepare_real_records_title_abstract(shared_data, tmp_path, capsys):
 @pytest.fixture
 def mixed_sources(tmp_path):
     """JSON Lines, a PatentBERT TSV and a USPTO-3M Parquet copy; patent 9000001 is in both of the last two."""
-    jsonl = write_jsonl(tmp_path / "records.jsonl", [
-        {"id": f"US{i}", "title": f"Title {i}", "abstract": f"Abstract {i}.", "cpc": ["G06F", "G06N"][: 1 + i % 2],
-         "date": f"{2014 + i % 3}-06-01"}
-        for i in range(60)
-    ] + [{"id": "US-empty", "title": "", "abstract": "", "cpc": ["G06F"]}])
+    jsonl = write_jsonl(
+        tmp_path / "records.jsonl",
+        [
+            {
+                "id": f"US{i}",
+                "title": f"Title {i}",
+                "abstract": f"Abstract {i}.",
+                "cpc": ["G06F", "G06N"][: 1 + i % 2],
+                "date": f"{2014 + i % 3}-06-01",
+            }
+            for i in range(60)
+        ]
+        + [{"id": "US-empty", "title": "", "abstract": "", "cpc": ["G06F"]}],
+    )
     tsv = tmp_path / "patentbert.tsv"
     tsv.write_text(
         "group_ids\tid\tdate\ttext\n"
@@ -89,22 +98,32 @@ def mixed_sources(tmp_path):
     )
     hub = tmp_path / "USPTO-3M"
     (hub / "data").mkdir(parents=True)
-    write_parquet(hub / "data" / "train-00000-of-00001.parquet", {
-        "cpc_ids": ["B01J,Y10S", "C11D", "A01B"],
-        "id": ["9000001", "9200000", "9200001"],
-        "date": ["2015-01-02", "2014-05-05", "2015-05-05"],
-        "text": ["1. A device 1.", "1. A detergent.", "1. A plough."],
-    })
+    write_parquet(
+        hub / "data" / "train-00000-of-00001.parquet",
+        {
+            "cpc_ids": ["B01J,Y10S", "C11D", "A01B"],
+            "id": ["9000001", "9200000", "9200001"],
+            "date": ["2015-01-02", "2014-05-05", "2015-05-05"],
+            "text": ["1. A device 1.", "1. A detergent.", "1. A plough."],
+        },
+    )
     return [jsonl, tsv, hub]
 
 
 def test_prepare_mixed_sources_counts_everything(mixed_sources, tmp_path):
     out = tmp_path / "prepared"
     # 2016 holds 20 JSON Lines records and the F03D patent: a test size of 21 takes them all.
-    summary = prepare_dataset(PrepareConfig(
-        inputs=mixed_sources, out=out, validation_fraction=0.1, test_year=2016, test_size=21, min_count=2,
-        titles={"H01L": "Semiconductor devices"},
-    ))
+    summary = prepare_dataset(
+        PrepareConfig(
+            inputs=mixed_sources,
+            out=out,
+            validation_fraction=0.1,
+            test_year=2016,
+            test_size=21,
+            min_count=2,
+            titles={"H01L": "Semiconductor devices"},
+        )
+    )
     counts = summary["counts"]
     assert counts["records_read"] == 61 + 22 + 3
     assert counts["empty_text"] == 1 and counts["no_labels"] == 1 and counts["invalid_codes"] == 1
@@ -135,12 +154,17 @@ def test_prepare_mixed_sources_counts_everything(mixed_sources, tmp_path):
 
 
 def test_prepare_test_fraction_is_seeded(tmp_path):
-    source = write_jsonl(tmp_path / "r.jsonl", [
-        {"id": f"US{i}", "title": f"T{i}", "abstract": "A.", "cpc": ["A01B"]} for i in range(200)
-    ])
-    first = prepare_dataset(PrepareConfig(inputs=source, out=tmp_path / "a", test_fraction=0.2, validation_fraction=0.1))
+    source = write_jsonl(
+        tmp_path / "r.jsonl",
+        [{"id": f"US{i}", "title": f"T{i}", "abstract": "A.", "cpc": ["A01B"]} for i in range(200)],
+    )
+    first = prepare_dataset(
+        PrepareConfig(inputs=source, out=tmp_path / "a", test_fraction=0.2, validation_fraction=0.1)
+    )
     prepare_dataset(PrepareConfig(inputs=source, out=tmp_path / "b", test_fraction=0.2, validation_fraction=0.1))
-    prepare_dataset(PrepareConfig(inputs=source, out=tmp_path / "c", test_fraction=0.2, validation_fraction=0.1, seed=3))
+    prepare_dataset(
+        PrepareConfig(inputs=source, out=tmp_path / "c", test_fraction=0.2, validation_fraction=0.1, seed=3)
+    )
     assert first["rows_per_split"] == {"train": 144, "validation": 16, "test": 40}
     a, b, c = (split_ids(tmp_path / name) for name in "abc")
     assert a == b
@@ -150,7 +174,10 @@ def test_prepare_test_fraction_is_seeded(tmp_path):
 
 def test_empty_test_split_loads_as_empty(tmp_path):
     # Distinct texts: a text in two splits would be moved to train (tests/reliability/test_leakage.py).
-    source = write_jsonl(tmp_path / "r.jsonl", [{"id": f"US{i}", "title": f"T{i}", "abstract": "A.", "cpc": ["A01B"]} for i in range(10)])
+    source = write_jsonl(
+        tmp_path / "r.jsonl",
+        [{"id": f"US{i}", "title": f"T{i}", "abstract": "A.", "cpc": ["A01B"]} for i in range(10)],
+    )
     prepare_dataset(PrepareConfig(inputs=source, out=tmp_path / "out"))
     assert set(load_dataset(str(tmp_path / "out"))) == {"train", "validation"}
     loaded = load_dataset_dir(str(tmp_path / "out"))
@@ -160,15 +187,20 @@ def test_empty_test_split_loads_as_empty(tmp_path):
 def test_write_dataset_dir_refuses_an_id_in_two_splits(tmp_path):
     record = {"id": "US1", "text": "t", "labels": ["A01B"], "date": None, "title": None, "abstract": None}
     with pytest.raises(ValueError, match=r"id 'US1' appears in both the 'train' and 'test' splits"):
-        write_dataset_dir(str(tmp_path / "out"), {"train": [record], "test": [record]}, CpcLabelSpace(["A01B"]), progress=False)
+        write_dataset_dir(
+            str(tmp_path / "out"), {"train": [record], "test": [record]}, CpcLabelSpace(["A01B"]), progress=False
+        )
     assert not (tmp_path / "out").exists()
 
 
 def test_invalid_codes_are_dropped_with_a_count_by_default(tmp_path, capsys):
-    source = write_jsonl(tmp_path / "r.jsonl", [
-        {"id": "US1", "title": "T", "abstract": "A.", "cpc": ["A01B", "not a code"]},
-        {"id": "US2", "title": "T", "abstract": "A.", "cpc": ["B01J"]},
-    ])
+    source = write_jsonl(
+        tmp_path / "r.jsonl",
+        [
+            {"id": "US1", "title": "T", "abstract": "A.", "cpc": ["A01B", "not a code"]},
+            {"id": "US2", "title": "T", "abstract": "A.", "cpc": ["B01J"]},
+        ],
+    )
     assert main(["prepare", str(source), "--out", str(tmp_path / "out"), "--validation-fraction", "0"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["counts"]["invalid_codes"] == 1
@@ -182,12 +214,19 @@ def bad_input(tmp_path, case):
     if case == "nonexistent path":
         return [tmp_path / "missing.jsonl"], "no such file or directory"
     if case == "truncated parquet":
-        full = write_parquet(tmp_path / "full.parquet", {"cpc_ids": ["A01B"] * 50, "id": [str(i) for i in range(50)],
-                                                         "date": ["2015-01-01"] * 50, "text": ["1. A claim."] * 50})
+        full = write_parquet(
+            tmp_path / "full.parquet",
+            {
+                "cpc_ids": ["A01B"] * 50,
+                "id": [str(i) for i in range(50)],
+                "date": ["2015-01-01"] * 50,
+                "text": ["1. A claim."] * 50,
+            },
+        )
         (tmp_path / "cut.parquet").write_bytes(full.read_bytes()[:300])
         return [tmp_path / "cut.parquet"], "as Parquet"
     if case == "invalid JSON line":
-        (tmp_path / "bad.jsonl").write_text(json.dumps(good) + "\n{\"id\": \"US2\",\n", encoding="utf-8")
+        (tmp_path / "bad.jsonl").write_text(json.dumps(good) + '\n{"id": "US2",\n', encoding="utf-8")
         return [tmp_path / "bad.jsonl"], "bad.jsonl:2: not valid JSON"
     if case == "missing column":
         write_parquet(tmp_path / "nolabels.parquet", {"id": ["1"], "date": ["2015-01-01"], "text": ["1. A claim."]})
@@ -218,7 +257,13 @@ def bad_input(tmp_path, case):
         return [tmp_path / "r.jsonl", "--test-year", "2016"], "is dated in 2016; its years (records): 2015 (1). Choose"
     if case == "conflicting test options":
         write_jsonl(tmp_path / "r.jsonl", [good])
-        return [tmp_path / "r.jsonl", "--test-year", "2016", "--test-fraction", "0.1"], "either a test fraction or a test year"
+        return [
+            tmp_path / "r.jsonl",
+            "--test-year",
+            "2016",
+            "--test-fraction",
+            "0.1",
+        ], "either a test fraction or a test year"
     if case == "missing titles file":
         write_jsonl(tmp_path / "r.jsonl", [good])
         return [tmp_path / "r.jsonl", "--titles", tmp_path / "titles.tsv"], "titles.tsv"
@@ -228,9 +273,20 @@ def bad_input(tmp_path, case):
 
 
 BAD_INPUTS = [
-    "nonexistent path", "truncated parquet", "invalid JSON line", "missing column", "missing cpc field",
-    "malformed code", "missing text field", "only empty texts", "short TSV row", "bad date",
-    "unknown text field", "test year not in data", "conflicting test options", "missing titles file",
+    "nonexistent path",
+    "truncated parquet",
+    "invalid JSON line",
+    "missing column",
+    "missing cpc field",
+    "malformed code",
+    "missing text field",
+    "only empty texts",
+    "short TSV row",
+    "bad date",
+    "unknown text field",
+    "test year not in data",
+    "conflicting test options",
+    "missing titles file",
     "hub unreachable",
 ]
 

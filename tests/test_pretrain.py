@@ -14,18 +14,52 @@ from modernpatent_hf.pretraining import SeededMLMCollator, tokenize_for_mlm
 from testing_utils import DEMO_YAML, REPO_ROOT
 
 PRETRAIN_YAML = REPO_ROOT / "recipes" / "tiny-modernbert" / "pretrain" / "config_demo.yaml"
-TINY_MODEL = ("{hidden_size: 32, num_hidden_layers: 2, num_attention_heads: 2, intermediate_size: 64, "
-              "max_position_embeddings: 64, global_attn_every_n_layers: 1, sparse_prediction: true}")
+TINY_MODEL = (
+    "{hidden_size: 32, num_hidden_layers: 2, num_attention_heads: 2, intermediate_size: 64, "
+    "max_position_embeddings: 64, global_attn_every_n_layers: 1, sparse_prediction: true}"
+)
 
 
 def tiny_pretrain_args(output_dir, *extra):
     """Eight optimizer steps of the demo pretraining recipe on a small generated corpus, evaluated at 0, 4 and 8."""
     return [
-        "--config", str(PRETRAIN_YAML), "--output_dir", str(output_dir),
-        "--synthetic_num_records", "400", "--model_config", TINY_MODEL, "--tokenizer_vocab_size", "600",
-        "--max_length", "64", "--max_steps", "8", "--per_device_train_batch_size", "16", "--per_device_eval_batch_size", "32",
-        "--learning_rate", "5e-3", "--warmup_steps", "0", "--eval_strategy", "steps", "--eval_steps", "4", "--eval_on_start", "true",
-        "--save_strategy", "steps", "--save_steps", "4", "--report_to", "none", "--logging_steps", "2", *extra,
+        "--config",
+        str(PRETRAIN_YAML),
+        "--output_dir",
+        str(output_dir),
+        "--synthetic_num_records",
+        "400",
+        "--model_config",
+        TINY_MODEL,
+        "--tokenizer_vocab_size",
+        "600",
+        "--max_length",
+        "64",
+        "--max_steps",
+        "8",
+        "--per_device_train_batch_size",
+        "16",
+        "--per_device_eval_batch_size",
+        "32",
+        "--learning_rate",
+        "5e-3",
+        "--warmup_steps",
+        "0",
+        "--eval_strategy",
+        "steps",
+        "--eval_steps",
+        "4",
+        "--eval_on_start",
+        "true",
+        "--save_strategy",
+        "steps",
+        "--save_steps",
+        "4",
+        "--report_to",
+        "none",
+        "--logging_steps",
+        "2",
+        *extra,
     ]
 
 
@@ -55,11 +89,15 @@ def tokenizer(texts):
 def encoded(texts, tokenizer):
     from datasets import Dataset
 
-    return tokenize_for_mlm(Dataset.from_dict({"text": texts, "id": list(range(len(texts)))}), tokenizer, max_length=128)
+    return tokenize_for_mlm(
+        Dataset.from_dict({"text": texts, "id": list(range(len(texts)))}), tokenizer, max_length=128
+    )
 
 
 def test_collator_masks_30_percent_of_ordinary_tokens_80_10_10(encoded, tokenizer):
-    collator = SeededMLMCollator(tokenizer, mlm_probability=0.30, mask_replace_prob=0.8, random_replace_prob=0.1, seed=1)
+    collator = SeededMLMCollator(
+        tokenizer, mlm_probability=0.30, mask_replace_prob=0.8, random_replace_prob=0.1, seed=1
+    )
     special_ids = torch.tensor(sorted(tokenizer.all_special_ids))
     counts = {"ordinary": 0, "selected": 0, "mask": 0, "unchanged": 0, "special_selected": 0}
     for start in range(0, len(encoded), 50):
@@ -89,14 +127,18 @@ def test_masks_depend_on_the_batch_and_seed_not_on_earlier_batches(encoded, toke
     alone = collator(second)
     collator(first)
     after_another = collator(second)
-    assert torch.equal(alone["input_ids"], after_another["input_ids"]) and torch.equal(alone["labels"], after_another["labels"])
+    assert torch.equal(alone["input_ids"], after_another["input_ids"]) and torch.equal(
+        alone["labels"], after_another["labels"]
+    )
     other_seed = SeededMLMCollator(tokenizer, mlm_probability=0.3, seed=6)(second)
     assert not torch.equal(other_seed["labels"], alone["labels"])
 
 
 def test_collator_pads_to_a_multiple_never_selects_padding_and_refuses_bad_probabilities(encoded, tokenizer):
-    features = [{key: encoded[i][key][:length] for key in ("input_ids", "attention_mask", "special_tokens_mask")}
-                for i, length in enumerate((10, 37, 20, 5, 33, 12))]
+    features = [
+        {key: encoded[i][key][:length] for key in ("input_ids", "attention_mask", "special_tokens_mask")}
+        for i, length in enumerate((10, 37, 20, 5, 33, 12))
+    ]
     batch = SeededMLMCollator(tokenizer, mlm_probability=0.9, seed=0, pad_to_multiple_of=16)(features)
     lengths = [len(f["input_ids"]) for f in features]
     assert batch["input_ids"].shape == (6, -(-max(lengths) // 16) * 16) == batch["labels"].shape
@@ -104,7 +146,11 @@ def test_collator_pads_to_a_multiple_never_selects_padding_and_refuses_bad_proba
     padding = batch["attention_mask"] == 0
     assert padding.any() and (batch["labels"][padding] == -100).all()
     assert (batch["input_ids"][padding] == tokenizer.pad_token_id).all()
-    for bad in ({"mlm_probability": 0.0}, {"mask_replace_prob": 0.8, "random_replace_prob": 0.3}, {"random_replace_prob": -0.1}):
+    for bad in (
+        {"mlm_probability": 0.0},
+        {"mask_replace_prob": 0.8, "random_replace_prob": 0.3},
+        {"random_replace_prob": -0.1},
+    ):
         with pytest.raises(ValueError):
             SeededMLMCollator(tokenizer, **bad)
 
@@ -125,7 +171,10 @@ def test_packing_fills_blocks_and_loses_no_token(texts, tokenizer):
     # Without packing: one truncated [CLS] ... [SEP] sequence per document.
     single = tokenize_for_mlm(Dataset.from_dict({"text": texts}), tokenizer, max_length=max_length)
     assert len(single) == len(texts)
-    assert all(len(ids) <= max_length and ids[0] == tokenizer.cls_token_id and ids[-1] == tokenizer.sep_token_id for ids in single["input_ids"])
+    assert all(
+        len(ids) <= max_length and ids[0] == tokenizer.cls_token_id and ids[-1] == tokenizer.sep_token_id
+        for ids in single["input_ids"]
+    )
     assert any(len(ids) == max_length for ids in single["input_ids"]), "no document was long enough to test truncation"
 
 
@@ -142,12 +191,20 @@ def test_run_lowers_the_eval_loss_reports_perplexity_and_saves_a_masked_lm(pretr
     # During training at steps 0, 4 and 8, then the recipe's final evaluation.
     assert [entry["step"] for entry in evaluations] == [0, 4, 8, 8]
     assert evaluations[2]["eval_loss"] < evaluations[0]["eval_loss"] - 0.05
-    assert all(entry["eval_perplexity"] == pytest.approx(math.exp(entry["eval_loss"]), rel=1e-6) for entry in evaluations)
+    assert all(
+        entry["eval_perplexity"] == pytest.approx(math.exp(entry["eval_loss"]), rel=1e-6) for entry in evaluations
+    )
     metrics = json.loads((output_dir / "all_results.json").read_text())
     assert metrics == pytest.approx(returned)
     for prefix in ("eval", "test"):
         assert metrics[f"{prefix}_perplexity"] == pytest.approx(math.exp(metrics[f"{prefix}_loss"]), rel=1e-6)
-    for name in ("model.safetensors", "tokenizer.json", "config.json", "run_config.json", "checkpoint-4/trainer_state.json"):
+    for name in (
+        "model.safetensors",
+        "tokenizer.json",
+        "config.json",
+        "run_config.json",
+        "checkpoint-4/trainer_state.json",
+    ):
         assert (output_dir / name).is_file(), name
 
     from transformers import AutoModelForMaskedLM
@@ -163,7 +220,12 @@ def loss_history(output_dir):
     on start (eval_on_start) and the recipe evaluates after the last step's evaluation: same step, same loss.
     """
     log_history = json.loads((output_dir / "trainer_state.json").read_text())["log_history"]
-    entries = [(entry["step"], key, round(entry[key], 5)) for entry in log_history for key in ("loss", "eval_loss", "test_loss") if key in entry]
+    entries = [
+        (entry["step"], key, round(entry[key], 5))
+        for entry in log_history
+        for key in ("loss", "eval_loss", "test_loss")
+        if key in entry
+    ]
     return list(dict.fromkeys(entries))
 
 
@@ -172,14 +234,18 @@ def loss_history(output_dir):
 # second kill may land after the last checkpoint is complete; the rerun must end alike then too.
 @pytest.mark.slow
 @pytest.mark.parametrize("kill_when", ["checkpoint-4/trainer_state.json", "checkpoint-8/model.safetensors"])
-def test_killed_run_resumes_and_ends_like_an_uninterrupted_one(pretrained, tmp_path, kill_when_written, newest_complete_checkpoint, caplog, kill_when):
+def test_killed_run_resumes_and_ends_like_an_uninterrupted_one(
+    pretrained, tmp_path, kill_when_written, newest_complete_checkpoint, caplog, kill_when
+):
     """SIGKILL at the kill point, relaunch the same command: the run of the fixture, to float tolerance."""
     from safetensors.torch import load_file
 
     uninterrupted, _ = pretrained
     interrupted = tmp_path / "interrupted"
-    kill_when_written([sys.executable, str(REPO_ROOT / "recipes" / "pretrain_mlm.py"), *tiny_pretrain_args(interrupted)],
-                      interrupted / kill_when)
+    kill_when_written(
+        [sys.executable, str(REPO_ROOT / "recipes" / "pretrain_mlm.py"), *tiny_pretrain_args(interrupted)],
+        interrupted / kill_when,
+    )
     complete = newest_complete_checkpoint(interrupted)
     with caplog.at_level(logging.INFO, logger="pretrain_mlm"):
         recipe("pretrain_mlm").main(tiny_pretrain_args(interrupted))
@@ -209,13 +275,18 @@ def test_relaunch_from_a_checkpoint_at_max_steps_trains_no_further_step(tmp_path
     with caplog.at_level(logging.INFO):
         metrics = recipe("pretrain_mlm").main(tiny_pretrain_args(relaunched, *args))
     assert "is at step 4 of 4: nothing left to train" in caplog.text
-    expected, actual = load_file(finished / "checkpoint-4" / "model.safetensors"), load_file(relaunched / "model.safetensors")
+    expected, actual = (
+        load_file(finished / "checkpoint-4" / "model.safetensors"),
+        load_file(relaunched / "model.safetensors"),
+    )
     assert expected.keys() == actual.keys() and all(torch.equal(actual[name], expected[name]) for name in expected)
     state = json.loads((relaunched / "trainer_state.json").read_text())
     assert state["global_step"] == 4 and max(entry["step"] for entry in state["log_history"]) == 4
     # This call ran no step: no training loss to report, rather than a loss of 0.
     assert math.isnan(metrics["train_loss"])
-    assert metrics["eval_loss"] == pytest.approx(json.loads((finished / "all_results.json").read_text())["eval_loss"], abs=1e-5)
+    assert metrics["eval_loss"] == pytest.approx(
+        json.loads((finished / "all_results.json").read_text())["eval_loss"], abs=1e-5
+    )
 
 
 def test_finetuning_from_the_pretrained_checkpoint_initializes_only_the_classifier(pretrained, tmp_path):
@@ -224,13 +295,42 @@ def test_finetuning_from_the_pretrained_checkpoint_initializes_only_the_classifi
 
     pretrain_dir, _ = pretrained
     finetune_dir = tmp_path / "finetune"
-    recipe("finetune").main([
-        "--config", str(DEMO_YAML), "--output_dir", str(finetune_dir), "--model_name_or_path", str(pretrain_dir),
-        "--tokenizer_name_or_path", str(pretrain_dir), "--synthetic_num_records", "400", "--max_length", "64",
-        "--max_steps", "2", "--learning_rate", "0", "--warmup_steps", "0", "--per_device_train_batch_size", "16",
-        "--eval_strategy", "no", "--save_strategy", "no", "--report_to", "none", "--compare_baselines", "false",
-    ])
-    pretrained_weights, finetuned = load_file(pretrain_dir / "model.safetensors"), load_file(finetune_dir / "model.safetensors")
+    recipe("finetune").main(
+        [
+            "--config",
+            str(DEMO_YAML),
+            "--output_dir",
+            str(finetune_dir),
+            "--model_name_or_path",
+            str(pretrain_dir),
+            "--tokenizer_name_or_path",
+            str(pretrain_dir),
+            "--synthetic_num_records",
+            "400",
+            "--max_length",
+            "64",
+            "--max_steps",
+            "2",
+            "--learning_rate",
+            "0",
+            "--warmup_steps",
+            "0",
+            "--per_device_train_batch_size",
+            "16",
+            "--eval_strategy",
+            "no",
+            "--save_strategy",
+            "no",
+            "--report_to",
+            "none",
+            "--compare_baselines",
+            "false",
+        ]
+    )
+    pretrained_weights, finetuned = (
+        load_file(pretrain_dir / "model.safetensors"),
+        load_file(finetune_dir / "model.safetensors"),
+    )
     assert sorted(set(finetuned) - set(pretrained_weights)) == ["classifier.bias", "classifier.weight"]
     encoder = [name for name in pretrained_weights if name.startswith(("model.", "head."))]
     assert len(encoder) > 10 and set(encoder) <= set(finetuned)
@@ -243,19 +343,30 @@ def test_finetuning_from_the_pretrained_checkpoint_initializes_only_the_classifi
     from modernpatent_hf.configs import ModelArguments
     from modernpatent_hf.pretraining import build_masked_lm
 
-    with pytest.raises(ValueError, match="'modernpatent' checkpoint: MLM pretraining continues a ModernBERT or BERT encoder"):
-        build_masked_lm(ModelArguments(model_name_or_path=str(finetune_dir)), AutoTokenizer.from_pretrained(finetune_dir))
+    with pytest.raises(
+        ValueError, match="'modernpatent' checkpoint: MLM pretraining continues a ModernBERT or BERT encoder"
+    ):
+        build_masked_lm(
+            ModelArguments(model_name_or_path=str(finetune_dir)), AutoTokenizer.from_pretrained(finetune_dir)
+        )
 
 
 def test_every_pretraining_yaml_parses():
-    from modernpatent_hf.configs import DataArguments, ModelArguments, PretrainArguments, PretrainTrainingArguments, parse_recipe_args
+    from modernpatent_hf.configs import (
+        DataArguments,
+        ModelArguments,
+        PretrainArguments,
+        PretrainTrainingArguments,
+        parse_recipe_args,
+    )
 
     paths = sorted((REPO_ROOT / "recipes").glob("*/pretrain/config_*.yaml"))
     assert len(paths) >= 2
     for path in paths:
         # bf16 needs a GPU; everything else must parse here exactly as written.
         _, _, pretrain_args, training_args = parse_recipe_args(
-            (ModelArguments, DataArguments, PretrainArguments, PretrainTrainingArguments), ["--config", str(path), "--bf16", "false"]
+            (ModelArguments, DataArguments, PretrainArguments, PretrainTrainingArguments),
+            ["--config", str(path), "--bf16", "false"],
         )
         # ModernBERT was pretrained masking 30 % of tokens; the BERT lineage (all-MiniLM-L6-v2) 15 %.
         expected = 0.15 if path.parts[-3] == "all-minilm-l6-v2" else 0.30
@@ -271,12 +382,18 @@ def test_continuing_a_checkpoint_loads_its_weights(pretrained):
     from modernpatent_hf.pretraining import build_masked_lm
 
     output_dir, _ = pretrained
-    model = build_masked_lm(ModelArguments(model_name_or_path=str(output_dir)), AutoTokenizer.from_pretrained(output_dir))
+    model = build_masked_lm(
+        ModelArguments(model_name_or_path=str(output_dir)), AutoTokenizer.from_pretrained(output_dir)
+    )
     state = model.state_dict()
     saved = load_file(output_dir / "model.safetensors")
     assert len(saved) > 10 and all(torch.equal(state[name], tensor) for name, tensor in saved.items())
 
 
 def test_max_length_beyond_the_model_positions_is_an_error_that_says_what_to_do(tmp_path):
-    with pytest.raises(ValueError, match="max_length 100 exceeds the model's max_position_embeddings 64: lower max_length"):
-        recipe("pretrain_mlm").main(tiny_pretrain_args(tmp_path, "--max_length", "100", "--synthetic_num_records", "100"))
+    with pytest.raises(
+        ValueError, match="max_length 100 exceeds the model's max_position_embeddings 64: lower max_length"
+    ):
+        recipe("pretrain_mlm").main(
+            tiny_pretrain_args(tmp_path, "--max_length", "100", "--synthetic_num_records", "100")
+        )

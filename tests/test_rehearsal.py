@@ -25,7 +25,12 @@ def test_every_cluster_command_ends_as_it_should(rehearsal):
     table = format_rehearsal(summary)
     assert summary["ok"], table
     assert [step["step"] for step in summary["steps"]] == [
-        "test year missing", "finetune, killed", "finetune, resumed", "pretrain MLM", "predict by Hub id", "embed by Hub id",
+        "test year missing",
+        "finetune, killed",
+        "finetune, resumed",
+        "pretrain MLM",
+        "predict by Hub id",
+        "embed by Hub id",
     ]
     statuses = {step["step"]: step["status"] for step in summary["steps"]}
     assert statuses["finetune, killed"] == "killed" and statuses["test year missing"] == 1, table

@@ -77,7 +77,9 @@ def offline_env(monkeypatch, hf_home) -> dict:
 
 def run_offline(script: str, env: dict, cwd) -> dict:
     """Run ``script`` with this interpreter in the offline environment; it prints one JSON line, returned here."""
-    result = subprocess.run([sys.executable, "-c", script], env=env, cwd=cwd, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", script], env=env, cwd=cwd, capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, f"offline check failed:\n{result.stdout}\n{result.stderr}"
     return json.loads(result.stdout.strip().splitlines()[-1])
 
@@ -220,7 +222,7 @@ def test_write_uspto3m_command_prints_its_summary(tmp_path, capsys):
 
 
 # ----------------------------------------------------------------------------- offline resolution
-RESOLVE = r'''
+RESOLVE = r"""
 import glob, json, os
 import datasets, pyarrow.parquet as pq
 from huggingface_hub import hf_hub_download, scan_cache_dir, snapshot_download
@@ -263,7 +265,7 @@ found["missing"] = missing
 scan = scan_cache_dir()
 found["scan"] = {"repos": sorted(repo.repo_id for repo in scan.repos), "warnings": [str(w) for w in scan.warnings]}
 print(json.dumps(found))
-'''
+"""
 
 
 def test_real_ids_resolve_offline_to_the_stand_ins(tmp_path, monkeypatch):
@@ -277,12 +279,17 @@ def test_real_ids_resolve_offline_to_the_stand_ins(tmp_path, monkeypatch):
     assert (snapshot.parent.parent / "refs" / "main").read_text() == snapshot.name
 
     env = offline_env(monkeypatch, hf_home)
-    names = dict(USPTO3M=USPTO3M_HUB_ID, TEST_2016=TEST_2016_HUB_ID, TEST_2017B=TEST_2017B_HUB_ID, MODEL=MODERNBERT_HUB_ID)
+    names = dict(
+        USPTO3M=USPTO3M_HUB_ID, TEST_2016=TEST_2016_HUB_ID, TEST_2017B=TEST_2017B_HUB_ID, MODEL=MODERNBERT_HUB_ID
+    )
     script = "".join(f"{name} = {value!r}\n" for name, value in names.items()) + RESOLVE
     found = run_offline(script, env, cwd=tmp_path)
 
-    for repo_id, rows, id_type in ((USPTO3M_HUB_ID, ROWS, "string"), (TEST_2016_HUB_ID, 300, "int64"),
-                                   (TEST_2017B_HUB_ID, 300, "int64")):
+    for repo_id, rows, id_type in (
+        (USPTO3M_HUB_ID, ROWS, "string"),
+        (TEST_2016_HUB_ID, 300, "int64"),
+        (TEST_2017B_HUB_ID, 300, "int64"),
+    ):
         assert found[repo_id]["path"] == repos[repo_id]["snapshot"]
         assert found[repo_id]["files"] == 1 and found[repo_id]["rows"] == rows
         assert found[repo_id]["columns"] == list(USPTO3M_COLUMNS) and found[repo_id]["id_type"] == id_type
@@ -297,13 +304,13 @@ def test_real_ids_resolve_offline_to_the_stand_ins(tmp_path, monkeypatch):
     assert found["scan"] == {"repos": sorted(repos), "warnings": []}
 
 
-REREAD = r'''
+REREAD = r"""
 import json
 from huggingface_hub import hf_hub_download, snapshot_download
 path = snapshot_download(REPO)
 with open(hf_hub_download(REPO, "notes/a.txt")) as handle:
     print(json.dumps({"snapshot": path, "text": handle.read()}))
-'''
+"""
 
 
 def test_publishing_again_replaces_what_resolves(tmp_path, monkeypatch):

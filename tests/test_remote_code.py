@@ -53,9 +53,19 @@ LOADER_BODY = (  # run after the script_without_package preamble
 def saved_checkpoint(directory):
     torch.manual_seed(0)
     config = ModernPatentConfig(
-        vocab_size=100, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=2,
-        pad_token_id=0, bos_token_id=1, eos_token_id=2, cls_token_id=1, sep_token_id=2, local_attention=8,
-        id2label=dict(enumerate(CODES)), label2id={code: i for i, code in enumerate(CODES)},
+        vocab_size=100,
+        hidden_size=32,
+        intermediate_size=48,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+        cls_token_id=1,
+        sep_token_id=2,
+        local_attention=8,
+        id2label=dict(enumerate(CODES)),
+        label2id={code: i for i, code in enumerate(CODES)},
     )
     model = ModernBertForHierarchicalPatentClassification(config).eval()
     model.save_pretrained(directory)
@@ -106,9 +116,19 @@ def test_checkpoint_loads_with_trust_remote_code_without_the_package(tmp_path, s
     environment = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
     environment.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_MODULES_CACHE=str(tmp_path / "modules"))
     completed = subprocess.run(
-        [sys.executable, "-I", str(tmp_path / "loader.py"), str(checkpoint), str(tmp_path / "inputs.json"),
-         str(tmp_path / "result.json")],
-        cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-I",
+            str(tmp_path / "loader.py"),
+            str(checkpoint),
+            str(tmp_path / "inputs.json"),
+            str(tmp_path / "result.json"),
+        ],
+        cwd=tmp_path,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     result = json.loads((tmp_path / "result.json").read_text())
@@ -126,5 +146,7 @@ def test_checkpoint_loads_with_trust_remote_code_without_the_package(tmp_path, s
         torch.set_num_threads(threads)
     assert torch.equal(torch.tensor(result["logits"]), expected.logits)
     assert torch.equal(torch.tensor(result["class_logits"]), expected.class_logits)
-    assert result["encoder_class"] == "ModernPatentModel" and result["encoder_module"].startswith("transformers_modules.")
+    assert result["encoder_class"] == "ModernPatentModel" and result["encoder_module"].startswith(
+        "transformers_modules."
+    )
     assert torch.equal(torch.tensor(result["hidden_states"]), expected_hidden)

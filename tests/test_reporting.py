@@ -13,7 +13,12 @@ from modernpatent_hf.reporting.dataset_report import dataset_report, plot_rank_f
 from modernpatent_hf.reporting.run_report import per_label_metrics, plot_metric_curves, read_run, run_names
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-CURVE_SCALES = {"f1@1": 1.0, "micro_f1": 0.8, "macro_f1": 0.2, "macro_precision": 0.3}  # metric = scale * the run's F1@1
+CURVE_SCALES = {
+    "f1@1": 1.0,
+    "micro_f1": 0.8,
+    "macro_f1": 0.2,
+    "macro_precision": 0.3,
+}  # metric = scale * the run's F1@1
 
 
 def assert_png(path):
@@ -38,7 +43,8 @@ def tiny_jsonl(tmp_path_factory):
     path = tmp_path_factory.mktemp("tiny") / "records.jsonl"
     rows = [
         {"id": f"US{code}{n}", "cpc": [code], "title": f"device {code}", "abstract": f"an apparatus number {n}"}
-        for code, patents in zip(TINY_CODES, TINY_PATENTS) for n in range(patents)
+        for code, patents in zip(TINY_CODES, TINY_PATENTS)
+        for n in range(patents)
     ]
     path.write_text("".join(json.dumps(row) + "\n" for row in rows))
     return path
@@ -50,15 +56,26 @@ def write_run(run_dir, f1_by_step, final_f1, with_results=True):
     history = []
     for step, f1 in f1_by_step.items():
         history.append({"step": step, "loss": 1.0 / step, "learning_rate": 1e-4})
-        history.append({"step": step, "epoch": step / 30, **{f"eval_{key}": f1 * scale for key, scale in CURVE_SCALES.items()}})
+        history.append(
+            {"step": step, "epoch": step / 30, **{f"eval_{key}": f1 * scale for key, scale in CURVE_SCALES.items()}}
+        )
     last = max(f1_by_step)
-    history.append({"step": last, "eval_f1@1": f1_by_step[last]})  # the recipe's evaluation after training repeats a step
+    history.append(
+        {"step": last, "eval_f1@1": f1_by_step[last]}
+    )  # the recipe's evaluation after training repeats a step
     (run_dir / "trainer_state.json").write_text(json.dumps({"global_step": last, "log_history": history}))
     if with_results:
         metrics = {}
         for prefix in ("eval", "test"):
-            metrics.update({f"{prefix}_f1@1": final_f1, f"{prefix}_precision@1": 0.5, f"{prefix}_precision@1_class": 0.7,
-                            f"{prefix}_precision@1_section": 0.9, f"{prefix}_macro_f1": 0.05})
+            metrics.update(
+                {
+                    f"{prefix}_f1@1": final_f1,
+                    f"{prefix}_precision@1": 0.5,
+                    f"{prefix}_precision@1_class": 0.7,
+                    f"{prefix}_precision@1_section": 0.9,
+                    f"{prefix}_macro_f1": 0.05,
+                }
+            )
         (run_dir / "all_results.json").write_text(json.dumps(metrics))
     return run_dir
 
@@ -88,7 +105,7 @@ def test_top30_share_and_section_table_match_hand_counts(tiny_jsonl, tmp_path):
 
 def test_power_law_slope_is_recovered_and_plotted_on_log_axes(tmp_path):
     ranks = np.arange(1, 201)
-    counts = {f"code{r}": int(round(10_000 * r ** -1.2)) for r in ranks}
+    counts = {f"code{r}": int(round(10_000 * r**-1.2)) for r in ranks}
     figure, slope = plot_rank_frequency(counts, str(tmp_path / "rank.png"))
     assert slope == pytest.approx(-1.2, abs=0.05)
     axes = figure.axes[0]
@@ -158,8 +175,15 @@ def saved_run(tmp_path_factory):
     write_synthetic_corpus(str(run_dir / "data"), n=160, seed=2, num_subclasses=25, test_fraction=0.25)
     label_space = CpcLabelSpace.load(str(run_dir / "data"))
     tokenizer = train_patent_tokenizer(load_dataset_dir(str(run_dir / "data"))["train"]["text"], vocab_size=300)
-    config = ModernBertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                              intermediate_size=64, max_position_embeddings=64, pad_token_id=tokenizer.pad_token_id)
+    config = ModernBertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+        pad_token_id=tokenizer.pad_token_id,
+    )
     build_patent_classifier(config, label_space).save_pretrained(str(run_dir))
     tokenizer.save_pretrained(str(run_dir))
     label_space.save(str(run_dir / "label_space.json"))
@@ -177,12 +201,16 @@ def test_per_label_metrics_predict_the_runs_test_split(saved_run):
     expected_support = Counter(code for labels in test["labels"] for code in labels if code in label_space)
     assert results["split"] == "test"
     assert results["metrics"]["test_num_patents"] == len(test)
-    assert dict(zip(results["codes"], results["support"].tolist())) == {code: expected_support.get(code, 0) for code in label_space.codes}
+    assert dict(zip(results["codes"], results["support"].tolist())) == {
+        code: expected_support.get(code, 0) for code in label_space.codes
+    }
     assert results["f1"].mean() == pytest.approx(results["metrics"]["test_macro_f1"])
     assert results["train_counts"].sum() == sum(label_space.counts.values())
 
 
-def test_per_label_plot_is_made_for_runs_that_can_predict_and_skipped_with_a_note_for_others(saved_run, two_runs, tmp_path):
+def test_per_label_plot_is_made_for_runs_that_can_predict_and_skipped_with_a_note_for_others(
+    saved_run, two_runs, tmp_path
+):
     summary = write_report(str(tmp_path), runs=[str(saved_run), str(two_runs[0])], per_label=True)
     assert "runs_per_label_f1.png" in summary["figures"]
     assert_png(tmp_path / "runs_per_label_f1.png")
@@ -203,7 +231,9 @@ def test_cli_writes_a_data_and_runs_report(run_cli, tiny_jsonl, two_runs, tmp_pa
     assert not list(out.glob("*.tmp-*"))
 
 
-@pytest.mark.parametrize("kind, message", [("missing", "does not exist"), ("without_state", "has no trainer_state.json")])
+@pytest.mark.parametrize(
+    "kind, message", [("missing", "does not exist"), ("without_state", "has no trainer_state.json")]
+)
 def test_cli_bad_run_dirs_give_one_line_errors(capsys, tmp_path, kind, message):
     # In process: the same main() as the console script, without paying a torch import per subprocess.
     from modernpatent_hf.cli import main

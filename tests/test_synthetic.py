@@ -95,12 +95,17 @@ def test_tfidf_linear_model_learns_it_but_errs_within_sections(corpus):
     hits = np.array([code in record["labels"] for code, record in zip(top1, held_out)])
     majority = Counter(code for record in train for code in record["labels"]).most_common(1)[0][0]
     majority_p1 = np.mean([majority in record["labels"] for record in held_out])
-    wrong_in_section = np.mean([
-        any(section_of(code) == section_of(label) for label in record["labels"])
-        for code, record, hit in zip(top1, held_out, hits) if not hit
-    ])
-    print(f"\nTF-IDF + linear SVM P@1 {hits.mean():.3f} vs majority {majority_p1:.3f}; "
-          f"wrong top-1 in a true label's section: {wrong_in_section:.3f}")
+    wrong_in_section = np.mean(
+        [
+            any(section_of(code) == section_of(label) for label in record["labels"])
+            for code, record, hit in zip(top1, held_out, hits)
+            if not hit
+        ]
+    )
+    print(
+        f"\nTF-IDF + linear SVM P@1 {hits.mean():.3f} vs majority {majority_p1:.3f}; "
+        f"wrong top-1 in a true label's section: {wrong_in_section:.3f}"
+    )
     assert hits.mean() >= majority_p1 + 0.20
     assert hits.mean() < 0.9  # not trivially separable
     assert wrong_in_section > 0.5
@@ -142,8 +147,12 @@ def test_write_synthetic_corpus_splits_and_label_space(tmp_path):
         assert all(set(labels) <= train_codes for labels in dataset[split]["labels"])
         ids.update(dataset[split]["id"])
     assert max(ids.values()) == 1
-    assert summary["rows_per_split"]["validation"] + summary["dropped"]["records_without_train_labels"] + \
-        summary["rows_per_split"]["test"] == 900
+    assert (
+        summary["rows_per_split"]["validation"]
+        + summary["dropped"]["records_without_train_labels"]
+        + summary["rows_per_split"]["test"]
+        == 900
+    )
     stats = json.loads((out / "stats.json").read_text())
     assert stats["train"]["records"] == 2100
 
@@ -164,6 +173,7 @@ def test_cli_synth_writes_a_loadable_directory(tmp_path, run_cli):
 
     dataset = load_dataset(str(out))  # an empty split has no files, so datasets does not list it
     assert {split: len(rows) for split, rows in dataset.items()} == {
-        split: rows for split, rows in summary["rows_per_split"].items() if rows}
+        split: rows for split, rows in summary["rows_per_split"].items() if rows
+    }
     assert dataset["train"][0]["id"] == "SYN4-00000000"
     assert load_dataset_dir(str(out))["train"][0] == next(generate_synthetic_records(1, seed=4))

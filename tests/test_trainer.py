@@ -16,8 +16,17 @@ from modernpatent_hf.trainer import PatentMetricsComputer, PatentTrainer
 
 SPACE = CpcLabelSpace(["A01B", "A01C", "B65D", "H01L"])
 TINY = ModernBertConfig(
-    vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
-    pad_token_id=0, bos_token_id=1, eos_token_id=2, cls_token_id=1, sep_token_id=2, local_attention=8,
+    vocab_size=64,
+    hidden_size=16,
+    intermediate_size=32,
+    num_hidden_layers=1,
+    num_attention_heads=2,
+    pad_token_id=0,
+    bos_token_id=1,
+    eos_token_id=2,
+    cls_token_id=1,
+    sep_token_id=2,
+    local_attention=8,
     max_position_embeddings=32,
 )
 
@@ -34,8 +43,11 @@ def collate(features):
 def patent_rows(count, seed):
     generator = torch.Generator().manual_seed(seed)
     return [
-        {"input_ids": torch.randint(3, 64, (12,), generator=generator), "attention_mask": torch.ones(12, dtype=torch.long),
-         "labels": torch.eye(len(SPACE))[i % len(SPACE)]}
+        {
+            "input_ids": torch.randint(3, 64, (12,), generator=generator),
+            "attention_mask": torch.ones(12, dtype=torch.long),
+            "labels": torch.eye(len(SPACE))[i % len(SPACE)],
+        }
         for i in range(count)
     ]
 
@@ -43,12 +55,28 @@ def patent_rows(count, seed):
 def epoch_trainer(output_dir):
     """Four steps an epoch, six in all: the run ends inside its second epoch, logged, evaluated and saved per epoch."""
     args = PatentTrainingArguments(
-        output_dir=str(output_dir), max_steps=6, per_device_train_batch_size=4, per_device_eval_batch_size=4,
-        logging_strategy="epoch", eval_strategy="epoch", save_strategy="epoch", learning_rate=1e-2,
-        lr_scheduler_type="constant", train_sampling_strategy="random", report_to="none", use_cpu=True, disable_tqdm=True,
+        output_dir=str(output_dir),
+        max_steps=6,
+        per_device_train_batch_size=4,
+        per_device_eval_batch_size=4,
+        logging_strategy="epoch",
+        eval_strategy="epoch",
+        save_strategy="epoch",
+        learning_rate=1e-2,
+        lr_scheduler_type="constant",
+        train_sampling_strategy="random",
+        report_to="none",
+        use_cpu=True,
+        disable_tqdm=True,
     )
-    return PatentTrainer(model=tiny_classifier(), args=args, label_space=SPACE, train_dataset=patent_rows(16, 0),
-                         eval_dataset=patent_rows(8, 1), data_collator=collate)
+    return PatentTrainer(
+        model=tiny_classifier(),
+        args=args,
+        label_space=SPACE,
+        train_dataset=patent_rows(16, 0),
+        eval_dataset=patent_rows(8, 1),
+        data_collator=collate,
+    )
 
 
 def test_a_rerun_from_a_checkpoint_at_max_steps_trains_evaluates_and_saves_nothing_more(tmp_path, caplog):
@@ -69,7 +97,7 @@ def test_a_rerun_from_a_checkpoint_at_max_steps_trains_evaluates_and_saves_nothi
     assert result.global_step == 6 and rerun.state.global_step == 6
     # This call ran no step: no training loss to report, rather than a loss of 0.
     assert math.isnan(result.training_loss) and math.isnan(result.metrics["train_loss"])
-    new_entries = rerun.state.log_history[len(json.loads(saved_state)["log_history"]):]
+    new_entries = rerun.state.log_history[len(json.loads(saved_state)["log_history"]) :]
     assert len(new_entries) == 1 and math.isnan(new_entries[0]["train_loss"])
     assert (last / "trainer_state.json").read_text() == saved_state
     assert sorted(path.name for path in tmp_path.glob("checkpoint-*")) == ["checkpoint-4", "checkpoint-6"]
@@ -96,7 +124,9 @@ def test_the_metrics_at_tuned_thresholds_are_the_f1_of_those_thresholds_over_all
     references = (rng.random((40, len(SPACE))) < 0.3).astype(np.float32)
     logits = rng.normal(0, 2, references.shape).astype(np.float32) + 2 * references
     thresholds = np.array([0.2, 0.4, 0.6, 0.8])
-    args = PatentTrainingArguments(output_dir=str(tmp_path), report_to="none", use_cpu=True, top_k=[1, 2], eval_threshold=0.4)
+    args = PatentTrainingArguments(
+        output_dir=str(tmp_path), report_to="none", use_cpu=True, top_k=[1, 2], eval_threshold=0.4
+    )
     trainer = PatentTrainer(model=tiny_classifier(), args=args, label_space=SPACE)
     assert trainer.compute_metrics.tuned_thresholds is None
     trainer.set_tuned_thresholds(thresholds)
@@ -105,7 +135,10 @@ def test_the_metrics_at_tuned_thresholds_are_the_f1_of_those_thresholds_over_all
 
     batches = np.array_split(np.arange(len(references)), 3)
     for number, rows in enumerate(batches):
-        results = computer(EvalPrediction(predictions=logits[rows], label_ids=references[rows]), compute_result=number == len(batches) - 1)
+        results = computer(
+            EvalPrediction(predictions=logits[rows], label_ids=references[rows]),
+            compute_result=number == len(batches) - 1,
+        )
     probabilities = torch.sigmoid(torch.as_tensor(logits)).numpy()
     expected = threshold_scores(probabilities, references, thresholds)
     assert results["micro_f1_tuned"] == pytest.approx(expected["micro_f1"])

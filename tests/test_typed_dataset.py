@@ -23,8 +23,18 @@ def prepared(tmp_path_factory):
     with gzip.open(source, "wt", encoding="utf-8") as handle:
         for record in generate_synthetic_records(400, seed=7, num_subclasses=20):
             words = record["text"].split()
-            handle.write(json.dumps({"id": record["id"], "title": " ".join(words[:6]), "abstract": " ".join(words[6:]),
-                                     "cpc": record["labels"], "date": record["date"]}) + "\n")
+            handle.write(
+                json.dumps(
+                    {
+                        "id": record["id"],
+                        "title": " ".join(words[:6]),
+                        "abstract": " ".join(words[6:]),
+                        "cpc": record["labels"],
+                        "date": record["date"],
+                    }
+                )
+                + "\n"
+            )
     out = directory / "prepared"
     prepare_dataset(PrepareConfig(inputs=[source], out=out, test_fraction=0.2), progress=False)
     return out
@@ -85,8 +95,10 @@ def test_the_card_documents_the_typed_features(prepared):
 
 def test_a_label_outside_the_label_space_is_one_clear_error(tmp_path):
     space = CpcLabelSpace(["A01B", "H04W"])
-    records = [{"id": "P1", "text": "a seed drill", "labels": ["A01B"], "date": "2020-01-02"},
-               {"id": "P2", "text": "a radio network", "labels": ["H04W", "G06F"], "date": None}]
+    records = [
+        {"id": "P1", "text": "a seed drill", "labels": ["A01B"], "date": "2020-01-02"},
+        {"id": "P2", "text": "a radio network", "labels": ["H04W", "G06F"], "date": None},
+    ]
     with pytest.raises(ValueError, match="record 'P2' of the 'train' split has label 'G06F'") as error:
         write_dataset_dir(str(tmp_path / "out"), {"train": records}, space, progress=False)
     assert "\n" not in str(error.value)
@@ -104,10 +116,21 @@ def test_push_dataset_dir_uploads_the_parquet_shards_and_the_card(tmp_path, monk
         return RepoUrl(f"https://huggingface.co/datasets/{repo_id}")
 
     def create_commit(api, repo_id, operations, *, commit_message, **kwargs):
-        commits.append({"repo_id": repo_id, "repo_type": kwargs.get("repo_type"),
-                        "files": {op.path_in_repo: op.path_or_fileobj for op in operations if isinstance(op, CommitOperationAdd)}})
-        return CommitInfo(commit_url=f"https://huggingface.co/datasets/{repo_id}/commit/{'0' * 40}",
-                          commit_message=commit_message, commit_description="", oid="0" * 40)
+        commits.append(
+            {
+                "repo_id": repo_id,
+                "repo_type": kwargs.get("repo_type"),
+                "files": {
+                    op.path_in_repo: op.path_or_fileobj for op in operations if isinstance(op, CommitOperationAdd)
+                },
+            }
+        )
+        return CommitInfo(
+            commit_url=f"https://huggingface.co/datasets/{repo_id}/commit/{'0' * 40}",
+            commit_message=commit_message,
+            commit_description="",
+            oid="0" * 40,
+        )
 
     monkeypatch.setattr(HfApi, "create_repo", create_repo)
     monkeypatch.setattr(HfApi, "create_commit", create_commit)

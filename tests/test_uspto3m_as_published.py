@@ -82,7 +82,9 @@ def test_a_hub_source_is_checked_where_it_is_published_before_the_download(uspto
     here a local folder laid out as the Hub's `datasets/<id>/` stands in for HfFileSystem."""
     copy, _ = uspto3m_copy
     shutil.copytree(copy, tmp_path / "hub" / "datasets" / USPTO3M_HUB_ID)
-    monkeypatch.setattr(dates_module, "HfFileSystem", lambda: DirFileSystem(path=str(tmp_path / "hub"), fs=LocalFileSystem()))
+    monkeypatch.setattr(
+        dates_module, "HfFileSystem", lambda: DirFileSystem(path=str(tmp_path / "hub"), fs=LocalFileSystem())
+    )
     monkeypatch.setattr(sources_module, "snapshot_download", refuse_reading)
     with pytest.raises(ValueError, match=r"is dated in 2016; its years \(records\): 2000 \("):
         prepare_dataset(PrepareConfig(inputs=USPTO3M_HUB_ID, out=tmp_path / "out", test_year=2016))
@@ -92,7 +94,9 @@ def test_a_hub_source_is_checked_where_it_is_published_before_the_download(uspto
 
 def test_bad_rows_are_counted_and_skipped_not_fatal(uspto3m_copy, tmp_path):
     copy, summary = uspto3m_copy
-    result = prepare_dataset(PrepareConfig(inputs=copy, out=tmp_path / "out", validation_fraction=0.1, test_year=2015, test_size=100))
+    result = prepare_dataset(
+        PrepareConfig(inputs=copy, out=tmp_path / "out", validation_fraction=0.1, test_year=2015, test_size=100)
+    )
     counts, bad = result["counts"], summary["bad_rows"]
     assert counts["records_read"] == ROWS
     assert counts["bad_rows"] == len(bad["bad_date"]) + len(bad["empty_id"]) > 0
@@ -111,7 +115,9 @@ def test_a_separate_test_set_is_the_test_split_as_published(uspto3m_copy, test_s
     copy, _ = uspto3m_copy
     test_copy, test_summary = test_set_copy
     assert pq.read_schema(next(test_copy.glob("data/*.parquet"))).field("id").type == "int64"
-    result = prepare_dataset(PrepareConfig(inputs=copy, out=tmp_path / "out", test_input=[test_copy], validation_fraction=0.1))
+    result = prepare_dataset(
+        PrepareConfig(inputs=copy, out=tmp_path / "out", test_input=[test_copy], validation_fraction=0.1)
+    )
     counts = result["counts"]
     assert counts["test_records_read"] == TEST_ROWS
     # The three training rows whose text is in the test set leave the training pool; the test set stays whole.
@@ -126,10 +132,15 @@ def test_a_separate_test_set_is_the_test_split_as_published(uspto3m_copy, test_s
     total = ROWS + TEST_ROWS
     assert sum(result["rows_per_split"].values()) + sum(counts.get(key, 0) for key in RECORDS_NOT_WRITTEN) == total
 
-    sampled = prepare_dataset(PrepareConfig(inputs=copy, out=tmp_path / "sampled", test_input=[test_copy], test_size=50))
+    sampled = prepare_dataset(
+        PrepareConfig(inputs=copy, out=tmp_path / "sampled", test_input=[test_copy], test_size=50)
+    )
     prepare_dataset(PrepareConfig(inputs=copy, out=tmp_path / "again", test_input=[test_copy], test_size=50))
     assert sampled["rows_per_split"]["test"] <= 50
-    assert load_dataset_dir(str(tmp_path / "sampled"))["test"]["id"] == load_dataset_dir(str(tmp_path / "again"))["test"]["id"]
+    assert (
+        load_dataset_dir(str(tmp_path / "sampled"))["test"]["id"]
+        == load_dataset_dir(str(tmp_path / "again"))["test"]["id"]
+    )
     with pytest.raises(ValueError, match="a separate test set replaces test_year"):
         prepare_dataset(PrepareConfig(inputs=copy, out=tmp_path / "both", test_input=[test_copy], test_year=2015))
 
@@ -142,15 +153,30 @@ def test_hub_ids_resolve_through_the_hugging_face_cache(uspto3m_copy, test_set_c
     publish_to_offline_cache(str(hf_home), USPTO3M_HUB_ID, str(copy), repo_type="dataset")
     publish_to_offline_cache(str(hf_home), TEST_2016_HUB_ID, str(test_copy), repo_type="dataset")
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(hf_home / "hub"))
-    from_hub = prepare_dataset(PrepareConfig(inputs=USPTO3M_HUB_ID, out=tmp_path / "hub", test_input=[TEST_2016_HUB_ID], validation_fraction=0.1))
-    from_files = prepare_dataset(PrepareConfig(inputs=copy, out=tmp_path / "files", test_input=[test_copy], validation_fraction=0.1))
+    from_hub = prepare_dataset(
+        PrepareConfig(
+            inputs=USPTO3M_HUB_ID, out=tmp_path / "hub", test_input=[TEST_2016_HUB_ID], validation_fraction=0.1
+        )
+    )
+    from_files = prepare_dataset(
+        PrepareConfig(inputs=copy, out=tmp_path / "files", test_input=[test_copy], validation_fraction=0.1)
+    )
     assert from_hub["rows_per_split"] == from_files["rows_per_split"] and from_hub["counts"] == from_files["counts"]
-    assert load_dataset_dir(str(tmp_path / "hub"))["test"]["id"] == load_dataset_dir(str(tmp_path / "files"))["test"]["id"]
-    with pytest.raises(ConnectionError, match=r"cannot load '0zo/not-published' from the Hugging Face Hub .*hf download"):
-        prepare_dataset(PrepareConfig(inputs=USPTO3M_HUB_ID, out=tmp_path / "missing", test_input=["0zo/not-published"]))
+    assert (
+        load_dataset_dir(str(tmp_path / "hub"))["test"]["id"]
+        == load_dataset_dir(str(tmp_path / "files"))["test"]["id"]
+    )
+    with pytest.raises(
+        ConnectionError, match=r"cannot load '0zo/not-published' from the Hugging Face Hub .*hf download"
+    ):
+        prepare_dataset(
+            PrepareConfig(inputs=USPTO3M_HUB_ID, out=tmp_path / "missing", test_input=["0zo/not-published"])
+        )
 
 
-def test_a_hub_dataset_published_without_parquet_is_read_from_the_hubs_parquet_conversion(test_set_copy, tmp_path, monkeypatch):
+def test_a_hub_dataset_published_without_parquet_is_read_from_the_hubs_parquet_conversion(
+    test_set_copy, tmp_path, monkeypatch
+):
     test_copy, _ = test_set_copy
     (tmp_path / "main").mkdir()  # a CSV-only repo: nothing matches the Parquet patterns on its main branch
     revisions = []
@@ -176,7 +202,10 @@ def test_recipes_evaluate_on_the_seeds_test_sets_or_a_year_uspto3m_has():
         recipe = read_yaml_config(str(recipes / name))
         data_args = DataArguments(**{key: value for key, value in recipe.items() if key in data_fields})
         assert (data_args.dataset_name_or_path, data_args.test_dataset_name_or_path, data_args.test_year) == (
-            USPTO3M_HUB_ID, test_set, year), name
+            USPTO3M_HUB_ID,
+            test_set,
+            year,
+        ), name
         assert data_args.validation_fraction == 0.005 and data_args.split_seed == 42
     # Pretraining splits USPTO-3M as fine-tuning does, so it never sees a patent that fine-tuning tests on.
     pretrain = (recipes / "pretrain" / "config_full.yaml").read_text()

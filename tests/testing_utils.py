@@ -38,18 +38,40 @@ SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 DEMO_YAML = REPO_ROOT / "recipes" / "tiny-modernbert" / "finetune" / "config_demo.yaml"
 
 # The model of a tiny fine-tuning run (a --model_config override of DEMO_YAML's model).
-TINY_FINETUNE_MODEL = ("{hidden_size: 32, num_hidden_layers: 2, num_attention_heads: 2, intermediate_size: 64, "
-                       "max_position_embeddings: 128, global_attn_every_n_layers: 1}")
+TINY_FINETUNE_MODEL = (
+    "{hidden_size: 32, num_hidden_layers: 2, num_attention_heads: 2, intermediate_size: 64, "
+    "max_position_embeddings: 128, global_attn_every_n_layers: 1}"
+)
 
 
 def tiny_finetune_args(output_dir, *extra):
     """Arguments of recipes/finetune.py for a few optimizer steps of the demo recipe on a small generated corpus,
     then ``extra``."""
     return [
-        "--config", str(DEMO_YAML), "--output_dir", str(output_dir),
-        "--synthetic_num_records", "600", "--model_config", TINY_FINETUNE_MODEL, "--tokenizer_vocab_size", "600",
-        "--max_length", "64", "--max_steps", "6", "--per_device_train_batch_size", "16",
-        "--eval_strategy", "no", "--save_strategy", "no", "--report_to", "none", "--logging_steps", "2",
+        "--config",
+        str(DEMO_YAML),
+        "--output_dir",
+        str(output_dir),
+        "--synthetic_num_records",
+        "600",
+        "--model_config",
+        TINY_FINETUNE_MODEL,
+        "--tokenizer_vocab_size",
+        "600",
+        "--max_length",
+        "64",
+        "--max_steps",
+        "6",
+        "--per_device_train_batch_size",
+        "16",
+        "--eval_strategy",
+        "no",
+        "--save_strategy",
+        "no",
+        "--report_to",
+        "none",
+        "--logging_steps",
+        "2",
         *extra,
     ]
 
@@ -102,8 +124,11 @@ def short_records(n, seed=0):
     """``n`` rows with an id, a 1-3 word title and a 1-8 word abstract from :data:`WORDS` (no labels)."""
     generator = random.Random(seed)
     return [
-        {"id": f"P{i:06d}", "title": " ".join(generator.choices(WORDS, k=generator.randint(1, 3))),
-         "abstract": " ".join(generator.choices(WORDS, k=generator.randint(1, 8)))}
+        {
+            "id": f"P{i:06d}",
+            "title": " ".join(generator.choices(WORDS, k=generator.randint(1, 3))),
+            "abstract": " ".join(generator.choices(WORDS, k=generator.randint(1, 8))),
+        }
         for i in range(n)
     ]
 
@@ -142,7 +167,13 @@ def save_tiny_checkpoint(directory, encoder_config_class=None):
     import torch
     from transformers import ModernBertConfig
 
-    from modernpatent_hf import LABEL_SPACE_FILE, CpcLabelSpace, build_patent_classifier, generate_synthetic_records, train_patent_tokenizer
+    from modernpatent_hf import (
+        LABEL_SPACE_FILE,
+        CpcLabelSpace,
+        build_patent_classifier,
+        generate_synthetic_records,
+        train_patent_tokenizer,
+    )
 
     encoder_config_class = encoder_config_class or ModernBertConfig
     records = list(generate_synthetic_records(200, seed=3, num_subclasses=12))
@@ -150,13 +181,24 @@ def save_tiny_checkpoint(directory, encoder_config_class=None):
     tokenizer = train_patent_tokenizer(
         [record["text"] for record in records], vocab_size=300, min_frequency=1, model_max_length=MAX_LENGTH
     )
-    special_tokens = {"cls_token_id": tokenizer.cls_token_id, "sep_token_id": tokenizer.sep_token_id,
-                      "bos_token_id": tokenizer.cls_token_id, "eos_token_id": tokenizer.sep_token_id, "local_attention": 16}
+    special_tokens = {
+        "cls_token_id": tokenizer.cls_token_id,
+        "sep_token_id": tokenizer.sep_token_id,
+        "bos_token_id": tokenizer.cls_token_id,
+        "eos_token_id": tokenizer.sep_token_id,
+        "local_attention": 16,
+    }
     encoder_settings = special_tokens if encoder_config_class is ModernBertConfig else {}
     torch.manual_seed(0)
     config = encoder_config_class(
-        vocab_size=len(tokenizer), hidden_size=HIDDEN, intermediate_size=48, num_hidden_layers=2, num_attention_heads=2,
-        max_position_embeddings=MAX_LENGTH, pad_token_id=tokenizer.pad_token_id, **encoder_settings,
+        vocab_size=len(tokenizer),
+        hidden_size=HIDDEN,
+        intermediate_size=48,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        max_position_embeddings=MAX_LENGTH,
+        pad_token_id=tokenizer.pad_token_id,
+        **encoder_settings,
     )
     build_patent_classifier(config, space).save_pretrained(directory)
     tokenizer.save_pretrained(directory)
@@ -181,9 +223,17 @@ def save_six_code_checkpoint(directory):
     tokenizer = train_patent_tokenizer(SIX_CODE_TEXTS, vocab_size=300, min_frequency=1)
     torch.manual_seed(0)
     config = ModernBertConfig(
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=48, num_hidden_layers=1, num_attention_heads=2,
-        max_position_embeddings=64, pad_token_id=tokenizer.pad_token_id, cls_token_id=tokenizer.cls_token_id,
-        sep_token_id=tokenizer.sep_token_id, bos_token_id=tokenizer.cls_token_id, eos_token_id=tokenizer.sep_token_id,
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=48,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        max_position_embeddings=64,
+        pad_token_id=tokenizer.pad_token_id,
+        cls_token_id=tokenizer.cls_token_id,
+        sep_token_id=tokenizer.sep_token_id,
+        bos_token_id=tokenizer.cls_token_id,
+        eos_token_id=tokenizer.sep_token_id,
     )
     space = CpcLabelSpace(list(SIX_CODES))
     build_patent_classifier(config, space).save_pretrained(directory)
@@ -201,12 +251,15 @@ def newest_complete_checkpoint(output_dir):
 
 # --- Commands -------------------------------------------------------------------------------------------------
 
+
 def run_cli(*args, check=True, **kwargs):
     """Run `modernpatent ARGS` in a subprocess with this interpreter (``kwargs`` go to subprocess.run); with
     ``check``, fail unless it exits with 0. Returns the completed process (text output)."""
     result = subprocess.run(
         [sys.executable, "-m", "modernpatent_hf.cli", *map(str, args)],
-        capture_output=True, text=True, **kwargs,
+        capture_output=True,
+        text=True,
+        **kwargs,
     )
     if check and result.returncode != 0:
         raise AssertionError(f"modernpatent {' '.join(map(str, args))} failed:\n{result.stdout}\n{result.stderr}")
@@ -241,7 +294,7 @@ def kill_when_written(command, path, cwd=REPO_ROOT, timeout=300):
 
 
 # The start of a script run in a clean process that must not see this package, however it is installed.
-REFUSE_PACKAGE = '''import json, sys
+REFUSE_PACKAGE = """import json, sys
 
 class RefusePackage:
     @staticmethod
@@ -250,7 +303,7 @@ class RefusePackage:
             raise ModuleNotFoundError(f"No module named {name!r}")
 
 sys.meta_path.insert(0, RefusePackage)
-'''
+"""
 
 
 def script_without_package(body):
@@ -259,6 +312,7 @@ def script_without_package(body):
 
 
 # --- Checks ---------------------------------------------------------------------------------------------------
+
 
 def assert_same_metrics(actual, expected, rel=1e-12):
     """Same metric names, and each value within 1e-12 or ``rel`` (relative) of the expected one; ``rel=None``: within

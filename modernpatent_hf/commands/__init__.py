@@ -15,8 +15,19 @@ from .arguments import Command
 
 # In the order ``modernpatent --help`` lists them: the data flow, then training, prediction, research tooling.
 COMMAND_MODULES = (
-    "prepare", "synth", "tokenizer", "stats", "finetune", "pretrain", "predict", "embed", "export_onnx", "report",
-    "experiments", "bench", "bench_load",
+    "prepare",
+    "synth",
+    "tokenizer",
+    "stats",
+    "finetune",
+    "pretrain",
+    "predict",
+    "embed",
+    "export_onnx",
+    "report",
+    "experiments",
+    "bench",
+    "bench_load",
 )
 
 

@@ -35,9 +35,13 @@ DEBUG_HELP = "show full tracebacks instead of one-line errors"
 CONFIG_HELP = "YAML file of field: value pairs for this command (field names as the options, with _); options given here override it"
 
 # Help of the options that several commands share, so that each is worded once.
-OVERWRITE_HELP = ("replace this command's earlier output in --out (--out must otherwise be new or empty; files that "
-                  "no modernpatent command wrote are never replaced)")
-ALLOW_PICKLE_HELP = "also read pickled weights (pytorch_model.bin) from a checkpoint you trust; default safetensors only"
+OVERWRITE_HELP = (
+    "replace this command's earlier output in --out (--out must otherwise be new or empty; files that "
+    "no modernpatent command wrote are never replaced)"
+)
+ALLOW_PICKLE_HELP = (
+    "also read pickled weights (pytorch_model.bin) from a checkpoint you trust; default safetensors only"
+)
 
 
 @dataclass(frozen=True)
@@ -87,7 +91,9 @@ class CommaSeparated:
         try:
             return [self.element(item) for item in items]
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected comma-separated {self.element.__name__} values, got {text!r}") from None
+            raise argparse.ArgumentTypeError(
+                f"expected comma-separated {self.element.__name__} values, got {text!r}"
+            ) from None
 
 
 def option_string(name: str) -> str:
@@ -100,8 +106,16 @@ class DeprecatedOption(argparse.Action):
 
     def __init__(self, option_strings, dest, replacement: argparse.Action, **kwargs):
         self.replacement = replacement
-        super().__init__(option_strings, dest, nargs=replacement.nargs, type=replacement.type, choices=replacement.choices,
-                         metavar=replacement.metavar, help=argparse.SUPPRESS, **kwargs)
+        super().__init__(
+            option_strings,
+            dest,
+            nargs=replacement.nargs,
+            type=replacement.type,
+            choices=replacement.choices,
+            metavar=replacement.metavar,
+            help=argparse.SUPPRESS,
+            **kwargs,
+        )
 
     def __call__(self, parser, namespace, values, option_string=None):
         new = next(name for name in self.replacement.option_strings if name.startswith("--"))
@@ -166,7 +180,9 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, dataclass_type: typ
         if meta.get("positional"):
             if default is not dataclasses.MISSING:
                 kwargs["nargs"] = "*" if is_list else "?"
-            action = parser.add_argument(item.name, default=None if default is dataclasses.MISSING else default, **kwargs)
+            action = parser.add_argument(
+                item.name, default=None if default is dataclasses.MISSING else default, **kwargs
+            )
             continue
         if default is dataclasses.MISSING:
             kwargs["required"] = True
@@ -174,7 +190,9 @@ def add_dataclass_arguments(parser: argparse.ArgumentParser, dataclass_type: typ
             kwargs["default"] = default
         action = parser.add_argument(option_string(item.name), dest=item.name, **kwargs)
         for alias in meta.get("aliases", ()):
-            parser.add_argument(alias, dest=item.name, action=DeprecatedOption, replacement=action, default=argparse.SUPPRESS)
+            parser.add_argument(
+                alias, dest=item.name, action=DeprecatedOption, replacement=action, default=argparse.SUPPRESS
+            )
 
 
 def add_config_argument(parser: argparse.ArgumentParser) -> None:
@@ -211,7 +229,9 @@ def typed_value(action: argparse.Action, key: str, value: Any, source: str) -> A
         try:
             value = action.type(value)
         except (TypeError, ValueError, argparse.ArgumentTypeError) as error:
-            raise ValueError(f"{key} in {source}: {value!r} is not a valid value ({str(error).splitlines()[0]})") from None
+            raise ValueError(
+                f"{key} in {source}: {value!r} is not a valid value ({str(error).splitlines()[0]})"
+            ) from None
     if action.type is int and isinstance(value, float) and not value.is_integer():
         raise ValueError(f"{key} in {source} must be an integer, got {value!r}")
     if action.choices is not None and value not in action.choices:
@@ -258,8 +278,11 @@ def apply_config_defaults(parser: argparse.ArgumentParser, config: Mapping[str, 
     Keys must name the parser's fields; a required option or positional argument that the config gives is no
     longer required on the command line.
     """
-    actions = {action.dest: action for action in parser._actions
-               if action.dest not in ("help", "config", "debug") and not isinstance(action, DeprecatedOption)}
+    actions = {
+        action.dest: action
+        for action in parser._actions
+        if action.dest not in ("help", "config", "debug") and not isinstance(action, DeprecatedOption)
+    }
     unknown = sorted(set(config) - set(actions))
     if unknown:
         raise ValueError(f"unknown key(s) in {source}: {', '.join(map(str, unknown))} (see --help for the fields)")
@@ -281,7 +304,9 @@ def field_types(dataclass_types: Sequence[type]) -> Dict[str, Any]:
     return types
 
 
-def build_dataclass_parser(parser: argparse.ArgumentParser, dataclass_types: Sequence[type]) -> argparse.ArgumentParser:
+def build_dataclass_parser(
+    parser: argparse.ArgumentParser, dataclass_types: Sequence[type]
+) -> argparse.ArgumentParser:
     """Add ``--config`` and the fields of ``dataclass_types`` to ``parser``; returns it."""
     add_config_argument(parser)
     for dataclass_type in dataclass_types:
@@ -302,8 +327,10 @@ def parse_command(parser: argparse.ArgumentParser, argv: Sequence[str], dataclas
     if known.config is not None and not any(token in ("-h", "--help") for token in argv):
         apply_config_defaults(parser, read_yaml_config(known.config), known.config)
     namespace = parser.parse_args(argv)
-    return tuple(dataclass_type(**{item.name: getattr(namespace, item.name) for item in command_fields(dataclass_type)})
-                 for dataclass_type in dataclass_types)
+    return tuple(
+        dataclass_type(**{item.name: getattr(namespace, item.name) for item in command_fields(dataclass_type)})
+        for dataclass_type in dataclass_types
+    )
 
 
 def with_defaults(dataclass_type: type, values: Optional[Mapping[str, Any]] = None) -> Any:

@@ -28,8 +28,15 @@ def run(args: EmbedArguments, run_args: ClassifierRunArguments) -> None:
     check_embedding_output(args.output, [run_args.input, run_args.model])  # before the model loads
     classifier = run_args.load_classifier()
     summary = embed_file(
-        classifier, run_args.input, args.output, normalize=args.normalize, text_fields=run_args.text_fields,
-        input_format=run_args.format, chunk_size=run_args.chunk_size, split=run_args.split, on_bad_row=run_args.on_bad_row,
+        classifier,
+        run_args.input,
+        args.output,
+        normalize=args.normalize,
+        text_fields=run_args.text_fields,
+        input_format=run_args.format,
+        chunk_size=run_args.chunk_size,
+        split=run_args.split,
+        on_bad_row=run_args.on_bad_row,
     )
     if PartialState().is_main_process:
         print(json.dumps(summary, indent=1))

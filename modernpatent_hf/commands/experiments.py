@@ -14,21 +14,31 @@ from .arguments import Command
 class ExperimentsRunArguments:
     """The grid, its output, and which conditions and seeds run how."""
 
-    grid: str = field(metadata={"positional": True, "help": "grid directory, e.g. recipes/tiny-modernbert/grid_synthetic"})
+    grid: str = field(
+        metadata={"positional": True, "help": "grid directory, e.g. recipes/tiny-modernbert/grid_synthetic"}
+    )
     out: str = field(metadata={"help": "output directory: shared data and tokenizer, one folder per run, the summary"})
-    seeds: int = field(default=3, metadata={"help": "training seeds 0..N-1 per condition (the data split stays fixed)"})
+    seeds: int = field(
+        default=3, metadata={"help": "training seeds 0..N-1 per condition (the data split stays fixed)"}
+    )
     conditions: Optional[List[str]] = field(
-        default=None, metadata={"comma_separated": True, "help": "comma-separated subset of the grid's conditions (default: all)"}
+        default=None,
+        metadata={"comma_separated": True, "help": "comma-separated subset of the grid's conditions (default: all)"},
     )
     launcher: Optional[str] = field(
         default=None,
-        metadata={"help": "command that runs a recipe script, e.g. 'accelerate launch --num_processes 2' (default: this Python)"},
+        metadata={
+            "help": "command that runs a recipe script, e.g. 'accelerate launch --num_processes 2' (default: this Python)"
+        },
     )
     set: List[str] = field(
         default_factory=list,
-        metadata={"repeatable": True, "metavar": "FIELD=VALUE",
-                  "help": "set a config_base.yaml field for every condition (repeatable; the value is YAML; default: none), "
-                  "e.g. a pretrained encoder's installed path: --set model_name_or_path=/path/to/model"},
+        metadata={
+            "repeatable": True,
+            "metavar": "FIELD=VALUE",
+            "help": "set a config_base.yaml field for every condition (repeatable; the value is YAML; default: none), "
+            "e.g. a pretrained encoder's installed path: --set model_name_or_path=/path/to/model",
+        },
     )
 
 
@@ -40,9 +50,14 @@ class ExperimentsSummarizeArguments:
 def run_grid_command(args: ExperimentsRunArguments) -> None:
     from ..experiments import parse_field_overrides, run_grid
 
-    run_grid(args.grid, args.out, seeds=range(args.seeds), conditions=args.conditions or None,
-             launcher=shlex.split(args.launcher) if args.launcher else [sys.executable],
-             base_overrides=parse_field_overrides(args.set))
+    run_grid(
+        args.grid,
+        args.out,
+        seeds=range(args.seeds),
+        conditions=args.conditions or None,
+        launcher=shlex.split(args.launcher) if args.launcher else [sys.executable],
+        base_overrides=parse_field_overrides(args.set),
+    )
     print(f"wrote {args.out}/results.json and {args.out}/summary.md")
 
 

@@ -19,11 +19,14 @@ class ExportOnnxArguments:
     opset: Optional[int] = field(default=None, metadata={"help": "ONNX opset (default: the exporter's)"})
     allow_pickle: bool = field(default=False, metadata={"help": ALLOW_PICKLE_HELP})
     int8: bool = field(
-        default=False, metadata={"help": "also write model.int8.onnx (dynamic int8) and report its top-1 agreement with fp32"}
+        default=False,
+        metadata={"help": "also write model.int8.onnx (dynamic int8) and report its top-1 agreement with fp32"},
     )
     dataset: Optional[str] = field(
         default=None,
-        metadata={"help": "prepared dataset directory whose texts measure the int8 agreement (default: generated texts)"},
+        metadata={
+            "help": "prepared dataset directory whose texts measure the int8 agreement (default: generated texts)"
+        },
     )
     split: str = field(default="test", metadata={"help": "split of --dataset"})
 
@@ -35,7 +38,9 @@ def run(args: ExportOnnxArguments) -> None:
 
     with owned_output_dir(args.out, "export-onnx", [args.model, args.dataset], overwrite=args.overwrite) as out_dir:
         texts = dataset_texts(args.dataset, args.split) if args.dataset else None
-        summary = export_onnx(args.model, out_dir, opset=args.opset, int8=args.int8, texts=texts, allow_pickle=args.allow_pickle)
+        summary = export_onnx(
+            args.model, out_dir, opset=args.opset, int8=args.int8, texts=texts, allow_pickle=args.allow_pickle
+        )
     print(json.dumps(summary, indent=1))
 
 

@@ -24,7 +24,11 @@ def launcher_options() -> Dict[str, int]:
 
     options = {}
     for action in launch_command_parser()._actions:
-        takes = 0 if action.nargs == 0 or isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)) else 1
+        takes = (
+            0
+            if action.nargs == 0 or isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction))
+            else 1
+        )
         for option in action.option_strings:
             if option not in ("-h", "--help", "-m", "--module") and option not in RECIPE_OPTIONS:
                 options[underscored(option)] = takes
@@ -43,7 +47,7 @@ def split_launcher_arguments(argv: Sequence[str], options: Dict[str, int]) -> Tu
     while position < len(argv):
         token = argv[position]
         if token == "--":
-            return argv[:position], argv[position + 1:]
+            return argv[:position], argv[position + 1 :]
         name, has_value, _ = token.partition("=")
         takes = options.get(underscored(name)) if token.startswith("-") else None
         if takes is None:
@@ -68,7 +72,9 @@ def launch_recipe(module: str, argv: Sequence[str]) -> int:
 
 def launch_help(command: str, module: str, script: str) -> str:
     """The ``--help`` description of a command that launches ``module`` (the clone's ``recipes/{script}.py``)."""
-    return (f"Runs `accelerate launch [LAUNCHER OPTIONS] -m {module} [RECIPE OPTIONS]`: the leading options that "
-            "`accelerate launch` knows (--config_file, --num_processes, --multi_gpu, --use_deepspeed, ...) go to the "
-            f"launcher, the rest (from --config YAML on, or after --) to the recipe, which `accelerate launch recipes/{script}.py` "
-            f"also runs. The recipe's fields: `modernpatent {command} --config YAML --help`.")
+    return (
+        f"Runs `accelerate launch [LAUNCHER OPTIONS] -m {module} [RECIPE OPTIONS]`: the leading options that "
+        "`accelerate launch` knows (--config_file, --num_processes, --multi_gpu, --use_deepspeed, ...) go to the "
+        f"launcher, the rest (from --config YAML on, or after --) to the recipe, which `accelerate launch recipes/{script}.py` "
+        f"also runs. The recipe's fields: `modernpatent {command} --config YAML --help`."
+    )

@@ -33,50 +33,76 @@ class ClassifierRunArguments:
 
     model: str = field(metadata={"help": "checkpoint directory (model, tokenizer, label_space.json)"})
     input: str = field(
-        metadata={"help": ".jsonl/.jsonl.gz, .csv/.csv.gz or .parquet file, a Parquet directory, or a `prepare` directory"}
+        metadata={
+            "help": ".jsonl/.jsonl.gz, .csv/.csv.gz or .parquet file, a Parquet directory, or a `prepare` directory"
+        }
     )
     text_fields: Optional[str] = field(
         default=None,
-        metadata={"help": "comma-separated fields joined into the text (default: the 'text' column of CSV/Parquet inputs "
-                  "that have one, else title,abstract)"},
+        metadata={
+            "help": "comma-separated fields joined into the text (default: the 'text' column of CSV/Parquet inputs "
+            "that have one, else title,abstract)"
+        },
     )
     format: str = field(
         default="auto",
-        metadata={"help": "input format (default: guessed from the path)", "choices": ["auto", "jsonl", "csv", "parquet"]},
+        metadata={
+            "help": "input format (default: guessed from the path)",
+            "choices": ["auto", "jsonl", "csv", "parquet"],
+        },
     )
-    split: Optional[str] = field(default=None, metadata={"help": "only this split of a `prepare` directory (default: all)"})
+    split: Optional[str] = field(
+        default=None, metadata={"help": "only this split of a `prepare` directory (default: all)"}
+    )
     on_bad_row: str = field(
         default="raise",
-        metadata={"help": "stop at a row without id or text, or with invalid JSON (default), or write an error row for it",
-                  "choices": ["raise", "record"]},
+        metadata={
+            "help": "stop at a row without id or text, or with invalid JSON (default), or write an error row for it",
+            "choices": ["raise", "record"],
+        },
     )
     max_length: Optional[int] = field(
-        default=None, metadata={"help": "truncate texts to this many tokens (default: the model's limit; use the training length)"}
+        default=None,
+        metadata={"help": "truncate texts to this many tokens (default: the model's limit; use the training length)"},
     )
     batch_tokens: int = field(default=16384, metadata={"help": "padded tokens per batch"})
     batch_size: int = field(default=256, metadata={"help": "texts per batch at most"})
     chunk_size: int = field(default=10_000, metadata={"help": "rows committed to disk at a time"})
-    device: Optional[str] = field(default=None, metadata={"help": "cpu, cuda, cuda:1... (default: this process's GPU, else CPU)"})
+    device: Optional[str] = field(
+        default=None, metadata={"help": "cpu, cuda, cuda:1... (default: this process's GPU, else CPU)"}
+    )
     dtype: Optional[str] = field(
         default=None,
-        metadata={"help": "weights' precision (default: bfloat16 on CUDA, float32 on CPU)",
-                  "choices": ["float32", "bfloat16", "float16"]},
+        metadata={
+            "help": "weights' precision (default: bfloat16 on CUDA, float32 on CPU)",
+            "choices": ["float32", "bfloat16", "float16"],
+        },
     )
     int8: bool = field(default=False, metadata={"help": "dynamic int8 quantization of the linear layers (CPU)"})
     allow_pickle: bool = field(default=False, metadata={"help": ALLOW_PICKLE_HELP})
     packing: Optional[bool] = field(
         default=None, metadata={"help": "packed batches without padding (default: on CUDA; see docs/benchmarks.md)"}
     )
-    compile: Optional[bool] = field(default=None, metadata={"help": "torch.compile the model (default: on CUDA when packing)"})
+    compile: Optional[bool] = field(
+        default=None, metadata={"help": "torch.compile the model (default: on CUDA when packing)"}
+    )
 
     def load_classifier(self, titles: Optional[str] = None):
         """The :class:`~modernpatent_hf.predictor.PatentClassifier` these options describe."""
         from ..predictor import PatentClassifier
 
         return PatentClassifier.from_pretrained(
-            self.model, device=self.device, dtype=self.dtype, int8=self.int8, compile=self.compile, packing=self.packing,
-            max_length=self.max_length, max_batch_tokens=self.batch_tokens, max_batch_size=self.batch_size,
-            titles=titles, allow_pickle=self.allow_pickle,
+            self.model,
+            device=self.device,
+            dtype=self.dtype,
+            int8=self.int8,
+            compile=self.compile,
+            packing=self.packing,
+            max_length=self.max_length,
+            max_batch_tokens=self.batch_tokens,
+            max_batch_size=self.batch_size,
+            titles=titles,
+            allow_pickle=self.allow_pickle,
         )
 
 
@@ -88,9 +114,12 @@ class PredictArguments:
     top_k: int = field(default=5, metadata={"help": "codes per row, best first"})
     threshold: Optional[float] = field(
         default=None,
-        metadata={"type": threshold_value, "metavar": "THRESHOLD",
-                  "help": "keep codes with at least this probability (at most --top-k; the best code is always kept); "
-                  "'auto': each code's threshold tuned on validation at training time (the checkpoint's thresholds.json)"},
+        metadata={
+            "type": threshold_value,
+            "metavar": "THRESHOLD",
+            "help": "keep codes with at least this probability (at most --top-k; the best code is always kept); "
+            "'auto': each code's threshold tuned on validation at training time (the checkpoint's thresholds.json)",
+        },
     )
     titles: Optional[str] = field(default=None, metadata={"help": "code<TAB>title TSV: add titles to the predictions"})
 
@@ -104,9 +133,16 @@ def run(args: PredictArguments, run_args: ClassifierRunArguments) -> None:
     check_prediction_output(args.output, [run_args.input, run_args.model])  # before the model loads
     classifier = run_args.load_classifier(titles=args.titles)
     summary = predict_file(
-        classifier, run_args.input, args.output, top_k=args.top_k, threshold=args.threshold,
-        text_fields=run_args.text_fields, input_format=run_args.format, chunk_size=run_args.chunk_size,
-        split=run_args.split, on_bad_row=run_args.on_bad_row,
+        classifier,
+        run_args.input,
+        args.output,
+        top_k=args.top_k,
+        threshold=args.threshold,
+        text_fields=run_args.text_fields,
+        input_format=run_args.format,
+        chunk_size=run_args.chunk_size,
+        split=run_args.split,
+        on_bad_row=run_args.on_bad_row,
     )
     if PartialState().is_main_process:
         print(json.dumps(summary, indent=1))

@@ -9,7 +9,9 @@ from .arguments import Command
 
 @dataclass
 class StatsArguments:
-    data: str = field(metadata={"positional": True, "help": "directory written by `modernpatent prepare` or `modernpatent synth`"})
+    data: str = field(
+        metadata={"positional": True, "help": "directory written by `modernpatent prepare` or `modernpatent synth`"}
+    )
     top: int = field(default=30, metadata={"help": "size of the head whose share is reported"})
 
 

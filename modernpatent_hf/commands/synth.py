@@ -17,7 +17,8 @@ class SynthArguments:
     seed: int = field(default=0, metadata={"help": "random seed (same seed, same corpus)"})
     overwrite: bool = field(default=False, metadata={"help": OVERWRITE_HELP})
     num_subclasses: int = field(
-        default=665, metadata={"help": "size of the label space: the most frequent subclasses of the full world (at most 665)"}
+        default=665,
+        metadata={"help": "size of the label space: the most frequent subclasses of the full world (at most 665)"},
     )
     validation_fraction: float = field(default=0.05, metadata={"help": "share of records for validation"})
     test_fraction: float = field(default=0.1, metadata={"help": "share of records for test"})
@@ -27,8 +28,13 @@ def run(args: SynthArguments) -> None:
     from ..data.synthetic import write_synthetic_corpus
 
     summary = write_synthetic_corpus(
-        args.out, n=args.n, seed=args.seed, num_subclasses=args.num_subclasses,
-        validation_fraction=args.validation_fraction, test_fraction=args.test_fraction, overwrite=args.overwrite,
+        args.out,
+        n=args.n,
+        seed=args.seed,
+        num_subclasses=args.num_subclasses,
+        validation_fraction=args.validation_fraction,
+        test_fraction=args.test_fraction,
+        overwrite=args.overwrite,
     )
     print(json.dumps(summary, indent=1))
 

@@ -12,8 +12,10 @@ class TokenizerArguments:
     """The corpus, the vocabulary and where the tokenizer goes."""
 
     corpus: str = field(
-        metadata={"help": "dataset directory from `prepare`/`synth` (its train split), a .jsonl/.jsonl.gz/.parquet/.tsv "
-                  "file, or a .txt file with one text per line"}
+        metadata={
+            "help": "dataset directory from `prepare`/`synth` (its train split), a .jsonl/.jsonl.gz/.parquet/.tsv "
+            "file, or a .txt file with one text per line"
+        }
     )
     out: str = field(metadata={"help": "output directory (a PreTrainedTokenizerFast)"})
     vocab_size: int = field(default=16000, metadata={"help": "vocabulary size"})

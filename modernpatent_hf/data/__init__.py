@@ -17,7 +17,12 @@ from typing import TYPE_CHECKING
 
 from ..lazy import lazy_exports
 
-_EXPORTS = {"Uspto3mBuilder": "uspto3m", "iter_records": "readers", "load_uspto3m": "uspto3m", "prepare_dataset": "prepare"}
+_EXPORTS = {
+    "Uspto3mBuilder": "uspto3m",
+    "iter_records": "readers",
+    "load_uspto3m": "uspto3m",
+    "prepare_dataset": "prepare",
+}
 
 __all__ = sorted(_EXPORTS)
 

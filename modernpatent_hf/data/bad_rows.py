@@ -55,5 +55,8 @@ def skip_bad_row(error: BadRow, on_bad_row: str, counters: Optional[Counters]) -
     count(counters, "bad_rows")
     seen = counters.get("bad_rows", 0) if counters is not None else 0
     if seen <= BAD_ROWS_LOGGED:
-        logger.warning("skipped a bad row: %s%s", error,
-                       "; further bad rows are counted (bad_rows), not logged" if seen == BAD_ROWS_LOGGED else "")
+        logger.warning(
+            "skipped a bad row: %s%s",
+            error,
+            "; further bad rows are counted (bad_rows), not logged" if seen == BAD_ROWS_LOGGED else "",
+        )

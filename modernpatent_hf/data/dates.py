@@ -54,7 +54,9 @@ def date_years(path: Union[str, os.PathLike], input_format: str) -> Optional[Dic
         try:
             return pq.read_table(file, columns=["date"]).column("date")
         except (pa.ArrowException, OSError, KeyError) as error:
-            raise ValueError(f"cannot read the date column of {file} ({one_line(error)}); is the file complete?") from None
+            raise ValueError(
+                f"cannot read the date column of {file} ({one_line(error)}); is the file complete?"
+            ) from None
 
     return _summed_years(parquet_files(path), read)
 
@@ -71,7 +73,13 @@ def hub_date_years(repo_id: str) -> Optional[Dict[str, int]]:
         files = sorted(filesystem.glob(f"datasets/{repo_id}/**/*.parquet"))
         if not files:
             return None
-        return _summed_years(files, lambda file: pq.read_table(file, columns=["date"], filesystem=filesystem).column("date"))
+        return _summed_years(
+            files, lambda file: pq.read_table(file, columns=["date"], filesystem=filesystem).column("date")
+        )
     except Exception as error:  # offline mode, DNS and HTTP errors, a schema without a date column
-        logger.debug("could not read the dates of %s on the Hub (%s); checking them after the download", repo_id, one_line(error))
+        logger.debug(
+            "could not read the dates of %s on the Hub (%s); checking them after the download",
+            repo_id,
+            one_line(error),
+        )
         return None

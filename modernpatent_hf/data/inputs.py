@@ -28,9 +28,7 @@ TEXT_COLUMN = "text"
 SUFFIXES = {"jsonl": (".jsonl", ".jsonl.gz"), "csv": (".csv", ".csv.gz"), "parquet": (".parquet",)}
 
 
-def input_files(
-    path: Union[str, os.PathLike], input_format: str, split: Optional[str]
-) -> Tuple[str, List[str]]:
+def input_files(path: Union[str, os.PathLike], input_format: str, split: Optional[str]) -> Tuple[str, List[str]]:
     """``(format, files)``: a .jsonl/.jsonl.gz, .csv/.csv.gz or .parquet file, a directory written by
     ``modernpatent prepare`` (all its splits in order, or ``split``), or a directory of Parquet files."""
     path = os.fspath(path)
@@ -40,7 +38,9 @@ def input_files(
         raise FileNotFoundError(f"no such input file or directory: {path!r}")
     if os.path.isdir(path):
         if input_format not in ("auto", "parquet"):
-            raise ValueError(f"{path} is a directory: only Parquet files are read from directories, not {input_format}")
+            raise ValueError(
+                f"{path} is a directory: only Parquet files are read from directories, not {input_format}"
+            )
         if is_prepared_dir(path):
             return "parquet", prepared_split_files(path, split)
         files = parquet_files(path)
@@ -52,7 +52,9 @@ def input_files(
             raise ValueError(f"cannot tell the format of {path!r} from its name; pass --format jsonl, csv or parquet")
         files = [path]
     if split is not None:
-        raise ValueError(f"a split ({split!r}) can only be chosen in a directory written by `modernpatent prepare`; {path} is not one")
+        raise ValueError(
+            f"a split ({split!r}) can only be chosen in a directory written by `modernpatent prepare`; {path} is not one"
+        )
     return input_format, files
 
 
@@ -95,7 +97,9 @@ def row_id_and_text(where: str, row: Row, fields: Sequence[str], counters: Count
     except ValueError as error:
         raise BadRow(str(error)) from None
     known = jsonl_text_fields(values)  # adds first_claim from a claims list, as prepare does
-    sources = {name: known[name] if name in known else values[name] for name in fields if name in known or name in values}
+    sources = {
+        name: known[name] if name in known else values[name] for name in fields if name in known or name in values
+    }
     try:
         if line is not None and "\\u" in line:  # only a JSON escape can make an unpaired surrogate
             refuse_surrogates(sources, f"record {record_id!r}")

@@ -52,7 +52,9 @@ def duplicate_keys(
 ) -> Tuple[np.ndarray, np.ndarray]:
     """Exact- and near-duplicate keys (two uint64 arrays) of ``texts``, in order."""
     exact, near = array("Q"), array("Q")  # 8 bytes a key, not a Python int each
-    for text in tqdm(texts, total=total, desc="hashing texts for the leakage check", unit=" texts", disable=not progress):
+    for text in tqdm(
+        texts, total=total, desc="hashing texts for the leakage check", unit=" texts", disable=not progress
+    ):
         words = text.casefold().split()  # normalize_text, split once for both keys
         exact.append(digest64(" ".join(words)))
         edges = words if len(words) <= 2 * EDGE_WORDS else words[:EDGE_WORDS] + ["..."] + words[-EDGE_WORDS:]
@@ -75,10 +77,12 @@ def shared_across_splits(keys_by_split: Mapping[str, np.ndarray]) -> Dict[str, n
     np.maximum.at(highest, group, split)
     shared = (lowest != highest)[group]
     bounds = np.cumsum([0, *sizes])
-    return {name: shared[bounds[i]:bounds[i + 1]] for i, name in enumerate(names)}
+    return {name: shared[bounds[i] : bounds[i + 1]] for i, name in enumerate(names)}
 
 
-def move_shared_texts_to_train(exact_keys: np.ndarray, positions: Mapping[str, np.ndarray]) -> Tuple[Dict[str, np.ndarray], int]:
+def move_shared_texts_to_train(
+    exact_keys: np.ndarray, positions: Mapping[str, np.ndarray]
+) -> Tuple[Dict[str, np.ndarray], int]:
     """Split row positions with every exactly duplicated text that spans two splits moved to ``train``.
 
     ``exact_keys[i]`` is row ``i``'s exact-duplicate key; ``positions`` maps split names (``train``
@@ -116,8 +120,12 @@ def split_overlap(splits: Mapping[str, datasets.Dataset]) -> Dict[str, object]:
         ids[name], texts[name] = np.array(id_keys, dtype=np.uint64), np.array(text_keys, dtype=np.uint64)
     shared_ids, shared_texts = shared_across_splits(ids), shared_across_splits(texts)
     example = next(
-        ((name, splits[name][int(np.flatnonzero(mask)[0])]["id"])
-         for shared in (shared_ids, shared_texts) for name, mask in shared.items() if mask.any()),
+        (
+            (name, splits[name][int(np.flatnonzero(mask)[0])]["id"])
+            for shared in (shared_ids, shared_texts)
+            for name, mask in shared.items()
+            if mask.any()
+        ),
         None,
     )
     return {

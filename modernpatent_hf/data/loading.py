@@ -42,8 +42,10 @@ def load_patent_splits(
     """
     source = data_args.dataset_name_or_path
     if data_args.test_dataset_name_or_path and (source == "synthetic" or is_prepared_dir(source)):
-        raise ValueError(f"test_dataset_name_or_path needs a raw dataset_name_or_path to split, not {source!r}, whose "
-                         "splits are made already; prepare both with `modernpatent prepare --test-input` instead")
+        raise ValueError(
+            f"test_dataset_name_or_path needs a raw dataset_name_or_path to split, not {source!r}, whose "
+            "splits are made already; prepare both with `modernpatent prepare --test-input` instead"
+        )
     prepared = source if is_prepared_dir(source) else os.path.join(work_dir, RUN_DATA_SUBDIR)
     with main_process_first(training_args, desc="preparing data"):
         if prepared != source:
@@ -53,10 +55,16 @@ def load_patent_splits(
         refuse_split_overlap(splits, prepared)
     label_space = CpcLabelSpace.load(prepared)
     if data_args.min_label_count > 1 and label_space.counts is not None:
-        label_space = CpcLabelSpace.from_counts(label_space.counts, min_count=data_args.min_label_count, titles=label_space.titles)
+        label_space = CpcLabelSpace.from_counts(
+            label_space.counts, min_count=data_args.min_label_count, titles=label_space.titles
+        )
     if data_args.titles_path:
         label_space = label_space.with_titles(data_args.titles_path)
-    for split, limit in (("train", data_args.max_train_samples), ("validation", data_args.max_eval_samples), ("test", data_args.max_test_samples)):
+    for split, limit in (
+        ("train", data_args.max_train_samples),
+        ("validation", data_args.max_eval_samples),
+        ("test", data_args.max_test_samples),
+    ):
         if split in splits and limit is not None and limit < len(splits[split]):
             splits[split] = splits[split].select(range(limit))
     if "train" not in splits or len(splits["train"]) == 0:
@@ -72,11 +80,16 @@ def run_data_fingerprint(data_args: DataArguments) -> dict:
         return {"source": source, "records": data_args.synthetic_num_records, "seed": data_args.synthetic_seed}
     return {
         "source": _source_signature(source),
-        "text_fields": data_args.text_fields, "min_count": data_args.min_label_count,
-        "validation_fraction": data_args.validation_fraction, "test_fraction": data_args.test_fraction,
-        "test_year": data_args.test_year, "test_size": data_args.test_size, "seed": data_args.split_seed,
+        "text_fields": data_args.text_fields,
+        "min_count": data_args.min_label_count,
+        "validation_fraction": data_args.validation_fraction,
+        "test_fraction": data_args.test_fraction,
+        "test_year": data_args.test_year,
+        "test_size": data_args.test_size,
+        "seed": data_args.split_seed,
         "titles": _path_signature(data_args.titles_path) if data_args.titles_path else None,
-        "test_source": _source_signature(data_args.test_dataset_name_or_path), "on_bad_row": data_args.on_bad_row,
+        "test_source": _source_signature(data_args.test_dataset_name_or_path),
+        "on_bad_row": data_args.on_bad_row,
     }
 
 
@@ -88,7 +101,11 @@ def _source_signature(source: Optional[str]):
 
 
 def _path_signature(path: str) -> list:
-    files = [os.path.join(root, name) for root, _, names in os.walk(path) for name in names] if os.path.isdir(path) else [path]
+    files = (
+        [os.path.join(root, name) for root, _, names in os.walk(path) for name in names]
+        if os.path.isdir(path)
+        else [path]
+    )
     return file_signatures(sorted(files))
 
 
@@ -100,19 +117,42 @@ def prepare_run_data(data_args: DataArguments, prepared: str) -> None:
     """
     fingerprint = json.loads(json.dumps(run_data_fingerprint(data_args)))  # as the marker gives it back
     marker = read_output_marker(prepared)
-    if is_prepared_dir(prepared) and marker is not None and marker.get("complete") and marker.get("fingerprint") == fingerprint:
+    if (
+        is_prepared_dir(prepared)
+        and marker is not None
+        and marker.get("complete")
+        and marker.get("fingerprint") == fingerprint
+    ):
         return
-    check_output_dir(prepared, "prepare", [data_args.dataset_name_or_path, data_args.titles_path, data_args.test_dataset_name_or_path],
-                     overwrite=True, option="the run's data directory")
+    check_output_dir(
+        prepared,
+        "prepare",
+        [data_args.dataset_name_or_path, data_args.titles_path, data_args.test_dataset_name_or_path],
+        overwrite=True,
+        option="the run's data directory",
+    )
     if data_args.dataset_name_or_path == "synthetic":
-        write_synthetic_corpus(prepared, n=data_args.synthetic_num_records, seed=data_args.synthetic_seed,
-                               overwrite=True, fingerprint=fingerprint)
+        write_synthetic_corpus(
+            prepared,
+            n=data_args.synthetic_num_records,
+            seed=data_args.synthetic_seed,
+            overwrite=True,
+            fingerprint=fingerprint,
+        )
     else:
         config = PrepareConfig(
-            inputs=[data_args.dataset_name_or_path], out=prepared, overwrite=True, text_fields=data_args.text_fields,
-            min_count=data_args.min_label_count, validation_fraction=data_args.validation_fraction,
-            test_fraction=data_args.test_fraction, test_year=data_args.test_year, test_size=data_args.test_size,
-            seed=data_args.split_seed, titles=data_args.titles_path, test_input=data_args.test_dataset_name_or_path,
+            inputs=[data_args.dataset_name_or_path],
+            out=prepared,
+            overwrite=True,
+            text_fields=data_args.text_fields,
+            min_count=data_args.min_label_count,
+            validation_fraction=data_args.validation_fraction,
+            test_fraction=data_args.test_fraction,
+            test_year=data_args.test_year,
+            test_size=data_args.test_size,
+            seed=data_args.split_seed,
+            titles=data_args.titles_path,
+            test_input=data_args.test_dataset_name_or_path,
             on_bad_row=data_args.on_bad_row,
         )
         prepare_dataset(config, fingerprint=fingerprint)

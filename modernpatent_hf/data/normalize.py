@@ -96,8 +96,9 @@ def normalize_date(value: object, record_id: Optional[str] = None, where: Option
     try:
         datetime.date(*map(int, match.groups()))
     except ValueError as error:  # the right shape, but no such day (2020-13-45, 2021-02-29)
-        raise BadRow(f"{record_name} has date {value!r}, which is not a calendar date ({error}); "
-                     "fix or remove the date") from None
+        raise BadRow(
+            f"{record_name} has date {value!r}, which is not a calendar date ({error}); fix or remove the date"
+        ) from None
     return "-".join(match.groups())
 
 
@@ -194,7 +195,11 @@ def no_usable_record_error(source: str, counters: Mapping[str, int], hint: str) 
         return ValueError(f"no usable record in {source}: it holds no records; is it the right file?")
     reasons = [
         f"{counters[key]:,} {what}"
-        for key, what in (("empty_text", "had no text"), ("no_labels", "had no valid CPC code"), ("bad_rows", "were bad rows (see the warnings)"))
+        for key, what in (
+            ("empty_text", "had no text"),
+            ("no_labels", "had no valid CPC code"),
+            ("bad_rows", "were bad rows (see the warnings)"),
+        )
         if counters.get(key)
     ]
     invalid = counters.get("invalid_codes", 0)
@@ -242,8 +247,14 @@ def normalize_uspto3m_batch(
         try:
             record_id = normalize_record_id(record_id, f"{where} row (cpc_ids {codes!r}, date {date!r})")
             record, row_counts["invalid_codes"] = build_record(
-                record_id, codes, {"first_claim": text}, FIRST_CLAIM, date=date, on_invalid_code=on_invalid_code,
-                counters=row_counts, where=where,
+                record_id,
+                codes,
+                {"first_claim": text},
+                FIRST_CLAIM,
+                date=date,
+                on_invalid_code=on_invalid_code,
+                counters=row_counts,
+                where=where,
             )
             error = None
         except BadRow as bad:

@@ -95,7 +95,7 @@ def _rows(table: pa.Table, positions: np.ndarray, window: int = 10_000) -> Itera
     """
     bounds = np.searchsorted(positions, np.arange(0, table.num_rows + window, window))
     for index, start in enumerate(range(0, table.num_rows, window)):
-        batch = positions[bounds[index]:bounds[index + 1]]
+        batch = positions[bounds[index] : bounds[index + 1]]
         if len(batch):
             yield from table.slice(start, window).take(batch - start).to_pylist()
 
@@ -110,11 +110,15 @@ def _date_summary(dates: Union[pa.Array, pa.ChunkedArray]) -> Dict:
         "first": bounds["min"],
         "last": bounds["max"],
         "records_without_date": dates.null_count,
-        "records_per_year": dict(sorted(zip(per_year.field("values").to_pylist(), per_year.field("counts").to_pylist()))),
+        "records_per_year": dict(
+            sorted(zip(per_year.field("values").to_pylist(), per_year.field("counts").to_pylist()))
+        ),
     }
 
 
-def prepare_dataset(config: PrepareConfig, progress: Optional[bool] = None, fingerprint: Optional[Mapping] = None) -> Dict:
+def prepare_dataset(
+    config: PrepareConfig, progress: Optional[bool] = None, fingerprint: Optional[Mapping] = None
+) -> Dict:
     """Normalize ``config.inputs`` into a dataset directory ``config.out`` that ``datasets.load_dataset`` loads.
 
     Splits: test by ``test_year`` (sampled to ``test_size``) or a random ``test_fraction`` (empty
@@ -142,8 +146,17 @@ def prepare_dataset(config: PrepareConfig, progress: Optional[bool] = None, fing
     """
     inputs, test_inputs = config.inputs, config.test_input
     validation_fraction, test_fraction, test_year, test_size = (
-        config.validation_fraction, config.test_fraction, config.test_year, config.test_size)
-    seed, min_count, on_invalid_code, on_bad_row = config.seed, config.min_count, config.on_invalid_code, config.on_bad_row
+        config.validation_fraction,
+        config.test_fraction,
+        config.test_year,
+        config.test_size,
+    )
+    seed, min_count, on_invalid_code, on_bad_row = (
+        config.seed,
+        config.min_count,
+        config.on_invalid_code,
+        config.on_bad_row,
+    )
     if not inputs:
         raise ValueError("no input given: pass JSON Lines, TSV or Parquet paths or the Hub id MalavP/USPTO-3M")
     check_split_options(validation_fraction, test_fraction, test_year, test_size, external_test=bool(test_inputs))
@@ -162,7 +175,9 @@ def prepare_dataset(config: PrepareConfig, progress: Optional[bool] = None, fing
     out_dir = os.path.abspath(os.fspath(config.out))
     check_output_dir(out_dir, "prepare", inputs + test_inputs, config.overwrite)
     names = ", ".join(map(os.fspath, inputs))
-    if test_year is not None and all(resolved == "hub" and not os.path.exists(path) for path, resolved in zip(inputs, formats)):
+    if test_year is not None and all(
+        resolved == "hub" and not os.path.exists(path) for path, resolved in zip(inputs, formats)
+    ):
         # The dates where they are published, before gigabytes are downloaded (None when the Hub is out of reach).
         years = [hub_date_years(os.fspath(path)) for path in inputs]
         if all(per_source is not None for per_source in years):
@@ -178,41 +193,57 @@ def prepare_dataset(config: PrepareConfig, progress: Optional[bool] = None, fing
     remove_stale_scratch(out_dir)  # what a killed run left: the staging file of USPTO-3M takes gigabytes
     # The staging file sits next to the output: USPTO-3M takes gigabytes that /tmp may not have.
     with _staging_dir(out_dir) as staging, _datasets_progress_bars(progress):
+
         def read(given: Sequence[PathLike], local: Sequence[Tuple[str, str]], name: str) -> datasets.Dataset:
             streams = (
                 record
                 for path, (where, resolved) in zip(given, local)
                 for record in tqdm(
                     iter_records(where, resolved, fields, on_invalid_code, counters, on_bad_row),
-                    desc=f"reading {os.path.basename(os.fspath(path)) or path}", unit=" records", disable=not progress,
+                    desc=f"reading {os.path.basename(os.fspath(path)) or path}",
+                    unit=" records",
+                    disable=not progress,
                 )
             )
             return clean_records(stage_records(streams, os.path.join(staging, f"{name}.arrow")), counters)
 
         records = read(inputs, sources, "records")
         if len(records) == 0:
-            raise no_usable_record_error(names, counters, "check the records' CPC codes and text fields (--text-fields)")
+            raise no_usable_record_error(
+                names, counters, "check the records' CPC codes and text fields (--text-fields)"
+            )
         external_test_rows = 0
         if test_inputs:
             before = counters.get("records_read", 0)
             test_records = read(test_inputs, test_sources, "test_records")
             counters["test_records_read"] = counters.get("records_read", 0) - before
             if len(test_records) == 0:
-                raise ValueError(f"no usable record in the test set {', '.join(map(os.fspath, test_inputs))}: "
-                                 f"{counters['test_records_read']:,} read, none kept; check its columns and codes")
+                raise ValueError(
+                    f"no usable record in the test set {', '.join(map(os.fspath, test_inputs))}: "
+                    f"{counters['test_records_read']:,} read, none kept; check its columns and codes"
+                )
             external_test_rows = len(test_records)
             records = datasets.concatenate_datasets([records, test_records])
         # "all" is every record after merging duplicates, before the label space is applied.
         label_stats = {"all": label_statistics(iter_values(records.data.table.column("labels")))}
         dates = _date_summary(records.data.table.column("date"))
         records, positions, label_space = assign_splits(
-            records, validation_fraction=validation_fraction, seed=seed, test_year=test_year,
-            test_size=test_size, test_fraction=test_fraction, min_count=min_count, counters=counters,
-            progress=progress, external_test_rows=external_test_rows,
+            records,
+            validation_fraction=validation_fraction,
+            seed=seed,
+            test_year=test_year,
+            test_size=test_size,
+            test_fraction=test_fraction,
+            min_count=min_count,
+            counters=counters,
+            progress=progress,
+            external_test_rows=external_test_rows,
         )
         table = records.data.table
         for name in SPLIT_ORDER:
-            label_stats[name] = label_statistics(row["labels"] for row in _rows(table.select(["labels"]), positions[name]))
+            label_stats[name] = label_statistics(
+                row["labels"] for row in _rows(table.select(["labels"]), positions[name])
+            )
         if titles is not None:
             label_space = label_space.with_titles(titles)
         stats = {
@@ -220,8 +251,13 @@ def prepare_dataset(config: PrepareConfig, progress: Optional[bool] = None, fing
             "test_inputs": [os.fspath(path) for path in test_inputs],
             "text_fields": list(fields) if fields else "default of each format",
             "split": {
-                "seed": seed, "validation_fraction": validation_fraction, "test_fraction": test_fraction,
-                "test_year": test_year, "test_size": test_size, "min_count": min_count, "on_bad_row": on_bad_row,
+                "seed": seed,
+                "validation_fraction": validation_fraction,
+                "test_fraction": test_fraction,
+                "test_year": test_year,
+                "test_size": test_size,
+                "min_count": min_count,
+                "on_bad_row": on_bad_row,
             },
             "counts": counters,
             "leakage": leakage_report(counters),
@@ -229,13 +265,21 @@ def prepare_dataset(config: PrepareConfig, progress: Optional[bool] = None, fing
             "label_statistics": label_stats,
         }
         rows = write_dataset_dir(
-            out_dir, {name: _rows(table, positions[name]) for name in SPLIT_ORDER}, label_space, stats=stats,
+            out_dir,
+            {name: _rows(table, positions[name]) for name in SPLIT_ORDER},
+            label_space,
+            stats=stats,
             description="Normalized CPC-labelled patents prepared by `modernpatent prepare` from "
             f"{', '.join(stats['inputs'])}.",
-            progress=progress, command="prepare", fingerprint=fingerprint,
+            progress=progress,
+            command="prepare",
+            fingerprint=fingerprint,
         )
     log_counts(f"prepared {out_dir}", counters)
     return {
-        "out_dir": out_dir, "rows_per_split": rows, "num_labels": len(label_space), "counts": counters,
+        "out_dir": out_dir,
+        "rows_per_split": rows,
+        "num_labels": len(label_space),
+        "counts": counters,
         "leakage": leakage_report(counters),
     }

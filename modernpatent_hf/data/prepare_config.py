@@ -23,51 +23,74 @@ BAD_ROW_POLICIES = ["skip", "raise"]
 class PrepareConfig:
     """Sources, output directory and split settings of one ``prepare`` run."""
 
-    inputs: List[str] = field(metadata={"positional": True, "help": "input files, directories, or the hub id MalavP/USPTO-3M"})
+    inputs: List[str] = field(
+        metadata={"positional": True, "help": "input files, directories, or the hub id MalavP/USPTO-3M"}
+    )
     out: str = field(metadata={"help": "output directory"})
     overwrite: bool = field(
         default=False,
-        metadata={"help": "replace this command's earlier output in --out (--out must otherwise be new or empty; files "
-                  "that no modernpatent command wrote are never replaced)"},
+        metadata={
+            "help": "replace this command's earlier output in --out (--out must otherwise be new or empty; files "
+            "that no modernpatent command wrote are never replaced)"
+        },
     )
     text_fields: Optional[str] = field(
         default=None,
-        metadata={"help": "comma-separated fields joined into the text: title, abstract, claims, first_claim, e.g. "
-                  "'title,abstract' or 'title,abstract,claims' (default: first_claim for USPTO-3M/TSV, which hold only "
-                  "it; title,abstract for JSON Lines)"},
+        metadata={
+            "help": "comma-separated fields joined into the text: title, abstract, claims, first_claim, e.g. "
+            "'title,abstract' or 'title,abstract,claims' (default: first_claim for USPTO-3M/TSV, which hold only "
+            "it; title,abstract for JSON Lines)"
+        },
     )
-    format: str = field(default="auto", metadata={"help": "input format (default: guessed from the path)", "choices": INPUT_FORMATS})
-    min_count: int = field(default=1, metadata={"help": "keep subclasses with at least this many training occurrences"})
+    format: str = field(
+        default="auto", metadata={"help": "input format (default: guessed from the path)", "choices": INPUT_FORMATS}
+    )
+    min_count: int = field(
+        default=1, metadata={"help": "keep subclasses with at least this many training occurrences"}
+    )
     validation_fraction: float = field(
         default=VALIDATION_FRACTION, metadata={"help": "share of train held out for validation (upstream: 0.005)"}
     )
     test_input: Optional[List[str]] = field(
         default=None,
-        metadata={"metavar": "TEST_INPUT",
-                  "help": "a separate test set (files, directories or a Hub id such as 0zo/google_patentsview_claims_2016) "
-                  "used as the test split instead of one cut from the inputs; input records sharing an id or text with it "
-                  "are removed"},
+        metadata={
+            "metavar": "TEST_INPUT",
+            "help": "a separate test set (files, directories or a Hub id such as 0zo/google_patentsview_claims_2016) "
+            "used as the test split instead of one cut from the inputs; input records sharing an id or text with it "
+            "are removed",
+        },
     )
     test_year: Optional[int] = field(default=None, metadata={"help": "grant year whose patents form the test split"})
     test_size: Optional[int] = field(
-        default=None, metadata={"help": "sample this many patents of --test-year or --test-input (of all records otherwise), seeded"}
+        default=None,
+        metadata={
+            "help": "sample this many patents of --test-year or --test-input (of all records otherwise), seeded"
+        },
     )
     test_fraction: float = field(
-        default=0.0, metadata={"help": "random seeded share of the records for the test split, instead of --test-year/--test-size"}
+        default=0.0,
+        metadata={"help": "random seeded share of the records for the test split, instead of --test-year/--test-size"},
     )
     seed: int = field(default=SPLIT_SEED, metadata={"help": "shuffle seed for the splits (upstream: 42)"})
     on_invalid_code: str = field(
         default="drop",
-        metadata={"help": "drop malformed CPC values and count them, or stop at the first one", "choices": INVALID_CODE_POLICIES},
+        metadata={
+            "help": "drop malformed CPC values and count them, or stop at the first one",
+            "choices": INVALID_CODE_POLICIES,
+        },
     )
     on_bad_row: str = field(
         default="skip",
-        metadata={"help": "skip a row without a usable id, date or JSON and count it (bad_rows), or stop at the first one",
-                  "choices": BAD_ROW_POLICIES},
+        metadata={
+            "help": "skip a row without a usable id, date or JSON and count it (bad_rows), or stop at the first one",
+            "choices": BAD_ROW_POLICIES,
+        },
     )
     titles: Optional[str] = field(
         default=None,
-        metadata={"help": "code<TAB>title TSV whose titles go into the label space (from Python also a code -> title mapping)"},
+        metadata={
+            "help": "code<TAB>title TSV whose titles go into the label space (from Python also a code -> title mapping)"
+        },
     )
 
     def __post_init__(self):

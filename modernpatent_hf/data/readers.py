@@ -55,7 +55,11 @@ from .sources import local_source, resolve_format
 
 
 def _iter_uspto3m(
-    batches: Iterable[Mapping[str, list]], on_invalid_code: str, on_bad_row: str, counters: Optional[Counters], where: str
+    batches: Iterable[Mapping[str, list]],
+    on_invalid_code: str,
+    on_bad_row: str,
+    counters: Optional[Counters],
+    where: str,
 ) -> Iterator[dict]:
     for batch in batches:
         normalized = normalize_uspto3m_batch(batch, on_invalid_code, on_bad_row, where)
@@ -73,8 +77,14 @@ def _iter_uspto3m(
 def _tsv_record(where: str, row: Mapping[str, str], on_invalid_code: str, counters: Optional[Counters]) -> dict:
     record_id = normalize_record_id(row["id"], where)
     record, n_invalid = build_record(
-        record_id, row["group_ids"], {"first_claim": row["text"]}, FIRST_CLAIM, date=row["date"].strip(),
-        on_invalid_code=on_invalid_code, counters=counters, where=where,
+        record_id,
+        row["group_ids"],
+        {"first_claim": row["text"]},
+        FIRST_CLAIM,
+        date=row["date"].strip(),
+        on_invalid_code=on_invalid_code,
+        counters=counters,
+        where=where,
     )
     count(counters, "invalid_codes", n_invalid)
     return record
@@ -95,11 +105,15 @@ def _iter_tsv(path: str, on_invalid_code: str, on_bad_row: str, counters: Option
             yield record
 
 
-def _jsonl_record(where: str, line: str, text_fields: Sequence[str], on_invalid_code: str, counters: Optional[Counters]) -> dict:
+def _jsonl_record(
+    where: str, line: str, text_fields: Sequence[str], on_invalid_code: str, counters: Optional[Counters]
+) -> dict:
     row = parse_json_row(where, line)
     record_id = normalize_record_id(row.get("id"), where)
     if "cpc" not in row:
-        raise BadRow(f"{where}: record {record_id!r} has no 'cpc' field (a list of CPC codes); its keys: {', '.join(map(str, row))}")
+        raise BadRow(
+            f"{where}: record {record_id!r} has no 'cpc' field (a list of CPC codes); its keys: {', '.join(map(str, row))}"
+        )
     fields = jsonl_text_fields(row)
     if not fields:
         raise BadRow(
@@ -109,8 +123,14 @@ def _jsonl_record(where: str, line: str, text_fields: Sequence[str], on_invalid_
     if "\\u" in line:  # only a JSON escape can make an unpaired surrogate, which is not text
         refuse_surrogates(fields, f"{where}: record {record_id!r}")
     record, n_invalid = build_record(
-        record_id, row["cpc"], fields, text_fields, date=row.get("date"),
-        on_invalid_code=on_invalid_code, counters=counters, where=where,
+        record_id,
+        row["cpc"],
+        fields,
+        text_fields,
+        date=row.get("date"),
+        on_invalid_code=on_invalid_code,
+        counters=counters,
+        where=where,
     )
     count(counters, "invalid_codes", n_invalid)
     return record
@@ -165,6 +185,10 @@ def iter_records(
         record
         for file in parquet_files(path)
         for record in _iter_uspto3m(
-            iter_parquet_batches(file, USPTO3M_COLUMNS, uspto3m_column_hint), on_invalid_code, on_bad_row, counters, file
+            iter_parquet_batches(file, USPTO3M_COLUMNS, uspto3m_column_hint),
+            on_invalid_code,
+            on_bad_row,
+            counters,
+            file,
         )
     )

@@ -89,8 +89,10 @@ def _replace_column(table: Table, name: str, convert: Callable[[pa.ChunkedArray]
     """
     if isinstance(table, ConcatenationTable):
         return ConcatenationTable.from_blocks(
-            [[_replace_column(block, name, convert) if name in block.column_names else block for block in row]
-             for row in table.blocks]
+            [
+                [_replace_column(block, name, convert) if name in block.column_names else block for block in row]
+                for row in table.blocks
+            ]
         )
     return table.set_column(table.schema.get_field_index(name), name, convert(table.column(name)))
 
@@ -108,10 +110,14 @@ def as_record_columns(split: datasets.Dataset) -> datasets.Dataset:
     table = split.data
     if typed_labels:
         names = pa.array(label_feature.names, pa.string())
-        table = _replace_column(table, "labels", lambda labels: pa.chunked_array(
-            [pa.ListArray.from_arrays(chunk.offsets, names.take(chunk.values)) for chunk in labels.chunks],
-            type=pa.list_(pa.string()),
-        ))
+        table = _replace_column(
+            table,
+            "labels",
+            lambda labels: pa.chunked_array(
+                [pa.ListArray.from_arrays(chunk.offsets, names.take(chunk.values)) for chunk in labels.chunks],
+                type=pa.list_(pa.string()),
+            ),
+        )
     if typed_date:
         table = _replace_column(table, "date", lambda dates: dates.cast(pa.string()))
     info = split.info.copy()
@@ -185,14 +191,18 @@ def _content_fingerprint(data_dir: str) -> str:
 def _readme(rows_per_split: Mapping[str, int], description: str, fingerprint: str, features: datasets.Features) -> str:
     splits = [split for split, rows in rows_per_split.items() if rows]
     header = {
-        "configs": [{
-            "config_name": "default",
-            "data_files": [{"split": split, "path": f"{SHARDS_SUBDIR}/{split}-*.parquet"} for split in splits],
-        }],
+        "configs": [
+            {
+                "config_name": "default",
+                "data_files": [{"split": split, "path": f"{SHARDS_SUBDIR}/{split}-*.parquet"} for split in splits],
+            }
+        ],
         # datasets keys its cache of a local directory by this YAML, not by the files' contents: the
         # fingerprint makes a rewritten directory (or another one with the same name) load its own data.
         "dataset_info": {
-            "config_name": "default", "description": f"content sha256 {fingerprint}", "features": features._to_yaml_list(),
+            "config_name": "default",
+            "description": f"content sha256 {fingerprint}",
+            "features": features._to_yaml_list(),
         },
     }
     num_labels = len(features["labels"].feature.names)
@@ -201,14 +211,14 @@ def _readme(rows_per_split: Mapping[str, int], description: str, fingerprint: st
         f"{yaml.safe_dump(header, sort_keys=False)}"
         "---\n\n"
         f"{description}\n\n"
-        "Load with `datasets.load_dataset(\"<this directory>\")`; the label space is in "
+        'Load with `datasets.load_dataset("<this directory>")`; the label space is in '
         f"`{LABEL_SPACE_FILE}` (`modernpatent_hf.CpcLabelSpace.load`), statistics in `{STATS_FILE}`.\n\n"
         "## Features\n\n"
         "- `id` (string): the patent's publication or record id.\n"
         "- `text` (string): the text a classifier reads (the chosen fields, joined by newlines).\n"
         f"- `labels` (list of `ClassLabel`): the patent's CPC subclasses, as indices into the {num_labels} names of "
         "the label space (the training split's subclasses); "
-        "`dataset.features[\"labels\"].feature.int2str(ids)` gives the codes, e.g. `A01B`.\n"
+        '`dataset.features["labels"].feature.int2str(ids)` gives the codes, e.g. `A01B`.\n'
         "- `date` (`date32`): the publication or filing date, when known.\n"
         "- `title`, `abstract` (string): when the source has them.\n"
     )
@@ -256,7 +266,9 @@ def write_dataset_dir(
                 nonlocal buffer, writer
                 if buffer:
                     if writer is None:
-                        writer = pq.ParquetWriter(os.path.join(tmp_dir, SHARDS_SUBDIR, f"{split}-{shard:05d}.parquet"), schema)
+                        writer = pq.ParquetWriter(
+                            os.path.join(tmp_dir, SHARDS_SUBDIR, f"{split}-{shard:05d}.parquet"), schema
+                        )
                     writer.write_table(pa.Table.from_pylist(buffer, schema=schema))
                     buffer = []
 
@@ -282,9 +294,15 @@ def write_dataset_dir(
         _refuse_shared_ids(tmp_dir, id_keys)
         _refuse_shared_texts(tmp_dir, text_keys)
         label_space.save(os.path.join(tmp_dir, LABEL_SPACE_FILE))
-        write_json_atomically(os.path.join(tmp_dir, STATS_FILE), {"rows_per_split": rows_per_split, **(dict(stats) if stats else {})})
+        write_json_atomically(
+            os.path.join(tmp_dir, STATS_FILE), {"rows_per_split": rows_per_split, **(dict(stats) if stats else {})}
+        )
         with open(os.path.join(tmp_dir, "README.md"), "w", encoding="utf-8") as handle:
-            handle.write(_readme(rows_per_split, description, _content_fingerprint(os.path.join(tmp_dir, SHARDS_SUBDIR)), features))
+            handle.write(
+                _readme(
+                    rows_per_split, description, _content_fingerprint(os.path.join(tmp_dir, SHARDS_SUBDIR)), features
+                )
+            )
         write_output_marker(tmp_dir, command, fingerprint=fingerprint)
         # Rename, never delete, the previous directory first: a kill during a recursive delete would
         # leave a partly deleted directory whose README and label space still make it look complete.
@@ -309,11 +327,14 @@ def _split_ids(tmp_dir: str, split: str) -> pa.ChunkedArray:
 def _refuse_shared_ids(tmp_dir: str, id_keys: Mapping[str, array]) -> None:
     """Raise a one-line error when an id occurs in two splits (found by digest, confirmed on the ids)."""
     shared = shared_across_splits({split: np.frombuffer(keys, dtype=np.uint64) for split, keys in id_keys.items()})
-    suspects = {split: set(_split_ids(tmp_dir, split).take(np.flatnonzero(mask)).to_pylist())
-                for split, mask in shared.items() if mask.any()}
+    suspects = {
+        split: set(_split_ids(tmp_dir, split).take(np.flatnonzero(mask)).to_pylist())
+        for split, mask in shared.items()
+        if mask.any()
+    }
     splits = list(suspects)
     for i, first in enumerate(splits):  # equal digests of different ids (chance: below 1e-6 at 6M ids) pass
-        for second in splits[i + 1:]:
+        for second in splits[i + 1 :]:
             common = suspects[first] & suspects[second]
             if common:
                 raise ValueError(
@@ -347,15 +368,25 @@ def load_dataset_dir(path: str) -> datasets.DatasetDict:
     if not os.path.isfile(os.path.join(path, "README.md")):
         raise FileNotFoundError(f"{path} is not a prepared dataset directory (no README.md with `configs:`)")
     # Labels come back as their codes and dates as strings, the normalized record every reader uses.
-    dataset = datasets.DatasetDict({name: as_record_columns(split) for name, split in datasets.load_dataset(path).items()})
+    dataset = datasets.DatasetDict(
+        {name: as_record_columns(split) for name, split in datasets.load_dataset(path).items()}
+    )
     for split in SPLIT_ORDER:
         if split not in dataset:
-            dataset[split] = datasets.Dataset.from_dict({column: [] for column in RECORD_COLUMNS}, features=record_features())
+            dataset[split] = datasets.Dataset.from_dict(
+                {column: [] for column in RECORD_COLUMNS}, features=record_features()
+            )
     return dataset
 
 
-def push_dataset_dir(path: str, repo_id: str, *, private: Optional[bool] = None, token: Optional[str] = None,
-                     commit_message: str = "Upload a CPC-labelled patent dataset prepared by modernpatent_hf") -> str:
+def push_dataset_dir(
+    path: str,
+    repo_id: str,
+    *,
+    private: Optional[bool] = None,
+    token: Optional[str] = None,
+    commit_message: str = "Upload a CPC-labelled patent dataset prepared by modernpatent_hf",
+) -> str:
     """Upload a prepared dataset directory to the Hub as a dataset repository, in one commit; returns its URL.
 
     Uploaded: the Parquet shards (``data/``), the card (``README.md``: the Hub reads its ``configs:`` and typed
@@ -363,15 +394,19 @@ def push_dataset_dir(path: str, repo_id: str, *, private: Optional[bool] = None,
     ``stats.json``; nothing else in the directory (the output marker, scratch files).
     """
     if not is_prepared_dir(path):
-        raise ValueError(f"{path} is not a prepared dataset directory (no {LABEL_SPACE_FILE} and README.md): "
-                         "write one with `modernpatent prepare` or `modernpatent synth`")
+        raise ValueError(
+            f"{path} is not a prepared dataset directory (no {LABEL_SPACE_FILE} and README.md): "
+            "write one with `modernpatent prepare` or `modernpatent synth`"
+        )
     shards = sorted(glob.glob(os.path.join(path, SHARDS_SUBDIR, "*.parquet")))
     names = [os.path.relpath(shard, path).replace(os.sep, "/") for shard in shards] + ["README.md", LABEL_SPACE_FILE]
     names += [STATS_FILE] if os.path.isfile(os.path.join(path, STATS_FILE)) else []
     api = HfApi(token=token)
     url = api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
     api.create_commit(
-        repo_id=url.repo_id, repo_type="dataset", commit_message=commit_message,
+        repo_id=url.repo_id,
+        repo_type="dataset",
+        commit_message=commit_message,
         operations=[CommitOperationAdd(path_in_repo=name, path_or_fileobj=os.path.join(path, name)) for name in names],
     )
     return str(url)
@@ -385,7 +420,11 @@ def read_stats(path: str) -> Dict:
 
 def is_prepared_dir(path: str) -> bool:
     """A directory written by `modernpatent prepare` or `modernpatent synth` (label space and dataset card)."""
-    return os.path.isdir(path) and os.path.isfile(os.path.join(path, LABEL_SPACE_FILE)) and os.path.isfile(os.path.join(path, "README.md"))
+    return (
+        os.path.isdir(path)
+        and os.path.isfile(os.path.join(path, LABEL_SPACE_FILE))
+        and os.path.isfile(os.path.join(path, "README.md"))
+    )
 
 
 def dataset_texts(dataset_dir: str, split: str = "test", limit: Optional[int] = None) -> List[str]:

@@ -155,9 +155,12 @@ def _tsv_rows(path: str) -> Iterator[Tuple[str, Union[Dict[str, str], BadRow]]]:
         if line_number == 1 and [cell.strip().lower() for cell in row] == list(TSV_COLUMNS):
             continue
         if len(row) != len(TSV_COLUMNS):
-            yield f"{path}:{line_number}", BadRow(
-                f"{path}:{line_number}: expected {len(TSV_COLUMNS)} tab-separated columns "
-                f"({' '.join(TSV_COLUMNS)}), found {len(row)}"
+            yield (
+                f"{path}:{line_number}",
+                BadRow(
+                    f"{path}:{line_number}: expected {len(TSV_COLUMNS)} tab-separated columns "
+                    f"({' '.join(TSV_COLUMNS)}), found {len(row)}"
+                ),
             )
             continue
         yield f"{path}:{line_number}", dict(zip(TSV_COLUMNS, row))
@@ -177,7 +180,9 @@ def _csv_rows(path: str, columns: Optional[Sequence[str]], hint: ColumnHint) -> 
         raise ValueError(f"cannot read {path} as UTF-8 CSV ({error}); is the file complete?") from None
 
 
-def _parquet_rows(path: str, columns: Optional[Sequence[str]], hint: ColumnHint) -> Iterator[Tuple[str, Dict[str, object]]]:
+def _parquet_rows(
+    path: str, columns: Optional[Sequence[str]], hint: ColumnHint
+) -> Iterator[Tuple[str, Dict[str, object]]]:
     row_number = 0
     for batch in iter_parquet_batches(path, columns, hint):
         names = list(batch)

@@ -73,8 +73,9 @@ def hub_dataset_snapshot(repo_id: str) -> str:
     try:
         folder = snapshot_download(repo_id, repo_type="dataset", allow_patterns=_PARQUET_PATTERNS)
         if not glob.glob(os.path.join(folder, "**", "*.parquet"), recursive=True):
-            folder = snapshot_download(repo_id, repo_type="dataset", revision=HUB_PARQUET_REVISION,
-                                       allow_patterns=_PARQUET_PATTERNS)
+            folder = snapshot_download(
+                repo_id, repo_type="dataset", revision=HUB_PARQUET_REVISION, allow_patterns=_PARQUET_PATTERNS
+            )
     except Exception as error:  # offline mode, DNS failures, missing repos and cache misses all end here
         raise ConnectionError(
             f"cannot load {repo_id!r} from the Hugging Face Hub ({one_line(error)}); where the Hub is reachable run "

@@ -46,7 +46,6 @@ logger = logging.getLogger(__name__)
 ArrowColumn = Union[pa.Array, pa.ChunkedArray]
 
 
-
 # ------------------------------------------------------------------------------ Arrow helpers
 # The steps below read whole columns of a dataset without an indices mapping (``dataset.data.table``)
 # and rewrite rows only in batched maps over it: an indices mapping (after ``select``) makes datasets
@@ -109,7 +108,11 @@ def clean_records(records: datasets.Dataset, counters: Optional[Counters] = None
     bad = np.zeros(len(table), dtype=bool)
     if BAD_ROW_COLUMN in table.column_names:
         bad = _bool_mask(pc.is_valid(table.column(BAD_ROW_COLUMN)))
-        for error in table.column(BAD_ROW_COLUMN).filter(pc.is_valid(table.column(BAD_ROW_COLUMN))).to_pylist()[:BAD_ROWS_LOGGED]:
+        for error in (
+            table.column(BAD_ROW_COLUMN)
+            .filter(pc.is_valid(table.column(BAD_ROW_COLUMN)))
+            .to_pylist()[:BAD_ROWS_LOGGED]
+        ):
             logger.warning("skipped a bad row: %s", error)
         count(counters, "bad_rows", int(bad.sum()))
         records = records.remove_columns([BAD_ROW_COLUMN])
@@ -142,13 +145,18 @@ def clean_records(records: datasets.Dataset, counters: Optional[Counters] = None
         count(counters, "duplicate_ids_merged", n_merged)
         logger.warning(
             "merged %d records that repeat an earlier id into it (labels united, first text kept), e.g. %r",
-            n_merged, next(iter(first)),
+            n_merged,
+            next(iter(first)),
         )
     if keep.all() and not updates:
         return records
     return records.map(
-        _clean_batch, batched=True, with_indices=True, remove_columns=records.column_names,
-        features=records.features, fn_kwargs={"keep": keep, "updates": updates},
+        _clean_batch,
+        batched=True,
+        with_indices=True,
+        remove_columns=records.column_names,
+        features=records.features,
+        fn_kwargs={"keep": keep, "updates": updates},
         desc="dropping empty records and merging duplicate ids",
     )
 
@@ -172,8 +180,10 @@ def check_split_options(
     from the training source too.
     """
     if external_test and (test_fraction > 0 or test_year is not None):
-        raise ValueError("a separate test set replaces test_year and test_fraction: give the test set or a way to cut "
-                         "one from the training data, not both")
+        raise ValueError(
+            "a separate test set replaces test_year and test_fraction: give the test set or a way to cut "
+            "one from the training data, not both"
+        )
     if not 0.0 <= validation_fraction < 1.0:
         raise ValueError(f"validation fraction must be in [0, 1), got {validation_fraction}")
     if not 0.0 <= test_fraction < 1.0:
@@ -278,9 +288,13 @@ def assign_splits(
     table = records.data.table
     pool = len(records) - external_test_rows
     positions = split_indices(
-        pool, table.column("date").slice(0, pool) if test_year is not None else None,
-        validation_fraction=validation_fraction, seed=seed, test_year=test_year,
-        test_size=None if external_test_rows else test_size, test_fraction=test_fraction,
+        pool,
+        table.column("date").slice(0, pool) if test_year is not None else None,
+        validation_fraction=validation_fraction,
+        seed=seed,
+        test_year=test_year,
+        test_size=None if external_test_rows else test_size,
+        test_fraction=test_fraction,
     )
     exact_keys, near_keys = duplicate_keys(iter_values(table.column("text")), total=len(table), progress=progress)
     if external_test_rows:
@@ -288,7 +302,9 @@ def assign_splits(
         positions, removed = remove_overlap_with_test(positions, exact_keys, table.column("id"))
         count(counters, "records_removed_for_test_overlap", removed)
         if removed:
-            logger.warning("removed %d training/validation records that share their id or text with the test set", removed)
+            logger.warning(
+                "removed %d training/validation records that share their id or text with the test set", removed
+            )
     positions, moved = move_shared_texts_to_train(exact_keys, positions)
     count(counters, "duplicate_texts_moved_to_train", moved)
     if moved:
@@ -301,7 +317,10 @@ def assign_splits(
     if outside:
         count(counters, "labels_outside_space", outside)
         records = records.map(
-            _keep_codes, input_columns=["labels"], batched=True, fn_kwargs={"codes": tuple(label_space.codes)},
+            _keep_codes,
+            input_columns=["labels"],
+            batched=True,
+            fn_kwargs={"codes": tuple(label_space.codes)},
             desc="dropping labels outside the label space",
         )
         labeled = _bool_mask(pc.greater(pc.list_value_length(records.data.table.column("labels")), 0))
@@ -339,7 +358,12 @@ def build_splits(records: datasets.Dataset, **options: Any) -> Tuple[datasets.Da
 
 # The counts of records that did not become a row: records_read = rows written + the sum of these.
 RECORDS_NOT_WRITTEN = (
-    "bad_rows", "empty_text", "no_labels", "duplicate_ids_merged", "records_removed_for_test_overlap", "no_labels_in_space",
+    "bad_rows",
+    "empty_text",
+    "no_labels",
+    "duplicate_ids_merged",
+    "records_removed_for_test_overlap",
+    "no_labels_in_space",
 )
 
 

@@ -151,14 +151,16 @@ def _chunk_texts(world: SyntheticWorld, seed: int, chunk: int, labels: np.ndarra
     _, class_first, class_size = np.unique(world.class_index, return_index=True, return_counts=True)
     label_class = world.class_index[label]
     sibling = class_first[label_class] + (rng.random(n) * class_size[label_class]).astype(np.int64)
-    bases = np.stack([
-        np.zeros(n, dtype=np.int64),
-        world.section_base[label],
-        world.class_base[label],
-        world.subclass_base[label],
-        world.subclass_base[sibling],
-        world.subclass_base[noise_label],
-    ])
+    bases = np.stack(
+        [
+            np.zeros(n, dtype=np.int64),
+            world.section_base[label],
+            world.class_base[label],
+            world.subclass_base[label],
+            world.subclass_base[sibling],
+            world.subclass_base[noise_label],
+        ]
+    )
     sizes = np.array([len(world.generic_words), SECTION_VOCAB, CLASS_VOCAB] + [SUBCLASS_VOCAB] * 3)
     word = bases[source, np.arange(n)] + (u * sizes[source]).astype(np.int64)
     generic = source == 0
@@ -290,13 +292,16 @@ def write_synthetic_corpus(
             "train": label_statistics(train_labels),
         },
         description=f"Synthetic CPC-labelled patent claims (modernpatent_hf.data.synthetic, seed {seed}, n {n}).",
-        command="synth", fingerprint=fingerprint,
+        command="synth",
+        fingerprint=fingerprint,
     )
     return {
         "out_dir": out_dir,
         "rows_per_split": rows,
         "label_space": {
-            "subclasses": len(label_space), "classes": len(label_space.classes), "sections": len(label_space.sections),
+            "subclasses": len(label_space),
+            "classes": len(label_space.classes),
+            "sections": len(label_space.sections),
         },
         "label_statistics": {
             split: {k: v for k, v in label_statistics(labels).items() if not isinstance(v, (list, dict))}

@@ -25,7 +25,15 @@ MAX_SUBCLASSES = 665
 SECTION_SUBCLASSES = {"A": 85, "B": 171, "C": 88, "D": 40, "E": 31, "F": 103, "G": 86, "H": 50, "Y": 11}
 SECTION_CLASSES = {"A": 15, "B": 37, "C": 20, "D": 9, "E": 7, "F": 18, "G": 14, "H": 5, "Y": 3}
 SECTION_SHARE = {
-    "A": 0.121, "B": 0.127, "C": 0.103, "D": 0.007, "E": 0.019, "F": 0.068, "G": 0.220, "H": 0.221, "Y": 0.113,
+    "A": 0.121,
+    "B": 0.127,
+    "C": 0.103,
+    "D": 0.007,
+    "E": 0.019,
+    "F": 0.068,
+    "G": 0.220,
+    "H": 0.221,
+    "Y": 0.113,
 }
 
 # Label frequency by rank r of N subclasses: a lognormal rank law, p(r) ~ exp(SIGMA * z(r)) with z the
@@ -92,9 +100,15 @@ _ONSETS = "b c d f g h k l m n p r s t v z br cr dr fl gr pl pr st tr th ch sh s
 _VOWELS = "a e i o u ae io ou ei y".split()
 _CODAS = ["", "", "", "n", "r", "l", "s", "x", "m", "t"]
 _SECTION_SUFFIXES = {
-    "A": ["ant", "ose", "ary", "al"], "B": ["er", "ing", "or", "le"], "C": ["ide", "ene", "ate", "ol"],
-    "D": ["een", "ile", "ure"], "E": ["ment", "ard", "ock"], "F": ["ston", "ator", "ive"],
-    "G": ["ic", "ix", "ode", "ron"], "H": ["tron", "istor", "ance", "ode"], "Y": ["ity", "ism", "ional"],
+    "A": ["ant", "ose", "ary", "al"],
+    "B": ["er", "ing", "or", "le"],
+    "C": ["ide", "ene", "ate", "ol"],
+    "D": ["een", "ile", "ure"],
+    "E": ["ment", "ard", "ock"],
+    "F": ["ston", "ator", "ive"],
+    "G": ["ic", "ix", "ode", "ron"],
+    "H": ["tron", "istor", "ance", "ode"],
+    "Y": ["ity", "ism", "ional"],
 }
 # Punctuation is glued to the word before it: the vocabulary holds every word with each mark and its
 # following space, so a chunk's texts are one gather of bytes. A claim ends with ".\n", which also
@@ -170,7 +184,9 @@ def _pseudo_words(rng, count: int, suffixes: List[str], taken: set) -> List[str]
         n = 2 * (count - len(words))
         syllables = rng.integers(1, 3, size=n)
         parts = [
-            rng.choice(_ONSETS, size=(n, 3)), rng.choice(_VOWELS, size=(n, 3)), rng.choice(_CODAS, size=(n, 3)),
+            rng.choice(_ONSETS, size=(n, 3)),
+            rng.choice(_VOWELS, size=(n, 3)),
+            rng.choice(_CODAS, size=(n, 3)),
         ]
         ends = rng.choice(suffixes, size=n)
         for i in range(n):

@@ -26,7 +26,13 @@ from ..cpc import CpcLabelSpace
 from ..errors import one_line
 from .bad_rows import Counters, check_bad_row_policy, count
 from .dates import year_counts
-from .normalize import BAD_ROW_COLUMN, ROW_COUNT_COLUMNS, no_usable_record_error, normalize_date, normalize_uspto3m_batch
+from .normalize import (
+    BAD_ROW_COLUMN,
+    ROW_COUNT_COLUMNS,
+    no_usable_record_error,
+    normalize_date,
+    normalize_uspto3m_batch,
+)
 from .prepare_config import SPLIT_SEED, VALIDATION_FRACTION
 from .readers import iter_records
 from .records import record_features
@@ -35,6 +41,7 @@ from .sources import USPTO3M_HUB_ID, hub_dataset_snapshot
 from .splits import build_splits, check_split_options, check_test_year, clean_records, log_counts
 
 logger = logging.getLogger(__name__)
+
 
 def _normalized_features() -> datasets.Features:
     features = record_features()
@@ -81,8 +88,12 @@ def load_uspto3m(
         check_test_year(test_year, year_counts(raw.data.table.column("date")), os.fspath(source))
     # Rows stay one for one here (drops are counted from columns, so a cached map counts right too).
     normalized = raw.map(
-        normalize_uspto3m_batch, batched=True, fn_kwargs={"on_invalid_code": on_invalid_code, "on_bad_row": on_bad_row},
-        remove_columns=raw.column_names, features=_normalized_features(), num_proc=num_proc,
+        normalize_uspto3m_batch,
+        batched=True,
+        fn_kwargs={"on_invalid_code": on_invalid_code, "on_bad_row": on_bad_row},
+        remove_columns=raw.column_names,
+        features=_normalized_features(),
+        num_proc=num_proc,
         desc="normalizing USPTO-3M",
     )
     count(counters, "records_read", len(normalized))
@@ -92,8 +103,15 @@ def load_uspto3m(
     if len(records) == 0:
         raise no_usable_record_error(source, counters, "check its cpc_ids and text columns")
     splits, _ = build_splits(
-        records, validation_fraction=validation_fraction, seed=seed, test_year=test_year, test_size=test_size,
-        test_fraction=test_fraction, label_space=label_space, min_count=min_count, counters=counters,
+        records,
+        validation_fraction=validation_fraction,
+        seed=seed,
+        test_year=test_year,
+        test_size=test_size,
+        test_fraction=test_fraction,
+        label_space=label_space,
+        min_count=min_count,
+        counters=counters,
     )
     log_counts(f"USPTO-3M from {source}", counters)
     return splits
@@ -111,7 +129,9 @@ def load_uspto3m_raw(source: Union[str, os.PathLike] = USPTO3M_HUB_ID, split: st
     try:
         dataset = datasets.load_dataset("parquet", data_files=parquet_files(local), split=split)
     except (pa.ArrowException, datasets.exceptions.DatasetGenerationError, ValueError) as error:
-        raise ValueError(f"cannot load {source} as a USPTO-3M copy ({one_line(error)}); check the Parquet files") from None
+        raise ValueError(
+            f"cannot load {source} as a USPTO-3M copy ({one_line(error)}); check the Parquet files"
+        ) from None
     check_columns(dataset.column_names, source, USPTO3M_COLUMNS, uspto3m_column_hint)
     return dataset
 
@@ -168,8 +188,13 @@ class Uspto3mBuilder(datasets.GeneratorBasedBuilder):
         if self.config.normalized:
             counters: Dict[str, int] = {}
             for file in files:
-                for record in iter_records(file, "parquet", on_invalid_code=self.config.on_invalid_code, counters=counters,
-                                           on_bad_row=self.config.on_bad_row):
+                for record in iter_records(
+                    file,
+                    "parquet",
+                    on_invalid_code=self.config.on_invalid_code,
+                    counters=counters,
+                    on_bad_row=self.config.on_bad_row,
+                ):
                     yield key, record
                     key += 1
             log_counts(f"USPTO-3M {self.config.name}", counters)

@@ -79,10 +79,18 @@ def read_label_lists(
         splits = load_dataset_dir(source)
         rows = {name: len(split) for name, split in splits.items() if len(split)}
         label_lists = (labels for split in splits.values() for labels in split["labels"])
-        return tqdm(label_lists, total=sum(rows.values()), desc="reading labels", unit=" records"), CpcLabelSpace.load(source), rows
+        return (
+            tqdm(label_lists, total=sum(rows.values()), desc="reading labels", unit=" records"),
+            CpcLabelSpace.load(source),
+            rows,
+        )
 
     records = iter_records(source, text_fields=text_fields)
-    return (record["labels"] for record in tqdm(records, desc=f"reading {os.path.basename(source)}", unit=" records")), None, {}
+    return (
+        (record["labels"] for record in tqdm(records, desc=f"reading {os.path.basename(source)}", unit=" records")),
+        None,
+        {},
+    )
 
 
 def fit_power_law(frequencies: Sequence[float]) -> Tuple[float, float]:
@@ -111,7 +119,9 @@ def plot_top_subclasses(stats: Mapping, path: str, top_n: int = 30) -> Figure:
     figure = new_figure(11, 4.8)
     axes = figure.subplots()
     axes.bar(range(len(codes)), shares, color="C0")
-    axes.set_xticks(range(len(codes)), codes, rotation=60, ha="right", rotation_mode="anchor", fontsize=9, family="monospace")
+    axes.set_xticks(
+        range(len(codes)), codes, rotation=60, ha="right", rotation_mode="anchor", fontsize=9, family="monospace"
+    )
     axes.set_xlim(-0.7, len(codes) - 0.3)
     axes.set_xlabel("CPC subclass (most frequent first)")
     axes.set_ylabel("share of label occurrences (%)")
@@ -135,8 +145,14 @@ def plot_rank_frequency(counts: Mapping[str, int], path: str) -> Tuple[object, f
     figure = new_figure(7.5, 5)
     axes = figure.subplots()
     axes.loglog(ranks, frequencies, "o", markersize=3.5, alpha=0.7, color="C0", label=f"{len(ranks)} subclasses")
-    axes.loglog(ranks, 10 ** intercept * ranks ** slope, "-", color="C3", linewidth=1.5,
-                label=f"least-squares fit: count ∝ rank$^{{{slope:.2f}}}$")
+    axes.loglog(
+        ranks,
+        10**intercept * ranks**slope,
+        "-",
+        color="C3",
+        linewidth=1.5,
+        label=f"least-squares fit: count ∝ rank$^{{{slope:.2f}}}$",
+    )
     axes.set_xlabel("rank of the subclass (1 = most frequent, log scale)")
     axes.set_ylabel("number of patents with the subclass (log scale)")
     axes.set_title("Label frequency against rank")
@@ -151,12 +167,26 @@ def _section_table(tallies: LabelTallies, n_records: int) -> str:
     total = sum(occurrences.values())
     subclasses = Counter(section_of(code) for code in tallies.subclasses)
     rows = [
-        (section, SECTION_TITLES[section], f"{occurrences[section]:,}", f"{100 * occurrences[section] / total:.1f}",
-         f"{patents[section]:,}", f"{100 * patents[section] / n_records:.1f}", subclasses[section])
+        (
+            section,
+            SECTION_TITLES[section],
+            f"{occurrences[section]:,}",
+            f"{100 * occurrences[section] / total:.1f}",
+            f"{patents[section]:,}",
+            f"{100 * patents[section] / n_records:.1f}",
+            subclasses[section],
+        )
         for section in SECTIONS
     ]
-    header = ("section", "title", "label occurrences", "share of label occurrences (%)", "patents",
-              "share of patents (%)", "subclasses")
+    header = (
+        "section",
+        "title",
+        "label occurrences",
+        "share of label occurrences (%)",
+        "patents",
+        "share of patents (%)",
+        "subclasses",
+    )
     return markdown_table(header, rows, align="llrrrrr")
 
 
@@ -165,11 +195,24 @@ def _class_table(tallies: LabelTallies, n_records: int, top: int = 10) -> str:
     total = sum(occurrences.values())
     subclasses = Counter(class_of(code) for code in tallies.subclasses)
     rows = [
-        (cls, SECTION_TITLES[section_of(cls)], f"{n:,}", f"{100 * n / total:.1f}", f"{100 * patents[cls] / n_records:.1f}",
-         subclasses[cls])
+        (
+            cls,
+            SECTION_TITLES[section_of(cls)],
+            f"{n:,}",
+            f"{100 * n / total:.1f}",
+            f"{100 * patents[cls] / n_records:.1f}",
+            subclasses[cls],
+        )
         for cls, n in occurrences.most_common(top)
     ]
-    header = ("class", "section", "label occurrences", "share of label occurrences (%)", "share of patents (%)", "subclasses")
+    header = (
+        "class",
+        "section",
+        "label occurrences",
+        "share of label occurrences (%)",
+        "share of patents (%)",
+        "subclasses",
+    )
     return markdown_table(header, rows, align="llrrrr")
 
 
@@ -185,7 +228,11 @@ def _top_subclass_table(stats: Mapping, top_n: int, titles: Mapping[str, str]) -
 
 
 def dataset_report(
-    source: str, out_dir: str, text_fields: Union[str, Sequence[str], None] = None, titles: Optional[str] = None, top_n: int = 30
+    source: str,
+    out_dir: str,
+    text_fields: Union[str, Sequence[str], None] = None,
+    titles: Optional[str] = None,
+    top_n: int = 30,
 ) -> Tuple[str, Dict]:
     """Label statistics, the two imbalance plots and section/class tables of a dataset.
 
@@ -240,5 +287,3 @@ def dataset_report(
         "",
     ]
     return "\n".join(lines), {"stats": stats, "power_law_slope": slope, "figures": figures}
-
-

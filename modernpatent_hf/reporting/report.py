@@ -12,9 +12,16 @@ from .run_report import runs_report
 REPORT_FILE = "report.md"
 
 
-def write_report(out_dir: str, data: Optional[str] = None, runs: Sequence[str] = (), text_fields: Union[str, Sequence[str], None] = None,
-                 titles: Optional[str] = None, per_label: bool = False, per_label_split: Optional[str] = None,
-                 allow_pickle: bool = False) -> Dict:
+def write_report(
+    out_dir: str,
+    data: Optional[str] = None,
+    runs: Sequence[str] = (),
+    text_fields: Union[str, Sequence[str], None] = None,
+    titles: Optional[str] = None,
+    per_label: bool = False,
+    per_label_split: Optional[str] = None,
+    allow_pickle: bool = False,
+) -> Dict:
     """Write a report on a dataset (``data``), on training runs (``runs``), or both, into ``out_dir``.
 
     Produces PNG figures and ``report.md``, which embeds them with relative links; every file is
@@ -29,8 +36,9 @@ def write_report(out_dir: str, data: Optional[str] = None, runs: Sequence[str] =
     # Runs first, so that a bad run directory fails fast rather than after a pass over a large dataset.
     runs_markdown = ""
     if runs:
-        runs_markdown, summary["runs"] = runs_report(runs, out_dir, per_label=per_label, per_label_split=per_label_split,
-                                                    allow_pickle=allow_pickle)
+        runs_markdown, summary["runs"] = runs_report(
+            runs, out_dir, per_label=per_label, per_label_split=per_label_split, allow_pickle=allow_pickle
+        )
     if data is not None:
         markdown, summary["data"] = dataset_report(data, out_dir, text_fields=text_fields, titles=titles)
         sections.append(markdown)

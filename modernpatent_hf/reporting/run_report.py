@@ -57,7 +57,9 @@ def _read_json(path: str):
         with open(path, encoding="utf-8") as handle:
             return json.load(handle)
     except json.JSONDecodeError as error:
-        raise ValueError(f"{path} is not valid JSON ({error.msg} at line {error.lineno}); was the run interrupted while writing it?") from None
+        raise ValueError(
+            f"{path} is not valid JSON ({error.msg} at line {error.lineno}); was the run interrupted while writing it?"
+        ) from None
 
 
 def read_run(path: str, name: Optional[str] = None) -> TrainingRun:
@@ -100,12 +102,16 @@ def run_names(paths: Sequence[str]) -> List[str]:
 
 def metric_curve(log_history: Sequence[Mapping], key: str, prefix: str = "eval_") -> Tuple[List[int], List[float]]:
     """``(steps, values)`` of ``prefix + key`` in a Trainer log history; a step logged twice keeps its last value."""
-    by_step = {entry["step"]: entry[prefix + key] for entry in log_history if prefix + key in entry and "step" in entry}
+    by_step = {
+        entry["step"]: entry[prefix + key] for entry in log_history if prefix + key in entry and "step" in entry
+    }
     steps = sorted(by_step)
     return steps, [by_step[step] for step in steps]
 
 
-def plot_metric_curves(runs: Sequence[TrainingRun], path: str, metrics: Sequence[Tuple[str, str]] = CURVE_METRICS) -> Figure:
+def plot_metric_curves(
+    runs: Sequence[TrainingRun], path: str, metrics: Sequence[Tuple[str, str]] = CURVE_METRICS
+) -> Figure:
     """One subplot per metric of ``metrics`` (values in %, against the training step), runs overlaid.
 
     Saves a PNG at ``path`` and returns the figure.
@@ -121,7 +127,7 @@ def plot_metric_curves(runs: Sequence[TrainingRun], path: str, metrics: Sequence
         axes.xaxis.set_major_locator(MaxNLocator(integer=True))
         axes.set_ylabel(f"{title.split(' (')[0]} on validation (%)")
         axes.grid(alpha=0.3)
-    for axes in grid[len(metrics):]:
+    for axes in grid[len(metrics) :]:
         axes.set_visible(False)
     handles, labels = grid[0].get_legend_handles_labels()
     figure.legend(handles, labels, loc="outside lower center", ncols=min(len(runs), 3), title="run")
@@ -172,7 +178,9 @@ def _run_dir_with(run_dir: str, name: str) -> Optional[str]:
     return None
 
 
-def per_label_metrics(run_dir: str, split: Optional[str] = None, batch_size: int = 32, allow_pickle: bool = False) -> Dict:
+def per_label_metrics(
+    run_dir: str, split: Optional[str] = None, batch_size: int = 32, allow_pickle: bool = False
+) -> Dict:
     """Predict a split of a run's data with its saved model and return per-label threshold metrics.
 
     The model, tokenizer and label space come from ``run_dir``; the data from the run's prepared
@@ -205,14 +213,21 @@ def per_label_metrics(run_dir: str, split: Optional[str] = None, batch_size: int
 
     label_space = CpcLabelSpace.load(run_dir)
     tokenizer = AutoTokenizer.from_pretrained(run_dir)
-    max_length = data_args.get("max_length") or getattr(AutoConfig.from_pretrained(run_dir), "max_position_embeddings", 512)
+    max_length = data_args.get("max_length") or getattr(
+        AutoConfig.from_pretrained(run_dir), "max_position_embeddings", 512
+    )
     tokenized, _ = tokenize_patent_dataset(rows, tokenizer, label_space, max_length, desc=f"tokenizing {split}")
     with tempfile.TemporaryDirectory() as scratch:
         trainer = PatentTrainer(
             model=load_pretrained_weights(AutoModelForSequenceClassification, run_dir, allow_pickle=allow_pickle),
-            args=PatentTrainingArguments(output_dir=scratch, per_device_eval_batch_size=batch_size, report_to="none",
-                                         dataloader_pin_memory=False),
-            label_space=label_space, processing_class=tokenizer,
+            args=PatentTrainingArguments(
+                output_dir=scratch,
+                per_device_eval_batch_size=batch_size,
+                report_to="none",
+                dataloader_pin_memory=False,
+            ),
+            label_space=label_space,
+            processing_class=tokenizer,
         )
         metrics = trainer.evaluate(tokenized, metric_key_prefix=split)
     counts = label_space.counts
@@ -233,10 +248,17 @@ def write_per_label_tsv(per_label: Mapping, path: str) -> None:
     lines = ["code\ttitle\ttrain_count\tsupport\tprecision\trecall\tf1"]
     for i in np.argsort(-per_label["train_counts"], kind="stable"):
         code = per_label["codes"][i]
-        lines.append("\t".join([
-            code, per_label["titles"].get(code, ""), str(per_label["train_counts"][i]), str(per_label["support"][i]),
-            *(f"{per_label[key][i]:.4f}" for key in ("precision", "recall", "f1")),
-        ]))
+        lines.append(
+            "\t".join(
+                [
+                    code,
+                    per_label["titles"].get(code, ""),
+                    str(per_label["train_counts"][i]),
+                    str(per_label["support"][i]),
+                    *(f"{per_label[key][i]:.4f}" for key in ("precision", "recall", "f1")),
+                ]
+            )
+        )
     write_text_atomically(path, "\n".join(lines) + "\n")
 
 
@@ -251,13 +273,28 @@ def plot_per_label_f1(per_label_by_run: Mapping[str, Mapping], path: str, bins: 
     for index, (name, per_label) in enumerate(per_label_by_run.items()):
         present = (per_label["support"] > 0) & (per_label["train_counts"] > 0)
         counts, f1 = per_label["train_counts"][present], 100 * per_label["f1"][present]
-        axes.scatter(counts, f1, s=14, alpha=0.45, color=f"C{index}", edgecolors="none",
-                     label=f"{name}: {present.sum()} labels ({per_label['split']})")
+        axes.scatter(
+            counts,
+            f1,
+            s=14,
+            alpha=0.45,
+            color=f"C{index}",
+            edgecolors="none",
+            label=f"{name}: {present.sum()} labels ({per_label['split']})",
+        )
         edges = np.logspace(np.log10(counts.min()), np.log10(counts.max() + 1), bins + 1)
         which = np.clip(np.digitize(counts, edges) - 1, 0, bins - 1)
         filled = [b for b in range(bins) if (which == b).any()]
         centers = [np.sqrt(edges[b] * edges[b + 1]) for b in filled]
-        axes.plot(centers, [f1[which == b].mean() for b in filled], "-", marker="s", markersize=5, color=f"C{index}", linewidth=2)
+        axes.plot(
+            centers,
+            [f1[which == b].mean() for b in filled],
+            "-",
+            marker="s",
+            markersize=5,
+            color=f"C{index}",
+            linewidth=2,
+        )
     axes.set_xscale("log")
     # Plain numbers ("20", "1000") rather than 2×10^1 for a count of patents; minor ticks labelled on short ranges only.
     axes.xaxis.set_major_formatter(LogFormatter())
@@ -276,8 +313,13 @@ def _file_stem(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "run"
 
 
-def runs_report(run_dirs: Sequence[str], out_dir: str, per_label: bool = False, per_label_split: Optional[str] = None,
-                allow_pickle: bool = False) -> Tuple[str, Dict]:
+def runs_report(
+    run_dirs: Sequence[str],
+    out_dir: str,
+    per_label: bool = False,
+    per_label_split: Optional[str] = None,
+    allow_pickle: bool = False,
+) -> Tuple[str, Dict]:
     """Evaluation curves, final-metrics tables and top-1 precision per CPC level of training runs.
 
     With ``per_label`` each run's saved model predicts its data (:func:`per_label_metrics`) for the
@@ -287,10 +329,17 @@ def runs_report(run_dirs: Sequence[str], out_dir: str, per_label: bool = False, 
     """
     runs = [read_run(path, name) for path, name in zip(run_dirs, run_names(run_dirs))]
     figures, notes = [], []
-    lines = ["## Training runs", "", markdown_table(("run", "directory"), [(run.name, f"`{run.path}`") for run in runs], align="ll"), ""]
+    lines = [
+        "## Training runs",
+        "",
+        markdown_table(("run", "directory"), [(run.name, f"`{run.path}`") for run in runs], align="ll"),
+        "",
+    ]
 
     silent = [run.name for run in runs if not metric_curve(run.log_history, CURVE_METRICS[0][1])[0]]
-    notes += [f"{name!r} logged no evaluation during training (eval_strategy 'no'?): it has no curve" for name in silent]
+    notes += [
+        f"{name!r} logged no evaluation during training (eval_strategy 'no'?): it has no curve" for name in silent
+    ]
     lines += ["### Validation metrics during training", ""]
     if len(silent) < len(runs):
         figures.append("runs_eval_curves.png")
@@ -301,17 +350,30 @@ def runs_report(run_dirs: Sequence[str], out_dir: str, per_label: bool = False, 
 
     lines += ["### Final metrics (values in %)", ""]
     for split, prefix in (("validation", "eval_"), ("test", "test_")):
-        rows = {run.name: {key[len(prefix):]: value for key, value in run.metrics.items() if key.startswith(prefix)} for run in runs}
+        rows = {
+            run.name: {key[len(prefix) :]: value for key, value in run.metrics.items() if key.startswith(prefix)}
+            for run in runs
+        }
         rows = {name: metrics for name, metrics in rows.items() if metrics}
         if rows:
-            lines += [f"{split.capitalize()} split:", "", metrics_table(rows, RUN_COLUMNS).replace("| predictor |", "| run |", 1), ""]
+            lines += [
+                f"{split.capitalize()} split:",
+                "",
+                metrics_table(rows, RUN_COLUMNS).replace("| predictor |", "| run |", 1),
+                "",
+            ]
     if any(run.metrics for run in runs):
         split, _ = _final_split(runs)
         figures.append("runs_level_precision.png")
         plot_level_precision(runs, os.path.join(out_dir, figures[-1]))
-        lines += ["### Top-1 precision by CPC level", "",
-                  f"The top-1 subclass judged at subclass, class and section level ({split} split).", "",
-                  f"![top-1 precision by CPC level]({figures[-1]})", ""]
+        lines += [
+            "### Top-1 precision by CPC level",
+            "",
+            f"The top-1 subclass judged at subclass, class and section level ({split} split).",
+            "",
+            f"![top-1 precision by CPC level]({figures[-1]})",
+            "",
+        ]
 
     lines += ["### Per-label F1", ""]
     per_label_by_run = {}
@@ -340,4 +402,3 @@ def runs_report(run_dirs: Sequence[str], out_dir: str, per_label: bool = False, 
     else:
         lines += ["No run could be predicted (see the notes).", ""]
     return "\n".join(lines), {"runs": runs, "figures": figures, "notes": notes, "per_label": per_label_by_run}
-

@@ -39,7 +39,9 @@ RUN_COLUMNS = (
 )
 
 
-def metrics_table(rows: Mapping[str, Mapping[str, float]], columns: Sequence[Tuple[str, str]] = SUMMARY_COLUMNS) -> str:
+def metrics_table(
+    rows: Mapping[str, Mapping[str, float]], columns: Sequence[Tuple[str, str]] = SUMMARY_COLUMNS
+) -> str:
     """A markdown table, one row per predictor, values in percent."""
     header = "| predictor | " + " | ".join(title for title, _ in columns) + " |"
     lines = [header, "|---|" + "---:|" * len(columns)]
@@ -49,8 +51,14 @@ def metrics_table(rows: Mapping[str, Mapping[str, float]], columns: Sequence[Tup
     return "\n".join(lines)
 
 
-def baseline_metrics(train_split: Dataset, test_split: Dataset, label_space: CpcLabelSpace, k: Sequence[int] = (1, 5),
-                     frozen_encoder: Optional[str] = None, max_length: int = 128) -> Dict[str, Dict[str, float]]:
+def baseline_metrics(
+    train_split: Dataset,
+    test_split: Dataset,
+    label_space: CpcLabelSpace,
+    k: Sequence[int] = (1, 5),
+    frozen_encoder: Optional[str] = None,
+    max_length: int = 128,
+) -> Dict[str, Dict[str, float]]:
     """Metrics of the most-frequent-label and TF-IDF linear predictors on ``test_split``, and with
     ``frozen_encoder`` (a pretrained checkpoint) those of its frozen embeddings + a linear head."""
     # The optional `reports` extra (scikit-learn): imported here so that training without baselines needs none.
@@ -62,21 +70,35 @@ def baseline_metrics(train_split: Dataset, test_split: Dataset, label_space: Cpc
     tfidf = tfidf_linear_scores(train_split["text"], train_split["labels"], test_split["text"], label_space)
     rows = {
         "most frequent label": compute_multilabel_metrics(majority, references, k=k, label_names=names),
-        "TF-IDF + one-vs-rest logistic regression": compute_multilabel_metrics(tfidf, references, k=k, label_names=names),
+        "TF-IDF + one-vs-rest logistic regression": compute_multilabel_metrics(
+            tfidf, references, k=k, label_names=names
+        ),
     }
     if frozen_encoder:
-        frozen = frozen_encoder_linear_scores(frozen_encoder, train_split["text"], train_split["labels"], test_split["text"], label_space, max_length)
+        frozen = frozen_encoder_linear_scores(
+            frozen_encoder, train_split["text"], train_split["labels"], test_split["text"], label_space, max_length
+        )
         rows["frozen encoder + linear head"] = compute_multilabel_metrics(frozen, references, k=k, label_names=names)
     return rows
 
 
-def compare_with_baselines(model_metrics: Mapping[str, float], train_split: Dataset, test_split: Dataset, label_space: CpcLabelSpace,
-                           k: Sequence[int] = (1, 5), model_name: str = "this model", prefix: str = "test_",
-                           frozen_encoder: Optional[str] = None, max_length: int = 128) -> str:
+def compare_with_baselines(
+    model_metrics: Mapping[str, float],
+    train_split: Dataset,
+    test_split: Dataset,
+    label_space: CpcLabelSpace,
+    k: Sequence[int] = (1, 5),
+    model_name: str = "this model",
+    prefix: str = "test_",
+    frozen_encoder: Optional[str] = None,
+    max_length: int = 128,
+) -> str:
     """The summary table of the model's ``test_*`` metrics beside the reference predictors' (see :func:`baseline_metrics`)."""
-    rows = {model_name: {key[len(prefix):]: value for key, value in model_metrics.items() if key.startswith(prefix)}}
+    rows = {model_name: {key[len(prefix) :]: value for key, value in model_metrics.items() if key.startswith(prefix)}}
     rows.update(baseline_metrics(train_split, test_split, label_space, k, frozen_encoder, max_length))
-    return f"Test split ({len(test_split):,} patents, {len(label_space)} labels), values in %:\n\n" + metrics_table(rows)
+    return f"Test split ({len(test_split):,} patents, {len(label_space)} labels), values in %:\n\n" + metrics_table(
+        rows
+    )
 
 
 def markdown_table(header: Sequence[str], rows: Iterable[Sequence], align: str = "") -> str:

@@ -40,7 +40,10 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, float]:
     model_args, data_args, pretrain_args, training_args = parse_recipe_args(
         (ModelArguments, DataArguments, PretrainArguments, PretrainTrainingArguments), argv, description=__doc__
     )
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO if training_args.should_log else logging.WARNING)
+    logging.basicConfig(
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        level=logging.INFO if training_args.should_log else logging.WARNING,
+    )
     transformers.utils.logging.set_verbosity(logging.WARNING)
     os.makedirs(training_args.output_dir, exist_ok=True)
     # Before anything random: a new model's initial weights must be the same in every run with this seed.
@@ -58,26 +61,47 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, float]:
 
     with training_args.main_process_first(desc="tokenizing"):
         tokenized = {
-            name: tokenize_for_mlm(rows, tokenizer, data_args.max_length, pretrain_args.packing,
-                                   data_args.preprocessing_num_workers, desc=f"tokenizing {name}")
+            name: tokenize_for_mlm(
+                rows,
+                tokenizer,
+                data_args.max_length,
+                pretrain_args.packing,
+                data_args.preprocessing_num_workers,
+                desc=f"tokenizing {name}",
+            )
             for name, rows in splits.items()
         }
-    logger.info("sequences: %s (packing: %s)", {name: len(rows) for name, rows in tokenized.items()}, pretrain_args.packing)
+    logger.info(
+        "sequences: %s (packing: %s)", {name: len(rows) for name, rows in tokenized.items()}, pretrain_args.packing
+    )
     collator = SeededMLMCollator(
-        tokenizer, mlm_probability=pretrain_args.mlm_probability, mask_replace_prob=pretrain_args.mask_replace_prob,
-        random_replace_prob=pretrain_args.random_replace_prob, seed=training_args.seed,
+        tokenizer,
+        mlm_probability=pretrain_args.mlm_probability,
+        mask_replace_prob=pretrain_args.mask_replace_prob,
+        random_replace_prob=pretrain_args.random_replace_prob,
+        seed=training_args.seed,
     )
     if pretrain_args.padding_free:
         collator = use_packed_batches(model, collator, token_labels=True)
     trainer = MLMTrainer(
-        model=model, args=training_args, data_collator=collator, processing_class=tokenizer,
-        train_dataset=tokenized["train"], eval_dataset=tokenized.get("validation"),
+        model=model,
+        args=training_args,
+        data_collator=collator,
+        processing_class=tokenizer,
+        train_dataset=tokenized["train"],
+        eval_dataset=tokenized.get("validation"),
     )
     last_checkpoint = last_complete_checkpoint(training_args.output_dir)
     if last_checkpoint:
         logger.info("resuming from %s", last_checkpoint)
     if training_args.should_save:
-        dump_recipe_args(os.path.join(training_args.output_dir, "run_config.json"), model_args, data_args, pretrain_args, training_args)
+        dump_recipe_args(
+            os.path.join(training_args.output_dir, "run_config.json"),
+            model_args,
+            data_args,
+            pretrain_args,
+            training_args,
+        )
 
     train_result = trainer.train(resume_from_checkpoint=last_checkpoint)
     metrics = {f"train_{k}" if not k.startswith("train_") else k: v for k, v in train_result.metrics.items()}
@@ -89,7 +113,11 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, float]:
     trainer.save_state()
     if training_args.should_save:
         save_metrics_json(os.path.join(training_args.output_dir, "all_results.json"), metrics)
-        print("\n".join(f"{key}: {metrics[key]:.4f}" for key in sorted(metrics) if key.endswith(("_loss", "_perplexity"))))
+        print(
+            "\n".join(
+                f"{key}: {metrics[key]:.4f}" for key in sorted(metrics) if key.endswith(("_loss", "_perplexity"))
+            )
+        )
     if training_args.push_to_hub:
         trainer.push_to_hub()
     # A DeepSpeed engine holds the run's process groups until it is released (see process_group.end_process_group).

@@ -35,8 +35,17 @@ PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 TRAINER_RESUME_STATE = {"optimizer.pt", "scheduler.pt", "rng_state.pth"}
 SPACE = CpcLabelSpace(["A01B", "A01C", "B65D", "H01L"])
 TINY = ModernBertConfig(
-    vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
-    pad_token_id=0, bos_token_id=1, eos_token_id=2, cls_token_id=1, sep_token_id=2, local_attention=8,
+    vocab_size=64,
+    hidden_size=16,
+    intermediate_size=32,
+    num_hidden_layers=1,
+    num_attention_heads=2,
+    pad_token_id=0,
+    bos_token_id=1,
+    eos_token_id=2,
+    cls_token_id=1,
+    sep_token_id=2,
+    local_attention=8,
     max_position_embeddings=32,
 )
 
@@ -49,7 +58,9 @@ def tiny_classifier():
 def pickled_files(directory):
     return sorted(
         os.path.relpath(os.path.join(root, name), directory)
-        for root, _, names in os.walk(directory) for name in names if name.endswith(PICKLE_SUFFIXES)
+        for root, _, names in os.walk(directory)
+        for name in names
+        if name.endswith(PICKLE_SUFFIXES)
     )
 
 
@@ -70,15 +81,28 @@ def trained(tmp_path_factory):
     output_dir = tmp_path_factory.mktemp("trained")
     generator = torch.Generator().manual_seed(0)
     rows = [
-        {"input_ids": torch.randint(3, 64, (12,), generator=generator), "attention_mask": torch.ones(12, dtype=torch.long),
-         "labels": torch.eye(len(SPACE))[i % len(SPACE)]}
+        {
+            "input_ids": torch.randint(3, 64, (12,), generator=generator),
+            "attention_mask": torch.ones(12, dtype=torch.long),
+            "labels": torch.eye(len(SPACE))[i % len(SPACE)],
+        }
         for i in range(16)
     ]
     args = PatentTrainingArguments(
-        output_dir=str(output_dir), max_steps=4, save_strategy="steps", save_steps=2, per_device_train_batch_size=4,
-        train_sampling_strategy="random", report_to="none", use_cpu=True, logging_steps=2, disable_tqdm=True,
+        output_dir=str(output_dir),
+        max_steps=4,
+        save_strategy="steps",
+        save_steps=2,
+        per_device_train_batch_size=4,
+        train_sampling_strategy="random",
+        report_to="none",
+        use_cpu=True,
+        logging_steps=2,
+        disable_tqdm=True,
     )
-    trainer = PatentTrainer(model=tiny_classifier(), args=args, label_space=SPACE, train_dataset=rows, data_collator=collate)
+    trainer = PatentTrainer(
+        model=tiny_classifier(), args=args, label_space=SPACE, train_dataset=rows, data_collator=collate
+    )
     trainer.train()
     trainer.save_model(str(output_dir))
     return output_dir, trainer
@@ -115,15 +139,24 @@ def test_resuming_from_a_checkpoint_needs_no_training_args_pickle(trained):
 def torch_load_calls(source):
     """``(line, weights_only expression or None)`` of every ``torch.load(...)`` / ``load(...)`` from torch in ``source``."""
     tree = ast.parse(source)
-    aliases = {alias.asname or alias.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
-               and node.module == "torch" for alias in node.names if alias.name == "load"}
+    aliases = {
+        alias.asname or alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module == "torch"
+        for alias in node.names
+        if alias.name == "load"
+    }
     calls = []
     for node in ast.walk(tree):
         if not isinstance(node, ast.Call):
             continue
         function = node.func
-        is_torch_load = (isinstance(function, ast.Attribute) and function.attr == "load" and isinstance(function.value, ast.Name)
-                         and function.value.id == "torch") or (isinstance(function, ast.Name) and function.id in aliases)
+        is_torch_load = (
+            isinstance(function, ast.Attribute)
+            and function.attr == "load"
+            and isinstance(function.value, ast.Name)
+            and function.value.id == "torch"
+        ) or (isinstance(function, ast.Name) and function.id in aliases)
         if is_torch_load:
             weights_only = next((ast.unparse(k.value) for k in node.keywords if k.arg == "weights_only"), None)
             calls.append((node.lineno, weights_only))
@@ -147,7 +180,11 @@ def test_every_torch_load_in_our_code_is_weights_only():
                 if name.endswith(".py"):
                     path = os.path.join(root, name)
                     with open(path, encoding="utf-8") as handle:
-                        offenders += [(path, line) for line, weights_only in torch_load_calls(handle.read()) if weights_only != "True"]
+                        offenders += [
+                            (path, line)
+                            for line, weights_only in torch_load_calls(handle.read())
+                            if weights_only != "True"
+                        ]
     assert offenders == []
 
 
@@ -191,16 +228,62 @@ def test_a_recipe_loads_pickled_weights_only_with_allow_pickle(pickled_checkpoin
 
 # ------------------------------------------------------------------------------ remote code in the checkpoint
 ALLOWED_TOP_MODULES = (set(sys.stdlib_module_names) | {"torch", "transformers"}) - {
-    "socket", "ssl", "urllib", "http", "ftplib", "smtplib", "poplib", "imaplib", "telnetlib", "xmlrpc", "socketserver",
-    "subprocess", "multiprocessing", "pty", "ctypes", "importlib", "pickle", "marshal", "shelve", "shutil", "tempfile",
-    "webbrowser", "asyncio",
+    "socket",
+    "ssl",
+    "urllib",
+    "http",
+    "ftplib",
+    "smtplib",
+    "poplib",
+    "imaplib",
+    "telnetlib",
+    "xmlrpc",
+    "socketserver",
+    "subprocess",
+    "multiprocessing",
+    "pty",
+    "ctypes",
+    "importlib",
+    "pickle",
+    "marshal",
+    "shelve",
+    "shutil",
+    "tempfile",
+    "webbrowser",
+    "asyncio",
 }
 FORBIDDEN_BUILTINS = {"eval", "exec", "compile", "__import__", "breakpoint", "input"}
 # os functions that run programs or change files; os.path, os.environ and the like are fine.
 FORBIDDEN_OS_CALLS = {
-    "system", "popen", "spawnl", "spawnlp", "spawnv", "spawnvp", "execl", "execlp", "execv", "execve", "execvp", "fork",
-    "kill", "remove", "unlink", "rmdir", "removedirs", "rename", "renames", "replace", "makedirs", "mkdir", "chmod",
-    "chown", "symlink", "link", "truncate", "open", "write",
+    "system",
+    "popen",
+    "spawnl",
+    "spawnlp",
+    "spawnv",
+    "spawnvp",
+    "execl",
+    "execlp",
+    "execv",
+    "execve",
+    "execvp",
+    "fork",
+    "kill",
+    "remove",
+    "unlink",
+    "rmdir",
+    "removedirs",
+    "rename",
+    "renames",
+    "replace",
+    "makedirs",
+    "mkdir",
+    "chmod",
+    "chown",
+    "symlink",
+    "link",
+    "truncate",
+    "open",
+    "write",
 }
 FORBIDDEN_METHODS = {"write_text", "write_bytes", "urlopen"}  # pathlib writes and urllib, whatever the receiver
 
@@ -212,7 +295,9 @@ def audit_remote_code(source, siblings):
         if isinstance(node, ast.Import):
             problems += [f"import {a.name}" for a in node.names if a.name.split(".")[0] not in ALLOWED_TOP_MODULES]
         elif isinstance(node, ast.ImportFrom):
-            allowed = node.module in siblings if node.level else (node.module or "").split(".")[0] in ALLOWED_TOP_MODULES
+            allowed = (
+                node.module in siblings if node.level else (node.module or "").split(".")[0] in ALLOWED_TOP_MODULES
+            )
             problems += [] if allowed else [f"from {'.' * node.level}{node.module} import"]
         elif isinstance(node, ast.Call):
             function = node.func
@@ -220,11 +305,19 @@ def audit_remote_code(source, siblings):
                 problems.append(f"{function.id}()")
             elif isinstance(function, ast.Attribute) and (
                 function.attr in FORBIDDEN_METHODS
-                or (function.attr in FORBIDDEN_OS_CALLS and isinstance(function.value, ast.Name) and function.value.id == "os")
+                or (
+                    function.attr in FORBIDDEN_OS_CALLS
+                    and isinstance(function.value, ast.Name)
+                    and function.value.id == "os"
+                )
             ):
                 problems.append(f".{function.attr}()")
             elif isinstance(function, ast.Name) and function.id == "open":
-                mode = node.args[1] if len(node.args) > 1 else next((k.value for k in node.keywords if k.arg == "mode"), None)
+                mode = (
+                    node.args[1]
+                    if len(node.args) > 1
+                    else next((k.value for k in node.keywords if k.arg == "mode"), None)
+                )
                 if not (isinstance(mode, ast.Constant) and set(str(mode.value)) <= set("rbt")) and mode is not None:
                     problems.append("open() for writing")
         elif isinstance(node, ast.Name) and node.id in ("__builtins__", "globals"):
@@ -245,12 +338,25 @@ def test_the_audit_catches_what_it_looks_for():
         __builtins__["open"]
     """)
     problems = audit_remote_code(bad, siblings={"losses"})
-    for expected in ("import socket", "import urllib.request", "from subprocess import", "from .elsewhere import",
-                     "eval()", "exec()", "compile()", "__import__()", ".system()", ".remove()", ".write_text()",
-                     "__builtins__"):
+    for expected in (
+        "import socket",
+        "import urllib.request",
+        "from subprocess import",
+        "from .elsewhere import",
+        "eval()",
+        "exec()",
+        "compile()",
+        "__import__()",
+        ".system()",
+        ".remove()",
+        ".write_text()",
+        "__builtins__",
+    ):
         assert expected in problems, expected
     assert problems.count("open() for writing") == 3
-    fine = "import math, os\nimport torch\nfrom .losses import x\nopen('f', 'rb')\nnames.remove('a')\nos.path.join('a')\n"
+    fine = (
+        "import math, os\nimport torch\nfrom .losses import x\nopen('f', 'rb')\nnames.remove('a')\nos.path.join('a')\n"
+    )
     assert audit_remote_code(fine, siblings={"losses"}) == []
 
 
@@ -275,7 +381,12 @@ def test_the_prediction_path_loads_pickled_weights_only_with_allow_pickle(pickle
     backend = Tokenizer(WordLevel({word: index for index, word in enumerate(words)}, unk_token="[UNK]"))
     backend.pre_tokenizer = pre_tokenizers.Whitespace()
     PreTrainedTokenizerFast(
-        tokenizer_object=backend, pad_token="[PAD]", cls_token="[CLS]", sep_token="[SEP]", unk_token="[UNK]", mask_token="[MASK]"
+        tokenizer_object=backend,
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        unk_token="[UNK]",
+        mask_token="[MASK]",
     ).save_pretrained(path)
     SPACE.save(str(path / "label_space.json"))
     with pytest.raises(OSError, match="allow_pickle=True"):

@@ -21,8 +21,17 @@ from modernpatent_hf.cli import main
 from modernpatent_hf.data.splits import RECORDS_NOT_WRITTEN
 
 FUZZ = settings(max_examples=25, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
-GOOD_ROWS = [json.dumps({"id": f"US{i}", "title": f"A seed drill {i}", "abstract": "A drill for seeds.",
-                         "cpc": ["A01C" if i % 2 else "B60K"]}) for i in range(6)]
+GOOD_ROWS = [
+    json.dumps(
+        {
+            "id": f"US{i}",
+            "title": f"A seed drill {i}",
+            "abstract": "A drill for seeds.",
+            "cpc": ["A01C" if i % 2 else "B60K"],
+        }
+    )
+    for i in range(6)
+]
 
 # ------------------------------------------------------------------------------ inputs
 json_values = st.recursive(
@@ -35,27 +44,40 @@ cpc_strings = st.one_of(
     st.text(alphabet="ABCDEFGHYZabc0123456789/ -.:", max_size=14),
     st.text(max_size=8),
 )
-record_like = st.fixed_dictionaries({}, optional={
-    "id": st.one_of(st.text(max_size=12), st.integers(), json_values),
-    "title": st.one_of(st.text(max_size=40), json_values),
-    "abstract": st.one_of(st.text(max_size=40), json_values),
-    "claims": st.lists(st.text(max_size=20), max_size=3),
-    "cpc": st.one_of(st.lists(cpc_strings, max_size=4), json_values),
-    "date": st.one_of(st.text(max_size=12), st.from_regex(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", fullmatch=True)),
-})
+record_like = st.fixed_dictionaries(
+    {},
+    optional={
+        "id": st.one_of(st.text(max_size=12), st.integers(), json_values),
+        "title": st.one_of(st.text(max_size=40), json_values),
+        "abstract": st.one_of(st.text(max_size=40), json_values),
+        "claims": st.lists(st.text(max_size=20), max_size=3),
+        "cpc": st.one_of(st.lists(cpc_strings, max_size=4), json_values),
+        "date": st.one_of(st.text(max_size=12), st.from_regex(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", fullmatch=True)),
+    },
+)
 # Valid JSON that Python cannot hold (nesting deeper than the recursion limit, integers beyond 4300 digits), and
 # what a JSON parser accepts but a record must not hold (NaN, unpaired surrogates).
 hostile_json = st.one_of(
     st.integers(900, 100_000).map(lambda depth: "[" * depth + "]" * depth),
     st.integers(900, 20_000).map(lambda depth: '{"id": "US9", "title": ' + '{"a": ' * depth + "1" + "}" * depth + "}"),
     st.integers(4301, 6000).map(lambda digits: '{"id": ' + "7" * digits + "}"),
-    st.sampled_from(['{"id": NaN, "title": "t"}', '{"id": "US8", "title": "\\ud800", "cpc": ["A01C"]}',
-                     '{"id": "US7", "title": Infinity, "cpc": ["A01C"]}', "\ufeff" + GOOD_ROWS[0]]),
+    st.sampled_from(
+        [
+            '{"id": NaN, "title": "t"}',
+            '{"id": "US8", "title": "\\ud800", "cpc": ["A01C"]}',
+            '{"id": "US7", "title": Infinity, "cpc": ["A01C"]}',
+            "\ufeff" + GOOD_ROWS[0],
+        ]
+    ),
 )
 json_lines = st.lists(st.one_of(json_values.map(json.dumps), record_like.map(json.dumps), hostile_json), max_size=8)
 cpc_lines = st.lists(
-    st.builds(lambda i, codes, title: json.dumps({"id": f"EP{i}", "title": title, "abstract": "A gearbox.", "cpc": codes}),
-              st.integers(0, 5), st.lists(cpc_strings, max_size=5), st.text(max_size=30)),
+    st.builds(
+        lambda i, codes, title: json.dumps({"id": f"EP{i}", "title": title, "abstract": "A gearbox.", "cpc": codes}),
+        st.integers(0, 5),
+        st.lists(cpc_strings, max_size=5),
+        st.text(max_size=30),
+    ),
     max_size=8,
 )
 
@@ -81,8 +103,12 @@ def expected_rows(data):
 
 # ------------------------------------------------------------------------------ running and checking
 def snapshot(*directories):
-    return {os.path.join(root, name): hashlib.sha256(open(os.path.join(root, name), "rb").read()).hexdigest()
-            for directory in directories for root, _, names in os.walk(directory) for name in names}
+    return {
+        os.path.join(root, name): hashlib.sha256(open(os.path.join(root, name), "rb").read()).hexdigest()
+        for directory in directories
+        for root, _, names in os.walk(directory)
+        for name in names
+    }
 
 
 def run(arguments, watched, output):
@@ -111,7 +137,7 @@ def check_prepare(data, model_dir):
         out = os.path.join(work, "prepared")
         status, stdout = run(["prepare", source, "--out", out, "--validation-fraction", "0"], [work, model_dir], out)
         if status == 0:
-            summary = json.loads(stdout[stdout.index("{"):])
+            summary = json.loads(stdout[stdout.index("{") :])
             counts = summary["counts"]
             assert counts["records_read"] == expected_rows(data)
             written = sum(summary["rows_per_split"].values())
@@ -124,15 +150,34 @@ def check_predict(data, model_dir):
         with open(source, "wb") as handle:
             handle.write(data)
         output = os.path.join(work, "predictions.jsonl")
-        status, stdout = run(["predict", "--model", model_dir, "--input", source, "--output", output, "--device", "cpu",
-                              "--on-bad-row", "record", "--chunk-size", "3", "--top-k", "2"], [work, model_dir], output)
+        status, stdout = run(
+            [
+                "predict",
+                "--model",
+                model_dir,
+                "--input",
+                source,
+                "--output",
+                output,
+                "--device",
+                "cpu",
+                "--on-bad-row",
+                "record",
+                "--chunk-size",
+                "3",
+                "--top-k",
+                "2",
+            ],
+            [work, model_dir],
+            output,
+        )
         rows = expected_rows(data)
         if status == 2:
             assert rows is None or rows == 0, "only a file that is not UTF-8 may stop predict --on-bad-row record"
             assert not os.path.exists(output)
             return
         assert rows is not None
-        summary = json.loads(stdout[stdout.index("{"):])
+        summary = json.loads(stdout[stdout.index("{") :])
         with open(output, encoding="utf-8") as handle:
             written = [json.loads(line) for line in handle]
         assert len(written) == summary["rows"] == rows

@@ -46,7 +46,9 @@ def hub_columns(ids, codes=None, texts=None):
 
 def prepare(arguments, out, capsys):
     """Run `modernpatent prepare` in process: (exit status, stdout, stderr lines)."""
-    status = main(["prepare", *map(str, arguments), "--out", str(out), "--validation-fraction", "0", "--on-bad-row", "raise"])
+    status = main(
+        ["prepare", *map(str, arguments), "--out", str(out), "--validation-fraction", "0", "--on-bad-row", "raise"]
+    )
     captured = capsys.readouterr()
     return status, captured.out, captured.err.strip().splitlines()
 
@@ -67,34 +69,54 @@ def error_case(tmp_path, case):
         path.write_bytes(b'{"id": "US1", "title": "T\x00", "abstract": "A.", "cpc": ["A01B"]}\n')
         return [path], "nul.jsonl:1: not valid JSON"
     if case == "a float id":
-        return [write_jsonl(tmp_path / "r.jsonl", [dict(GOOD, id=8000001.0)])], "r.jsonl:1: record has the id 8000001.0, a float"
+        return [
+            write_jsonl(tmp_path / "r.jsonl", [dict(GOOD, id=8000001.0)])
+        ], "r.jsonl:1: record has the id 8000001.0, a float"
     if case == "a list id":
-        return [write_jsonl(tmp_path / "r.jsonl", [dict(GOOD, id=["US1"])])], "r.jsonl:1: record has the id ['US1'], a list"
+        return [
+            write_jsonl(tmp_path / "r.jsonl", [dict(GOOD, id=["US1"])])
+        ], "r.jsonl:1: record has the id ['US1'], a list"
     if case == "a TSV row without an id":
         path = tmp_path / "noid.tsv"
-        path.write_text("A01B1/00\t8000001\t2015-01-01\t1. A plough.\nB01J\t  \t2015-01-01\t1. A catalyst.\n", encoding="utf-8")
+        path.write_text(
+            "A01B1/00\t8000001\t2015-01-01\t1. A plough.\nB01J\t  \t2015-01-01\t1. A catalyst.\n", encoding="utf-8"
+        )
         return [path], "noid.tsv:2: record has no 'id'"
     if case == "Parquet rows without an id":
         hub = write_hub_copy(tmp_path / "hub", hub_columns(pa.array([None, None], pa.string())))
         return [hub], "record has no 'id'"
     if case == "misnamed text fields":
         rows = [{"id": "US1", "Title": "T", "Abstract": "A.", "cpc": ["A01B"]}]
-        return [write_jsonl(tmp_path / "r.jsonl", rows)], "has none of the text fields title, abstract, claims, first_claim; its keys: id, Title, Abstract, cpc"
+        return [
+            write_jsonl(tmp_path / "r.jsonl", rows)
+        ], "has none of the text fields title, abstract, claims, first_claim; its keys: id, Title, Abstract, cpc"
     if case == "misnamed code field":
         rows = [{"id": "US1", "title": "T", "abstract": "A.", "CPC": ["A01B"]}]
-        return [write_jsonl(tmp_path / "r.jsonl", rows)], "record 'US1' has no 'cpc' field (a list of CPC codes); its keys: id, title, abstract, CPC"
+        return [
+            write_jsonl(tmp_path / "r.jsonl", rows)
+        ], "record 'US1' has no 'cpc' field (a list of CPC codes); its keys: id, title, abstract, CPC"
     if case == "a number for a text":
-        return [write_jsonl(tmp_path / "r.jsonl", [dict(GOOD, title=42)])], "r.jsonl:1: record 'US1' has a number (42) in field 'title'; expected a string"
+        return [
+            write_jsonl(tmp_path / "r.jsonl", [dict(GOOD, title=42)])
+        ], "r.jsonl:1: record 'US1' has a number (42) in field 'title'; expected a string"
     if case == "bytes for a Parquet text":
-        hub = write_hub_copy(tmp_path / "hub", hub_columns(["8000001"], texts=pa.array([b"1. A plough."], pa.binary())))
+        hub = write_hub_copy(
+            tmp_path / "hub", hub_columns(["8000001"], texts=pa.array([b"1. A plough."], pa.binary()))
+        )
         return [hub], "record '8000001' has bytes (b'1. A plough.') in field 'first_claim'"
     if case == "an unpaired surrogate escape":
         path = tmp_path / "r.jsonl"
-        path.write_text('{"id": "US1", "title": "Seed \\ud800 drill", "abstract": "A.", "cpc": ["A01B"]}\n', encoding="utf-8")
+        path.write_text(
+            '{"id": "US1", "title": "Seed \\ud800 drill", "abstract": "A.", "cpc": ["A01B"]}\n', encoding="utf-8"
+        )
         return [path], "r.jsonl:1: record 'US1' has an unpaired surrogate '\\ud800' in field 'title'"
     if case == "a number for a code, raising":
         rows = [dict(GOOD, cpc=["A01B", 7])]
-        return [write_jsonl(tmp_path / "r.jsonl", rows), "--on-invalid-code", "raise"], "invalid CPC code 7 in record 'US1' (a number, not a string)"
+        return [
+            write_jsonl(tmp_path / "r.jsonl", rows),
+            "--on-invalid-code",
+            "raise",
+        ], "invalid CPC code 7 in record 'US1' (a number, not a string)"
     if case == "a JSON array for a record":
         path = tmp_path / "r.jsonl"
         path.write_text('["US1", "A01B"]\n', encoding="utf-8")
@@ -103,9 +125,19 @@ def error_case(tmp_path, case):
 
 
 ERROR_CASES = [
-    "bytes that are not UTF-8", "TSV that is not UTF-8", "raw NUL byte inside a JSON string", "a float id", "a list id",
-    "a TSV row without an id", "Parquet rows without an id", "misnamed text fields", "misnamed code field",
-    "a number for a text", "bytes for a Parquet text", "an unpaired surrogate escape", "a number for a code, raising",
+    "bytes that are not UTF-8",
+    "TSV that is not UTF-8",
+    "raw NUL byte inside a JSON string",
+    "a float id",
+    "a list id",
+    "a TSV row without an id",
+    "Parquet rows without an id",
+    "misnamed text fields",
+    "misnamed code field",
+    "a number for a text",
+    "bytes for a Parquet text",
+    "an unpaired surrogate escape",
+    "a number for a code, raising",
     "a JSON array for a record",
 ]
 
@@ -192,24 +224,31 @@ def test_crlf_and_stray_carriage_returns_in_tsv(tmp_path):
 
 # ------------------------------------------------------------------------------ loaders on the USPTO-3M layout
 def test_uspto3m_loader_normalizes_codes_and_ids_of_any_column_type(tmp_path):
-    hub = write_hub_copy(tmp_path / "hub", {
-        "cpc_ids": pa.array([["a01b", "H01L 21/02"], ["b01j"], ["123/456"]]),  # lists, not comma-joined strings
-        "id": pa.array([8000001, 8000002, 8000003]),                           # integers, not strings
-        "date": pa.array([20150101, 20150102, 20150103]),                      # compact integers
-        "text": ["1. A plough.", "2. A catalyst.", "1. A widget."],
-    })
+    hub = write_hub_copy(
+        tmp_path / "hub",
+        {
+            "cpc_ids": pa.array([["a01b", "H01L 21/02"], ["b01j"], ["123/456"]]),  # lists, not comma-joined strings
+            "id": pa.array([8000001, 8000002, 8000003]),  # integers, not strings
+            "date": pa.array([20150101, 20150102, 20150103]),  # compact integers
+            "text": ["1. A plough.", "2. A catalyst.", "1. A widget."],
+        },
+    )
     counters = {}
     records = list(iter_records(hub, counters=counters))
     assert [(r["id"], r["labels"], r["date"]) for r in records] == [
-        ("8000001", ["A01B", "H01L"], "2015-01-01"), ("8000002", ["B01J"], "2015-01-02"),
+        ("8000001", ["A01B", "H01L"], "2015-01-01"),
+        ("8000002", ["B01J"], "2015-01-02"),
     ]
     assert counters == {"records_read": 3, "invalid_codes": 1, "no_labels": 1}
 
 
-@pytest.mark.parametrize("ids, words", [
-    (pa.array([None, None], pa.string()), "record has no 'id'"),
-    (pa.array([8000001.0, 8000002.0]), "record has the id 8000001.0, a float"),
-])
+@pytest.mark.parametrize(
+    "ids, words",
+    [
+        (pa.array([None, None], pa.string()), "record has no 'id'"),
+        (pa.array([8000001.0, 8000002.0]), "record has the id 8000001.0, a float"),
+    ],
+)
 def test_load_uspto3m_skips_or_refuses_rows_without_a_usable_id(tmp_path, ids, words):
     # str(None) would make both rows one patent called 'None'; str(8000001.0) an id nobody has.
     hub = write_hub_copy(tmp_path / "hub", hub_columns(ids))
@@ -234,7 +273,9 @@ def test_load_uspto3m_counts_nul_and_names_a_source_without_usable_records(tmp_p
 
 
 def test_load_uspto3m_names_a_truncated_shard_among_good_ones(tmp_path):
-    hub = write_hub_copy(tmp_path / "hub", hub_columns([str(i) for i in range(200)]), shard="train-00000-of-00002.parquet")
+    hub = write_hub_copy(
+        tmp_path / "hub", hub_columns([str(i) for i in range(200)]), shard="train-00000-of-00002.parquet"
+    )
     good = (hub / "data" / "train-00000-of-00002.parquet").read_bytes()
     (hub / "data" / "train-00001-of-00002.parquet").write_bytes(good[: len(good) // 2])
     with pytest.raises(ValueError, match=r"cannot load .*hub as a USPTO-3M copy .*check the Parquet files") as error:
@@ -246,17 +287,23 @@ def test_load_uspto3m_names_a_truncated_shard_among_good_ones(tmp_path):
 ARGUMENT_TYPES = (ModelArguments, DataArguments, PatentTrainingArguments)
 
 
-@pytest.mark.parametrize("yaml_text, words", [
-    ("learning_rate: [1,\n", "is not valid YAML (expected the node content, but found '<stream end>' at line 2"),
-    ("learning_rate: fast\n", "learning_rate in {config}: 'fast' is not a valid value"),
-    ("use_lora: maybe\n", "use_lora in {config}: 'maybe' is not a valid value"),
-    ("loss_type: focal\n", "loss_type in {config} is 'focal'; choose from bce, hierarchical, upstream_hierarchical"),
-    ("max_length: null\n", "max_length in {config} is null but needs a value of type int"),
-    ("max_length: 12.5\n", "max_length in {config} must be an integer, got 12.5"),
-    ("max_length: {a: 1}\n", "max_length in {config} takes one value"),
-    ("model_config: tiny\n", "model_config in {config} must be a mapping"),
-    ("top_k: '1,5'\n", "top_k in {config}: '1,5' is not a valid value"),
-])
+@pytest.mark.parametrize(
+    "yaml_text, words",
+    [
+        ("learning_rate: [1,\n", "is not valid YAML (expected the node content, but found '<stream end>' at line 2"),
+        ("learning_rate: fast\n", "learning_rate in {config}: 'fast' is not a valid value"),
+        ("use_lora: maybe\n", "use_lora in {config}: 'maybe' is not a valid value"),
+        (
+            "loss_type: focal\n",
+            "loss_type in {config} is 'focal'; choose from bce, hierarchical, upstream_hierarchical",
+        ),
+        ("max_length: null\n", "max_length in {config} is null but needs a value of type int"),
+        ("max_length: 12.5\n", "max_length in {config} must be an integer, got 12.5"),
+        ("max_length: {a: 1}\n", "max_length in {config} takes one value"),
+        ("model_config: tiny\n", "model_config in {config} must be a mapping"),
+        ("top_k: '1,5'\n", "top_k in {config}: '1,5' is not a valid value"),
+    ],
+)
 def test_bad_yaml_values_are_one_line_errors_naming_the_key(tmp_path, yaml_text, words):
     config = tmp_path / "run.yaml"
     config.write_text(yaml_text, encoding="utf-8")
@@ -266,7 +313,9 @@ def test_bad_yaml_values_are_one_line_errors_naming_the_key(tmp_path, yaml_text,
 
 
 def test_a_bad_command_line_value_is_a_one_line_error_not_a_usage_dump(tmp_path):
-    with pytest.raises(ValueError, match=r"argument --learning_rate/--learning-rate: invalid float value: 'fast'") as error:
+    with pytest.raises(
+        ValueError, match=r"argument --learning_rate/--learning-rate: invalid float value: 'fast'"
+    ) as error:
         parse_recipe_args(ARGUMENT_TYPES, ["--output_dir", str(tmp_path), "--learning_rate", "fast"])
     assert "\n" not in str(error.value)
 
@@ -274,7 +323,9 @@ def test_a_bad_command_line_value_is_a_one_line_error_not_a_usage_dump(tmp_path)
 def test_one_value_for_a_list_field_becomes_a_list_as_on_the_command_line(tmp_path):
     config = tmp_path / "run.yaml"
     config.write_text("lora_target_modules: Wqkv\ntop_k: 3\n", encoding="utf-8")
-    model_args, _, training_args = parse_recipe_args(ARGUMENT_TYPES, ["--config", str(config), "--output_dir", str(tmp_path)])
+    model_args, _, training_args = parse_recipe_args(
+        ARGUMENT_TYPES, ["--config", str(config), "--output_dir", str(tmp_path)]
+    )
     assert model_args.lora_target_modules == ["Wqkv"] and training_args.top_k == [3]
 
 
@@ -296,18 +347,21 @@ def test_nonexistent_data_and_model_paths_are_one_line_errors(tmp_path):
 
 
 # ------------------------------------------------------------------------------ the metric
-@pytest.mark.parametrize("predictions, references, kwargs, words", [
-    ([[0.1, 0.9], [0.3]], [[0, 1], [1]], {}, "predictions must be a rectangular [patents, labels] array"),
-    ([[0.1, 0.9]], [[0, 1], [1, 0, 1]], {}, "references must be a rectangular"),
-    ([["high", "low"]], [[0, 1]], {}, "predictions must hold numbers"),
-    ([[0.1, 0.9]], [["no", "yes"]], {}, "references must hold numbers"),
-    ([[0.1, 0.9]], [[0, float("nan")]], {}, "references must be multi-hot 0/1"),
-    ([[0.1, float("inf")]], [[0, 1]], {}, "must be probabilities in [0, 1]"),
-    ([], [], {}, "no patents to evaluate"),
-    ([[], []], [[], []], {}, "no patents to evaluate"),
-    ([[0.1, 0.9]], [[0, 1]], {"threshold": float("nan")}, "threshold must be a probability in [0, 1], got nan"),
-    ([[0.1, 0.9]], [[0, 1]], {"threshold": 50}, "threshold must be a probability in [0, 1], got 50"),
-])
+@pytest.mark.parametrize(
+    "predictions, references, kwargs, words",
+    [
+        ([[0.1, 0.9], [0.3]], [[0, 1], [1]], {}, "predictions must be a rectangular [patents, labels] array"),
+        ([[0.1, 0.9]], [[0, 1], [1, 0, 1]], {}, "references must be a rectangular"),
+        ([["high", "low"]], [[0, 1]], {}, "predictions must hold numbers"),
+        ([[0.1, 0.9]], [["no", "yes"]], {}, "references must hold numbers"),
+        ([[0.1, 0.9]], [[0, float("nan")]], {}, "references must be multi-hot 0/1"),
+        ([[0.1, float("inf")]], [[0, 1]], {}, "must be probabilities in [0, 1]"),
+        ([], [], {}, "no patents to evaluate"),
+        ([[], []], [[], []], {}, "no patents to evaluate"),
+        ([[0.1, 0.9]], [[0, 1]], {"threshold": float("nan")}, "threshold must be a probability in [0, 1], got nan"),
+        ([[0.1, 0.9]], [[0, 1]], {"threshold": 50}, "threshold must be a probability in [0, 1], got 50"),
+    ],
+)
 def test_bad_metric_input_is_a_one_line_error(predictions, references, kwargs, words):
     with pytest.raises(ValueError) as error:
         compute_multilabel_metrics(predictions, references, **kwargs)
@@ -321,11 +375,14 @@ def f1_at_k():
     return evaluate.load(F1_AT_K_METRIC)
 
 
-@pytest.mark.parametrize("predictions, references, words", [
-    ([[0.1, 0.9], [0.3]], [[0, 1], [1]], "predictions must be a rectangular"),
-    ([[0.1, float("nan")]], [[0, 1]], "predictions contain NaN scores"),
-    ([], [], "no patents to evaluate"),
-])
+@pytest.mark.parametrize(
+    "predictions, references, words",
+    [
+        ([[0.1, 0.9], [0.3]], [[0, 1], [1]], "predictions must be a rectangular"),
+        ([[0.1, float("nan")]], [[0, 1]], "predictions contain NaN scores"),
+        ([], [], "no patents to evaluate"),
+    ],
+)
 def test_the_evaluate_module_gives_the_same_one_line_errors(f1_at_k, predictions, references, words):
     with pytest.raises(ValueError) as error:
         f1_at_k.compute(predictions=predictions, references=references)

@@ -28,8 +28,17 @@ OLD_RECORDS = 2_000
 
 
 def prepare_arguments(source, out):
-    return ["prepare", str(source), "--out", str(out), "--text-fields", "first_claim", "--test-fraction", "0.1",
-            "--overwrite"]
+    return [
+        "prepare",
+        str(source),
+        "--out",
+        str(out),
+        "--text-fields",
+        "first_claim",
+        "--test-fraction",
+        "0.1",
+        "--overwrite",
+    ]
 
 
 def run_prepare(source, out):
@@ -60,7 +69,17 @@ def corpus(tmp_path_factory):
     source, old_source = tmp_path / "patents.jsonl", tmp_path / "old.jsonl"
     with open(source, "w", encoding="utf-8") as handle, open(old_source, "w", encoding="utf-8") as old:
         for index, record in enumerate(generate_synthetic_records(RECORDS, seed=1)):
-            line = json.dumps({"id": record["id"], "cpc": record["labels"], "date": record["date"], "first_claim": record["text"]}) + "\n"
+            line = (
+                json.dumps(
+                    {
+                        "id": record["id"],
+                        "cpc": record["labels"],
+                        "date": record["date"],
+                        "first_claim": record["text"],
+                    }
+                )
+                + "\n"
+            )
             handle.write(line)
             if index < OLD_RECORDS:
                 old.write(line)
@@ -136,8 +155,10 @@ def test_only_scratch_of_dead_processes_on_this_host_is_removed(tmp_path):
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     out, host = tmp_path / "prepared", socket.gethostname()
     names = {
-        "dead": f"prepared.tmp-{host}-{dead.stdout.strip()}", "alive": f"prepared.staging-{host}-{os.getpid()}",
-        "other host": f"prepared.tmp-{host}x-{dead.stdout.strip()}", "not scratch": "prepared.tmp-notes",
+        "dead": f"prepared.tmp-{host}-{dead.stdout.strip()}",
+        "alive": f"prepared.staging-{host}-{os.getpid()}",
+        "other host": f"prepared.tmp-{host}x-{dead.stdout.strip()}",
+        "not scratch": "prepared.tmp-notes",
     }
     for name in names.values():
         (tmp_path / name).mkdir()

@@ -16,7 +16,7 @@ from modernpatent_hf.data.prepare_config import PrepareConfig
 from modernpatent_hf.data.records import load_dataset_dir, write_dataset_dir
 
 SPLITS = ("train", "validation", "test")
-GROUPS = 25      # texts written three times, in three spellings, under three ids
+GROUPS = 25  # texts written three times, in three spellings, under three ids
 NEAR_PAIRS = 15  # texts sharing their first and last EDGE_WORDS words, differing inside
 
 
@@ -28,16 +28,25 @@ def corpus():
         for i in range(300)
     ]
     for g in range(GROUPS):
-        for copy, (title, abstract) in enumerate([
-            (f"A Seed Drill for group {g}", "It sows seeds."),
-            (f"a seed  drill FOR GROUP {g}", "it sows SEEDS."),
-            (f"A seed\tdrill for group {g}\n", " It sows seeds. "),
-        ]):
+        for copy, (title, abstract) in enumerate(
+            [
+                (f"A Seed Drill for group {g}", "It sows seeds."),
+                (f"a seed  drill FOR GROUP {g}", "it sows SEEDS."),
+                (f"A seed\tdrill for group {g}\n", " It sows seeds. "),
+            ]
+        ):
             rows.append({"id": f"D{g}-{copy}", "title": title, "abstract": abstract, "cpc": ["A01C"]})
     for p in range(NEAR_PAIRS):
         edge = [f"pair{p}word{i}" for i in range(EDGE_WORDS)]
         for variant in ("a plough", "a harrow with discs"):
-            rows.append({"id": f"N{p}-{variant[2]}", "title": " ".join(edge), "abstract": f"{variant} {' '.join(edge)}", "cpc": ["A01B"]})
+            rows.append(
+                {
+                    "id": f"N{p}-{variant[2]}",
+                    "title": " ".join(edge),
+                    "abstract": f"{variant} {' '.join(edge)}",
+                    "cpc": ["A01B"],
+                }
+            )
     return rows
 
 
@@ -51,18 +60,23 @@ def runs(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("leakage")
     source = tmp_path / "patents.jsonl"
     source.write_text("".join(json.dumps(row) + "\n" for row in corpus()), encoding="utf-8")
+
     def config(out):
         return PrepareConfig(inputs=source, out=tmp_path / out, validation_fraction=0.25, test_fraction=0.25)
 
     summary = prepare_dataset(config("a"), progress=False)
     again = prepare_dataset(config("b"), progress=False)
     with pytest.MonkeyPatch.context() as patch:  # the split drawn before the move, written despite its overlap
-        patch.setattr("modernpatent_hf.data.splits.move_shared_texts_to_train", lambda keys, positions: (dict(positions), 0))
+        patch.setattr(
+            "modernpatent_hf.data.splits.move_shared_texts_to_train", lambda keys, positions: (dict(positions), 0)
+        )
         patch.setattr("modernpatent_hf.data.records._refuse_shared_texts", lambda *args: None)
         prepare_dataset(config("unmoved"), progress=False)
     return {
-        "summary": summary, "again": again,
-        "moved": load_dataset_dir(str(tmp_path / "a")), "repeat": load_dataset_dir(str(tmp_path / "b")),
+        "summary": summary,
+        "again": again,
+        "moved": load_dataset_dir(str(tmp_path / "a")),
+        "repeat": load_dataset_dir(str(tmp_path / "b")),
         "unmoved": load_dataset_dir(str(tmp_path / "unmoved")),
     }
 
@@ -72,7 +86,9 @@ def test_definitions():
     assert normalize_text("Straße") == normalize_text("STRASSE")  # casefold, not lower
     assert text_key("A Seed  Drill") == text_key("a seed drill ") != text_key("a seed drills")
     edge = " ".join(f"e{i}" for i in range(EDGE_WORDS))
-    exact, near = duplicate_keys([f"{edge} one middle {edge}", f"{edge} another middle {edge}", f"x {edge} one middle {edge}"])
+    exact, near = duplicate_keys(
+        [f"{edge} one middle {edge}", f"{edge} another middle {edge}", f"x {edge} one middle {edge}"]
+    )
     assert exact.dtype == np.uint64 and near.dtype == np.uint64  # 8 bytes a record, whatever the text length
     assert exact[0] != exact[1] and near[0] == near[1] != near[2]
 
@@ -139,12 +155,17 @@ def test_write_dataset_dir_refuses_a_text_in_two_splits(tmp_path):
     with pytest.raises(ValueError) as error:
         write_dataset_dir(str(tmp_path / "out"), splits, CpcLabelSpace(["A01B"]), progress=False)
     message = str(error.value)
-    assert message.startswith("2 records share their normalized text with a record of another split (e.g. id 'US1' in 'train')")
+    assert message.startswith(
+        "2 records share their normalized text with a record of another split (e.g. id 'US1' in 'train')"
+    )
     assert "\n" not in message
     assert not (tmp_path / "out").exists() and not list(tmp_path.iterdir())
     # Repeats inside one split do not leak: US2 and US2b are written.
     del splits["test"][1]
-    assert write_dataset_dir(str(tmp_path / "out"), splits, CpcLabelSpace(["A01B"]), progress=False) == {"train": 3, "test": 1}
+    assert write_dataset_dir(str(tmp_path / "out"), splits, CpcLabelSpace(["A01B"]), progress=False) == {
+        "train": 3,
+        "test": 1,
+    }
 
 
 def leaky_directory(tmp_path, extra_test_row):
@@ -163,15 +184,26 @@ def leaky_directory(tmp_path, extra_test_row):
     return out
 
 
-@pytest.mark.parametrize("extra_test_row, words", [
-    (record("US200", "patent   TEXT number 3."), "0 records share their id and 2 their normalized text with another split (e.g. id 'US3' in 'train')"),
-    (record("US5", "Yet another text."), "2 records share their id and 0 their normalized text with another split (e.g. id 'US5' in 'train')"),
-])
+@pytest.mark.parametrize(
+    "extra_test_row, words",
+    [
+        (
+            record("US200", "patent   TEXT number 3."),
+            "0 records share their id and 2 their normalized text with another split (e.g. id 'US3' in 'train')",
+        ),
+        (
+            record("US5", "Yet another text."),
+            "2 records share their id and 0 their normalized text with another split (e.g. id 'US5' in 'train')",
+        ),
+    ],
+)
 def test_training_refuses_overlapping_splits_unless_allowed(tmp_path, extra_test_row, words):
     prepared = leaky_directory(tmp_path, extra_test_row)
     with pytest.raises(ValueError) as error:
         load_patent_splits(DataArguments(dataset_name_or_path=str(prepared)), str(tmp_path / "work"))
     message = str(error.value)
     assert words in message and "allow_split_overlap: true" in message and "\n" not in message
-    splits, _ = load_patent_splits(DataArguments(dataset_name_or_path=str(prepared), allow_split_overlap=True), str(tmp_path / "work"))
+    splits, _ = load_patent_splits(
+        DataArguments(dataset_name_or_path=str(prepared), allow_split_overlap=True), str(tmp_path / "work")
+    )
     assert len(splits["test"]) == 2

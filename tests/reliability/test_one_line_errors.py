@@ -89,7 +89,9 @@ def run_recipe(script, argv, capsys):
 
 def test_a_recipe_ends_an_unexpected_exception_in_one_line(capsys, monkeypatch):
     monkeypatch.delenv("MODERNPATENT_DEBUG", raising=False)
-    status, lines = run_recipe(Recorder(RuntimeError("CUDA error: device-side assert\nmore")), ["--config", "c.yaml"], capsys)
+    status, lines = run_recipe(
+        Recorder(RuntimeError("CUDA error: device-side assert\nmore")), ["--config", "c.yaml"], capsys
+    )
     assert status == 2 and lines == [f"finetune: error: RuntimeError: CUDA error: device-side assert {HINT}"]
     status, lines = run_recipe(Recorder(OSError("c.yaml does not exist")), ["--config", "c.yaml"], capsys)
     assert status == 2 and lines == ["finetune: error: c.yaml does not exist"]

@@ -20,8 +20,15 @@ from modernpatent_hf.predictor import PatentClassifier
 
 from testing_utils import SIX_CODES, write_jsonl
 
-RECORDS = [{"id": f"US{i}", "title": f"A seed drill {i}", "abstract": "A drill for seeds.", "cpc": ["A01C" if i % 2 else "B60K"]}
-           for i in range(20)]
+RECORDS = [
+    {
+        "id": f"US{i}",
+        "title": f"A seed drill {i}",
+        "abstract": "A drill for seeds.",
+        "cpc": ["A01C" if i % 2 else "B60K"],
+    }
+    for i in range(20)
+]
 
 
 def snapshot(directory):
@@ -66,12 +73,20 @@ def test_prepare_never_writes_over_or_around_its_input(tmp_path, one_line_refusa
 
 
 @pytest.mark.parametrize("target", ["model weights", "inside the model directory", "the input itself", "a directory"])
-def test_predict_refuses_an_output_that_would_replace_the_model_or_an_input(tmp_path, one_line_refusal, tiny_checkpoint, target):
+def test_predict_refuses_an_output_that_would_replace_the_model_or_an_input(
+    tmp_path, one_line_refusal, tiny_checkpoint, target
+):
     source = write_jsonl(tmp_path / "in.jsonl", RECORDS)
-    output = {"model weights": tiny_checkpoint / "model.safetensors", "inside the model directory": tiny_checkpoint / "predictions.jsonl",
-              "the input itself": source, "a directory": tmp_path}[target]
+    output = {
+        "model weights": tiny_checkpoint / "model.safetensors",
+        "inside the model directory": tiny_checkpoint / "predictions.jsonl",
+        "the input itself": source,
+        "a directory": tmp_path,
+    }[target]
     before = snapshot(tmp_path)
-    line = one_line_refusal(["predict", "--model", str(tiny_checkpoint), "--input", str(source), "--output", str(output)])
+    line = one_line_refusal(
+        ["predict", "--model", str(tiny_checkpoint), "--input", str(source), "--output", str(output)]
+    )
     assert "--output" in line
     assert snapshot(tmp_path) == before
 
@@ -86,14 +101,26 @@ def corpus(tmp_path):
 def command_arguments(command, out, corpus, checkpoint):
     return {
         "synth": ["synth", "--n", "200", "--num-subclasses", "20", "--out", str(out)],
-        "tokenizer": ["tokenizer", "--corpus", str(corpus), "--vocab-size", "300", "--min-frequency", "1", "--out", str(out)],
+        "tokenizer": [
+            "tokenizer",
+            "--corpus",
+            str(corpus),
+            "--vocab-size",
+            "300",
+            "--min-frequency",
+            "1",
+            "--out",
+            str(out),
+        ],
         "report": ["report", "--data", str(corpus), "--out", str(out)],
         "export-onnx": ["export-onnx", "--model", str(checkpoint), "--out", str(out)],
     }[command]
 
 
 @pytest.mark.parametrize("command", ["synth", "tokenizer", "report", "export-onnx"])
-def test_every_directory_command_writes_only_a_new_empty_or_own_directory(tmp_path, one_line_refusal, corpus, tiny_checkpoint, command):
+def test_every_directory_command_writes_only_a_new_empty_or_own_directory(
+    tmp_path, one_line_refusal, corpus, tiny_checkpoint, command
+):
     """Foreign files refuse the command (even with --overwrite); its own output needs --overwrite; inputs are never outputs."""
     out = tmp_path / "out"
     out.mkdir()
@@ -129,7 +156,12 @@ def test_overwrite_leaves_no_file_of_the_earlier_output_and_a_stopped_run_is_rep
         for name in ("a.txt", "figures/b.png"):
             os.makedirs(os.path.dirname(os.path.join(directory, name)), exist_ok=True)
             open(os.path.join(directory, name), "w").close()
-    assert read_output_marker(out) == {"command": "report", "complete": True, "files": ["a.txt", "figures/b.png"], "fingerprint": None}
+    assert read_output_marker(out) == {
+        "command": "report",
+        "complete": True,
+        "files": ["a.txt", "figures/b.png"],
+        "fingerprint": None,
+    }
     with owned_output_dir(out, "report", overwrite=True) as directory:
         open(os.path.join(directory, "a.txt"), "w").close()
     assert sorted(os.listdir(out)) == [OUTPUT_MARKER, "a.txt"]  # b.png of the earlier options is gone
@@ -155,7 +187,9 @@ def interrupt_after_first_chunk(classifier, monkeypatch):
     monkeypatch.setattr(classifier, "predict", stopping_predict)
 
 
-@pytest.mark.parametrize("change", ["nothing (control)", "titles", "top_k", "threshold", "max_length", "thresholds file", "model"])
+@pytest.mark.parametrize(
+    "change", ["nothing (control)", "titles", "top_k", "threshold", "max_length", "thresholds file", "model"]
+)
 def test_a_resumed_predict_never_mixes_rows_of_other_settings(tmp_path, monkeypatch, tiny_checkpoint, change):
     """Issue 16 case 5: every option that changes a row is in the resume fingerprint; only the same command resumes."""
     source = write_jsonl(tmp_path / "in.jsonl", RECORDS)
@@ -186,7 +220,9 @@ def test_a_resumed_predict_never_mixes_rows_of_other_settings(tmp_path, monkeypa
     second = PatentClassifier.from_pretrained(str(model), device="cpu", **load)
     summary = predict_file(second, source, output, chunk_size=5, progress=False, **options)
     expected = predict_file(second, source, tmp_path / "reference.jsonl", chunk_size=5, progress=False, **options)
-    assert output.read_text() == (tmp_path / "reference.jsonl").read_text() and summary["rows"] == expected["rows"] == len(RECORDS)
+    assert output.read_text() == (tmp_path / "reference.jsonl").read_text() and summary["rows"] == expected[
+        "rows"
+    ] == len(RECORDS)
     assert summary["resumed_after_rows"] == (5 if change == "nothing (control)" else 0)
 
 
@@ -205,7 +241,9 @@ def test_a_run_rebuilds_its_prepared_data_when_the_source_or_split_settings_chan
     assert train_ids(dataset_name_or_path=str(first)) == {row["id"] for row in RECORDS}
     assert (work / "data" / "README.md").stat().st_mtime_ns == stamp, "the same source and settings reuse the data"
     assert all(row_id.startswith("EP") for row_id in train_ids(dataset_name_or_path=str(second)))
-    splits, _ = load_patent_splits(DataArguments(dataset_name_or_path=str(second), validation_fraction=0.25), str(work))
+    splits, _ = load_patent_splits(
+        DataArguments(dataset_name_or_path=str(second), validation_fraction=0.25), str(work)
+    )
     assert len(splits["validation"]) == 5
     assert json.loads((work / "data" / "stats.json").read_text())["split"]["validation_fraction"] == 0.25
 

@@ -29,7 +29,9 @@ def cpc_symbols(draw):
     subclass = draw(st.sampled_from(SECTIONS)) + draw(st.from_regex(r"[0-9]{2}[A-Z]", fullmatch=True))
     parts = [subclass[0], subclass[1:3], subclass[3]]  # whitespace may separate section, class digits, letter
     if draw(st.booleans()):
-        parts.append(str(draw(st.integers(1, 9999))) + (f"/{draw(st.integers(0, 999999)):02d}" if draw(st.booleans()) else ""))
+        parts.append(
+            str(draw(st.integers(1, 9999))) + (f"/{draw(st.integers(0, 999999)):02d}" if draw(st.booleans()) else "")
+        )
         if draw(st.booleans()):
             parts.append(f"({draw(st.integers(1990, 2030))}.{draw(st.integers(1, 12)):02d})")
     gaps = [draw(st.sampled_from(["", " ", "  ", "\t", "\u00a0"])) for _ in parts]
@@ -42,12 +44,20 @@ def cpc_symbols(draw):
 @st.composite
 def near_symbols(draw):
     """Strings shaped like a subclass (letter, two digits, letter, maybe a group) made of look-alike characters."""
+
     def pick(pool):
         return draw(st.sampled_from(pool))
 
     gap = pick(["", " ", "\u00a0"])
     group = pick(["", " 1/00", "21/02", " \u0661/\u0660\u0660"])
-    return pick(LOOKALIKE_LETTERS) + gap + pick(LOOKALIKE_DIGITS) + pick(LOOKALIKE_DIGITS) + pick(LOOKALIKE_LETTERS) + group
+    return (
+        pick(LOOKALIKE_LETTERS)
+        + gap
+        + pick(LOOKALIKE_DIGITS)
+        + pick(LOOKALIKE_DIGITS)
+        + pick(LOOKALIKE_LETTERS)
+        + group
+    )
 
 
 anything = st.one_of(
@@ -55,7 +65,10 @@ anything = st.one_of(
     st.text(alphabet=LOOKALIKES, max_size=16),
     near_symbols(),
     cpc_symbols().map(lambda pair: pair[0]),
-    st.integers(), st.floats(), st.none(), st.lists(st.text(max_size=5), max_size=3),
+    st.integers(),
+    st.floats(),
+    st.none(),
+    st.lists(st.text(max_size=5), max_size=3),
 )
 
 
@@ -155,7 +168,8 @@ def test_permuting_patents_changes_nothing(batch):
     order = rng.permutation(len(probabilities))
     assert_same_metrics(
         compute_multilabel_metrics(probabilities[order], references[order], k=[1, 3]),
-        compute_multilabel_metrics(probabilities, references, k=[1, 3]), rel=None,
+        compute_multilabel_metrics(probabilities, references, k=[1, 3]),
+        rel=None,
     )
 
 
@@ -166,8 +180,11 @@ def test_permuting_labels_consistently_changes_nothing(batch):
     names = [f"{section}{number:02d}A" for section, number in zip("ABCDEFGHY" * 2, range(probabilities.shape[1]))]
     order = rng.permutation(probabilities.shape[1])
     assert_same_metrics(
-        compute_multilabel_metrics(probabilities[:, order], references[:, order], k=[1, 3], label_names=[names[i] for i in order]),
-        compute_multilabel_metrics(probabilities, references, k=[1, 3], label_names=names), rel=None,
+        compute_multilabel_metrics(
+            probabilities[:, order], references[:, order], k=[1, 3], label_names=[names[i] for i in order]
+        ),
+        compute_multilabel_metrics(probabilities, references, k=[1, 3], label_names=names),
+        rel=None,
     )
 
 
@@ -193,5 +210,8 @@ def test_accumulating_random_batches_equals_one_shot(batch, data):
     accumulator = MultilabelMetricsAccumulator(probabilities.shape[1], k=[1, 2, 5], label_names=names)
     for start, stop in zip([0, *cuts], [*cuts, len(probabilities)]):
         accumulator.update(probabilities[start:stop], references[start:stop])
-    assert_same_metrics(accumulator.compute(), compute_multilabel_metrics(probabilities, references, k=[1, 2, 5], label_names=names),
-                        rel=None)
+    assert_same_metrics(
+        accumulator.compute(),
+        compute_multilabel_metrics(probabilities, references, k=[1, 2, 5], label_names=names),
+        rel=None,
+    )

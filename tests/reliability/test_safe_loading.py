@@ -78,8 +78,10 @@ def weight_loads_outside_the_loader(source):
     """``(line, receiver)`` of every ``X.from_pretrained(...)`` that may read weights, outside ``load_pretrained_weights``."""
     tree = ast.parse(source)
     inside_loader = {
-        id(node) for function in ast.walk(tree)
-        if isinstance(function, ast.FunctionDef) and function.name == LOADER for node in ast.walk(function)
+        id(node)
+        for function in ast.walk(tree)
+        if isinstance(function, ast.FunctionDef) and function.name == LOADER
+        for node in ast.walk(function)
     }
     found = []
     for node in ast.walk(tree):
@@ -95,16 +97,22 @@ def test_every_weight_load_in_the_package_goes_through_the_one_loader():
     assert weight_loads_outside_the_loader("m = AutoModelForSequenceClassification.from_pretrained(path)\n") == [
         (1, "AutoModelForSequenceClassification")
     ]
-    assert weight_loads_outside_the_loader(
-        f"t = AutoTokenizer.from_pretrained(p)\ndef {LOADER}(model_class, p):\n    return model_class.from_pretrained(p)\n"
-    ) == []
+    assert (
+        weight_loads_outside_the_loader(
+            f"t = AutoTokenizer.from_pretrained(p)\ndef {LOADER}(model_class, p):\n    return model_class.from_pretrained(p)\n"
+        )
+        == []
+    )
     offenders = []
     for root, _, names in os.walk(PACKAGE):
         for name in sorted(names):
             if name.endswith(".py"):
                 path = os.path.join(root, name)
                 with open(path, encoding="utf-8") as handle:
-                    offenders += [(os.path.relpath(path, PACKAGE), *found) for found in weight_loads_outside_the_loader(handle.read())]
+                    offenders += [
+                        (os.path.relpath(path, PACKAGE), *found)
+                        for found in weight_loads_outside_the_loader(handle.read())
+                    ]
     assert offenders == []
 
 
@@ -114,7 +122,9 @@ def test_export_onnx_reads_pickled_weights_only_with_allow_pickle(tiny_checkpoin
     line = one_line_refusal(["export-onnx", "--model", checkpoint, "--out", tmp_path / "onnx"], capsys)
     assert "no safetensors weights" in line and "--allow-pickle" in line
     assert not (tmp_path / "onnx" / "model.onnx").exists()
-    status, out, _ = run(["export-onnx", "--model", checkpoint, "--out", tmp_path / "opted-in", "--allow-pickle"], capsys)
+    status, out, _ = run(
+        ["export-onnx", "--model", checkpoint, "--out", tmp_path / "opted-in", "--allow-pickle"], capsys
+    )
     assert status == 0 and json.loads(out)["max_abs_diff"] <= 1e-4
 
 
@@ -122,8 +132,21 @@ def test_report_per_label_reads_pickled_weights_only_with_allow_pickle(tiny_chec
     """A run directory (saved model, trainer_state.json, prepared data/) whose weights are pytorch_model.bin only."""
     run_dir = as_pickled_weights(tiny_checkpoint)
     records = write_lines(tmp_path / "records.jsonl", [record(i, SIX_CODES[i % 2]) for i in range(24)])
-    assert main(["prepare", str(records), "--out", str(run_dir / "data"), "--test-fraction", "0.25",
-                 "--validation-fraction", "0"]) == 0
+    assert (
+        main(
+            [
+                "prepare",
+                str(records),
+                "--out",
+                str(run_dir / "data"),
+                "--test-fraction",
+                "0.25",
+                "--validation-fraction",
+                "0",
+            ]
+        )
+        == 0
+    )
     (run_dir / "trainer_state.json").write_text(json.dumps({"global_step": 1, "log_history": []}))
 
     status, out, _ = run(["report", "--runs", run_dir, "--per-label", "--out", tmp_path / "refused"], capsys)
@@ -131,7 +154,9 @@ def test_report_per_label_reads_pickled_weights_only_with_allow_pickle(tiny_chec
     assert status == 0 and len(notes) == 1 and "no safetensors weights" in notes[0] and "--allow-pickle" in notes[0]
     assert not list((tmp_path / "refused").glob("per_label_*.tsv"))
 
-    status, out, _ = run(["report", "--runs", run_dir, "--per-label", "--allow-pickle", "--out", tmp_path / "opted-in"], capsys)
+    status, out, _ = run(
+        ["report", "--runs", run_dir, "--per-label", "--allow-pickle", "--out", tmp_path / "opted-in"], capsys
+    )
     assert status == 0 and "note: per-label" not in out
     assert (tmp_path / "opted-in" / "per_label_model.tsv").read_text().startswith("code\ttitle\ttrain_count")
 
@@ -157,26 +182,37 @@ def test_damaged_safetensors_is_one_line(tiny_checkpoint, tmp_path, capsys, how,
 
 
 @pytest.mark.parametrize("command", ["predict", "export-onnx"])
-def test_allow_pickle_on_a_pickle_that_would_run_code_is_one_line_and_runs_nothing(tiny_checkpoint, tmp_path, capsys, command):
+def test_allow_pickle_on_a_pickle_that_would_run_code_is_one_line_and_runs_nothing(
+    tiny_checkpoint, tmp_path, capsys, command
+):
     marker = tmp_path / "the-pickle-ran"
-    checkpoint = as_pickled_weights(tiny_checkpoint, state={"model.embeddings.tok_embeddings.weight": WritesAFile(marker)})
+    checkpoint = as_pickled_weights(
+        tiny_checkpoint, state={"model.embeddings.tok_embeddings.weight": WritesAFile(marker)}
+    )
     source = write_lines(tmp_path / "in.jsonl", [record(1)])
     arguments = {
         "predict": ["predict", "--model", checkpoint, "--input", source, "--output", tmp_path / "out.jsonl"],
         "export-onnx": ["export-onnx", "--model", checkpoint, "--out", tmp_path / "onnx"],
     }[command]
     line = one_line_refusal([*arguments, "--allow-pickle"], capsys)
-    assert "refused to unpickle" in line and "GLOBAL io.open was not an allowed global" in line and str(checkpoint) in line
+    assert (
+        "refused to unpickle" in line
+        and "GLOBAL io.open was not an allowed global" in line
+        and str(checkpoint) in line
+    )
     assert "add_safe_globals" not in line  # torch's advice to allow it is left out
     assert not marker.exists()
 
 
 # ------------------------------------------------------------------------------ rows Python cannot hold
-@pytest.mark.parametrize("line, words", [
-    (DEEP, "nested too deeply"),
-    ('{"id": "US9", "title": ' + "[" * 50_000 + "]" * 50_000 + "}", "nested too deeply"),
-    ('{"id": ' + "1" * 5000 + "}", "4300 digits"),
-])
+@pytest.mark.parametrize(
+    "line, words",
+    [
+        (DEEP, "nested too deeply"),
+        ('{"id": "US9", "title": ' + "[" * 50_000 + "]" * 50_000 + "}", "nested too deeply"),
+        ('{"id": ' + "1" * 5000 + "}", "4300 digits"),
+    ],
+)
 def test_json_python_cannot_hold_is_a_bad_row(line, words):
     with pytest.raises(BadRow, match=words) as error:
         parse_json_row("rows.jsonl:7", line)
@@ -191,12 +227,16 @@ def test_deeply_nested_json_stops_prepare_with_one_line(tmp_path, capsys):
 
 def test_deeply_nested_json_in_predict_is_one_line_or_a_recorded_bad_row(tiny_checkpoint, tmp_path, capsys):
     source = write_lines(tmp_path / "in.jsonl", [record(1), DEEP, record(3)])
-    line = one_line_refusal(["predict", "--model", tiny_checkpoint, "--input", source, "--output", tmp_path / "a.jsonl"], capsys)
+    line = one_line_refusal(
+        ["predict", "--model", tiny_checkpoint, "--input", source, "--output", tmp_path / "a.jsonl"], capsys
+    )
     assert f"{source}:2: JSON nested too deeply" in line and "--on-bad-row record" in line
 
     output = tmp_path / "b.jsonl"
-    status, out, _ = run(["predict", "--model", tiny_checkpoint, "--input", source, "--output", output,
-                          "--on-bad-row", "record"], capsys)
+    status, out, _ = run(
+        ["predict", "--model", tiny_checkpoint, "--input", source, "--output", output, "--on-bad-row", "record"],
+        capsys,
+    )
     rows = [json.loads(line) for line in output.read_text().splitlines()]
     assert status == 0 and json.loads(out)["bad_rows"] == 1
     assert [row["id"] for row in rows] == ["US1", None, "US3"]
@@ -208,14 +248,21 @@ def test_deeply_nested_json_in_predict_is_one_line_or_a_recorded_bad_row(tiny_ch
 def doc_python_block(page, section):
     """The first ```python block under the heading ``section`` of ``page`` (a path under the repository)."""
     text = (REPO_ROOT / page).read_text(encoding="utf-8")
-    after = text[text.index(f"\n{section}\n"):]
-    return after[after.index("```python\n") + len("```python\n"):].split("\n```", 1)[0]
+    after = text[text.index(f"\n{section}\n") :]
+    return after[after.index("```python\n") + len("```python\n") :].split("\n```", 1)[0]
 
 
 def run_snippet(script, cwd):
     # stdin closed: a prompt would read end-of-file; its text on the output is what shows that one was asked.
-    result = subprocess.run([sys.executable, "-c", script], cwd=cwd, stdin=subprocess.DEVNULL, capture_output=True,
-                            text=True, timeout=300, env={**os.environ, "PYTHONPATH": ""})
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": ""},
+    )
     assert result.returncode == 0, result.stderr
     assert "[y/N]" not in result.stdout + result.stderr and "custom code" not in result.stdout + result.stderr
     codes = ast.literal_eval(result.stdout.strip().splitlines()[-1])
@@ -223,19 +270,26 @@ def run_snippet(script, cwd):
 
 
 def test_the_documented_snippet_loads_a_checkpoint_without_the_package_and_without_a_prompt(
-    tiny_checkpoint, tmp_path, script_without_package,
+    tiny_checkpoint,
+    tmp_path,
+    script_without_package,
 ):
     snippet = doc_python_block("docs/prediction.md", "## Using a trained model")
     assert 'from_pretrained("outputs/demo/finetune"' in snippet and "trust_remote_code=True" in snippet
     shutil.copytree(tiny_checkpoint, tmp_path / "outputs" / "demo" / "finetune")
-    script = script_without_package(
-        "try:\n    import modernpatent_hf\nexcept ModuleNotFoundError:\n    pass\nelse:\n    raise SystemExit('the package is importable')\n"
-    ) + snippet
+    script = (
+        script_without_package(
+            "try:\n    import modernpatent_hf\nexcept ModuleNotFoundError:\n    pass\nelse:\n    raise SystemExit('the package is importable')\n"
+        )
+        + snippet
+    )
     run_snippet(script, tmp_path)
 
 
 def test_the_readme_snippet_loads_a_checkpoint_with_the_package_and_no_remote_code(tiny_checkpoint, tmp_path):
     snippet = doc_python_block("README.md", "## Load with the Auto classes")
-    assert snippet.startswith("import modernpatent_hf") and snippet.count('from_pretrained("outputs/demo/finetune")') == 2
+    assert (
+        snippet.startswith("import modernpatent_hf") and snippet.count('from_pretrained("outputs/demo/finetune")') == 2
+    )
     shutil.copytree(tiny_checkpoint, tmp_path / "outputs" / "demo" / "finetune")
     run_snippet(snippet, tmp_path)

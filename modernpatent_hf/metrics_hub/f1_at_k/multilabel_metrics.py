@@ -62,7 +62,11 @@ def subclass_code(value: object) -> str:
     """
     if not isinstance(value, str):
         # The words of io_utils.value_kind for the common case; this module cannot import the package.
-        kind = "a number" if isinstance(value, (int, float)) and not isinstance(value, bool) else f"a {type(value).__name__}"
+        kind = (
+            "a number"
+            if isinstance(value, (int, float)) and not isinstance(value, bool)
+            else f"a {type(value).__name__}"
+        )
         reason = f" ({kind}, not a string)"
         match = None
     else:
@@ -103,7 +107,9 @@ def _as_matrix(values, name: str) -> np.ndarray:
     try:
         array = np.asarray(values)
     except ValueError:
-        raise ValueError(f"{name} must be a rectangular [patents, labels] array, but its rows have different lengths") from None
+        raise ValueError(
+            f"{name} must be a rectangular [patents, labels] array, but its rows have different lengths"
+        ) from None
     if array.dtype == object:
         try:
             array = array.astype(np.float64)
