@@ -325,3 +325,16 @@ def test_rewritten_directory_loads_fresh_rows_not_a_stale_cache(tmp_path):
     for n in (5, 9):
         write_dataset_dir(str(tmp_path / "prepared"), {"train": records(n)}, CpcLabelSpace(["A01B"]), progress=False)
         assert len(load_dataset(str(tmp_path / "prepared"))["train"]) == n
+
+
+def test_the_keyword_form_still_prepares_the_same_output_with_a_future_warning(tmp_path):
+    source = tmp_path / "patents.jsonl"
+    write_jsonl(
+        source, [{"id": str(i), "title": f"a plough {i}", "abstract": "tines", "cpc": ["A01B"]} for i in range(30)]
+    )
+    current = prepare_dataset(PrepareConfig(inputs=source, out=tmp_path / "config", test_fraction=0.2, format="jsonl"))
+    with pytest.warns(FutureWarning, match=r"prepare_dataset\(inputs, out_dir, \.\.\.\) is deprecated"):
+        legacy = prepare_dataset(source, tmp_path / "keywords", test_fraction=0.2, input_format="jsonl")
+    assert legacy["rows_per_split"] == current["rows_per_split"] and legacy["counts"] == current["counts"]
+    with pytest.raises(TypeError, match="PrepareConfig alone"):
+        prepare_dataset(PrepareConfig(inputs=source, out=tmp_path / "x"), tmp_path / "y")

@@ -22,7 +22,7 @@ import contextlib
 import os
 import shutil
 import sys
-from typing import Dict, Iterable, Iterator, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, Iterator, Mapping, Optional, Sequence, Tuple, Union
 
 import datasets
 import numpy as np
@@ -38,7 +38,7 @@ from .bad_rows import check_bad_row_policy
 from .dates import date_years, hub_date_years, summed_year_counts
 from .leakage import leakage_report
 from .normalize import no_usable_record_error, parse_text_fields
-from .prepare_config import PrepareConfig
+from .prepare_config import PrepareConfig, config_from_keywords
 from .readers import iter_records
 from .records import SPLIT_ORDER, label_statistics, record_features, write_dataset_dir
 from .sources import local_source, resolve_format
@@ -117,7 +117,11 @@ def _date_summary(dates: Union[pa.Array, pa.ChunkedArray]) -> Dict:
 
 
 def prepare_dataset(
-    config: PrepareConfig, progress: Optional[bool] = None, fingerprint: Optional[Mapping] = None
+    config: PrepareConfig,
+    *legacy_out_dir: PathLike,
+    progress: Optional[bool] = None,
+    fingerprint: Optional[Mapping] = None,
+    **legacy_options: Any,
 ) -> Dict:
     """Normalize ``config.inputs`` into a dataset directory ``config.out`` that ``datasets.load_dataset`` loads.
 
@@ -143,7 +147,12 @@ def prepare_dataset(
     and may not be, contain or sit inside an input (:func:`~modernpatent_hf.io_utils.check_output_dir`,
     checked before anything is read). ``fingerprint`` (JSON) is recorded in its marker: what a cache of
     this output was made from.
+
+    The keyword form ``prepare_dataset(inputs, out_dir, test_fraction=0.1, ...)`` still works for this release,
+    with a FutureWarning (:func:`~modernpatent_hf.data.prepare_config.config_from_keywords`).
     """
+    if not isinstance(config, PrepareConfig) or legacy_out_dir or legacy_options:
+        config = config_from_keywords(config, *legacy_out_dir, **legacy_options)
     inputs, test_inputs = config.inputs, config.test_input
     validation_fraction, test_fraction, test_year, test_size = (
         config.validation_fraction,

@@ -7,8 +7,9 @@ written once. The recipes' :class:`~modernpatent_hf.configs.DataArguments` use t
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import Any, List, Optional
 
 # Upstream's split: dataset.train_test_split(test_size=0.005, seed=42).
 VALIDATION_FRACTION = 0.005
@@ -101,3 +102,27 @@ class PrepareConfig:
             self.test_input = [self.test_input]
         self.inputs = list(self.inputs)
         self.test_input = list(self.test_input) if self.test_input else []
+
+
+# prepare_dataset's keywords, before it took a PrepareConfig, whose field has another name.
+RENAMED_KEYWORDS = {"input_format": "format", "test_inputs": "test_input"}
+
+
+def config_from_keywords(inputs: Any, out_dir: Any = None, **options: Any) -> PrepareConfig:
+    """The :class:`PrepareConfig` of the keyword form ``prepare_dataset(inputs, out_dir, **options)``, which is
+    deprecated (a FutureWarning): the old keyword names (``input_format``, ``test_inputs``) map to the fields."""
+    warnings.warn(
+        "prepare_dataset(inputs, out_dir, ...) is deprecated and will be removed in the next release: pass "
+        "prepare_dataset(PrepareConfig(inputs=..., out=..., ...))",
+        FutureWarning,
+        stacklevel=3,
+    )
+    if isinstance(inputs, PrepareConfig):
+        raise TypeError("prepare_dataset takes a PrepareConfig alone: put the output and the settings in its fields")
+    if out_dir is None:
+        raise TypeError(
+            "prepare_dataset(inputs, out_dir, ...) needs out_dir; better: prepare_dataset(PrepareConfig(...))"
+        )
+    return PrepareConfig(
+        inputs=inputs, out=out_dir, **{RENAMED_KEYWORDS.get(key, key): value for key, value in options.items()}
+    )
