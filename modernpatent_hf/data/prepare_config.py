@@ -111,18 +111,18 @@ RENAMED_KEYWORDS = {"input_format": "format", "test_inputs": "test_input"}
 def config_from_keywords(inputs: Any, out_dir: Any = None, **options: Any) -> PrepareConfig:
     """The :class:`PrepareConfig` of the keyword form ``prepare_dataset(inputs, out_dir, **options)``, which is
     deprecated (a FutureWarning): the old keyword names (``input_format``, ``test_inputs``) map to the fields."""
-    warnings.warn(
-        "prepare_dataset(inputs, out_dir, ...) is deprecated and will be removed in the next release: pass "
-        "prepare_dataset(PrepareConfig(inputs=..., out=..., ...))",
-        FutureWarning,
-        stacklevel=3,
-    )
     if isinstance(inputs, PrepareConfig):
         raise TypeError("prepare_dataset takes a PrepareConfig alone: put the output and the settings in its fields")
     if out_dir is None:
         raise TypeError(
             "prepare_dataset(inputs, out_dir, ...) needs out_dir; better: prepare_dataset(PrepareConfig(...))"
         )
+    warnings.warn(
+        "prepare_dataset(inputs, out_dir, ...) is deprecated and will be removed in the next release: pass "
+        "prepare_dataset(PrepareConfig(inputs=..., out=..., ...))",
+        FutureWarning,
+        stacklevel=3,
+    )
     return PrepareConfig(
         inputs=inputs, out=out_dir, **{RENAMED_KEYWORDS.get(key, key): value for key, value in options.items()}
     )
