@@ -247,7 +247,10 @@ def test_csv_parquet_and_prepared_directories_give_the_same_predictions(classifi
     frame.to_csv(tmp_path / "in.csv", index=False)
     frame.to_parquet(tmp_path / "in.parquet")
     expected = expected_rows(classifier, rows)
-    for name in ("in.csv", "in.parquet"):
+    (tmp_path / "parquet_dir").mkdir()
+    frame[:30].to_parquet(tmp_path / "parquet_dir" / "part-0.parquet")
+    frame[30:].to_parquet(tmp_path / "parquet_dir" / "part-1.parquet")
+    for name in ("in.csv", "in.parquet", "parquet_dir"):  # a directory of Parquet files: its format is Parquet
         predict_file(classifier, tmp_path / name, tmp_path / f"{name}.out.jsonl", chunk_size=25, progress=False)
         assert_same_rows(read_jsonl(tmp_path / f"{name}.out.jsonl"), expected)
     records = [{"id": r["id"], "text": f"{r['title']}\n{r['abstract']}", "labels": ["A01B"]} for r in rows]

@@ -43,7 +43,7 @@ def input_files(path: Union[str, os.PathLike], input_format: str, split: Optiona
             )
         if is_prepared_dir(path):
             return "parquet", prepared_split_files(path, split)
-        files = parquet_files(path)
+        input_format, files = "parquet", parquet_files(path)
     else:
         lower = path.lower()
         detected = next((name for name, suffixes in SUFFIXES.items() if lower.endswith(suffixes)), None)
