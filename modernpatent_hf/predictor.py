@@ -5,7 +5,11 @@ once, sorted by length and cut into batches under a token budget (:func:`length_
 batch is padded only to its own longest text (:func:`pad_token_ids`, shared with the ONNX export and the
 benchmark), so short patents never pay for long ones, and the logits come back in input order. On CUDA the
 texts are packed instead (:meth:`PatentClassifier.packed_batches`, :mod:`modernpatent_hf.packing`): no padding
-at all, a few static shapes, compiled.
+at all, one static shape, compiled.
+
+The host never waits for the device between batches: inputs go to the device through pinned memory without
+blocking, outputs stay on the device, and a call copies all its rows to the host once at its end. CUDA launches
+return at once, so the host packs the next batch while the device runs the current one.
 Prediction over files, resumable and in several processes, is :mod:`modernpatent_hf.predict_file`.
 """
 
@@ -33,11 +37,24 @@ from .errors import one_line
 from .io_utils import check_max_length, describe_value
 from .model_factory import load_checkpoint_label_space, load_pretrained_weights
 from .modeling_modernpatent import PatentClassifierMixin, pool_hidden_states
-from .packing import pack_batch, token_budget_batches, token_budgets, use_packed_attention
+from .packing import pack_batch, token_budget_batches, use_packed_attention
 from .thresholds import THRESHOLDS_FILE, load_thresholds
 
+# Token budget of a padded length bucket.
 DEFAULT_MAX_BATCH_TOKENS = 16384
+# Token budget of a packed batch: the fastest budget of the GPU probes (docs/benchmarks.md). A packed batch has no
+# padding, so a large budget costs memory only, while a small one leaves the GPU short of work per launch.
+DEFAULT_PACKED_BATCH_TOKENS = 65536
+# Texts per padded length bucket at most.
 DEFAULT_MAX_BATCH_SIZE = 256
+# The shortest text a packed batch keeps a slot for: [CLS], [SEP] and a title of a few words. Shorter texts still
+# work (their batch closes when its slots are full, with fewer tokens than the budget); more slots than
+# budget // 16 would only be empty segments, which cost the attention kernel work in every layer.
+MIN_PACKED_TEXT_TOKENS = 16
+# Texts per packed batch by default: budget // 128. Texts of 128 tokens or more on average (first claims average
+# 187, abstracts are longer) fill a batch by tokens before its slots run out; each slot is a segment that the varlen
+# attention kernel schedules work for in every layer, so slots beyond what the texts fill are not free.
+PACKED_TOKENS_PER_TEXT_SLOT = 128
 
 
 def pad_token_ids(input_ids: Sequence[Sequence[int]], pad_id: int) -> Tuple[np.ndarray, np.ndarray]:
@@ -78,6 +95,14 @@ def length_bucketed_batches(lengths: Sequence[int], max_batch_tokens: int, max_b
     return batches
 
 
+def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``tensor`` (on the host) on ``device``: on CUDA through pinned memory with ``non_blocking``, so that the host
+    goes on packing the next batch while the copy and the work queued before it run; elsewhere a plain ``.to``."""
+    if device.type != "cuda":
+        return tensor.to(device)
+    return tensor.pin_memory().to(device, non_blocking=True)
+
+
 def torch_dtype(dtype: Union[str, torch.dtype, None], device: torch.device) -> torch.dtype:
     """``None`` -> bf16 on CUDA, fp32 elsewhere (bf16 is several times slower than fp32 on CPUs)."""
     if dtype is None:
@@ -99,7 +124,9 @@ class PatentClassifier:
     """A CPC classifier ready for batch prediction: ``model``, ``tokenizer``, ``label_space``, ``device``.
 
     Build it with :meth:`from_pretrained`. :meth:`logits` and :meth:`predict` take any number of texts and
-    batch them by length under ``max_batch_tokens``; texts longer than ``max_length`` tokens are truncated and
+    batch them under ``max_batch_tokens`` tokens and ``max_batch_size`` texts (None: :data:`DEFAULT_MAX_BATCH_TOKENS`
+    and :data:`DEFAULT_MAX_BATCH_SIZE` for padded buckets, :data:`DEFAULT_PACKED_BATCH_TOKENS` and that budget //
+    :data:`PACKED_TOKENS_PER_TEXT_SLOT` for packed batches); texts longer than ``max_length`` tokens are truncated and
     counted in ``truncated_count`` (cumulative over calls).
     """
 
@@ -109,8 +136,8 @@ class PatentClassifier:
         tokenizer: PreTrainedTokenizerBase,
         label_space: CpcLabelSpace,
         max_length: int,
-        max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
-        max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
+        max_batch_tokens: Optional[int] = None,
+        max_batch_size: Optional[int] = None,
         compile: Optional[bool] = None,
         source: Optional[str] = None,
         precision: Optional[str] = None,
@@ -122,8 +149,6 @@ class PatentClassifier:
         self.tokenizer = tokenizer
         self.label_space = label_space
         self.max_length = int(max_length)
-        self.max_batch_tokens = int(max_batch_tokens)
-        self.max_batch_size = int(max_batch_size)
         self.device = next(model.parameters()).device
         self.source = source
         # What the weights compute in ("float32", "bfloat16", "int8"): resumed prediction files must not mix them.
@@ -145,10 +170,24 @@ class PatentClassifier:
                     f"packing needs a patent classifier of this package, not a {type(model).__name__}: use packing=False"
                 )
             use_packed_attention(model)
+        if max_batch_tokens is None:
+            max_batch_tokens = DEFAULT_PACKED_BATCH_TOKENS if self.packing else DEFAULT_MAX_BATCH_TOKENS
+        if max_batch_size is None:
+            max_batch_size = (
+                max(max_batch_tokens // PACKED_TOKENS_PER_TEXT_SLOT, 1) if self.packing else DEFAULT_MAX_BATCH_SIZE
+            )
+        self.max_batch_tokens = int(max_batch_tokens)
+        self.max_batch_size = int(max_batch_size)
         self.compile = self.packing and on_cuda if compile is None else bool(compile)
-        # Packed batches have a few static shapes (token_budgets): one graph each. Padded buckets vary in shape, and
-        # recompiling for each would cost more than it saves: one dynamic-shape graph.
-        self._forward = torch.compile(model, dynamic=not self.packing) if self.compile else model
+        # Packed batches have one static shape (packed_shape): one graph, on CUDA traced whole (fullgraph: a graph
+        # break would put the host back between the pieces; the CPU's exact attention reads segment bounds on the
+        # host, a break). Padded buckets vary in shape, and recompiling for each would cost more than it saves: one
+        # dynamic-shape graph.
+        self._forward = (
+            torch.compile(model, dynamic=not self.packing, fullgraph=self.packing and on_cuda)
+            if self.compile
+            else model
+        )
         # Padding positions are masked out, so any id works when a tokenizer defines none.
         self._pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
 
@@ -161,8 +200,8 @@ class PatentClassifier:
         int8: bool = False,
         compile: Optional[bool] = None,
         max_length: Optional[int] = None,
-        max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS,
-        max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
+        max_batch_tokens: Optional[int] = None,
+        max_batch_size: Optional[int] = None,
         titles: Union[str, os.PathLike, Mapping[str, str], None] = None,
         allow_pickle: bool = False,
         packing: Optional[bool] = None,
@@ -172,7 +211,9 @@ class PatentClassifier:
         device: default the process's GPU when there is one, else the CPU. dtype: default bf16 on CUDA, fp32 on
         the CPU. int8: dynamic int8 quantization of every ``nn.Linear`` (CPU, fp32 only). packing: packed batches
         (default on CUDA for this package's classifiers; see :meth:`packed_batches`). compile: ``torch.compile``
-        (default: on CUDA when packing; static shapes when packing, dynamic otherwise). max_length: default the
+        (default: on CUDA when packing; one static shape and the whole graph when packing, dynamic otherwise).
+        max_batch_tokens, max_batch_size: tokens and texts per batch (default: 16,384 and 256 for padded buckets;
+        65,536 and 512 for packed batches). max_length: default the
         smaller of the tokenizer's ``model_max_length`` and the model's ``max_position_embeddings`` (pass the
         training max length to match training). titles: a ``code<TAB>title`` TSV or a mapping, added to the
         predictions (the label space's own titles otherwise). allow_pickle: also read pickled weights
@@ -265,30 +306,47 @@ class PatentClassifier:
         lengths = [len(ids) for ids in input_ids]
         for batch in length_bucketed_batches(lengths, self.max_batch_tokens, self.max_batch_size):
             ids, mask = pad_token_ids([input_ids[index] for index in batch], self._pad_id)
-            yield batch, torch.from_numpy(ids).to(self.device), torch.from_numpy(mask).to(self.device)
+            yield batch, to_device(torch.from_numpy(ids), self.device), to_device(torch.from_numpy(mask), self.device)
+
+    @property
+    def packed_shape(self) -> Tuple[int, int]:
+        """``(tokens, segments)`` of every packed batch: one static shape, so a compiled model compiles once.
+
+        Tokens: ``max_batch_tokens`` (at least ``max_length``: one text of any length fits); a call's last batch is
+        padded to it too. Segments: a slot for each text the budget can hold (``max_batch_size``, at most one per
+        :data:`MIN_PACKED_TEXT_TOKENS` tokens) and one for each ``max_length`` tokens of padding.
+        """
+        tokens = max(self.max_batch_tokens, self.max_length)
+        return tokens, self._packed_text_slots + -(-tokens // self.max_length)
+
+    @property
+    def _packed_text_slots(self) -> int:
+        return max(min(self.max_batch_size, max(self.max_batch_tokens, self.max_length) // MIN_PACKED_TEXT_TOKENS), 1)
 
     def packed_batches(self, input_ids: Sequence[Sequence[int]]) -> Iterator[Tuple[List[int], dict]]:
-        """``(indices, model inputs)`` per packed batch: texts in input order concatenated into one row of at most
-        ``max_batch_tokens`` tokens and ``max_batch_size`` texts (:func:`~modernpatent_hf.packing.pack_batch`), padded
-        to the smallest of :func:`~modernpatent_hf.packing.token_budgets` that holds it, with a fixed number of
-        segments per budget: static shapes, so a compiled model compiles once per budget. Output row ``i`` is
-        ``indices[i]``; rows past ``len(indices)`` belong to the padding."""
+        """``(indices, model inputs)`` per packed batch, on ``device``: texts in input order concatenated into one
+        row (:func:`~modernpatent_hf.packing.pack_batch`), padded to :attr:`packed_shape` (its tokens and segments),
+        with ``max_length_q/k`` fixed at ``max_length``. Output row ``i`` is ``indices[i]``; rows past ``len(indices)``
+        belong to the padding."""
         lengths = [len(ids) for ids in input_ids]
-        budgets = token_budgets(self.max_batch_tokens, self.max_length)
-        for batch in token_budget_batches(lengths, budgets[-1], self.max_batch_size):
-            tokens = sum(lengths[index] for index in batch)
-            budget = next(budget for budget in budgets if budget >= tokens)
-            yield (
-                batch,
-                pack_batch(
-                    [input_ids[index] for index in batch],
-                    self._pad_id,
-                    pad_to_tokens=budget,
-                    pad_to_sequences=self.max_batch_size + -(-budget // self.max_length),
-                    max_length=self.max_length,
-                    device=self.device,
-                ),
+        tokens, segments = self.packed_shape
+        for batch in token_budget_batches(lengths, tokens, self._packed_text_slots):
+            inputs = pack_batch(
+                [input_ids[index] for index in batch],
+                self._pad_id,
+                pad_to_tokens=tokens,
+                pad_to_sequences=segments,
+                max_length=self.max_length,
             )
+            # cu_seq_lens_q and cu_seq_lens_k are one tensor: one copy.
+            cu_seq_lens = to_device(inputs["cu_seq_lens_q"], self.device)
+            inputs.update(
+                input_ids=to_device(inputs["input_ids"], self.device),
+                position_ids=to_device(inputs["position_ids"], self.device),
+                cu_seq_lens_q=cu_seq_lens,
+                cu_seq_lens_k=cu_seq_lens,
+            )
+            yield batch, inputs
 
     # ----------------------------------------------------------------- scores
     def logits(self, texts: Sequence[str]) -> np.ndarray:
@@ -297,16 +355,20 @@ class PatentClassifier:
 
     def logits_from_ids(self, input_ids: Sequence[Sequence[int]]) -> np.ndarray:
         """Subclass logits of token id lists (each at most ``max_length`` long), rows in input order: packed batches
-        when ``packing``, else padded length buckets."""
-        logits = np.zeros((len(input_ids), len(self.label_space)), dtype=np.float32)
+        when ``packing``, else padded length buckets. The batches' logits stay on the device until the last batch is
+        queued, then come to the host in one copy: the host never waits for the device between batches."""
+        rows: List[torch.Tensor] = []
+        order: List[int] = []
         with torch.inference_mode():
             if self.packing:
                 for batch, inputs in self.packed_batches(input_ids):
-                    logits[batch] = self._forward(**inputs).logits[: len(batch)].float().cpu().numpy()
+                    rows.append(self._forward(**inputs).logits[: len(batch)])
+                    order.extend(batch)
             else:
                 for batch, ids, mask in self.padded_batches(input_ids):
-                    logits[batch] = self._forward(input_ids=ids, attention_mask=mask).logits.float().cpu().numpy()
-        return logits
+                    rows.append(self._forward(input_ids=ids, attention_mask=mask).logits)
+                    order.extend(batch)
+            return in_input_order(rows, order, len(input_ids), len(self.label_space))
 
     def embed(self, texts: Sequence[str], normalize: bool = True) -> np.ndarray:
         """Embeddings ``[len(texts), hidden_size]`` (float32), rows in input order: the encoder's last hidden states
@@ -317,15 +379,15 @@ class PatentClassifier:
         input_ids = self.encode(texts)
         encoder = self.model.base_model  # the classifier's encoder, without head and classifier
         pooling = getattr(self.model.config, "pooling", "mean")
-        embeddings = np.zeros((len(input_ids), self.model.config.hidden_size), dtype=np.float32)
+        rows: List[torch.Tensor] = []
+        order: List[int] = []
         with torch.inference_mode():
             for batch, ids, mask in self.padded_batches(input_ids):
                 hidden_states = encoder(input_ids=ids, attention_mask=mask).last_hidden_state
                 pooled = pool_hidden_states(hidden_states, mask, pooling).float()
-                if normalize:
-                    pooled = torch.nn.functional.normalize(pooled, dim=-1)
-                embeddings[batch] = pooled.cpu().numpy()
-        return embeddings
+                rows.append(torch.nn.functional.normalize(pooled, dim=-1) if normalize else pooled)
+                order.extend(batch)
+            return in_input_order(rows, order, len(input_ids), self.model.config.hidden_size)
 
     def predict(
         self, texts: Sequence[str], top_k: int = 5, threshold: Union[float, str, None] = None
@@ -372,6 +434,16 @@ class PatentClassifier:
         if title is not None:
             prediction["title"] = title
         return prediction
+
+
+def in_input_order(rows: Sequence[torch.Tensor], order: Sequence[int], count: int, width: int) -> np.ndarray:
+    """Per-batch outputs ``rows`` (on any device; row ``j`` of them all is input ``order[j]``) as one float32 array
+    ``[count, width]`` in input order, copied to the host at once: the only point where the host waits for the
+    device."""
+    output = np.zeros((count, width), dtype=np.float32)
+    if rows:
+        output[np.asarray(order, dtype=np.int64)] = torch.cat(list(rows)).float().cpu().numpy()
+    return output
 
 
 def check_top_k(top_k: int, threshold: Union[float, str, None]) -> None:

@@ -132,6 +132,28 @@ def test_embed_gives_unit_vectors_of_the_encoders_pooled_output_in_input_order(c
     assert not np.allclose(embeddings[0], embeddings[2])
 
 
+def test_embed_copies_its_vectors_to_the_host_once_not_once_per_batch(checkpoint, classifier, monkeypatch):
+    texts = [" ".join(TEXTS[index % len(TEXTS)].split()[: 1 + index]) for index in range(24)]
+    small_batches = PatentClassifier.from_pretrained(checkpoint, max_batch_tokens=64, max_batch_size=4)
+    assert len(list(small_batches.padded_batches(small_batches.encode(texts)))) >= 4
+    expected = classifier.embed(texts)
+    copies = []
+    for name in ("cpu", "to", "numpy"):
+        method = getattr(torch.Tensor, name)
+
+        def counted(tensor, *args, _name=name, _method=method, **kwargs):
+            # Float [rows, HIDDEN] tensors brought to the host: on a GPU each such copy waits for the device.
+            to_cpu = _name != "to" or "cpu" in [str(arg) for arg in (*args, kwargs.get("device"))]
+            if to_cpu and tensor.is_floating_point() and tensor.dim() == 2 and tensor.shape[-1] == HIDDEN:
+                copies.append(_name)
+            return _method(tensor, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    embeddings = small_batches.embed(texts)
+    assert sorted(copies) == ["cpu", "numpy"]
+    assert embeddings == pytest.approx(expected, abs=1e-6)
+
+
 # ------------------------------------------------------------------------------ modernpatent embed
 def test_embed_file_writes_parquet_and_npy_rows_in_input_order_with_bad_rows_recorded(classifier, tmp_path):
     rows = short_records(30, seed=1)

@@ -20,7 +20,7 @@ from modernpatent_hf import (
 )
 from modernpatent_hf.data.records import write_dataset_dir
 from modernpatent_hf.predict_file import predict_file
-from modernpatent_hf.predictor import PatentClassifier, length_bucketed_batches
+from modernpatent_hf.predictor import PatentClassifier, length_bucketed_batches, to_device
 from modernpatent_hf.thresholds import save_thresholds
 
 from testing_utils import (
@@ -109,6 +109,89 @@ def test_logits_equal_the_model_on_each_text_alone_in_input_order(classifier):
             alone = model(**tokenizer(text, truncation=True, max_length=MAX_LENGTH, return_tensors="pt")).logits[0]
             assert np.allclose(row, alone.numpy(), atol=1e-5)
     assert classifier.logits([]).shape == (0, len(classifier.label_space))
+
+
+def count_host_copies(monkeypatch, width):
+    """Counts, by method, the calls that bring a float [rows, ``width``] tensor to the host (``cpu``, ``to`` the CPU)
+    or to numpy: on a GPU each such copy of a batch's output makes the host wait for the device."""
+    counts = {"cpu": 0, "to": 0, "numpy": 0}
+
+    def counted(name, method):
+        def wrapper(tensor, *args, **kwargs):
+            to_cpu = name != "to" or any(
+                isinstance(arg, (str, torch.device)) and torch.device(arg).type == "cpu"
+                for arg in (*args, kwargs.get("device"))
+            )
+            if to_cpu and tensor.is_floating_point() and tensor.dim() == 2 and tensor.shape[-1] == width:
+                counts[name] += 1
+            return method(tensor, *args, **kwargs)
+
+        return wrapper
+
+    for name in counts:
+        monkeypatch.setattr(torch.Tensor, name, counted(name, getattr(torch.Tensor, name)))
+    return counts
+
+
+@pytest.mark.parametrize("packing", [False, True])
+def test_a_call_copies_its_logits_to_the_host_once_not_once_per_batch(checkpoint, classifier, packing, monkeypatch):
+    texts = [" ".join(WORDS[: 1 + index % 12]) for index in range(30)]
+    small_batches = PatentClassifier.from_pretrained(
+        checkpoint, packing=packing, max_batch_tokens=MAX_LENGTH * 2, max_batch_size=8
+    )
+    input_ids = small_batches.encode(texts)
+    batches = small_batches.packed_batches if packing else small_batches.padded_batches
+    assert len(list(batches(input_ids))) >= 4
+    expected = classifier.logits(texts)
+    # No pinned memory on the CPU: pinning needs an accelerator, and a CPU tensor needs no copy at all.
+    monkeypatch.setattr(torch.Tensor, "pin_memory", lambda *args, **kwargs: pytest.fail("pinned on the CPU"))
+    counts = count_host_copies(monkeypatch, len(classifier.label_space))
+    logits = small_batches.logits(texts)
+    assert counts["cpu"] + counts["to"] == 1 and counts["numpy"] == 1, counts
+    np.testing.assert_allclose(logits, expected, atol=1e-5, rtol=0)
+
+
+def test_a_file_run_copies_logits_to_the_host_once_per_chunk(checkpoint, tmp_path, monkeypatch):
+    small_batches = PatentClassifier.from_pretrained(checkpoint, max_batch_tokens=MAX_LENGTH * 2, max_batch_size=8)
+    source = write_jsonl(tmp_path / "in.jsonl", short_records(100, seed=6))
+    counts = count_host_copies(monkeypatch, len(small_batches.label_space))
+    summary = predict_file(small_batches, source, tmp_path / "out.jsonl", chunk_size=30, progress=False)
+    assert summary["rows"] == 100 and counts["cpu"] + counts["to"] == 4, counts  # chunks of 30, 30, 30, 10
+
+
+def test_inputs_reach_a_gpu_through_pinned_memory_without_blocking_the_host(monkeypatch):
+    calls = []
+    monkeypatch.setattr(torch.Tensor, "pin_memory", lambda tensor: calls.append("pin_memory") or tensor)
+    monkeypatch.setattr(torch.Tensor, "to", lambda tensor, *args, **kwargs: calls.append((args, kwargs)) or tensor)
+    cuda = torch.device("cuda", 0)
+    to_device(torch.zeros(3), cuda)
+    assert calls == ["pin_memory", ((cuda,), {"non_blocking": True})]
+
+
+def test_packed_and_padded_batches_have_their_own_default_budgets(checkpoint, classifier):
+    assert (classifier.max_batch_tokens, classifier.max_batch_size) == (16384, 256)  # padded length buckets
+    packed = PatentClassifier.from_pretrained(checkpoint, packing=True)
+    # 65,536 tokens, room for 512 texts (65,536 / 128), and a padding segment per MAX_LENGTH tokens of padding.
+    assert (packed.max_batch_tokens, packed.max_batch_size) == (65536, 512)
+    assert packed.packed_shape == (65536, 512 + -(-65536 // MAX_LENGTH))
+    explicit = PatentClassifier.from_pretrained(checkpoint, packing=True, max_batch_tokens=160, max_batch_size=100)
+    # Never more text slots than 16-token texts fill: 160 / 16.
+    assert explicit.packed_shape == (160, 10 + -(-160 // MAX_LENGTH))
+
+
+def test_every_packed_batch_of_a_call_has_one_static_shape_the_last_too(checkpoint, classifier):
+    packed = PatentClassifier.from_pretrained(checkpoint, packing=True, max_batch_tokens=160)
+    texts = ["seed " * words for words in range(1, 40)] + ["x"] * 30  # texts of 3 tokens too: more than 10 a batch
+    input_ids = packed.encode(texts)
+    batches = list(packed.packed_batches(input_ids))
+    shapes = {
+        (inputs["input_ids"].shape, inputs["cu_seq_lens_q"].shape, inputs["max_length_q"]) for _, inputs in batches
+    }
+    assert len(batches) > 4 and shapes == {
+        (torch.Size([1, 160]), torch.Size([packed.packed_shape[1] + 1]), MAX_LENGTH)
+    }
+    assert sum(len(indices) for indices, _ in batches) == len(texts)
+    np.testing.assert_allclose(packed.logits(texts), classifier.logits(texts), atol=1e-5, rtol=0)
 
 
 def test_predict_sorts_scores_decodes_codes_and_applies_the_threshold(classifier):

@@ -65,8 +65,17 @@ class ClassifierRunArguments:
         default=None,
         metadata={"help": "truncate texts to this many tokens (default: the model's limit; use the training length)"},
     )
-    batch_tokens: int = field(default=16384, metadata={"help": "padded tokens per batch"})
-    batch_size: int = field(default=256, metadata={"help": "texts per batch at most"})
+    batch_tokens: Optional[int] = field(
+        default=None,
+        metadata={
+            "help": "tokens per batch, padding included (default: 16384 for padded length buckets, 65536 for packed "
+            "batches)"
+        },
+    )
+    batch_size: Optional[int] = field(
+        default=None,
+        metadata={"help": "texts per batch at most (default: 256 padded; packed: the token budget / 128)"},
+    )
     chunk_size: int = field(default=10_000, metadata={"help": "rows committed to disk at a time"})
     device: Optional[str] = field(
         default=None, metadata={"help": "cpu, cuda, cuda:1... (default: this process's GPU, else CPU)"}
