@@ -24,6 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from transformers import AttentionInterface, PretrainedConfig, PreTrainedModel
@@ -62,39 +63,44 @@ def pack_batch(
     after the real ones, so the pooled rows past ``len(input_ids_list)`` are to be dropped. ``max_length`` (at
     least the longest sequence) fixes ``max_length_q/k`` so that it does not vary from batch to batch.
     """
-    lengths = [len(ids) for ids in input_ids_list]
-    if not lengths or min(lengths) < 1:
+    lengths = np.array([len(ids) for ids in input_ids_list], dtype=np.int64)
+    if not lengths.size or lengths.min() < 1:
         raise ValueError("pack_batch needs at least one sequence, each of at least one token")
-    longest = max(lengths)
+    longest = int(lengths.max())
     if max_length is not None and max_length < longest:
         raise ValueError(f"max_length {max_length} is below the longest sequence ({longest} tokens)")
     segment_cap = max_length if max_length is not None else longest
-    total = sum(lengths)
+    total = int(lengths.sum())
+    padding: List[int] = []
     if pad_to_tokens is not None:
         if pad_to_tokens < total:
             raise ValueError(f"the sequences hold {total} tokens, more than pad_to_tokens ({pad_to_tokens})")
-        spare = pad_to_tokens - total
-        while spare > 0:
-            lengths.append(min(spare, segment_cap))
-            spare -= lengths[-1]
+        full, rest = divmod(pad_to_tokens - total, segment_cap)
+        padding = [segment_cap] * full + ([rest] if rest else [])
+    segments = len(lengths) + len(padding)
     if pad_to_sequences is not None:
-        if pad_to_sequences < len(lengths):
+        if pad_to_sequences < segments:
             raise ValueError(
-                f"the batch needs {len(lengths)} segments (padding included), more than pad_to_sequences ({pad_to_sequences})"
+                f"the batch needs {segments} segments (padding included), "
+                f"more than pad_to_sequences ({pad_to_sequences})"
             )
-        lengths.extend([0] * (pad_to_sequences - len(lengths)))
-    flat: List[int] = [token for ids in input_ids_list for token in ids]
-    flat.extend([pad_id] * (sum(lengths) - total))
-    positions = [position for length in lengths for position in range(length)]
-    cu_seq_lens = torch.zeros(len(lengths) + 1, dtype=torch.int32)
-    cu_seq_lens[1:] = torch.tensor(lengths, dtype=torch.int32).cumsum(0)
-    cu_seq_lens = cu_seq_lens.to(device)
+        padding.extend([0] * (pad_to_sequences - segments))
+    segment_lengths = np.concatenate([lengths, np.array(padding, dtype=np.int64)])
+    cu_seq_lens = np.zeros(len(segment_lengths) + 1, dtype=np.int32)
+    np.cumsum(segment_lengths, out=cu_seq_lens[1:])
+    num_tokens = int(cu_seq_lens[-1])
+    flat = np.concatenate(
+        [np.asarray(ids, dtype=np.int64) for ids in input_ids_list] + [np.full(num_tokens - total, pad_id, np.int64)]
+    )
+    # Each token's position is its index in the row less its segment's start.
+    positions = np.arange(num_tokens, dtype=np.int64) - np.repeat(cu_seq_lens[:-1].astype(np.int64), segment_lengths)
+    cu_seq_lens_tensor = torch.from_numpy(cu_seq_lens).to(device)
     max_tokens = max_length if max_length is not None else longest
     return {
-        "input_ids": torch.tensor([flat], dtype=torch.long, device=device),
-        "position_ids": torch.tensor([positions], dtype=torch.long, device=device),
-        "cu_seq_lens_q": cu_seq_lens,
-        "cu_seq_lens_k": cu_seq_lens,
+        "input_ids": torch.from_numpy(flat).unsqueeze(0).to(device),
+        "position_ids": torch.from_numpy(positions).unsqueeze(0).to(device),
+        "cu_seq_lens_q": cu_seq_lens_tensor,
+        "cu_seq_lens_k": cu_seq_lens_tensor,
         "max_length_q": max_tokens,
         "max_length_k": max_tokens,
     }

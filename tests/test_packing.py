@@ -363,3 +363,41 @@ def test_prediction_output_is_unchanged_by_packing(saved_classifier):
     assert [[p["code"] for p in row] for row in actual] == [[p["code"] for p in row] for row in expected]
     for actual_row, expected_row in zip(actual, expected):
         assert [p["score"] for p in actual_row] == pytest.approx([p["score"] for p in expected_row], abs=1e-5)
+
+
+def reference_pack(sequences, pad_id, pad_to_tokens, pad_to_sequences, max_length):
+    """pack_batch written out token by token: the ids, positions and segment lengths of the packed row."""
+    lengths = [len(ids) for ids in sequences]
+    spare = pad_to_tokens - sum(lengths)
+    while spare > 0:
+        lengths.append(min(spare, max_length))
+        spare -= lengths[-1]
+    lengths += [0] * (pad_to_sequences - len(lengths))
+    ids = [token for sequence in sequences for token in sequence] + [pad_id] * (
+        pad_to_tokens - sum(map(len, sequences))
+    )
+    positions = [position for length in lengths for position in range(length)]
+    return ids, positions, lengths
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_pack_batch_equals_a_token_by_token_reference_on_random_lengths(seed):
+    generator = torch.Generator().manual_seed(seed)
+    count = int(torch.randint(1, 30, (1,), generator=generator))
+    max_length = int(torch.randint(1, 50, (1,), generator=generator))
+    sequences = [
+        torch.randint(1, VOCAB, (int(length),), generator=generator).tolist()
+        for length in torch.randint(1, max_length + 1, (count,), generator=generator)
+    ]
+    pad_to_tokens = sum(map(len, sequences)) + int(torch.randint(0, 3 * max_length, (1,), generator=generator))
+    pad_to_sequences = count + -(-pad_to_tokens // max_length) + seed
+    packed = pack_batch(sequences, 7, pad_to_tokens, pad_to_sequences, max_length)
+    ids, positions, lengths = reference_pack(sequences, 7, pad_to_tokens, pad_to_sequences, max_length)
+    assert packed["input_ids"].tolist() == [ids] and packed["input_ids"].dtype == torch.long
+    assert packed["position_ids"].tolist() == [positions] and packed["position_ids"].dtype == torch.long
+    assert packed["cu_seq_lens_q"].tolist() == [0, *torch.tensor(lengths).cumsum(0).tolist()]
+    assert packed["cu_seq_lens_q"].dtype == torch.int32 and packed["cu_seq_lens_k"] is packed["cu_seq_lens_q"]
+    assert packed["max_length_q"] == packed["max_length_k"] == max_length
+    unpadded = pack_batch(sequences)
+    assert unpadded["cu_seq_lens_q"].tolist() == [0, *torch.tensor(list(map(len, sequences))).cumsum(0).tolist()]
+    assert unpadded["max_length_q"] == max(map(len, sequences))
