@@ -22,7 +22,6 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedToken
 
 from .configs import ModelArguments
 from .data.readers import iter_records
-from .data.records import load_dataset_dir
 from .io_utils import main_process_first
 
 TOKENIZER_SUBDIR = "tokenizer"  # where a run trains its tokenizer, inside its output directory
@@ -119,6 +118,9 @@ def corpus_texts(corpus: str) -> Iterable[str]:
             "`modernpatent prepare`/`synth`, a .jsonl/.jsonl.gz/.parquet file, or a .txt file with one text per line"
         )
     if os.path.isfile(os.path.join(corpus, "README.md")):
+        # Here, not at the top: training a tokenizer on texts in hand (random benchmark models) needs no `datasets`.
+        from .data.records import load_dataset_dir
+
         dataset = load_dataset_dir(corpus)
         if "train" not in dataset:
             raise ValueError(f"dataset directory {corpus!r} has no train split (splits: {', '.join(dataset)})")

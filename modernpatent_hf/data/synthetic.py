@@ -26,7 +26,6 @@ import numpy as np
 
 from ..cpc import CpcLabelSpace
 from ..io_utils import check_output_dir
-from .records import label_statistics, write_dataset_dir
 from .synthetic_world import (
     CLAIM_KINDS,
     CLASS_VOCAB,
@@ -248,6 +247,10 @@ def write_synthetic_corpus(
     are records left without labels. Returns a summary: rows per split, the label space's size, label
     statistics per split, what was dropped, and the seconds it took.
     """
+    # Here, not at the top: generating claims (random benchmark models, the ONNX export's check texts) needs no
+    # `datasets`, which only writing a dataset directory does.
+    from .records import label_statistics, write_dataset_dir
+
     for name, fraction in (("validation_fraction", validation_fraction), ("test_fraction", test_fraction)):
         if not 0.0 <= fraction < 1.0:
             raise ValueError(f"{name} must be in [0, 1), got {fraction}")
