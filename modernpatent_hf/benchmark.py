@@ -27,18 +27,30 @@ linear layers) per token, 2 x (head and classifier weights) per text, and 4 x hi
 (query, key) pair in each layer (a sliding-window layer attends within its window). They are compared with the
 peak of a large ``torch.matmul`` timed in the same rounds (fp32 on the CPU, the run's dtype on a GPU). With an
 int8 path, each round also times an int8 linear layer against its fp32 original: the most int8 can gain here.
+(:mod:`~modernpatent_hf.benchmark_measures`.)
+
+What ran. Each row says which attention served it (``attention``): the model's implementation for the padded paths;
+for a packed path what one eager forward of a packed batch called, ``flash varlen``, ``per-segment sdpa`` (the CPU)
+or ``sdpa`` (:mod:`~modernpatent_hf.benchmark_probes`). ``compiled_graphs`` and ``graph_breaks`` count what
+``torch.compile`` built in the path's warm-up pass, ``graphs_compiled_while_timed`` what it built in the timed rounds.
+
+Failures. A path that raises while it is built, warmed up or timed becomes a row with ``error`` (the traceback goes to
+stderr) and leaves the rounds; a model that fails before its paths is an entry with ``error``; failed training steps
+likewise. The other paths and models go on, so one broken path cannot cost a whole GPU run.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import gc
 import os
 import platform
 import statistics
+import sys
 import tempfile
 import time
-import warnings
-from typing import Callable, Dict, List, Optional, Sequence
+import traceback
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -47,6 +59,13 @@ from tqdm.auto import tqdm
 from transformers import AutoConfig, PreTrainedModel
 
 from .benchmark_config import MODELS, PATHS, BenchmarkConfig
+from .benchmark_measures import (
+    int8_matmul_speedup,
+    matmul_flops_per_second,
+    padded_tokens,
+    useful_flops,
+)
+from .benchmark_probes import attention_probe, compile_counts
 from .benchmark_results import compare_with_bert, save_results
 from .benchmark_training import benchmark_training
 from .benchmark_workload import (
@@ -56,15 +75,8 @@ from .benchmark_workload import (
     save_random_classifier,
     synchronize,
 )
-from .data.records import dataset_texts
-from .export import (
-    INT8_ONNX_FILE,
-    OnnxPatentClassifier,
-    export_onnx,
-    quantize_onnx_int8,
-    top1_agreement,
-)
-from .packing import token_budget_batches, token_budgets
+from .errors import one_line
+from .export import top1_agreement
 from .predictor import (
     DEFAULT_MAX_BATCH_TOKENS,
     PatentClassifier,
@@ -78,82 +90,6 @@ CPU_ONLY_PATHS = ("int8", "onnx", "onnx-int8")
 CPU_MAX_BATCH_TOKENS = 1024
 # Token budget of a packed batch on a GPU (65,536 tokens: the fastest budget of the H200 probes, docs/benchmarks.md).
 GPU_PACKED_BATCH_TOKENS = 65536
-
-
-def attended_pairs(length: int, window: Optional[int]) -> int:
-    """(query, key) pairs a sequence of ``length`` tokens attends: all, or those at most ``window`` apart."""
-    if window is None or length <= window + 1:
-        return length * length
-    positions = np.arange(length)
-    return int((np.minimum(positions + window, length - 1) - np.maximum(positions - window, 0) + 1).sum())
-
-
-def useful_flops(model: PreTrainedModel, lengths: Sequence[int]) -> float:
-    """FLOPs the classifier must compute for texts of ``lengths`` tokens, padding excluded (module docstring)."""
-    encoder = model.base_model
-    encoder_weights = sum(module.weight.numel() for module in encoder.modules() if isinstance(module, torch.nn.Linear))
-    all_weights = sum(module.weight.numel() for module in model.modules() if isinstance(module, torch.nn.Linear))
-    config = model.config
-    layer_types = getattr(config, "layer_types", None) or ["full_attention"] * config.num_hidden_layers
-    window = getattr(config, "sliding_window", None)
-    pairs = sum(
-        attended_pairs(int(length), window if layer_type == "sliding_attention" else None)
-        for layer_type in layer_types
-        for length in lengths
-    )
-    return (
-        2.0 * encoder_weights * sum(lengths)
-        + 2.0 * (all_weights - encoder_weights) * len(lengths)
-        + 4.0 * config.hidden_size * pairs
-    )
-
-
-def _best_seconds(run: Callable[[], object], device: torch.device, repeats: int = 3) -> float:
-    """The shortest of ``repeats`` timed calls of ``run``, after one untimed warm-up call."""
-    best = float("inf")
-    for index in range(repeats + 1):
-        synchronize(device)
-        start = time.perf_counter()
-        run()
-        synchronize(device)
-        if index:
-            best = min(best, time.perf_counter() - start)
-    return best
-
-
-def matmul_flops_per_second(device: torch.device, dtype: torch.dtype, size: int) -> float:
-    """FLOP/s of a ``size`` x ``size`` matrix product (the best of three)."""
-    a = torch.randn(size, size, device=device, dtype=dtype)
-    b = torch.randn(size, size, device=device, dtype=dtype)
-    return 2.0 * size**3 / _best_seconds(lambda: torch.matmul(a, b), device)
-
-
-def int8_matmul_speedup(size: int = 2048) -> float:
-    """How much faster a dynamic-int8 ``size`` x ``size`` linear layer runs than its fp32 original on this CPU.
-
-    An upper bound, roughly, on what the int8 paths can gain: CPUs without VNNI instructions multiply int8
-    little faster than fp32.
-    """
-    linear = torch.nn.Sequential(torch.nn.Linear(size, size, bias=False))
-    with warnings.catch_warnings():  # torch.ao.quantization announces its move to torchao; it still works
-        warnings.simplefilter("ignore")
-        quantized = torch.ao.quantization.quantize_dynamic(linear, {torch.nn.Linear}, dtype=torch.qint8)
-    inputs = torch.randn(size, size)
-    cpu = torch.device("cpu")
-    with torch.inference_mode():
-        return _best_seconds(lambda: linear(inputs), cpu) / _best_seconds(lambda: quantized(inputs), cpu)
-
-
-def padded_tokens(lengths: Sequence[int], batches: Sequence[Sequence[int]]) -> int:
-    """Tokens computed when each batch is padded to its longest sequence."""
-    return sum(len(batch) * max(lengths[index] for index in batch) for batch in batches)
-
-
-def packed_tokens(classifier: PatentClassifier, lengths: Sequence[int]) -> int:
-    """Tokens computed by ``classifier``'s packed batches: each batch's static token budget."""
-    budgets = token_budgets(classifier.max_batch_tokens, classifier.max_length)
-    batches = token_budget_batches(lengths, budgets[-1], classifier.max_batch_size)
-    return sum(next(budget for budget in budgets if budget >= sum(lengths[i] for i in batch)) for batch in batches)
 
 
 # ------------------------------------------------------------------------------------------------------- the paths
@@ -190,16 +126,81 @@ def _skip_reasons(paths: Sequence[str], device: torch.device) -> Dict[str, str]:
     }
 
 
+def error_text(error: BaseException) -> str:
+    """An exception as one line for a result row (``Type: first line``); the traceback goes to stderr, the log."""
+    traceback.print_exception(type(error), error, error.__traceback__, file=sys.stderr)
+    return f"{type(error).__name__}: {one_line(error) if str(error).strip() else 'no message'}"
+
+
+def release_device_memory(device: torch.device) -> None:
+    """After a failed path: what it held on the GPU (an out-of-memory error, say) goes back before the next path."""
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def packed_batch_tokens_computed(classifier: PatentClassifier, input_ids: Sequence[Sequence[int]]) -> int:
+    """Tokens computed by ``classifier``'s packed batches of ``input_ids``: the static row length of each batch."""
+    return sum(int(inputs["input_ids"].shape[1]) for _, inputs in classifier.packed_batches(input_ids))
+
+
+def _path_runner(
+    config: BenchmarkConfig, path: str, checkpoint: str, ours: PatentClassifier, device: torch.device, onnx_dir: str
+) -> Tuple[Callable[[Sequence[Sequence[int]]], np.ndarray], Optional[PatentClassifier]]:
+    """The function that runs ``path`` over token ids, and the packed classifier behind it (packed paths only)."""
+    pad_id = ours.tokenizer.pad_token_id if ours.tokenizer.pad_token_id is not None else 0
+    bucketing = dict(
+        max_length=ours.max_length, max_batch_tokens=config.batch_tokens, max_batch_size=config.batch_size
+    )
+    if path == "naive":
+        return lambda ids: naive_logits(ours.model, ids, config.naive_batch_size, pad_id), None
+    if path == "ours":
+        return lambda ids: bucketed_logits(ours, ids), None
+    if path in PACKED_PATHS:
+        packed_tokens_per_batch = config.packed_batch_tokens or config.batch_tokens
+        # A packed batch holds as many texts as its tokens allow; a few dozen tokens each at least.
+        packed = PatentClassifier.from_pretrained(
+            checkpoint,
+            device=device,
+            dtype=config.dtype,
+            packing=True,
+            compile=path == "packed+compile",
+            max_length=ours.max_length,
+            max_batch_tokens=packed_tokens_per_batch,
+            max_batch_size=max(config.batch_size, packed_tokens_per_batch // 64),
+        )
+        return packed.logits_from_ids, packed
+    if path == "int8":
+        int8 = PatentClassifier.from_pretrained(checkpoint, device="cpu", int8=True, **bucketing)
+        return lambda ids: bucketed_logits(int8, ids), None
+    from .export import INT8_ONNX_FILE, OnnxPatentClassifier, export_onnx, quantize_onnx_int8
+
+    if not os.path.isfile(os.path.join(onnx_dir, "model.onnx")):
+        export_onnx(checkpoint, onnx_dir)
+    if path == "onnx-int8":
+        quantize_onnx_int8(os.path.join(onnx_dir, "model.onnx"), os.path.join(onnx_dir, INT8_ONNX_FILE))
+    session = OnnxPatentClassifier(onnx_dir, int8=path == "onnx-int8", threads=config.threads, **bucketing)
+    return session.logits_from_ids, None
+
+
+def packed_attention_probe(classifier: PatentClassifier, input_ids: Sequence[Sequence[int]]) -> Dict:
+    """Which attention serves ``classifier``'s packed batches (:func:`~.benchmark_probes.attention_probe`): one eager
+    forward of the uncompiled model on the packed batch of the first few texts (several segments, as the probe needs)."""
+    _, inputs = next(iter(classifier.packed_batches(input_ids[:8])))
+    return attention_probe(classifier.model, inputs)
+
+
 def benchmark_model(
     config: BenchmarkConfig, name: str, device: torch.device, texts: Optional[Sequence[str]], work_dir: str
 ) -> Dict:
     """Time every path of ``config`` on model ``name``: its checkpoint, or random of the standard shape when it has none.
 
     ``config`` holds the resolved batch budgets and threads (:func:`run_benchmark`); ``texts``: the dataset's texts,
-    or None for claim-like token ids; ``work_dir``: where random models and ONNX exports are saved.
+    or None for claim-like token ids; ``work_dir``: where random models and ONNX exports are saved. A path that raises
+    (while it is built, warmed up or timed) becomes a row with ``error`` and leaves the rounds; the others go on.
     """
     checkpoint = config.checkpoints.get(name)
-    paths, dtype, threads, tiny, seed = config.paths, config.dtype, config.threads, config.tiny, config.seed
+    paths, tiny, seed = config.paths, config.tiny, config.seed
     max_batch_tokens, max_batch_size = config.batch_tokens, config.batch_size
     source = (
         checkpoint
@@ -212,7 +213,7 @@ def benchmark_model(
     model_max_length = min(config.max_length, AutoConfig.from_pretrained(checkpoint).max_position_embeddings)
     bucketing = dict(max_length=model_max_length, max_batch_tokens=max_batch_tokens, max_batch_size=max_batch_size)
     ours = PatentClassifier.from_pretrained(
-        checkpoint, device=device, dtype=dtype, packing=False, compile=False, **bucketing
+        checkpoint, device=device, dtype=config.dtype, packing=False, compile=False, **bucketing
     )
     if texts is None:
         lengths = claim_like_lengths(config.num_samples, model_max_length, seed)
@@ -220,52 +221,50 @@ def benchmark_model(
     else:
         input_ids = ours.encode(texts)
     lengths = [len(ids) for ids in input_ids]
-    pad_id = ours.tokenizer.pad_token_id if ours.tokenizer.pad_token_id is not None else 0
 
     skipped = _skip_reasons(paths, device)
+    errors: Dict[str, str] = {}
     runners: Dict[str, Callable] = {}
     packed_classifiers: Dict[str, PatentClassifier] = {}
+    probes: Dict[str, Dict] = {path: {} for path in paths}
     for path in paths:
         if path in skipped:
             continue
-        if path == "naive":
-            runners[path] = lambda ids: naive_logits(ours.model, ids, config.naive_batch_size, pad_id)
-        elif path == "ours":
-            runners[path] = lambda ids: bucketed_logits(ours, ids)
-        elif path in PACKED_PATHS:
-            packed_tokens_per_batch = config.packed_batch_tokens or max_batch_tokens
-            # A packed batch holds as many texts as its tokens allow; a few dozen tokens each at least.
-            packed = PatentClassifier.from_pretrained(
-                checkpoint,
-                device=device,
-                dtype=dtype,
-                packing=True,
-                compile=path == "packed+compile",
-                max_length=model_max_length,
-                max_batch_tokens=packed_tokens_per_batch,
-                max_batch_size=max(max_batch_size, packed_tokens_per_batch // 64),
-            )
-            packed_classifiers[path] = packed
-            runners[path] = packed.logits_from_ids
-        elif path == "int8":
-            int8 = PatentClassifier.from_pretrained(checkpoint, device="cpu", int8=True, **bucketing)
-            runners[path] = lambda ids, classifier=int8: bucketed_logits(classifier, ids)
-        else:
-            onnx_dir = os.path.join(work_dir, f"{name}-onnx")
-            if not os.path.isfile(os.path.join(onnx_dir, "model.onnx")):
-                export_onnx(checkpoint, onnx_dir)
-            if path == "onnx-int8":
-                quantize_onnx_int8(os.path.join(onnx_dir, "model.onnx"), os.path.join(onnx_dir, INT8_ONNX_FILE))
-            session = OnnxPatentClassifier(onnx_dir, int8=path == "onnx-int8", threads=threads, **bucketing)
-            runners[path] = session.logits_from_ids
+        try:
+            runners[path], packed = _path_runner(config, path, checkpoint, ours, device, f"{work_dir}/{name}-onnx")
+            if packed is not None:
+                packed_classifiers[path] = packed
+                # Before any compiled call: the probe runs the uncompiled model and must leave no graph behind.
+                probes[path].update(packed_attention_probe(packed, input_ids))
+        except Exception as error:
+            errors[path] = error_text(error)
+            runners.pop(path, None)
+            packed_classifiers.pop(path, None)
+            release_device_memory(device)
+    for path in {"naive", "ours"} & set(runners):  # padded batches: the model's own attention implementation
+        probes[path]["attention"] = getattr(ours.model.config, "_attn_implementation", None) or "unknown"
+
+    def drop(path: str, error: Exception) -> None:
+        errors[path] = error_text(error)
+        del runners[path]
+        packed_classifiers.pop(path, None)
+        release_device_memory(device)
 
     warmup_seconds: Dict[str, float] = {}
-    for path, run in runners.items():  # one full pass: every batch shape compiled, allocated and tuned before timing
+    for path, run in list(runners.items()):  # one full pass: every batch shape compiled, allocated and tuned first
+        graphs_before, breaks_before = compile_counts()
         start = time.perf_counter()
-        run(input_ids)
-        synchronize(device)
+        try:
+            run(input_ids)
+            synchronize(device)
+        except Exception as error:
+            drop(path, error)
+            continue
         warmup_seconds[path] = time.perf_counter() - start
+        graphs_after, breaks_after = compile_counts()
+        probes[path].update(compiled_graphs=graphs_after - graphs_before, graph_breaks=breaks_after - breaks_before)
     seconds: Dict[str, List[float]] = {path: [] for path in runners}
+    graphs_while_timed = {path: 0 for path in runners}
     peaks: List[float] = []
     int8_speedups: List[float] = []
     peak_dtype = torch.float32 if device.type == "cpu" else ours.model.dtype
@@ -276,26 +275,37 @@ def benchmark_model(
         peaks.append(matmul_flops_per_second(device, peak_dtype, 2048 if device.type == "cpu" else 8192))
         if {"int8", "onnx-int8"} & set(runners):
             int8_speedups.append(int8_matmul_speedup())
-        for path, run in runners.items():
+        for path, run in list(runners.items()):
             rounds.set_postfix(path=path, refresh=True)
+            graphs_before, _ = compile_counts()
             start = time.perf_counter()
-            logits[path] = run(input_ids)
+            try:
+                logits[path] = run(input_ids)
+            except Exception as error:
+                drop(path, error)
+                continue
             seconds[path].append(time.perf_counter() - start)
+            graphs_while_timed[path] += compile_counts()[0] - graphs_before
 
     flops = useful_flops(ours.model, lengths)
     peak = statistics.median(peaks)
     bucketed = length_bucketed_batches(lengths, max_batch_tokens, max_batch_size)
     step = config.naive_batch_size
     fixed = [list(range(start, min(start + step, len(lengths)))) for start in range(0, len(lengths), step)]
+    # A path compared with naive or ours needs them to have finished every round.
+    baselines = {path: statistics.median(seconds[path]) for path in ("naive", "ours") if path in runners}
     rows = []
     for path in paths:
         row = {"model": name, "path": path}
         if path in skipped:
             rows.append({**row, "skipped": skipped[path]})
             continue
+        if path in errors:
+            rows.append({**row, "error": errors[path], **probes[path]})
+            continue
         median = statistics.median(seconds[path])
         if path in packed_classifiers:
-            computed = packed_tokens(packed_classifiers[path], lengths)
+            computed = packed_batch_tokens_computed(packed_classifiers[path], input_ids)
         else:
             computed = padded_tokens(lengths, fixed if path == "naive" else bucketed)
         row.update(
@@ -307,11 +317,13 @@ def benchmark_model(
             useful_flops_per_s=flops / median,
             peak_percent=100.0 * flops / median / peak,
             padding_share=1.0 - sum(lengths) / computed,
+            **probes[path],
+            graphs_compiled_while_timed=graphs_while_timed[path],
         )
-        if "naive" in seconds:
-            row["speedup_vs_naive"] = statistics.median(seconds["naive"]) / median
-        if "ours" in seconds:
-            row["speedup_vs_ours"] = statistics.median(seconds["ours"]) / median
+        if "naive" in baselines:
+            row["speedup_vs_naive"] = baselines["naive"] / median
+        if "ours" in baselines:
+            row["speedup_vs_ours"] = baselines["ours"] / median
             row["top1_agreement_vs_ours"] = top1_agreement(logits["ours"], logits[path])
             row["max_abs_diff_vs_ours"] = float(np.abs(logits["ours"] - logits[path]).max())
         rows.append(row)
@@ -392,9 +404,15 @@ def run_benchmark(config: BenchmarkConfig) -> Dict:
     resolved = dataclasses.replace(
         config, batch_tokens=max_batch_tokens, packed_batch_tokens=packed_batch_tokens, threads=threads
     )
-    texts = dataset_texts(dataset, config.split, num_samples) if dataset is not None else None
+    texts = None
+    if dataset is not None:
+        from .data.records import dataset_texts  # needs `datasets`, which the generated inputs do not
 
-    import onnxruntime  # the optional `onnx` extra: needed only here
+        texts = dataset_texts(dataset, config.split, num_samples)
+    try:
+        import onnxruntime  # the optional `onnx` extra: the onnx paths need it, and it is reported when installed
+    except ImportError:
+        onnxruntime = None
 
     results = {
         "machine": {
@@ -407,7 +425,7 @@ def run_benchmark(config: BenchmarkConfig) -> Dict:
             "load_average_before": list(os.getloadavg()),
             "torch": torch.__version__,
             "transformers": transformers.__version__,
-            "onnxruntime": onnxruntime.__version__,
+            "onnxruntime": onnxruntime.__version__ if onnxruntime is not None else None,
         },
         "settings": {
             "models": list(models),
@@ -437,11 +455,23 @@ def run_benchmark(config: BenchmarkConfig) -> Dict:
     }
     with tempfile.TemporaryDirectory(prefix="modernpatent-bench-") as work_dir:
         for name in models:
-            results["models"].append(benchmark_model(resolved, name, device, texts, work_dir))
-            if config.train_steps > 0:
+            # A model that fails before its paths run (its checkpoint, say) is one entry with `error`; the next goes on.
+            try:
+                results["models"].append(benchmark_model(resolved, name, device, texts, work_dir))
+            except Exception as error:
+                message = error_text(error)
+                rows = [{"model": name, "path": path, "error": message} for path in paths]
+                results["models"].append({"model": name, "error": message, "rows": rows})
+                release_device_memory(device)
+            results["machine"]["load_average_after"] = list(os.getloadavg())
+            if out:  # before the training steps: a run that dies there keeps this model's inference
+                save_results(results, out)
+            if config.train_steps > 0 and "error" in results["models"][-1]:
+                results["training"].append({"model": name, "error": "not run: the model failed", "rows": []})
+            elif config.train_steps > 0:
                 checkpoint = checkpoints.get(name) or os.path.join(work_dir, name)
-                results["training"].append(
-                    benchmark_training(
+                try:
+                    training = benchmark_training(
                         name,
                         checkpoint,
                         device,
@@ -451,10 +481,13 @@ def run_benchmark(config: BenchmarkConfig) -> Dict:
                         config.train_max_length,
                         config.seed,
                     )
-                )
-            results["machine"]["load_average_after"] = list(os.getloadavg())
-            if out:
-                save_results(results, out)
+                except Exception as error:
+                    training = {"model": name, "error": error_text(error), "rows": []}
+                    release_device_memory(device)
+                results["training"].append(training)
+                results["machine"]["load_average_after"] = list(os.getloadavg())
+                if out:
+                    save_results(results, out)
     results["comparison"] = compare_with_bert(results)
     if out:
         save_results(results, out)

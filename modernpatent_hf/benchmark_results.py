@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Dict
+from typing import Dict, List, Optional
 
 from .io_utils import write_json_atomically
 
@@ -37,10 +37,28 @@ def ratio(row: Dict, key: str) -> str:
     return f"{row[key]:.2f}" if key in row else "-"
 
 
+def attention(row: Dict) -> str:
+    """The attention column of the table: which attention ran, and the graphs its warm-up compiled when it compiled any
+    (plus graph breaks, and graphs compiled while timed, which a static-shape path should not need)."""
+    if "attention" not in row:
+        return "-"
+    notes = []
+    if row.get("compiled_graphs"):
+        notes.append(f"{row['compiled_graphs']} graphs")
+    if row.get("graph_breaks"):
+        notes.append(f"{row['graph_breaks']} breaks")
+    if row.get("graphs_compiled_while_timed"):
+        notes.append(f"{row['graphs_compiled_while_timed']} more while timed")
+    return row["attention"] + (f" ({', '.join(notes)})" if notes else "")
+
+
 def format_results(results: Dict) -> str:
     """A markdown table of the results, one row per model and path, with the inputs and peak above it."""
     lines = []
     for model in results["models"]:
+        if "error" in model:
+            lines.append(f"{model['model']}: failed before its paths ran: {model['error']}")
+            continue
         inputs = model["inputs"]
         lines.append(
             f"{model['model']} ({model['source']}, {model['parameters'] / 1e6:.1f}M parameters): {inputs['samples']} "
@@ -51,20 +69,22 @@ def format_results(results: Dict) -> str:
         )
     lines += [
         "",
-        "| model | path | samples/s | tokens/s | useful GFLOP/s | % of peak | padding | x naive | x ours | top-1 = ours | s per round (warm-up) |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| model | path | samples/s | tokens/s | useful GFLOP/s | % of peak | padding | x naive | x ours | top-1 = ours | s per round (warm-up) | attention (graphs) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
     ]
     for model in results["models"]:
         for row in model["rows"]:
-            if "skipped" in row:
-                lines.append(f"| {row['model']} | {row['path']} | skipped: {row['skipped']} | | | | | | | | |")
+            if "skipped" in row or "error" in row:
+                what = f"skipped: {row['skipped']}" if "skipped" in row else f"error: {row['error']}"
+                lines.append(f"| {row['model']} | {row['path']} | {what} | | | | | | | | | {attention(row)} |")
                 continue
             agreement = f"{100 * row['top1_agreement_vs_ours']:.1f} %" if "top1_agreement_vs_ours" in row else "-"
             lines.append(
                 f"| {row['model']} | {row['path']} | {row['samples_per_s']:.2f} | {row['tokens_per_s']:,.0f} | "
                 f"{row['useful_flops_per_s'] / 1e9:.1f} | {row['peak_percent']:.0f} % | {100 * row['padding_share']:.0f} % | "
                 f"{ratio(row, 'speedup_vs_naive')} | {ratio(row, 'speedup_vs_ours')} | {agreement} | "
-                f"{', '.join(f'{seconds:.2f}' for seconds in row['seconds_per_repeat'])} ({row['warmup_seconds']:.2f}) |"
+                f"{', '.join(f'{seconds:.2f}' for seconds in row['seconds_per_repeat'])} ({row['warmup_seconds']:.2f}) | "
+                f"{attention(row)} |"
             )
     comparison = results.get("comparison") or {}
     if "modernbert_fastest_vs_bert_fastest" in comparison:
@@ -90,18 +110,54 @@ def format_results(results: Dict) -> str:
             "|---|---|---:|---:|---:|---:|---|",
         ]
         for model in results["training"]:
+            if "error" in model:
+                lines.append(f"| {model['model']} | error: {model['error']} | | | | | |")
             for row in model["rows"]:
                 lines.append(
                     f"| {row['model']} | {row['batches']} | {row['samples_per_s']:.1f} | {row['tokens_per_s']:,.0f} | "
                     f"{row['steps']} x {row['batch_size']} | {row['max_length']} | {row['autocast'] or 'fp32'} |"
                 )
     machine = results["machine"]
-    lines.append("")
-    lines.append(
-        f"{machine['device']} ({machine['device_name']}), {machine['threads']} threads; load average "
-        f"{machine['load_average_before'][0]:.1f} before, {machine['load_average_after'][0]:.1f} after"
-    )
+    after = machine.get("load_average_after")  # absent when the run ended before its first model did
+    if machine:  # empty when no run left results to merge
+        lines.append("")
+        lines.append(
+            f"{machine['device']} ({machine['device_name']}), {machine['threads']} threads; load average "
+            f"{machine['load_average_before'][0]:.1f} before, {f'{after[0]:.1f}' if after else '-'} after"
+        )
     return "\n".join(lines)
+
+
+def merge_results(parts: List[Dict], missing: Optional[Dict[str, str]] = None) -> Dict:
+    """One result of several runs of ``modernpatent bench`` on one machine (one model each, say): their models and
+    training rows in order, the first run's machine and settings (models: all of them), the last load average, and
+    the comparison with BERT over all. ``missing`` maps a model with no results (its run died) to why: it gets an
+    ``error`` entry, as a model that failed inside a run does."""
+    if not parts and not missing:
+        raise ValueError("nothing to merge: no results and no missing model")
+    first = parts[0] if parts else {"machine": {}, "settings": {}}
+    merged = {
+        "machine": dict(first["machine"]),
+        "settings": dict(first["settings"]),
+        "models": [model for part in parts for model in part["models"]],
+        "training": [model for part in parts for model in part.get("training", [])],
+    }
+    for name, why in (missing or {}).items():
+        merged["models"].append({"model": name, "error": why, "rows": []})
+    merged["settings"]["models"] = [model["model"] for model in merged["models"]]
+    afters = [part["machine"]["load_average_after"] for part in parts if "load_average_after" in part["machine"]]
+    if afters:
+        merged["machine"]["load_average_after"] = afters[-1]
+    merged["comparison"] = compare_with_bert(merged)
+    return merged
+
+
+def failed_rows(results: Dict) -> List[str]:
+    """``model/path`` of every inference row with an ``error``, and ``model/training`` of failed training steps."""
+    failed = [
+        f"{row['model']}/{row['path']}" for model in results["models"] for row in model["rows"] if "error" in row
+    ]
+    return failed + [f"{model['model']}/training" for model in results.get("training", []) if "error" in model]
 
 
 def save_results(results: Dict, path: str) -> None:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from modernpatent_hf.benchmark import attended_pairs, useful_flops
+from modernpatent_hf.benchmark_measures import attended_pairs, useful_flops
 from modernpatent_hf.benchmark_workload import USPTO3M_CLAIM_TOKENS, claim_like_lengths, save_random_classifier
 from modernpatent_hf.cli import main
 from modernpatent_hf.data.synthetic import generated_claims
@@ -156,6 +156,9 @@ def test_bench_cli_prints_a_table_and_writes_json(tmp_path, capsys):
             row["max_abs_diff_vs_ours"] < 1e-4 for row in model["rows"] if row["path"] in ("naive", "packed", "onnx")
         )
         assert all(len(row["seconds_per_repeat"]) == 1 and row["warmup_seconds"] > 0 for row in model["rows"])
+        # The CPU runs packed batches through per-segment sdpa, uncompiled.
+        packed = model["rows"][2]
+        assert packed["attention"] == "per-segment sdpa" and packed["compiled_graphs"] == 0
 
 
 def test_bench_cli_rejects_unknown_paths_in_one_line(capsys):

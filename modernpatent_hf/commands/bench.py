@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import sys
+
 from ..benchmark_config import BenchmarkConfig
 from .arguments import Command
 
 
-def run(config: BenchmarkConfig) -> None:
+def run(config: BenchmarkConfig) -> int:
+    """Print the table; exit status 1 when a path failed (its row says why), after every other path ran."""
     from ..benchmark import run_benchmark
-    from ..benchmark_results import format_results
+    from ..benchmark_results import failed_rows, format_results
 
-    print(format_results(run_benchmark(config)))
+    results = run_benchmark(config)
+    print(format_results(results))
+    failed = failed_rows(results)
+    if failed:
+        print(f"modernpatent bench: {len(failed)} failed: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 COMMAND = Command(
