@@ -9,11 +9,14 @@ patent from them (:func:`~modernpatent_hf.modeling_modernpatent.pool_packed_hidd
 
 The attention function :data:`PACKED_ATTENTION` (registered with ``transformers.AttentionInterface`` by
 :func:`use_packed_attention`) runs ``torch.nn.attention.varlen.varlen_attn`` (flash attention over the segments)
-on CUDA in bf16/fp16, and an exact per-segment ``scaled_dot_product_attention`` elsewhere (CPU, fp32, attention
-dropout), which is what the tests compare with padded batches. ModernBERT's sliding layers pass
-``sliding_window = local_attention // 2 + 1``; a token sees the tokens at most ``local_attention // 2`` away, which
-is the inclusive flash window ``(sliding_window - 1, sliding_window - 1)``. Calls without ``cu_seq_lens_q`` (padded
-batches) go to transformers' sdpa attention with its masks, so one model serves both kinds of batch.
+on CUDA (:data:`FLASH_VARLEN_DEVICE_TYPES`) in bf16/fp16, and an exact per-segment ``scaled_dot_product_attention``
+on the CPU (any dtype, attention dropout), which is what the tests compare with padded batches. On CUDA the
+per-segment path is refused with a one-line error (fp32, attention dropout) rather than run slowly in its place;
+packed models get attention dropout 0 (:func:`use_packed_attention`): flash varlen attention has none. ModernBERT's
+sliding layers pass ``sliding_window = local_attention // 2 + 1``; a token sees the tokens at most
+``local_attention // 2`` away, which is the inclusive flash window ``(sliding_window - 1, sliding_window - 1)``.
+Calls without ``cu_seq_lens_q`` (padded batches) go to transformers' sdpa attention with its masks, so one model
+serves both kinds of batch.
 
 :class:`FlatteningCollator` turns any padding collator's batch into a packed one for training (labels per patent
 stay per patent; token labels such as MLM's are flattened with the tokens).
@@ -21,8 +24,9 @@ stay per patent; token labels such as MLM's are flattened with the tokens).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -30,16 +34,26 @@ import torch.nn.functional as F
 from transformers import AttentionInterface, PretrainedConfig, PreTrainedModel
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+from transformers.models.bert.modeling_bert import BertCrossAttention, BertSelfAttention
+from transformers.models.modernbert.modeling_modernbert import ModernBertAttention
 
 try:  # torch >= 2.10
     from torch.nn.attention.varlen import varlen_attn
-except ImportError:  # older torch: the exact path serves every device
+except ImportError:  # older torch: packed attention runs on the CPU only
     varlen_attn = None
 
 # The name under which the packed attention is registered (config._attn_implementation).
 PACKED_ATTENTION = "modernpatent_varlen"
 # The keyword arguments of a packed batch besides input_ids and position_ids (transformers' flash names).
 PACKED_KWARGS = ("cu_seq_lens_q", "cu_seq_lens_k", "max_length_q", "max_length_k")
+# The device types whose packed attention is varlen flash attention (and never the per-segment path). The tests add
+# "cpu" together with a CPU kernel of varlen_attn's op that checks the flash kernel's contract: the package's own flash
+# branch, compiled, then runs where no GPU is.
+FLASH_VARLEN_DEVICE_TYPES: Tuple[str, ...] = ("cuda",)
+# The config fields of attention-probability dropout (BERT's, ModernBERT's), which packed attention sets to 0.
+ATTENTION_DROPOUT_FIELDS = ("attention_probs_dropout_prob", "attention_dropout")
+
+logger = logging.getLogger(__name__)
 
 
 def pack_batch(
@@ -171,10 +185,28 @@ def segment_attention(
 
 
 def uses_flash_varlen(query: torch.Tensor, dropout: float) -> bool:
-    """Whether ``varlen_attn`` serves this call: CUDA, half precision, no attention dropout (it has none)."""
-    return (
-        varlen_attn is not None and query.is_cuda and query.dtype in (torch.float16, torch.bfloat16) and dropout == 0.0
-    )
+    """Whether ``varlen_attn`` serves this call: a device of :data:`FLASH_VARLEN_DEVICE_TYPES` (CUDA). There the
+    per-segment path is never taken in its place: a call it cannot serve (fp32, attention dropout, a torch without
+    ``varlen_attn``) raises a one-line error that says what to change."""
+    device = query.device.type
+    if device not in FLASH_VARLEN_DEVICE_TYPES:
+        return False
+    if varlen_attn is None:
+        raise RuntimeError(
+            f"packed attention on {device} needs torch.nn.attention.varlen (torch >= 2.10): upgrade torch, or use "
+            "padded batches (packing off)"
+        )
+    if query.dtype not in (torch.float16, torch.bfloat16):
+        raise ValueError(
+            f"packed attention on {device} runs flash attention in bfloat16 or float16, not {query.dtype}: load the "
+            "model in bfloat16 (dtype='bfloat16'; bf16 mixed precision when training), or use padded batches"
+        )
+    if dropout:
+        raise ValueError(
+            f"packed attention on {device} has no attention dropout, got {dropout}: set the config's attention "
+            "dropout to 0 (use_packed_attention does), or use padded batches"
+        )
+    return True
 
 
 def packed_attention_forward(
@@ -238,13 +270,35 @@ def register_packed_attention() -> None:
     AttentionMaskInterface.register(PACKED_ATTENTION, sdpa_mask)
 
 
+def disable_attention_dropout(model: PreTrainedModel) -> None:
+    """Set the attention-probability dropout of ``model`` to 0, in its config (:data:`ATTENTION_DROPOUT_FIELDS`) and
+    in the attention modules already built from it, with one warning when it was not 0: flash varlen attention has
+    no dropout. ModernBERT's dropout after the attention output projection (``out_drop``, built from the same field)
+    stays as built."""
+    config = model.config
+    changed = {name: getattr(config, name) for name in ATTENTION_DROPOUT_FIELDS if getattr(config, name, 0.0)}
+    if not changed:
+        return
+    settings = ", ".join(f"{name} {value}" for name, value in changed.items())
+    logger.warning("packed attention has no attention dropout: %s set to 0", settings)
+    for name in changed:
+        setattr(config, name, 0.0)
+    for module in model.modules():
+        if isinstance(module, ModernBertAttention):
+            module.attention_dropout = 0.0
+        elif isinstance(module, (BertSelfAttention, BertCrossAttention)):
+            module.dropout.p = 0.0
+
+
 def use_packed_attention(model: PreTrainedModel) -> PreTrainedModel:
-    """Switch ``model`` (a ModernBERT or BERT model, or one wrapping it) to :data:`PACKED_ATTENTION`, in place.
+    """Switch ``model`` (a ModernBERT or BERT model, or one wrapping it) to :data:`PACKED_ATTENTION`, in place, with
+    attention dropout 0 (:func:`disable_attention_dropout`).
 
     Packed batches (:func:`pack_batch`, :class:`FlatteningCollator`) need it; padded batches still work.
     """
     register_packed_attention()
     model.set_attn_implementation(PACKED_ATTENTION)
+    disable_attention_dropout(model)
     return model
 
 
@@ -287,7 +341,8 @@ class FlatteningCollator:
 
 
 def use_packed_batches(model: PreTrainedModel, collator: Callable, token_labels: bool = False) -> FlatteningCollator:
-    """Packed training in one call: switch ``model`` to :data:`PACKED_ATTENTION` and wrap its padding ``collator``
+    """Packed training in one call: switch ``model`` to :data:`PACKED_ATTENTION` (attention dropout 0, see
+    :func:`disable_attention_dropout`) and wrap its padding ``collator``
     (``token_labels``: the labels are per token, as MLM's, rather than per sequence)."""
     use_packed_attention(model)
     return FlatteningCollator(collator, model.config, token_labels=token_labels)
