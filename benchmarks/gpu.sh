@@ -10,8 +10,9 @@
 #
 #   bash benchmarks/gpu.sh [OUT_DIR]        # default: $OUT when set, else outputs/gpu
 #
-# About 6 minutes on one H100 by estimate (docs/benchmarks.md, "GPU"), at most about 9 when every step hits its
-# timeout (120 + 240 + 150 s, each plus 10 s to stop). A dry run on a CPU, to check this script (tiny models, seconds per step):
+# About 5 minutes on one H100 by estimate, 6.2 if the compiles are as much slower as the GPU work (docs/benchmarks.md,
+# "GPU": from the H200 probe's rates and compile times); at most about 9 when every step hits its timeout (120 + 240
+# + 150 s, each plus 10 s to stop). A dry run on a CPU, to check this script (tiny models, seconds per step):
 #   GPU_SH_DEVICE=cpu GPU_SH_ARGS="--tiny --num-samples 8 --repeats 1 --train-steps 1 --paths naive,ours,packed" \
 #   GPU_SH_SMOKE_ARGS="--tiny --texts 6 --variants padded,packed" bash benchmarks/gpu.sh /tmp/gpu-dry-run
 set -uo pipefail # no -e: a failed step is recorded, and the next one runs
