@@ -25,6 +25,11 @@ files are removed. A run stopped by its input (a bad row with ``on_bad_row="rais
 file) removes its part and state files too: fixing the input changes its fingerprint, so nothing
 there could be resumed.
 
+Overlap. A thread reads and tokenizes the next chunk while this one runs through the model (the tokenizer releases
+the GIL), and each chunk's results reach the host in one copy (:meth:`PatentClassifier.logits_from_ids`). The part
+files and their merge are :mod:`modernpatent_hf.part_files`; the embeddings' output files
+:mod:`modernpatent_hf.embedding_files`.
+
 Several processes. Under ``accelerate launch --num_processes N`` or ``torchrun`` (``WORLD_SIZE`` and
 ``RANK`` set), process R predicts chunks R, R+N, R+2N... into its own part file; after a barrier,
 process 0 interleaves the parts back into input order. The output is the same as one process's.
@@ -39,14 +44,11 @@ import hashlib
 import itertools
 import json
 import os
-import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import torch
 from accelerate import PartialState
 from tqdm.auto import tqdm
@@ -56,29 +58,40 @@ from .data.bad_rows import BadRow, Counters
 from .data.inputs import default_text_fields, input_files, row_id_and_text, total_rows
 from .data.normalize import parse_text_fields
 from .data.rows import Row, iter_rows
-from .io_utils import file_signatures, refuse_output_overlap, remove_stale_scratch, scratch_path, write_json_atomically
+from .embedding_files import write_npy_embeddings, write_parquet_embeddings
+from .io_utils import file_signatures, refuse_output_overlap, remove_stale_scratch
+from .part_files import OutputWriter, PartFile, merge_parts, part_path, read_json
 from .predictor import PatentClassifier, check_top_k
 
 DEFAULT_CHUNK_SIZE = 10_000
 BAD_ROW_POLICIES = ("raise", "record")
 EMBEDDING_FORMATS = ("parquet", "npy")
-# Writes the output at a path from the merged JSON Lines rows (bytes, with their newline) and their number.
-OutputWriter = Callable[[Iterator[bytes], int, str], None]
-_STATE_VERSION = 1
 # A process that finished its share waits at the barrier for the others: a long job must not time it out.
 _BARRIER_TIMEOUT = datetime.timedelta(days=7)
 
 
-def _chunk_lines(
+@dataclass
+class _PreparedChunk:
+    """One chunk's rows before the model: output rows (results still empty), the token ids of its good rows and where
+    their results go, and the chunk's own counters (bad rows, missing fields, truncations)."""
+
+    rows: List[dict]
+    positions: List[int]
+    input_ids: List[List[int]]
+    counters: Counters
+
+
+def _prepare_chunk(
     classifier: PatentClassifier,
     chunk: Sequence[Tuple[str, Row]],
     fields: Sequence[str],
     on_bad_row: str,
-    counters: Counters,
     task: "_RowTask",
-) -> List[str]:
-    """The output lines of one chunk of ``(where, row)`` input rows, one per row, in order: ``{"id", <result>}``
-    with ``task.compute``'s result for each good row, an error row for each bad one (``on_bad_row="record"``)."""
+) -> _PreparedChunk:
+    """Parse and tokenize one chunk of ``(where, row)`` input rows: an output row ``{"id", <empty result>}`` per row,
+    in order, an error row for each bad one (``on_bad_row="record"``). Changes nothing outside the chunk, so it runs in
+    a thread of its own while the model works on the chunk before."""
+    counters: Counters = {}
     rows: List[dict] = []
     texts: List[str] = []
     positions: List[int] = []
@@ -97,148 +110,41 @@ def _chunk_lines(
         positions.append(len(rows))
         rows.append({"id": record_id, task.result_key: task.empty_result})
         texts.append(text)
-    truncated_before = classifier.truncated_count
-    for position, result in zip(positions, task.compute(texts)):
-        rows[position][task.result_key] = result
-    counters["truncated"] = counters.get("truncated", 0) + classifier.truncated_count - truncated_before
-    return [json.dumps(row, ensure_ascii=False) for row in rows]
+    input_ids, truncated = classifier.encode_counting_truncations(texts)
+    counters["truncated"] = truncated
+    return _PreparedChunk(rows, positions, input_ids, counters)
+
+
+def _chunk_lines(
+    classifier: PatentClassifier, prepared: _PreparedChunk, counters: Counters, task: "_RowTask"
+) -> List[str]:
+    """The output lines of a prepared chunk, one per input row, in order, with ``task.compute``'s result for each good
+    row; the chunk's counters are added to ``counters``."""
+    for position, result in zip(prepared.positions, task.compute(prepared.input_ids)):
+        prepared.rows[position][task.result_key] = result
+    for key, value in prepared.counters.items():
+        counters[key] = counters.get(key, 0) + value
+    classifier.truncated_count += prepared.counters["truncated"]
+    return [json.dumps(row, ensure_ascii=False) for row in prepared.rows]
+
+
+def _one_ahead(items: Iterable[Any], prepare: Callable[[Any], Any], pool: ThreadPoolExecutor) -> Iterator[Any]:
+    """``prepare(item)`` for each item, in order, the next item's already under way in ``pool`` while the caller
+    works on the current one; an error of ``prepare`` comes out where its item would have."""
+    pending = None
+    for item in items:
+        future = pool.submit(prepare, item)
+        if pending is not None:
+            yield pending.result()
+        pending = future
+    if pending is not None:
+        yield pending.result()
 
 
 def _chunks(rows: Iterable[Tuple[str, Row]], size: int) -> Iterator[List[Tuple[str, Row]]]:
     iterator = iter(rows)
     while chunk := list(itertools.islice(iterator, size)):
         yield chunk
-
-
-def _read_json(path: str) -> Optional[dict]:
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return json.load(handle)
-    except (OSError, json.JSONDecodeError):
-        return None
-
-
-def _part_path(output_path: str, rank: int, world: int) -> str:
-    return f"{output_path}.partial-{rank}-of-{world}"
-
-
-class _PartFile:
-    """One process's share of the output: a part file plus a state file, committed a chunk at a time.
-
-    The state records the bytes of the part file that hold whole chunks; on reopening with the same fingerprint,
-    anything after them (a chunk cut short by a kill) is truncated away and work continues after the last
-    committed chunk.
-    """
-
-    def __init__(self, output_path: str, rank: int, world: int, fingerprint: str, task_name: str = "predict"):
-        self.path = _part_path(output_path, rank, world)
-        self.state_path = f"{self.path}.state.json"
-        self.fingerprint = fingerprint
-        state = _read_json(self.state_path)
-        resumable = (
-            state is not None
-            and state.get("fingerprint") == fingerprint
-            and os.path.exists(self.path)
-            and os.path.getsize(self.path) >= state["bytes"]
-        )
-        if resumable:
-            self.handle = open(self.path, "r+b")
-            self.handle.truncate(state["bytes"])
-            self.handle.seek(state["bytes"])
-            self.chunks_done, self.rows, self.counters = state["chunks_done"], state["rows"], state["counters"]
-            print(f"{task_name}: resuming {self.path} after {self.rows:,} committed rows", file=sys.stderr)
-        else:
-            if state is not None:
-                print(
-                    f"{task_name}: cannot resume {self.path} (another input, model or settings, or its part file is "
-                    "gone); starting over",
-                    file=sys.stderr,
-                )
-            self.handle = open(self.path, "wb")
-            self.chunks_done, self.rows, self.counters = 0, 0, {}
-        self.rows_at_start = self.rows
-        self._save_state()
-
-    def commit(self, lines: Sequence[str]) -> None:
-        """Append one chunk's lines, make them durable, then record them in the state file."""
-        self.handle.write("".join(f"{line}\n" for line in lines).encode("utf-8"))
-        self.handle.flush()
-        os.fsync(self.handle.fileno())
-        self.chunks_done += 1
-        self.rows += len(lines)
-        self._save_state()
-
-    def _save_state(self) -> None:
-        write_json_atomically(
-            self.state_path,
-            {
-                "version": _STATE_VERSION,
-                "fingerprint": self.fingerprint,
-                "chunks_done": self.chunks_done,
-                "rows": self.rows,
-                "bytes": self.handle.tell(),
-                "counters": self.counters,
-                "rows_at_start": self.rows_at_start,
-            },
-        )
-
-    def close(self) -> None:
-        self.handle.close()
-
-    def remove(self) -> None:
-        """Close and delete the part and state files: progress that no rerun can resume."""
-        self.handle.close()
-        for path in (self.path, self.state_path):
-            if os.path.exists(path):
-                os.remove(path)
-
-
-def _merge_parts(
-    output_path: str, world: int, chunk_size: int, expected_rows: int, write_output: Optional[OutputWriter] = None
-) -> None:
-    """Interleave the parts (chunk k is in part k % world) into ``output_path``, atomically, then remove them.
-
-    The output is the interleaved JSON Lines, or what ``write_output(lines, rows, path)`` writes from them.
-    """
-    if world == 1 and write_output is None:
-        os.replace(_part_path(output_path, 0, 1), output_path)
-    else:
-        tmp = scratch_path(output_path, "merging")
-        parts = [open(_part_path(output_path, rank, world), "rb") for rank in range(world)]
-        written = 0
-
-        def interleaved() -> Iterator[bytes]:
-            nonlocal written
-            for chunk_index in itertools.count():
-                lines = list(itertools.islice(parts[chunk_index % world], chunk_size))
-                if not lines:
-                    return
-                written += len(lines)
-                yield from lines
-
-        try:
-            if write_output is None:
-                with open(tmp, "wb") as merged:
-                    merged.writelines(interleaved())
-            else:
-                write_output(interleaved(), expected_rows, tmp)
-            leftover = any(part.read(1) for part in parts)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-            raise
-        finally:
-            for part in parts:
-                part.close()
-        if leftover or written != expected_rows:
-            os.remove(tmp)
-            raise RuntimeError(
-                f"the parts of {output_path} do not interleave into {expected_rows} rows; rerun to redo them"
-            )
-        os.replace(tmp, output_path)
-    # Also the parts of runs with another number of processes: the output is complete, they are obsolete.
-    for path in glob.glob(f"{glob.escape(output_path)}.partial-*"):
-        os.remove(path)
 
 
 def _process_state(device: torch.device) -> PartialState:
@@ -298,7 +204,7 @@ def predict_file(
         result_key="predictions",
         empty_result=[],
         done_key="predicted",
-        compute=lambda texts: classifier.predict(texts, top_k=top_k, threshold=threshold),
+        compute=lambda input_ids: classifier.predict_from_ids(input_ids, top_k=top_k, threshold=threshold),
         settings={
             "top_k": top_k,
             "threshold": threshold,
@@ -320,7 +226,7 @@ class _RowTask:
     result_key: str  # the output row's key for the result
     empty_result: Any  # that key's value in an error row
     done_key: str  # the summary's count of rows with a result
-    compute: Callable[[List[str]], Sequence[Any]]  # texts -> one JSON-serializable result per text
+    compute: Callable[[List[List[int]]], Sequence[Any]]  # token ids -> one JSON-serializable result per text
     settings: dict  # what else changes the rows: part of the resume fingerprint
     write_output: Optional[OutputWriter] = None  # None: the output is the JSON Lines rows
 
@@ -376,7 +282,7 @@ def _run_rows(
         remove_stale_scratch(output_path)
         for rank_path in glob.glob(f"{glob.escape(output_path)}.partial-*.state.json"):
             remove_stale_scratch(rank_path)
-    part = _PartFile(output_path, rank, world, fingerprint, task.name)
+    part = PartFile(output_path, rank, world, fingerprint, task.name)
     input_counts: Dict[str, int] = {}
     bar = tqdm(
         total=total_rows(input_format, files),
@@ -384,13 +290,20 @@ def _run_rows(
         unit=" rows",
         disable=not (progress and state.is_main_process),
     )
-    try:
+    # Reading and tokenizing the next chunk overlaps the model's work on this one (the tokenizer releases the GIL).
+    prefetch = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{task.name}-prefetch")
+
+    def own_chunks() -> Iterator[List[Tuple[str, Row]]]:
         rows_in = iter_rows(files, input_format, columns=("id", *fields), counters=input_counts)
         for chunk_index, chunk in enumerate(_chunks(rows_in, chunk_size)):
             bar.update(len(chunk))
-            if chunk_index % world != rank or chunk_index // world < part.chunks_done:
-                continue  # another process's chunk, or one committed before an interruption
-            part.commit(_chunk_lines(classifier, chunk, fields, on_bad_row, part.counters, task))
+            if chunk_index % world == rank and chunk_index // world >= part.chunks_done:
+                yield chunk  # not another process's chunk, nor one committed before an interruption
+
+    try:
+        prepare = lambda chunk: _prepare_chunk(classifier, chunk, fields, on_bad_row, task)  # noqa: E731
+        for prepared in _one_ahead(own_chunks(), prepare, prefetch):
+            part.commit(_chunk_lines(classifier, prepared, part.counters, task))
             bar.set_postfix(truncated=part.counters.get("truncated", 0), refresh=False)
     except ValueError:
         # Stopped by the input (a bad row, an unreadable file): fixing it changes the input's fingerprint, so no
@@ -398,11 +311,12 @@ def _run_rows(
         part.remove()
         raise
     finally:
+        prefetch.shutdown(wait=False, cancel_futures=True)
         bar.close()
         part.close()
 
     state.wait_for_everyone()
-    states = [_read_json(f"{_part_path(output_path, other, world)}.state.json") for other in range(world)]
+    states = [read_json(f"{part_path(output_path, other, world)}.state.json") for other in range(world)]
     counters: Dict[str, int] = dict(input_counts)
     for other in states:
         for key, value in other["counters"].items():
@@ -411,7 +325,7 @@ def _run_rows(
     resumed = sum(other["rows_at_start"] for other in states)
     state.wait_for_everyone()  # every process has read the states before process 0 removes them
     if state.is_main_process:
-        _merge_parts(output_path, world, chunk_size, rows, task.write_output)
+        merge_parts(output_path, world, chunk_size, rows, task.write_output)
     seconds = time.perf_counter() - start
     return {
         "output": output_path,
@@ -452,11 +366,11 @@ def embed_file(
     output_format = check_embedding_output(output_path, [input_path, classifier.source])
     hidden_size = classifier.model.config.hidden_size
 
-    def compute(texts: List[str]) -> List[str]:
-        vectors = classifier.embed(texts, normalize=normalize)
+    def compute(input_ids: List[List[int]]) -> List[str]:
+        vectors = classifier.embed_from_ids(input_ids, normalize=normalize)
         return [base64.b64encode(vector.tobytes()).decode("ascii") for vector in vectors]
 
-    writer = _write_parquet_embeddings if output_format == "parquet" else _write_npy_embeddings
+    writer = write_parquet_embeddings if output_format == "parquet" else write_npy_embeddings
     task = _RowTask(
         name="embed",
         result_key="embedding",
@@ -469,54 +383,3 @@ def embed_file(
     return _run_rows(
         classifier, task, input_path, output_path, text_fields, input_format, chunk_size, progress, split, on_bad_row
     )
-
-
-def _decode_embedding_rows(
-    lines: Iterator[bytes], hidden_size: int
-) -> Iterator[Tuple[Optional[str], Optional[np.ndarray], Optional[str]]]:
-    """``(id, vector or None, error or None)`` per part-file line of :func:`embed_file`."""
-    for line in lines:
-        row = json.loads(line)
-        encoded = row["embedding"]
-        vector = None if encoded is None else np.frombuffer(base64.b64decode(encoded), dtype=np.float32)
-        if vector is not None and vector.shape != (hidden_size,):
-            raise RuntimeError(f"a part-file row holds {vector.size} values, not {hidden_size}; rerun to redo it")
-        yield row["id"], vector, row.get("error")
-
-
-def _write_parquet_embeddings(
-    lines: Iterator[bytes], rows: int, path: str, hidden_size: int, with_errors: bool, batch_rows: int = 10_000
-) -> None:
-    """Parquet with ``id``, ``embedding`` (fixed-size float32 lists) and, for recorded bad rows, ``error``."""
-    fields = [pa.field("id", pa.string()), pa.field("embedding", pa.list_(pa.float32(), hidden_size))]
-    schema = pa.schema(fields + ([pa.field("error", pa.string())] if with_errors else []))
-    with pq.ParquetWriter(path, schema) as writer:
-        decoded = _decode_embedding_rows(lines, hidden_size)
-        while batch := list(itertools.islice(decoded, batch_rows)):
-            ids, vectors, errors = zip(*batch)
-            flat = np.concatenate(
-                [vector if vector is not None else np.zeros(hidden_size, np.float32) for vector in vectors]
-            )
-            embedding = pa.FixedSizeListArray.from_arrays(
-                pa.array(flat, pa.float32()), hidden_size, mask=pa.array([vector is None for vector in vectors])
-            )
-            columns = [pa.array(ids, pa.string()), embedding] + (
-                [pa.array(errors, pa.string())] if with_errors else []
-            )
-            writer.write_table(pa.Table.from_arrays(columns, schema=schema))
-
-
-def _write_npy_embeddings(lines: Iterator[bytes], rows: int, path: str, hidden_size: int, with_errors: bool) -> None:
-    """A float32 ``.npy`` matrix [rows, hidden_size], filled row by row on disk (NaN rows for bad rows)."""
-    if rows == 0:  # a memory map cannot map zero bytes
-        with open(path, "wb") as handle:
-            np.save(handle, np.zeros((0, hidden_size), dtype=np.float32))
-        return
-    matrix = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(rows, hidden_size))
-    written = 0
-    for written, (_, vector, _) in enumerate(_decode_embedding_rows(lines, hidden_size), start=1):
-        if written > rows:
-            raise RuntimeError(f"the parts of {path} hold more than {rows} rows; rerun to redo them")
-        matrix[written - 1] = np.nan if vector is None else vector
-    matrix.flush()
-    del matrix

@@ -275,12 +275,20 @@ class PatentClassifier:
     # ----------------------------------------------------------------- tokens
     def encode(self, texts: Sequence[str]) -> List[List[int]]:
         """Token ids of each text, truncated to ``max_length`` (truncations are added to ``truncated_count``)."""
+        input_ids, truncated = self.encode_counting_truncations(texts)
+        self.truncated_count += truncated
+        return input_ids
+
+    def encode_counting_truncations(self, texts: Sequence[str]) -> Tuple[List[List[int]], int]:
+        """``(token ids of each text, how many texts were truncated)``; touches no state of the classifier, so that
+        another thread may tokenize the next texts while this one predicts (only one thread may tokenize at a time:
+        the tokenizer sets its truncation for each call)."""
         texts = list(texts)
         for index, text in enumerate(texts):
             if not isinstance(text, str):
                 raise ValueError(f"text {index} is {describe_value(text)}, not a string")
         if not texts:
-            return []
+            return [], 0
         # The overflow rows tell which texts did not fit; only each text's first window is kept.
         encoded = self.tokenizer(
             texts,
@@ -295,8 +303,7 @@ class PatentClassifier:
             if input_ids[text_index] is None:
                 input_ids[text_index] = ids
         windows = np.bincount(encoded["overflow_to_sample_mapping"], minlength=len(texts))
-        self.truncated_count += int((windows > 1).sum())
-        return input_ids
+        return input_ids, int((windows > 1).sum())
 
     def padded_batches(
         self, input_ids: Sequence[Sequence[int]]
@@ -376,7 +383,10 @@ class PatentClassifier:
         ``AutoModel``'s ``pooler_output`` gives for this checkpoint. With ``normalize`` each row has L2 norm 1, so
         that a dot product is the cosine similarity.
         """
-        input_ids = self.encode(texts)
+        return self.embed_from_ids(self.encode(texts), normalize)
+
+    def embed_from_ids(self, input_ids: Sequence[Sequence[int]], normalize: bool = True) -> np.ndarray:
+        """:meth:`embed` of token id lists (each at most ``max_length`` long)."""
         encoder = self.model.base_model  # the classifier's encoder, without head and classifier
         pooling = getattr(self.model.config, "pooling", "mean")
         rows: List[torch.Tensor] = []
@@ -401,8 +411,16 @@ class PatentClassifier:
         thresholds tuned on validation at training time (the checkpoint's ``thresholds.json``).
         """
         check_top_k(top_k, threshold)
+        self.label_thresholds(threshold)
+        return self.predict_from_ids(self.encode(texts), top_k, threshold)
+
+    def predict_from_ids(
+        self, input_ids: Sequence[Sequence[int]], top_k: int = 5, threshold: Union[float, str, None] = None
+    ) -> List[List[dict]]:
+        """:meth:`predict` of token id lists (each at most ``max_length`` long)."""
+        check_top_k(top_k, threshold)
         cuts = self.label_thresholds(threshold)
-        probabilities = torch.from_numpy(self.logits(texts)).sigmoid().numpy()
+        probabilities = torch.from_numpy(self.logits_from_ids(input_ids)).sigmoid().numpy()
         # Stable sort: equal scores keep label order, as in the transformers pipeline, so ties resolve alike.
         best = np.argsort(-probabilities, axis=1, kind="stable")[:, :top_k]
         predictions = []

@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -157,6 +158,36 @@ def test_a_file_run_copies_logits_to_the_host_once_per_chunk(checkpoint, tmp_pat
     counts = count_host_copies(monkeypatch, len(small_batches.label_space))
     summary = predict_file(small_batches, source, tmp_path / "out.jsonl", chunk_size=30, progress=False)
     assert summary["rows"] == 100 and counts["cpu"] + counts["to"] == 4, counts  # chunks of 30, 30, 30, 10
+
+
+def test_a_file_run_tokenizes_the_next_chunk_while_the_model_runs_on_this_one(classifier, tmp_path, monkeypatch):
+    tokenizing_threads = []
+    next_chunk_tokenized = threading.Event()
+    encode, logits_from_ids = classifier.encode_counting_truncations, classifier.logits_from_ids
+
+    def recording_encode(texts):
+        tokenizing_threads.append(threading.current_thread().name)
+        if len(tokenizing_threads) == 2:
+            next_chunk_tokenized.set()
+        return encode(texts)
+
+    overlapped = []
+
+    def waiting_logits(input_ids):
+        # The model's first chunk waits until the second chunk has been tokenized: only a prefetch gets there.
+        overlapped.append(next_chunk_tokenized.wait(timeout=60))
+        return logits_from_ids(input_ids)
+
+    monkeypatch.setattr(classifier, "encode_counting_truncations", recording_encode)
+    monkeypatch.setattr(classifier, "logits_from_ids", waiting_logits)
+    rows = short_records(50, seed=7)
+    predict_file(
+        classifier, write_jsonl(tmp_path / "in.jsonl", rows), tmp_path / "out.jsonl", chunk_size=20, progress=False
+    )
+    assert overlapped == [True, True, True] and len(tokenizing_threads) == 3
+    assert threading.current_thread().name not in tokenizing_threads
+    monkeypatch.undo()
+    assert_same_rows(read_jsonl(tmp_path / "out.jsonl"), expected_rows(classifier, rows))
 
 
 def test_inputs_reach_a_gpu_through_pinned_memory_without_blocking_the_host(monkeypatch):

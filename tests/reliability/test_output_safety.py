@@ -176,7 +176,7 @@ def test_overwrite_leaves_no_file_of_the_earlier_output_and_a_stopped_run_is_rep
 def interrupt_after_first_chunk(classifier, monkeypatch):
     """Make ``classifier`` stop (as Ctrl-C does) on its second chunk: the first stays committed, resumable."""
     calls = []
-    predict = classifier.predict
+    predict = classifier.predict_from_ids  # what a file run calls per chunk, on the chunk's token ids
 
     def stopping_predict(*args, **kwargs):
         calls.append(1)
@@ -184,7 +184,7 @@ def interrupt_after_first_chunk(classifier, monkeypatch):
             raise KeyboardInterrupt
         return predict(*args, **kwargs)
 
-    monkeypatch.setattr(classifier, "predict", stopping_predict)
+    monkeypatch.setattr(classifier, "predict_from_ids", stopping_predict)
 
 
 @pytest.mark.parametrize(
