@@ -82,10 +82,18 @@ def train_patent_tokenizer(
         show_progress=True,
     )
     total = len(texts) if isinstance(texts, Sized) else None
-    progress = tqdm(texts, total=total, desc="tokenizer: reading texts", unit=" texts")
+    # Texts read, counted here rather than by the progress bar, which counts nothing when disabled (TQDM_DISABLE=1).
+    read = [0]
+
+    def counted(items):
+        for item in items:
+            read[0] += 1
+            yield item
+
+    progress = tqdm(counted(texts), total=total, desc="tokenizer: reading texts", unit=" texts")
     backend.train_from_iterator(_batches(progress), trainer=trainer, length=total)
     progress.close()
-    if progress.n == 0:
+    if read[0] == 0:
         raise ValueError("no text to train the tokenizer on: the corpus is empty")
 
     cls_id, sep_id = backend.token_to_id(CLS), backend.token_to_id(SEP)

@@ -2,6 +2,9 @@
 through AutoTokenizer, and the corpus kinds it trains from."""
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 from transformers import AutoTokenizer
@@ -116,3 +119,20 @@ def test_empty_corpus_is_rejected(tmp_path):
     corpus.write_text("\n\n", encoding="utf-8")
     with pytest.raises(ValueError, match="the corpus is empty"):
         train_tokenizer_from_corpus(str(corpus), vocab_size=300)
+
+
+def test_training_works_with_progress_bars_disabled():
+    """The texts are counted whether or not a progress bar shows them (TQDM_DISABLE=1, read when tqdm is imported)."""
+    script = (
+        "from modernpatent_hf.tokenization import train_patent_tokenizer\n"
+        "print(len(train_patent_tokenizer(['a plough with tines', 'a semiconductor wafer'] * 20, vocab_size=300)))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "TQDM_DISABLE": "1"},
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert int(result.stdout.strip()) > 260
