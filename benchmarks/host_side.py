@@ -1,11 +1,11 @@
 """The host side of prediction, timed without a GPU: read JSON Lines, tokenize, batch (pad or pack), unpack, pick the
 top-k codes and write the predictions, with a model that computes nothing (so the device costs nothing), on one core.
 
-    python benchmarks/host_side.py [--samples 20000] [--rounds 5] [--chunk-size 10000] [--out host_side.json]
+    python benchmarks/host_side.py [--samples 20000] [--rounds 5] [--chunk-size 10000] [--tokenizer DIR] [--out FILE]
 
 Texts: words of the synthetic generator's claims, cut to token lengths shaped like USPTO-3M first claims
 (:func:`~modernpatent_hf.benchmark_workload.claim_like_lengths`, max length 1024), tokenized by a byte-level BPE
-tokenizer trained on such claims; 665 labels (the synthetic world's subclasses). Paths, on the same file:
+tokenizer trained on such claims (``--tokenizer``: a checkpoint's instead); 665 labels (the synthetic world's subclasses). Paths, on the same file:
 
     padded   PatentClassifier(packing=False): length buckets of 16,384 padded tokens (the CPU's default)
     packed   PatentClassifier(packing=True): packed batches of 65,536 tokens (the GPU's default)
@@ -33,7 +33,7 @@ from types import SimpleNamespace  # noqa: E402
 from typing import Callable, Dict, List  # noqa: E402
 
 import torch  # noqa: E402
-from transformers import ModernBertConfig  # noqa: E402
+from transformers import AutoTokenizer, ModernBertConfig  # noqa: E402
 
 from modernpatent_hf.benchmark_workload import TINY_CONFIGS, claim_like_lengths  # noqa: E402
 from modernpatent_hf.cpc import CpcLabelSpace  # noqa: E402
@@ -118,10 +118,18 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="timed rounds (after one warm-up)")
     parser.add_argument("--chunk-size", type=int, default=10000, help="rows per chunk, as predict's --chunk-size")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--tokenizer",
+        default=None,
+        help="a checkpoint or tokenizer directory (default: BPE trained on generated claims)",
+    )
     parser.add_argument("--out", default=None, help="also write the JSON here")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    tokenizer = train_patent_tokenizer(generated_claims(2000, seed=args.seed + 1), vocab_size=16000)
+    if args.tokenizer:
+        tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
+    else:
+        tokenizer = train_patent_tokenizer(generated_claims(2000, seed=args.seed + 1), vocab_size=16000)
     label_space = CpcLabelSpace(synthetic_world().codes.tolist())
     texts = claim_like_texts(args.samples, tokenizer, args.seed)
     classifiers = {path: host_side_classifier(tokenizer, label_space, path == "packed") for path in PATHS}
@@ -163,6 +171,7 @@ def main() -> None:
         "median_tokens": statistics.median(token_lengths),
         "max_length": MAX_LENGTH,
         "labels": len(label_space),
+        "tokenizer": args.tokenizer or "byte-level BPE, 16,000 tokens, trained on generated claims",
         "batch_tokens": {path: classifier.max_batch_tokens for path, classifier in classifiers.items()},
         "threads": "torch and tokenizer 1; a file run adds its prefetch thread",
         "load_average_1min": round(os.getloadavg()[0], 2),
