@@ -32,6 +32,7 @@ from transformers import (
 )
 from transformers.utils import cached_file
 
+from . import packing as packed_batches
 from .cpc import CpcLabelSpace, class_of, section_of
 from .errors import one_line
 from .io_utils import check_max_length, describe_value
@@ -161,13 +162,23 @@ class PatentClassifier:
                 f"thresholds has shape {self.thresholds.shape}, expected one per label ({len(label_space)})"
             )
         # Packed batches (one row per batch, no padding; modernpatent_hf.packing) pay where attention runs as
-        # varlen flash attention: on CUDA. CPUs and int8 keep the padded length buckets.
-        on_cuda = self.device.type == "cuda"
-        self.packing = on_cuda and isinstance(model, PatentClassifierMixin) if packing is None else bool(packing)
+        # varlen flash attention: on CUDA in half precision. CPUs, fp32 and int8 keep the padded length buckets.
+        # The device types are read from the packing module when the classifier is built: tests add "cpu" with a
+        # kernel that checks flash's contract, and this branch then runs as on CUDA.
+        flash_device = self.device.type in packed_batches.FLASH_VARLEN_DEVICE_TYPES
+        half_precision = next(model.parameters()).dtype in (torch.bfloat16, torch.float16)
+        if packing is None:
+            packing = flash_device and half_precision and isinstance(model, PatentClassifierMixin)
+        self.packing = bool(packing)
         if self.packing:
             if not isinstance(model, PatentClassifierMixin):
                 raise ValueError(
                     f"packing needs a patent classifier of this package, not a {type(model).__name__}: use packing=False"
+                )
+            if flash_device and not half_precision:
+                raise ValueError(
+                    f"packed batches on {self.device.type} run flash attention, which needs bfloat16 or float16 "
+                    f"weights, not {self.precision}: use dtype='bfloat16', or packing=False for padded batches"
                 )
             use_packed_attention(model)
         if max_batch_tokens is None:
@@ -178,13 +189,13 @@ class PatentClassifier:
             )
         self.max_batch_tokens = int(max_batch_tokens)
         self.max_batch_size = int(max_batch_size)
-        self.compile = self.packing and on_cuda if compile is None else bool(compile)
+        self.compile = self.packing and flash_device if compile is None else bool(compile)
         # Packed batches have one static shape (packed_shape): one graph, on CUDA traced whole (fullgraph: a graph
         # break would put the host back between the pieces; the CPU's exact attention reads segment bounds on the
         # host, a break). Padded buckets vary in shape, and recompiling for each would cost more than it saves: one
         # dynamic-shape graph.
         self._forward = (
-            torch.compile(model, dynamic=not self.packing, fullgraph=self.packing and on_cuda)
+            torch.compile(model, dynamic=not self.packing, fullgraph=self.packing and flash_device)
             if self.compile
             else model
         )

@@ -286,7 +286,6 @@ def test_compiled_packed_prediction_lowers_the_flash_branch_through_inductor(tmp
     )
 
 
-@pytest.mark.xfail(strict=True, reason="PatentClassifier asks fullgraph only when its device is CUDA (predictor.py)")
 def test_the_predictor_compiles_its_flash_packed_model_as_one_graph(tiny_checkpoint, compile_calls, flash_on_cpu):
     PatentClassifier.from_pretrained(tiny_checkpoint, device="cpu", dtype="bfloat16", packing=True, compile=True)
     assert compile_calls[0].get("fullgraph") is True
@@ -324,3 +323,12 @@ def test_packed_attention_sets_attention_dropout_to_zero_with_one_warning(caplog
         output = model(**pack_batch([[5, 6, 7], [8, 9]]))
         assert output.last_hidden_state.shape == (1, 5, 32) and len(flash_on_cpu) == 1
         flash_on_cpu.clear()
+
+
+def test_a_flash_device_packs_half_precision_by_default_and_refuses_packed_fp32(tiny_checkpoint, flash_on_cpu):
+    """Where packed attention is flash attention, fp32 gets padded buckets by default and a one-line refusal when
+    packing is asked for (rather than an error at the first forward)."""
+    assert PatentClassifier.from_pretrained(tiny_checkpoint, device="cpu", dtype="bfloat16", compile=False).packing
+    assert not PatentClassifier.from_pretrained(tiny_checkpoint, device="cpu", dtype="float32", compile=False).packing
+    with pytest.raises(ValueError, match="needs bfloat16 or float16 weights, not float32"):
+        PatentClassifier.from_pretrained(tiny_checkpoint, device="cpu", dtype="float32", packing=True, compile=False)
