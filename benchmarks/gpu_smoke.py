@@ -87,7 +87,6 @@ def variant_row(variant: str, checkpoint: str, input_ids, device, dtype, max_len
         compile=variant == "packed+compile",
         max_length=max_length,
         max_batch_tokens=packed_batch_tokens,
-        max_batch_size=max(len(input_ids), packed_batch_tokens // 64),
     )
     row: Dict = {"variant": variant, "dtype": str(classifier.model.dtype).removeprefix("torch.")}
     if packing:

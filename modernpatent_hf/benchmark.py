@@ -158,7 +158,6 @@ def _path_runner(
         return lambda ids: bucketed_logits(ours, ids), None
     if path in PACKED_PATHS:
         packed_tokens_per_batch = config.packed_batch_tokens or config.batch_tokens
-        # A packed batch holds as many texts as its tokens allow; a few dozen tokens each at least.
         packed = PatentClassifier.from_pretrained(
             checkpoint,
             device=device,
@@ -166,8 +165,7 @@ def _path_runner(
             packing=True,
             compile=path == "packed+compile",
             max_length=ours.max_length,
-            max_batch_tokens=packed_tokens_per_batch,
-            max_batch_size=max(config.batch_size, packed_tokens_per_batch // 64),
+            max_batch_tokens=packed_tokens_per_batch,  # texts per batch: the predictor's slots for this budget
         )
         return packed.logits_from_ids, packed
     if path == "int8":

@@ -139,12 +139,6 @@ def token_budget_batches(lengths: Sequence[int], max_tokens: int, max_sequences:
     return batches
 
 
-def token_budgets(max_tokens: int, max_length: int) -> List[int]:
-    """The few static row lengths packed batches are padded to (compiled once each): ``max_tokens`` and a quarter
-    and a sixteenth of it (for the last, partial batch of a call), never below ``max_length``."""
-    return sorted({max(max_tokens // divisor, max_length) for divisor in (16, 4, 1)})
-
-
 def packed_attention_mask(config: PretrainedConfig) -> Optional[Dict[str, None]]:
     """The ``attention_mask`` argument of a packed forward: ``None`` for each layer type of a model with layer types
     (ModernBERT: ``{"full_attention": None, "sliding_attention": None}``, so it builds no dense masks), else None."""
