@@ -4,7 +4,7 @@
 blobs, snapshot links, ``refs/main`` and huggingface_hub's per-commit file listing, so that with
 ``HF_HOME=<dir>`` and ``HF_HUB_OFFLINE=1`` the id resolves through the libraries' own code
 (``snapshot_download``, ``hf_hub_download``, ``from_pretrained``). The rehearsal of the cluster run
-(:mod:`modernpatent_hf.rehearsal`) publishes its stand-ins with it.
+(:mod:`modernpatent_hf.rehearsal_cache`, :mod:`modernpatent_hf.rehearsal_steps`) publishes its stand-ins with it.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from modernpatent_hf.data.records import load_dataset_dir
-from modernpatent_hf.rehearsal import REHEARSAL_SIZES, format_rehearsal, rehearse
+from modernpatent_hf.rehearsal_steps import REHEARSAL_SIZES, format_rehearsal, rehearse
 
 from testing_utils import REPO_ROOT
 

@@ -32,7 +32,8 @@ from modernpatent_hf.data.standins import (
     write_uspto3m_copy,
 )
 from modernpatent_hf.hub_cache import STAND_IN_MARKER, publish_to_offline_cache
-from modernpatent_hf.rehearsal import MODERNBERT_HUB_ID, build_offline_hub_cache, main
+from modernpatent_hf.rehearsal import main
+from modernpatent_hf.rehearsal_cache import MODERNBERT_HUB_ID, build_offline_hub_cache
 
 ROWS = 2000
 SUBCLASS = re.compile(r"^[A-HY][0-9]{2}[A-Z]$")

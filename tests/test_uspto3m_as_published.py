@@ -1,5 +1,5 @@
 """USPTO-3M as it really is: grants of 2000-2015 in one `train` split, bad rows among 3.2 M, and the seed's test sets
-published apart from it. Copies in the real schema come from modernpatent_hf.rehearsal; Hub ids resolve through a
+published apart from it. Copies in the real schema come from modernpatent_hf.data.standins; Hub ids resolve through a
 Hugging Face cache laid out in the test (no network)."""
 
 import dataclasses

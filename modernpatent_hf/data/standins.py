@@ -6,7 +6,7 @@ text``, all strings, grants of 2000-2015, claim texts and CPC labels from the sy
 batches, so the 3.2 million rows of the real set take flat memory. :func:`write_test_set_copy` writes a test set
 in the same columns with an ``int64`` id, grants of one year (2016, or January-August 2017), texts from another
 seed and a few rows copied from the training copy, so that a leakage check has something to find. The
-rehearsal of the cluster run (:mod:`modernpatent_hf.rehearsal`) and the load benchmark use them.
+rehearsal of the cluster run (:mod:`modernpatent_hf.rehearsal_cache`) and the load benchmark use them.
 """
 
 from __future__ import annotations
