@@ -1,39 +1,23 @@
-"""Recipe configuration: one YAML per run, overridable from the command line, parsed into dataclasses.
+"""The recipes' argument dataclasses: every field a recipe YAML or its command line can set.
 
-The training scripts (``modernpatent_hf/scripts/``) parse their dataclasses with :class:`RecipeArgumentParser`. Every key of the YAML and every
-``--key value`` on the command line must be a field of one of them (unknown keys are an error that names
-them); command-line values win over the YAML. Values are typed by the same argparse machinery that
-``transformers.HfArgumentParser`` builds from the dataclasses, so ``--learning_rate 8e-5`` and a YAML
-``learning_rate: 8e-5`` (which YAML itself reads as a string) both become floats.
-
-Every argument dataclass of the recipes lives here: :class:`ModelArguments` and :class:`DataArguments`
-(both recipes), :class:`PatentTrainingArguments` (fine-tuning), :class:`PretrainArguments` and
-:class:`PretrainTrainingArguments` (MLM pretraining).
+:class:`ModelArguments` and :class:`DataArguments` (both recipes), :class:`PatentTrainingArguments`
+(fine-tuning), :class:`PretrainArguments` and :class:`PretrainTrainingArguments` (MLM pretraining). The
+training scripts (``modernpatent_hf/scripts/``) parse them from ``--config YAML`` and ``--field value``
+with :mod:`modernpatent_hf.recipe_parser`.
 """
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
-import difflib
-import inspect
-import json
 import os
-import re
-import sys
-from dataclasses import asdict, dataclass, field
-from typing import Any, List, Mapping, Optional, Sequence, Tuple
+from dataclasses import dataclass, field
+from typing import List, Optional
 
 import torch
-import yaml
-from huggingface_hub.errors import StrictDataclassError
-from transformers import HfArgumentParser, TrainingArguments
-from transformers.utils import cached_file
+from transformers import TrainingArguments
 
-from .commands.arguments import coerce_config_value, field_types, read_yaml_config
 from .data.prepare_config import BAD_ROW_POLICIES, SPLIT_SEED, VALIDATION_FRACTION
-from .io_utils import check_max_length, write_json_atomically
-from .model_factory import encoder_config_class
+from .io_utils import check_max_length
+from .model_factory import check_model_config
 
 
 @dataclass
@@ -224,91 +208,6 @@ class DataArguments:
         check_max_length(self.max_length)
 
 
-# model_config keys that a run fills from elsewhere (given twice, the config would get two values).
-MODEL_CONFIG_KEYS_SET_ELSEWHERE = {
-    **dict.fromkeys(
-        ("vocab_size", "pad_token_id", "bos_token_id", "eos_token_id", "cls_token_id", "sep_token_id"), "the tokenizer"
-    ),
-    **dict.fromkeys(("id2label", "label2id"), "the label space"),
-    "classifier_dropout": "the classifier_dropout field",
-}
-_POSITIVE_SIZES = (
-    "hidden_size",
-    "intermediate_size",
-    "num_hidden_layers",
-    "num_attention_heads",
-    "max_position_embeddings",
-)
-
-
-def check_model_config(model_config: Mapping[str, Any], architecture: str) -> None:
-    """A one-line ValueError naming the key when ``model_config`` (a new encoder's shape) cannot be what was meant.
-
-    That is a key the architecture's config class does not know (a typo would otherwise build a default-sized
-    model), a key the run sets from elsewhere, a size that is not a positive integer, a value the class refuses,
-    or a hidden size that the attention heads do not divide.
-    """
-    config_class = encoder_config_class(architecture)
-    known = _config_keys(config_class)
-    for key in model_config:
-        if key in MODEL_CONFIG_KEYS_SET_ELSEWHERE:
-            raise ValueError(
-                f"model_config: {key!r} is set from {MODEL_CONFIG_KEYS_SET_ELSEWHERE[key]}; remove it from model_config"
-            )
-        if key not in known:
-            close = difflib.get_close_matches(str(key), sorted(known), n=1)
-            raise ValueError(
-                f"model_config: unknown key {key!r} for {config_class.__name__}"
-                + (f" (did you mean {close[0]!r}?)" if close else "")
-            )
-    for key in _POSITIVE_SIZES:
-        value = model_config.get(key, 1)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"model_config: {key} must be a positive integer, got {value!r}")
-    try:
-        config = config_class(**model_config)
-    except (TypeError, ValueError, StrictDataclassError) as error:
-        raise ValueError(f"model_config: {' '.join(str(error).split())}") from None
-    if config.hidden_size % config.num_attention_heads:
-        raise ValueError(
-            f"model_config: hidden_size {config.hidden_size} is not a multiple of num_attention_heads "
-            f"{config.num_attention_heads}"
-        )
-
-
-def _config_keys(config_class: type) -> set:
-    """The keys ``config_class(**keys)`` uses: its fields, their aliases, and the older names its own code reads
-    from the extra keyword arguments (ModernBERT's ``global_attn_every_n_layers``, ``local_rope_theta``...)."""
-    keys = {item.name for item in dataclasses.fields(config_class) if not item.name.startswith("_")} | set(
-        config_class.attribute_map
-    )
-    try:
-        source = inspect.getsource(config_class)
-    except (OSError, TypeError):  # no source shipped: the fields alone
-        return keys
-    return keys | set(re.findall(r"kwargs\.(?:get|pop)\(\s*[\"'](\w+)[\"']", source))
-
-
-def model_max_positions(model_args: ModelArguments) -> Optional[int]:
-    """``max_position_embeddings`` of the run's model without loading it: a new model's (``model_config`` or the class
-    default), or a checkpoint's ``config.json`` when it is a local directory or in the Hub cache; else None."""
-    if not model_args.model_name_or_path:
-        return encoder_config_class(model_args.architecture)(**(model_args.model_config or {})).max_position_embeddings
-    try:
-        path = cached_file(
-            model_args.model_name_or_path,
-            "config.json",
-            local_files_only=True,
-            _raise_exceptions_for_missing_entries=False,
-            _raise_exceptions_for_connection_errors=False,
-        )
-        with open(path, encoding="utf-8") as handle:
-            positions = json.load(handle).get("max_position_embeddings")
-    except (OSError, ValueError, TypeError, AttributeError):  # not downloaded yet, or not a config: checked on loading
-        return None
-    return positions if isinstance(positions, int) else None
-
-
 def needs_cpu_process_group() -> bool:
     """Whether this is one of several processes (``WORLD_SIZE`` > 1) on a machine without an accelerator.
 
@@ -447,102 +346,3 @@ class PretrainTrainingArguments(RecipeTrainingArguments):
     """
 
     remove_unused_columns: bool = field(default=False, metadata={"help": "Keep special_tokens_mask for the collator."})
-
-
-def _typed_override_parser(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """A copy of the dataclass parser that returns only the options actually given (no defaults, none required)."""
-    for action in parser._actions:
-        action.default = argparse.SUPPRESS
-        action.required = False
-        if action.type is dict:
-            action.type = yaml.safe_load
-    return parser
-
-
-class RecipeHelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Defaults after every field's help, and the recipe's docstring (with its example command) kept as written."""
-
-
-class RecipeArgumentParser(HfArgumentParser):
-    """`HfArgumentParser` for one recipe run: ``--config YAML`` plus ``--field value`` overrides.
-
-    Every key of the YAML and every option must be a field of one of the dataclasses (unknown keys are an
-    error that names them); command-line values win over the YAML. YAML values get the types argparse
-    gives the command line, so ``learning_rate: 8e-5`` (a string to YAML) becomes a float. ``--help`` prints
-    ``description`` (a recipe passes its docstring, which holds its example command), ``--config`` and
-    every field with its help and default.
-    """
-
-    def __init__(self, dataclass_types: Sequence[type], description: Optional[str] = None):
-        super().__init__(
-            dataclass_types,
-            description=description,
-            formatter_class=RecipeHelpFormatter,
-            usage="%(prog)s [-h] [--config YAML] [--FIELD VALUE ...]",
-        )
-        self.add_argument(
-            "--config",
-            default=None,
-            metavar="YAML",
-            help="YAML file of field: value pairs for this run (recipes/<model>/<task>/config_<variant>.yaml); the --field options below override it",
-        )
-        for action in self._actions:
-            # Field help is plain text ("10 %"), but argparse formats it with %: escape every % not starting %(name)s.
-            if action.help:
-                action.help = re.sub(r"%(?!\()", "%%", action.help)
-        # HfArgumentParser adds the dataclass fields before --config; list --config right after --help, where a
-        # reader looks, in the usage line and in the options.
-        for actions in (self._actions, self._optionals._group_actions):
-            actions.insert(1, actions.pop())
-
-    def parse_recipe(self, argv: Optional[List[str]] = None) -> Tuple:
-        """Instances of the dataclasses from ``argv`` (default ``sys.argv[1:]``); ``--help`` prints and exits."""
-        argv = list(sys.argv[1:] if argv is None else argv)
-        if "-h" in argv or "--help" in argv:
-            self.print_help()
-            sys.exit(0)
-        front = argparse.ArgumentParser(add_help=False)
-        front.add_argument("--config", default=None)
-        known, rest = front.parse_known_args(argv)
-        config = read_yaml_config(known.config) if known.config is not None else {}
-
-        actions = {action.dest: action for action in self._actions if action.dest not in ("help", "config")}
-        unknown = sorted(set(config) - set(actions))
-        if unknown:
-            raise ValueError(f"unknown key(s) in {known.config}: {', '.join(unknown)} (see --help for the fields)")
-        try:
-            overrides, leftover = _typed_override_parser(
-                HfArgumentParser(self.dataclass_types, exit_on_error=False)
-            ).parse_known_args(rest)
-        except argparse.ArgumentError as error:
-            raise ValueError(f"{error}; see --help for the fields") from None
-        if leftover:
-            raise ValueError(f"unknown command-line argument(s): {' '.join(leftover)} (see --help for the fields)")
-        types = field_types(self.dataclass_types)
-        merged = {
-            key: coerce_config_value(actions[key], key, value, known.config, types.get(key))
-            for key, value in config.items()
-        }
-        merged.update(vars(overrides))
-        parsed = self.parse_dict(merged, allow_extra_keys=False)
-        model_args = next((item for item in parsed if isinstance(item, ModelArguments)), None)
-        data_args = next((item for item in parsed if isinstance(item, DataArguments)), None)
-        if model_args is not None and data_args is not None:
-            check_max_length(data_args.max_length, model_max_positions(model_args))
-        return parsed
-
-
-def parse_recipe_args(
-    dataclass_types: Sequence[type], argv: Optional[List[str]] = None, description: Optional[str] = None
-) -> Tuple:
-    """``RecipeArgumentParser(dataclass_types, description).parse_recipe(argv)``: what the scripts and grids call."""
-    return RecipeArgumentParser(dataclass_types, description).parse_recipe(argv)
-
-
-def dump_recipe_args(path: str, *instances: Any) -> None:
-    """Write the resolved configuration of a run (all dataclasses, JSON) so that it can be reproduced."""
-    resolved = {}
-    for instance in instances:
-        values = instance.to_dict() if hasattr(instance, "to_dict") else asdict(instance)
-        resolved[type(instance).__name__] = values
-    write_json_atomically(path, resolved, default=str)

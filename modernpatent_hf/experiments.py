@@ -29,11 +29,12 @@ import yaml
 from tqdm.auto import tqdm
 
 from . import scripts
-from .configs import DataArguments, ModelArguments, PatentTrainingArguments, parse_recipe_args
+from .configs import DataArguments, ModelArguments, PatentTrainingArguments
 from .data.loading import RUN_DATA_SUBDIR, load_patent_splits
 from .data.records import is_prepared_dir
 from .experiment_grid import CONDITION_KEYS, RUNNER_FIELDS, SHARED_FIELDS, Condition, Grid, load_grid, read_mapping
 from .experiment_summary import RESULTS_FILE, summarize
+from .recipe_parser import parse_recipe_args
 from .reporting.tables import baseline_metrics
 from .tokenization import TOKENIZER_SUBDIR, load_or_train_tokenizer
 

@@ -5,16 +5,24 @@ then reads the stock ``config.json`` (model_type ``"modernbert"``) into ``Modern
 types differ, and keeps ``model_type="modernbert"`` as an instance attribute of the new config. Here the stock config
 is read with its own class and converted field by field into the patent config, which is then passed to
 ``from_pretrained``: no warning, no stale model_type, and the labels come from the label space.
+
+A recipe's ``model_config`` (the shape of a new encoder) is checked here when its arguments are built
+(:func:`check_model_config`), and :func:`model_max_positions` reads a run's position limit without loading a model.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
+import inspect
+import json
 import os
 import pickle
 import re
-from typing import TYPE_CHECKING, Any, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence, Union
 
 import torch
+from huggingface_hub.errors import StrictDataclassError
 from safetensors import SafetensorError
 from transformers import (
     AutoConfig,
@@ -41,6 +49,91 @@ if TYPE_CHECKING:  # the recipes' arguments; prediction loads models without the
 def encoder_config_class(architecture: str) -> type:
     """The transformers config class of a new encoder of ``architecture`` (``"modernbert"`` or ``"bert"``)."""
     return ModernBertConfig if architecture == "modernbert" else BertConfig
+
+
+# model_config keys that a run fills from elsewhere (given twice, the config would get two values).
+MODEL_CONFIG_KEYS_SET_ELSEWHERE = {
+    **dict.fromkeys(
+        ("vocab_size", "pad_token_id", "bos_token_id", "eos_token_id", "cls_token_id", "sep_token_id"), "the tokenizer"
+    ),
+    **dict.fromkeys(("id2label", "label2id"), "the label space"),
+    "classifier_dropout": "the classifier_dropout field",
+}
+_POSITIVE_SIZES = (
+    "hidden_size",
+    "intermediate_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "max_position_embeddings",
+)
+
+
+def check_model_config(model_config: Mapping[str, Any], architecture: str) -> None:
+    """A one-line ValueError naming the key when ``model_config`` (a new encoder's shape) cannot be what was meant.
+
+    That is a key the architecture's config class does not know (a typo would otherwise build a default-sized
+    model), a key the run sets from elsewhere, a size that is not a positive integer, a value the class refuses,
+    or a hidden size that the attention heads do not divide.
+    """
+    config_class = encoder_config_class(architecture)
+    known = _config_keys(config_class)
+    for key in model_config:
+        if key in MODEL_CONFIG_KEYS_SET_ELSEWHERE:
+            raise ValueError(
+                f"model_config: {key!r} is set from {MODEL_CONFIG_KEYS_SET_ELSEWHERE[key]}; remove it from model_config"
+            )
+        if key not in known:
+            close = difflib.get_close_matches(str(key), sorted(known), n=1)
+            raise ValueError(
+                f"model_config: unknown key {key!r} for {config_class.__name__}"
+                + (f" (did you mean {close[0]!r}?)" if close else "")
+            )
+    for key in _POSITIVE_SIZES:
+        value = model_config.get(key, 1)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"model_config: {key} must be a positive integer, got {value!r}")
+    try:
+        config = config_class(**model_config)
+    except (TypeError, ValueError, StrictDataclassError) as error:
+        raise ValueError(f"model_config: {' '.join(str(error).split())}") from None
+    if config.hidden_size % config.num_attention_heads:
+        raise ValueError(
+            f"model_config: hidden_size {config.hidden_size} is not a multiple of num_attention_heads "
+            f"{config.num_attention_heads}"
+        )
+
+
+def _config_keys(config_class: type) -> set:
+    """The keys ``config_class(**keys)`` uses: its fields, their aliases, and the older names its own code reads
+    from the extra keyword arguments (ModernBERT's ``global_attn_every_n_layers``, ``local_rope_theta``...)."""
+    keys = {item.name for item in dataclasses.fields(config_class) if not item.name.startswith("_")} | set(
+        config_class.attribute_map
+    )
+    try:
+        source = inspect.getsource(config_class)
+    except (OSError, TypeError):  # no source shipped: the fields alone
+        return keys
+    return keys | set(re.findall(r"kwargs\.(?:get|pop)\(\s*[\"'](\w+)[\"']", source))
+
+
+def model_max_positions(model_args: ModelArguments) -> Optional[int]:
+    """``max_position_embeddings`` of the run's model without loading it: a new model's (``model_config`` or the class
+    default), or a checkpoint's ``config.json`` when it is a local directory or in the Hub cache; else None."""
+    if not model_args.model_name_or_path:
+        return encoder_config_class(model_args.architecture)(**(model_args.model_config or {})).max_position_embeddings
+    try:
+        path = cached_file(
+            model_args.model_name_or_path,
+            "config.json",
+            local_files_only=True,
+            _raise_exceptions_for_missing_entries=False,
+            _raise_exceptions_for_connection_errors=False,
+        )
+        with open(path, encoding="utf-8") as handle:
+            positions = json.load(handle).get("max_position_embeddings")
+    except (OSError, ValueError, TypeError, AttributeError):  # not downloaded yet, or not a config: checked on loading
+        return None
+    return positions if isinstance(positions, int) else None
 
 
 # Keys of a saved config that describe the checkpoint it came from, not the model to build.

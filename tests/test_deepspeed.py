@@ -116,10 +116,11 @@ def initial_model(stage, zero_run):
     import transformers
 
     from modernpatent_hf import CpcLabelSpace
-    from modernpatent_hf.configs import DataArguments, ModelArguments, PatentTrainingArguments, parse_recipe_args
+    from modernpatent_hf.configs import DataArguments, ModelArguments, PatentTrainingArguments
     from modernpatent_hf.data.loading import load_patent_splits
     from modernpatent_hf.data.splits import label_counts_in_order
     from modernpatent_hf.model_factory import build_classifier
+    from modernpatent_hf.recipe_parser import parse_recipe_args
     from modernpatent_hf.tokenization import load_or_train_tokenizer
 
     zero2_output, _ = zero_run(2)

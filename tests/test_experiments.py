@@ -175,8 +175,8 @@ def test_shipped_grids_parse_as_the_recipes_will_read_them(grid_dir, tmp_path):
         PatentTrainingArguments,
         PretrainArguments,
         PretrainTrainingArguments,
-        parse_recipe_args,
     )
+    from modernpatent_hf.recipe_parser import parse_recipe_args
 
     grid = load_grid(str(grid_dir))
     assert grid.reference == "bce" and len(grid.conditions) == 7

@@ -6,7 +6,8 @@ import sys
 
 import pytest
 
-from modernpatent_hf.configs import DataArguments, ModelArguments, PatentTrainingArguments, parse_recipe_args
+from modernpatent_hf.configs import DataArguments, ModelArguments, PatentTrainingArguments
+from modernpatent_hf.recipe_parser import parse_recipe_args
 
 from testing_utils import DEMO_YAML, REPO_ROOT, tiny_finetune_args
 

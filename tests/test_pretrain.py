@@ -357,8 +357,8 @@ def test_every_pretraining_yaml_parses():
         ModelArguments,
         PretrainArguments,
         PretrainTrainingArguments,
-        parse_recipe_args,
     )
+    from modernpatent_hf.recipe_parser import parse_recipe_args
 
     paths = sorted((REPO_ROOT / "recipes").glob("*/pretrain/config_*.yaml"))
     assert len(paths) >= 2

@@ -17,13 +17,7 @@ import numpy as np
 import transformers
 
 from modernpatent_hf.checkpoints import RESULTS_FILE, last_complete_checkpoint, parameter_checksum, save_metrics_json
-from modernpatent_hf.configs import (
-    DataArguments,
-    ModelArguments,
-    PatentTrainingArguments,
-    dump_recipe_args,
-    parse_recipe_args,
-)
+from modernpatent_hf.configs import DataArguments, ModelArguments, PatentTrainingArguments
 from modernpatent_hf.data.loading import load_patent_splits
 from modernpatent_hf.data.records import format_label_statistics, label_statistics
 from modernpatent_hf.data.splits import label_counts_in_order
@@ -31,6 +25,7 @@ from modernpatent_hf.losses import balanced_class_weights
 from modernpatent_hf.model_card import model_card_info
 from modernpatent_hf.model_factory import build_classifier
 from modernpatent_hf.packing import use_packed_batches
+from modernpatent_hf.recipe_parser import dump_recipe_args, parse_recipe_args
 from modernpatent_hf.reporting.tables import compare_with_baselines
 from modernpatent_hf.scripts import run_with_one_line_errors
 from modernpatent_hf.thresholds import save_thresholds, tune_thresholds

@@ -19,17 +19,11 @@ from typing import Dict, List, Optional
 import transformers
 
 from modernpatent_hf.checkpoints import last_complete_checkpoint, save_metrics_json
-from modernpatent_hf.configs import (
-    DataArguments,
-    ModelArguments,
-    PretrainArguments,
-    PretrainTrainingArguments,
-    dump_recipe_args,
-    parse_recipe_args,
-)
+from modernpatent_hf.configs import DataArguments, ModelArguments, PretrainArguments, PretrainTrainingArguments
 from modernpatent_hf.data.loading import load_patent_splits
 from modernpatent_hf.packing import use_packed_batches
 from modernpatent_hf.pretraining import MLMTrainer, SeededMLMCollator, build_masked_lm, tokenize_for_mlm
+from modernpatent_hf.recipe_parser import dump_recipe_args, parse_recipe_args
 from modernpatent_hf.scripts import run_with_one_line_errors
 from modernpatent_hf.tokenization import load_or_train_tokenizer
 

@@ -21,12 +21,13 @@ import pytest
 
 from modernpatent_hf import CpcLabelSpace, compute_multilabel_metrics
 from modernpatent_hf.cli import main
-from modernpatent_hf.configs import DataArguments, ModelArguments, PatentTrainingArguments, parse_recipe_args
+from modernpatent_hf.configs import DataArguments, ModelArguments, PatentTrainingArguments
 from modernpatent_hf.data.readers import iter_records
 from modernpatent_hf.data.records import load_dataset_dir
 from modernpatent_hf.data.splits import RECORDS_NOT_WRITTEN
 from modernpatent_hf.data.uspto3m import load_uspto3m
 from modernpatent_hf.metrics import F1_AT_K_METRIC
+from modernpatent_hf.recipe_parser import parse_recipe_args
 
 from testing_utils import write_hub_copy, write_jsonl
 

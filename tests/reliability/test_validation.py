@@ -7,7 +7,8 @@ import pytest
 
 from modernpatent_hf import CpcLabelSpace
 from modernpatent_hf.cli import main
-from modernpatent_hf.configs import DataArguments, ModelArguments, PatentTrainingArguments, parse_recipe_args
+from modernpatent_hf.configs import DataArguments, ModelArguments, PatentTrainingArguments
+from modernpatent_hf.recipe_parser import parse_recipe_args
 
 from testing_utils import SIX_CODES, write_jsonl
 
