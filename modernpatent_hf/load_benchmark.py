@@ -29,7 +29,7 @@ Commands:
   merged).
 * ``predict``: must write exactly one output line per input row (a USPTO-3M copy's bad rows as error rows).
 * ``tokenize``: the train split that ``prepare`` wrote, tokenized as the fine-tuning script does
-  (``load_dataset_dir`` then :func:`modernpatent_hf.trainer.tokenize_patent_dataset`, max length 1024, no extra
+  (``load_dataset_dir`` then :func:`modernpatent_hf.training_data.tokenize_patent_dataset`, max length 1024, no extra
   processes) in ``python -m modernpatent_hf.load_benchmark_tokenize``. Each run has a new ``datasets`` cache of
   its own (``HF_DATASETS_CACHE`` in the work directory, removed afterwards), so nothing comes from an earlier
   run's cache. The tokenizer: a byte-level BPE of 16,000 tokens (:func:`~modernpatent_hf.tokenization.train_patent_tokenizer`,

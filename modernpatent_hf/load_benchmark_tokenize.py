@@ -35,7 +35,7 @@ def tokenize_prepared(
     As the script: the splits through :func:`~modernpatent_hf.data.records.load_dataset_dir` (``datasets``
     converts the Parquet shards into Arrow files in its cache: several files for a split over its
     ``MAX_SHARD_SIZE`` of 500 MB, as USPTO-3M's train split), the label space from the directory, the tokenizer
-    through ``AutoTokenizer``, then :func:`~modernpatent_hf.trainer.tokenize_patent_dataset` (``num_proc`` unset,
+    through ``AutoTokenizer``, then :func:`~modernpatent_hf.training_data.tokenize_patent_dataset` (``num_proc`` unset,
     as ``preprocessing_num_workers`` is by default). ``max_shard_size`` (e.g. ``"1MB"``) sets
     ``datasets.config.MAX_SHARD_SIZE``: the tests reach several Arrow files with a few thousand rows.
     """
@@ -45,7 +45,7 @@ def tokenize_prepared(
 
     from .cpc import CpcLabelSpace
     from .data.records import load_dataset_dir
-    from .trainer import tokenize_patent_dataset
+    from .training_data import tokenize_patent_dataset
 
     if max_shard_size is not None:
         datasets.config.MAX_SHARD_SIZE = max_shard_size

@@ -1,17 +1,12 @@
-"""Training: the Trainers, the multi-label collator, the tokenization of patents, streaming F1@k evaluation.
+"""Training: the Trainers, the callback that keeps a resumed run from training past its end, Hub pushes.
 
 :class:`ResumableTrainer` (the base of both recipes' trainers) saves no pickle and trains no step past the
 end on resume; :class:`PatentTrainer` adds the CPC label space, the collator and the metrics, and saves the
 label space and a model card with every checkpoint. Their arguments live in :mod:`modernpatent_hf.configs`,
 what is written into run and checkpoint directories in :mod:`modernpatent_hf.checkpoints`, the model card
-in :mod:`modernpatent_hf.model_card`.
-
-The tokenized dataset stores each patent's labels as label-space *indices* (a few ints per row, not
-665 floats), and :class:`MultiLabelCollator` builds the multi-hot float targets per batch. Evaluation
-runs with ``batch_eval_metrics``: each gathered batch updates a
-:class:`~modernpatent_hf.metrics.MultilabelMetricsAccumulator` and is dropped, so N x L logits never
-sit in memory and several processes give the same figures as one (``gather_for_metrics`` drops the
-padding of uneven last batches).
+in :mod:`modernpatent_hf.model_card`. The tokenized patents and the multi-label collator are in
+:mod:`modernpatent_hf.training_data`, the streaming F1@k evaluation (:class:`PatentMetricsComputer`) in
+:mod:`modernpatent_hf.eval_metrics`.
 """
 
 from __future__ import annotations
@@ -20,9 +15,8 @@ import dataclasses
 import json
 import logging
 import os
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -34,9 +28,10 @@ from transformers.utils import PushInProgress, hf_api
 
 from .checkpoints import RESULTS_FILE, latest_metrics, save_training_args_as_json
 from .cpc import LABEL_SPACE_FILE, CpcLabelSpace
-from .metrics import MultilabelMetricsAccumulator, f1_from_counts
+from .eval_metrics import PatentMetricsComputer
 from .model_card import ModelCardInfo, build_model_card
-from .thresholds import THRESHOLDS_FILE, threshold_counts
+from .thresholds import THRESHOLDS_FILE
+from .training_data import MultiLabelCollator
 
 logger = logging.getLogger(__name__)
 
@@ -68,68 +63,6 @@ HUB_ALLOW_PATTERNS = (
 HUB_IGNORE_PATTERNS = ("*/*",)
 
 
-def multi_hot(label_ids: Sequence[Sequence[int]], num_labels: int) -> np.ndarray:
-    """[N, num_labels] float32 multi-hot rows from each row's label indices (the tokenized ``label_ids``)."""
-    matrix = np.zeros((len(label_ids), num_labels), dtype=np.float32)
-    for row, ids in enumerate(label_ids):
-        matrix[row, list(ids)] = 1.0
-    return matrix
-
-
-@dataclass
-class MultiLabelCollator:
-    """Pads token inputs dynamically and turns each row's ``label_ids`` into a multi-hot ``labels`` row."""
-
-    tokenizer: object
-    num_labels: int
-    pad_to_multiple_of: Optional[int] = None
-
-    def __call__(self, features: List[Dict]) -> Dict[str, torch.Tensor]:
-        label_ids = [feature.get("label_ids") for feature in features]
-        inputs = [{k: feature[k] for k in ("input_ids", "attention_mask") if k in feature} for feature in features]
-        batch = self.tokenizer.pad(
-            inputs, padding=True, pad_to_multiple_of=self.pad_to_multiple_of, return_tensors="pt"
-        )
-        if all(ids is not None for ids in label_ids):
-            batch["labels"] = torch.from_numpy(multi_hot(label_ids, self.num_labels))
-        return batch
-
-
-def tokenize_patent_dataset(
-    dataset: Dataset,
-    tokenizer: PreTrainedTokenizerBase,
-    label_space: CpcLabelSpace,
-    max_length: int,
-    num_proc: Optional[int] = None,
-    desc: str = "tokenizing",
-) -> Tuple[Dataset, int]:
-    """Tokenize ``text`` and map ``labels`` to label-space indices; keeps ``id`` and adds ``length``.
-
-    Codes outside the label space (rare codes seen only outside train) are left out of ``label_ids``;
-    the number left out is returned so callers can report it.
-    """
-    left_out = sum(len(label_space.split_known(labels)[1]) for labels in dataset["labels"])
-
-    def encode(batch: Dict[str, list]) -> Dict[str, list]:
-        encoded = tokenizer(batch["text"], truncation=True, max_length=max_length)
-        encoded["label_ids"] = [
-            [label_space.label2id[c] for c in labels if c in label_space.label2id] for labels in batch["labels"]
-        ]
-        encoded["length"] = [len(ids) for ids in encoded["input_ids"]]
-        encoded.pop("token_type_ids", None)
-        return encoded
-
-    keep = {"id"}
-    tokenized = dataset.map(
-        encode,
-        batched=True,
-        num_proc=num_proc,
-        desc=desc,
-        remove_columns=[c for c in dataset.column_names if c not in keep],
-    )
-    return tokenized, left_out
-
-
 def is_head_parameter(name: str) -> bool:
     """Whether a parameter name belongs to the patent head or classifier (new weights), not to the encoder.
 
@@ -137,79 +70,6 @@ def is_head_parameter(name: str) -> bool:
     match too.
     """
     return bool(HEAD_MODULES & set(name.split(".")))
-
-
-class PatentMetricsComputer:
-    """``compute_metrics`` for ``batch_eval_metrics=True``: accumulates per batch, reports at the last one.
-
-    With ``tuned_thresholds`` (one per label, tuned on validation), micro and macro F1 at them are reported too
-    (``micro_f1_tuned``, ``macro_f1_tuned``).
-    """
-
-    def __init__(
-        self,
-        label_space: CpcLabelSpace,
-        k: Sequence[int] = (1, 5),
-        threshold: float = 0.5,
-        tuned_thresholds: Optional[np.ndarray] = None,
-    ):
-        self.label_space = label_space
-        self.k = tuple(k)
-        self.threshold = threshold
-        self.tuned_thresholds = tuned_thresholds
-        self._accumulator = None
-        self._tuned_counts = None
-
-    @classmethod
-    def from_training_args(
-        cls,
-        label_space: CpcLabelSpace,
-        args: Optional[TrainingArguments],
-        tuned_thresholds: Optional[np.ndarray] = None,
-    ) -> "PatentMetricsComputer":
-        """The metrics of a :class:`PatentTrainer`: F1@k at ``args.top_k``, micro/macro at ``args.eval_threshold``.
-
-        Arguments without those fields (a plain ``TrainingArguments``, or None) give k = 1 and 5 and threshold 0.5.
-        """
-        return cls(
-            label_space,
-            k=getattr(args, "top_k", (1, 5)),
-            threshold=getattr(args, "eval_threshold", 0.5),
-            tuned_thresholds=tuned_thresholds,
-        )
-
-    def _new_accumulator(self):
-        return MultilabelMetricsAccumulator(
-            len(self.label_space), k=self.k, label_names=list(self.label_space.codes), threshold=self.threshold
-        )
-
-    def __call__(self, eval_pred, compute_result: bool = True):
-        if self._accumulator is None:
-            self._accumulator = self._new_accumulator()
-        logits = eval_pred.predictions
-        logits = logits[0] if isinstance(logits, (tuple, list)) else logits
-        references = eval_pred.label_ids
-        probabilities = torch.sigmoid(torch.as_tensor(logits).float()).cpu().numpy()
-        references = torch.as_tensor(references).cpu().numpy()
-        truth = references > 0.5
-        self._accumulator.update(probabilities, truth.astype(np.int32))
-        if self.tuned_thresholds is not None:
-            counts = threshold_counts(probabilities, truth, self.tuned_thresholds)
-            self._tuned_counts = (
-                counts if self._tuned_counts is None else tuple(a + b for a, b in zip(self._tuned_counts, counts))
-            )
-        if not compute_result:
-            return {}
-        accumulator, self._accumulator = self._accumulator, None
-        self.last_per_label = accumulator.per_label()
-        results = accumulator.compute()
-        if self._tuned_counts is not None:
-            (true_positives, false_positives, false_negatives), self._tuned_counts = self._tuned_counts, None
-            results["micro_f1_tuned"] = float(
-                f1_from_counts(true_positives.sum(), false_positives.sum(), false_negatives.sum())
-            )
-            results["macro_f1_tuned"] = float(f1_from_counts(true_positives, false_positives, false_negatives).mean())
-        return results
 
 
 class NoStepPastMaxStepsCallback(TrainerCallback):

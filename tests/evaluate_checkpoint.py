@@ -11,7 +11,8 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from modernpatent_hf import CpcLabelSpace
 from modernpatent_hf.configs import PatentTrainingArguments
 from modernpatent_hf.data.records import load_dataset_dir
-from modernpatent_hf.trainer import PatentTrainer, tokenize_patent_dataset
+from modernpatent_hf.trainer import PatentTrainer
+from modernpatent_hf.training_data import tokenize_patent_dataset
 
 checkpoint, data_dir, output_dir = sys.argv[1:4]
 label_space = CpcLabelSpace.load(checkpoint)

@@ -174,7 +174,8 @@ def test_training_lowers_the_loss_and_changes_every_parameter(tmp_path):
     from modernpatent_hf.data.loading import load_patent_splits
     from modernpatent_hf.model_factory import build_classifier
     from modernpatent_hf.tokenization import load_or_train_tokenizer
-    from modernpatent_hf.trainer import PatentTrainer, tokenize_patent_dataset
+    from modernpatent_hf.trainer import PatentTrainer
+    from modernpatent_hf.training_data import tokenize_patent_dataset
 
     model_args, data_args, training_args = parse_recipe_args(
         ARGUMENT_TYPES,

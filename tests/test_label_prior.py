@@ -19,7 +19,8 @@ from modernpatent_hf.configs import ModelArguments, PatentTrainingArguments
 from modernpatent_hf.cpc import CpcLabelSpace
 from modernpatent_hf.model_factory import build_classifier
 from modernpatent_hf.tokenization import load_or_train_tokenizer
-from modernpatent_hf.trainer import PatentTrainer, is_head_parameter, tokenize_patent_dataset
+from modernpatent_hf.trainer import PatentTrainer, is_head_parameter
+from modernpatent_hf.training_data import tokenize_patent_dataset
 
 NUM_LABELS = 40
 CODES = [f"{'ABCDEFGH'[i % 8]}{10 + i // 8:02d}{'BCDFHKLMNPQRSTW'[i % 15]}" for i in range(NUM_LABELS)]

@@ -30,7 +30,8 @@ from modernpatent_hf.packing import (
 )
 from modernpatent_hf.predictor import PatentClassifier, pad_token_ids
 from modernpatent_hf.pretraining import SeededMLMCollator
-from modernpatent_hf.trainer import MultiLabelCollator, PatentTrainer, tokenize_patent_dataset
+from modernpatent_hf.trainer import PatentTrainer
+from modernpatent_hf.training_data import MultiLabelCollator, tokenize_patent_dataset
 
 SPACE = CpcLabelSpace(["A01B", "A01C", "A21D", "B01D", "B65D", "H01L", "H04W", "Y10S"])
 LABELS = dict(id2label=dict(SPACE.id2label), label2id=dict(SPACE.label2id))

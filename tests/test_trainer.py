@@ -12,7 +12,8 @@ from transformers import ModernBertConfig
 
 from modernpatent_hf import CpcLabelSpace, build_patent_classifier
 from modernpatent_hf.configs import PatentTrainingArguments
-from modernpatent_hf.trainer import PatentMetricsComputer, PatentTrainer
+from modernpatent_hf.eval_metrics import PatentMetricsComputer
+from modernpatent_hf.trainer import PatentTrainer
 
 SPACE = CpcLabelSpace(["A01B", "A01C", "B65D", "H01L"])
 TINY = ModernBertConfig(

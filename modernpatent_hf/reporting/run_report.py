@@ -24,7 +24,8 @@ from ..cpc import LABEL_SPACE_FILE, CpcLabelSpace
 from ..data.records import is_prepared_dir, load_dataset_dir
 from ..io_utils import write_text_atomically
 from ..model_factory import load_pretrained_weights
-from ..trainer import PatentTrainer, tokenize_patent_dataset
+from ..trainer import PatentTrainer
+from ..training_data import tokenize_patent_dataset
 from .figures import new_figure, save_figure
 from .tables import RUN_COLUMNS, markdown_table, metrics_table
 

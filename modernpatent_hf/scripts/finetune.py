@@ -30,7 +30,8 @@ from modernpatent_hf.reporting.tables import compare_with_baselines
 from modernpatent_hf.scripts import run_with_one_line_errors
 from modernpatent_hf.thresholds import save_thresholds, tune_thresholds
 from modernpatent_hf.tokenization import load_or_train_tokenizer
-from modernpatent_hf.trainer import MultiLabelCollator, PatentTrainer, multi_hot, tokenize_patent_dataset
+from modernpatent_hf.trainer import PatentTrainer
+from modernpatent_hf.training_data import MultiLabelCollator, multi_hot, tokenize_patent_dataset
 
 logger = logging.getLogger("finetune")
 
