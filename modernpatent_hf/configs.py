@@ -245,7 +245,7 @@ class PatentTrainingArguments(RecipeTrainingArguments):
         metric_for_best_model: ``"f1@1"`` (the figure the seed and PatentBERT report), greater_is_better ``True``.
         train_sampling_strategy: ``"group_by_length"`` (patents vary from 20 to thousands of tokens; grouping
             similar lengths wastes less compute on padding).
-        batch_eval_metrics: ``True`` (streaming evaluation, see :mod:`modernpatent_hf.trainer`).
+        batch_eval_metrics: ``True`` (streaming evaluation, see :mod:`modernpatent_hf.eval_metrics`).
         remove_unused_columns: ``False`` (the collator needs ``label_ids``, which is not a forward argument).
         label_names: ``["labels"]``.
 
