@@ -21,10 +21,9 @@ from .commands.arguments import (
     DEBUG_HELP,
     Command,
     HelpFormatter,
-    apply_config_defaults,
+    apply_config_option,
     build_dataclass_parser,
-    command_fields,
-    read_yaml_config,
+    dataclass_instances,
 )
 from .errors import USER_ERRORS, report_one_line_error
 
@@ -91,39 +90,25 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     leaf, position = chosen_parser(parser, argv)
     command: Optional[Command] = leaf.get_default("command")
-    debug = "--debug" in argv[:position]
+    top_command = next((token for token in argv[:position] if token != "--debug"), None)
+    name = f"modernpatent {top_command}" if top_command else "modernpatent"
+    # A launched recipe's --debug is the recipe's; any other command's, before or after its name, is ours.
+    passes_through = command is not None and command.passes_through
+    debug = "--debug" in argv[:position] or (not passes_through and "--debug" in argv[position:])
     try:
-        if command is not None and command.passes_through:
+        if passes_through:
             rest = argv[position:]
             if rest[:1] in (["-h"], ["--help"]):
                 parser.parse_args(argv)  # prints this command's --help and exits 0, as every command's does
             return command.run(rest) or 0
         if command is not None and command.arguments:
-            front = argparse.ArgumentParser(add_help=False)
-            front.add_argument("--config", default=None)
-            front.add_argument("--debug", action="store_true")
-            known, _ = front.parse_known_args(argv[position:])
-            debug = debug or known.debug
-            if known.config is not None and not {"-h", "--help"} & set(argv[position:]):
-                apply_config_defaults(leaf, read_yaml_config(known.config), known.config)
+            apply_config_option(leaf, argv[position:])
+        args = parser.parse_args(argv)
+        return args.command.run(*dataclass_instances(args, args.command.arguments)) or 0
     except (Exception, KeyboardInterrupt) as error:
         if debug:
             raise
-        return report_one_line_error(
-            error, f"modernpatent {argv[position - 1] if command else ''}".strip(), USER_ERRORS
-        )
-    args = parser.parse_args(argv)
-    command = args.command
-    try:
-        configs = [
-            argument_type(**{item.name: getattr(args, item.name) for item in command_fields(argument_type)})
-            for argument_type in command.arguments
-        ]
-        return command.run(*configs) or 0
-    except (Exception, KeyboardInterrupt) as error:
-        if args.debug:
-            raise
-        return report_one_line_error(error, f"modernpatent {args.command_name}", USER_ERRORS)
+        return report_one_line_error(error, name, USER_ERRORS)
 
 
 if __name__ == "__main__":

@@ -319,20 +319,24 @@ def build_dataclass_parser(
     return parser
 
 
-def parse_command(parser: argparse.ArgumentParser, argv: Sequence[str], dataclass_types: Sequence[type]) -> Tuple:
-    """Parse ``argv`` (after ``--config YAML`` sets the defaults) into one instance of each of ``dataclass_types``."""
+def apply_config_option(parser: argparse.ArgumentParser, argv: Sequence[str]) -> None:
+    """When ``argv`` gives ``--config YAML`` (and asks for no ``--help``), make the file's values ``parser``'s defaults."""
     front = argparse.ArgumentParser(add_help=False)
     front.add_argument("--config", default=None)
     known, _ = front.parse_known_args(argv)
     if known.config is not None and not any(token in ("-h", "--help") for token in argv):
         apply_config_defaults(parser, read_yaml_config(known.config), known.config)
-    namespace = parser.parse_args(argv)
+
+
+def dataclass_instances(namespace: argparse.Namespace, dataclass_types: Sequence[type]) -> Tuple:
+    """One instance of each of ``dataclass_types``, from the parsed ``namespace``."""
     return tuple(
         dataclass_type(**{item.name: getattr(namespace, item.name) for item in command_fields(dataclass_type)})
         for dataclass_type in dataclass_types
     )
 
 
-def with_defaults(dataclass_type: type, values: Optional[Mapping[str, Any]] = None) -> Any:
-    """An instance of ``dataclass_type`` from ``values`` plus the defaults (for library callers without a command line)."""
-    return dataclass_type(**dict(values or {}))
+def parse_command(parser: argparse.ArgumentParser, argv: Sequence[str], dataclass_types: Sequence[type]) -> Tuple:
+    """Parse ``argv`` (after ``--config YAML`` sets the defaults) into one instance of each of ``dataclass_types``."""
+    apply_config_option(parser, argv)
+    return dataclass_instances(parser.parse_args(argv), dataclass_types)
