@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 
 from .arguments import Command
@@ -20,27 +19,9 @@ class EmbedArguments:
 
 
 def run(args: EmbedArguments, run_args: ClassifierRunArguments) -> None:
-    from accelerate import PartialState
-
     from ..predict_file import check_embedding_output, embed_file
-    from ..process_group import end_process_group
 
-    check_embedding_output(args.output, [run_args.input, run_args.model])  # before the model loads
-    classifier = run_args.load_classifier()
-    summary = embed_file(
-        classifier,
-        run_args.input,
-        args.output,
-        normalize=args.normalize,
-        text_fields=run_args.text_fields,
-        input_format=run_args.format,
-        chunk_size=run_args.chunk_size,
-        split=run_args.split,
-        on_bad_row=run_args.on_bad_row,
-    )
-    if PartialState().is_main_process:
-        print(json.dumps(summary, indent=1))
-    end_process_group()
+    run_args.run_over_file(args.output, check_embedding_output, embed_file, normalize=args.normalize)
 
 
 COMMAND = Command(

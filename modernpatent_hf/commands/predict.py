@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 from dataclasses import dataclass, field
-from typing import Optional, Union
+from typing import Any, Callable, Optional, Union
 
 from .arguments import ALLOW_PICKLE_HELP, Command
 
@@ -114,6 +114,32 @@ class ClassifierRunArguments:
             allow_pickle=self.allow_pickle,
         )
 
+    def run_over_file(
+        self, output: str, check_output: Callable, run_file: Callable, titles: Optional[str] = None, **options: Any
+    ) -> None:
+        """What ``predict`` and ``embed`` do with these options: refuse a bad ``output`` before the model loads, load
+        the classifier, run ``run_file`` (``predict_file``, ``embed_file``) over the input with ``options``, print its
+        summary from the main process, and end the process group of a launched run."""
+        from accelerate import PartialState
+
+        from ..process_group import end_process_group
+
+        check_output(output, [self.input, self.model])
+        summary = run_file(
+            self.load_classifier(titles=titles),
+            self.input,
+            output,
+            text_fields=self.text_fields,
+            input_format=self.format,
+            chunk_size=self.chunk_size,
+            split=self.split,
+            on_bad_row=self.on_bad_row,
+            **options,
+        )
+        if PartialState().is_main_process:
+            print(json.dumps(summary, indent=1))
+        end_process_group()
+
 
 @dataclass
 class PredictArguments:
@@ -134,28 +160,16 @@ class PredictArguments:
 
 
 def run(args: PredictArguments, run_args: ClassifierRunArguments) -> None:
-    from accelerate import PartialState
-
     from ..predict_file import check_prediction_output, predict_file
-    from ..process_group import end_process_group
 
-    check_prediction_output(args.output, [run_args.input, run_args.model])  # before the model loads
-    classifier = run_args.load_classifier(titles=args.titles)
-    summary = predict_file(
-        classifier,
-        run_args.input,
+    run_args.run_over_file(
         args.output,
+        check_prediction_output,
+        predict_file,
+        titles=args.titles,
         top_k=args.top_k,
         threshold=args.threshold,
-        text_fields=run_args.text_fields,
-        input_format=run_args.format,
-        chunk_size=run_args.chunk_size,
-        split=run_args.split,
-        on_bad_row=run_args.on_bad_row,
     )
-    if PartialState().is_main_process:
-        print(json.dumps(summary, indent=1))
-    end_process_group()
 
 
 COMMAND = Command(
