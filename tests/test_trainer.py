@@ -8,49 +8,15 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
-from transformers import ModernBertConfig
 
-from modernpatent_hf import CpcLabelSpace, build_patent_classifier
+from modernpatent_hf import CpcLabelSpace
 from modernpatent_hf.configs import PatentTrainingArguments
 from modernpatent_hf.eval_metrics import PatentMetricsComputer
 from modernpatent_hf.trainer import PatentTrainer
 
-SPACE = CpcLabelSpace(["A01B", "A01C", "B65D", "H01L"])
-TINY = ModernBertConfig(
-    vocab_size=64,
-    hidden_size=16,
-    intermediate_size=32,
-    num_hidden_layers=1,
-    num_attention_heads=2,
-    pad_token_id=0,
-    bos_token_id=1,
-    eos_token_id=2,
-    cls_token_id=1,
-    sep_token_id=2,
-    local_attention=8,
-    max_position_embeddings=32,
-)
+from testing_utils import FOUR_CODES, random_patent_rows, stack_features, tiny_trainer_classifier
 
-
-def tiny_classifier():
-    torch.manual_seed(0)
-    return build_patent_classifier(TINY, SPACE)
-
-
-def collate(features):
-    return {key: torch.stack([torch.as_tensor(feature[key]) for feature in features]) for key in features[0]}
-
-
-def patent_rows(count, seed):
-    generator = torch.Generator().manual_seed(seed)
-    return [
-        {
-            "input_ids": torch.randint(3, 64, (12,), generator=generator),
-            "attention_mask": torch.ones(12, dtype=torch.long),
-            "labels": torch.eye(len(SPACE))[i % len(SPACE)],
-        }
-        for i in range(count)
-    ]
+SPACE = CpcLabelSpace(FOUR_CODES)
 
 
 def epoch_trainer(output_dir):
@@ -71,12 +37,12 @@ def epoch_trainer(output_dir):
         disable_tqdm=True,
     )
     return PatentTrainer(
-        model=tiny_classifier(),
+        model=tiny_trainer_classifier(SPACE),
         args=args,
         label_space=SPACE,
-        train_dataset=patent_rows(16, 0),
-        eval_dataset=patent_rows(8, 1),
-        data_collator=collate,
+        train_dataset=random_patent_rows(16, len(SPACE), seed=0),
+        eval_dataset=random_patent_rows(8, len(SPACE), seed=1),
+        data_collator=stack_features,
     )
 
 
@@ -111,8 +77,8 @@ def test_a_rerun_from_a_checkpoint_at_max_steps_trains_evaluates_and_saves_nothi
 def test_patent_trainer_takes_keyword_arguments_only(tmp_path):
     args = PatentTrainingArguments(output_dir=str(tmp_path), report_to="none", use_cpu=True)
     with pytest.raises(TypeError):
-        PatentTrainer(tiny_classifier(), args, label_space=SPACE)
-    trainer = PatentTrainer(model=tiny_classifier(), args=args, label_space=SPACE)
+        PatentTrainer(tiny_trainer_classifier(SPACE), args, label_space=SPACE)
+    trainer = PatentTrainer(model=tiny_trainer_classifier(SPACE), args=args, label_space=SPACE)
     assert isinstance(trainer.compute_metrics, PatentMetricsComputer)
 
 
@@ -128,7 +94,7 @@ def test_the_metrics_at_tuned_thresholds_are_the_f1_of_those_thresholds_over_all
     args = PatentTrainingArguments(
         output_dir=str(tmp_path), report_to="none", use_cpu=True, top_k=[1, 2], eval_threshold=0.4
     )
-    trainer = PatentTrainer(model=tiny_classifier(), args=args, label_space=SPACE)
+    trainer = PatentTrainer(model=tiny_trainer_classifier(SPACE), args=args, label_space=SPACE)
     assert trainer.compute_metrics.tuned_thresholds is None
     trainer.set_tuned_thresholds(thresholds)
     computer = trainer.compute_metrics

@@ -242,6 +242,63 @@ def save_six_code_checkpoint(directory):
     return directory
 
 
+# The trainer tests' model: a seeded 1-layer ModernBERT classifier of four codes, trained on random token ids.
+FOUR_CODES = ("A01B", "A01C", "B65D", "H01L")
+TINY_TRAINER_VOCAB = 64
+
+
+def tiny_trainer_config():
+    """The 1-layer ModernBERT config (vocabulary 64, hidden 16) of the trainer tests' classifier."""
+    from transformers import ModernBertConfig
+
+    return ModernBertConfig(
+        vocab_size=TINY_TRAINER_VOCAB,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+        cls_token_id=1,
+        sep_token_id=2,
+        local_attention=8,
+        max_position_embeddings=32,
+    )
+
+
+def tiny_trainer_classifier(label_space):
+    """A new classifier of :func:`tiny_trainer_config` over ``label_space``, the same weights every call (seed 0)."""
+    import torch
+
+    from modernpatent_hf.model_factory import build_patent_classifier
+
+    torch.manual_seed(0)
+    return build_patent_classifier(tiny_trainer_config(), label_space)
+
+
+def random_patent_rows(count, num_labels, seed):
+    """``count`` rows of 12 random token ids (above the special ids) with one label each, in turn over the labels."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    return [
+        {
+            "input_ids": torch.randint(3, TINY_TRAINER_VOCAB, (12,), generator=generator),
+            "attention_mask": torch.ones(12, dtype=torch.long),
+            "labels": torch.eye(num_labels)[i % num_labels],
+        }
+        for i in range(count)
+    ]
+
+
+def stack_features(features):
+    """A data collator for rows of equal-length tensors: each key stacked."""
+    import torch
+
+    return {key: torch.stack([torch.as_tensor(feature[key]) for feature in features]) for key in features[0]}
+
+
 def newest_complete_checkpoint(output_dir):
     """The newest ``checkpoint-N`` of a run directory whose ``trainer_state.json`` (the Trainer's last file) is there."""
     complete = [path for path in Path(output_dir).glob("checkpoint-*") if (path / "trainer_state.json").is_file()]

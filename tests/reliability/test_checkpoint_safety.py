@@ -20,7 +20,7 @@ import textwrap
 
 import pytest
 import torch
-from transformers import AutoModelForSequenceClassification, ModernBertConfig
+from transformers import AutoModelForSequenceClassification
 from transformers.trainer_pt_utils import safe_globals
 
 from modernpatent_hf import CpcLabelSpace, build_patent_classifier
@@ -29,30 +29,13 @@ from modernpatent_hf.configs import PatentTrainingArguments
 from modernpatent_hf.model_factory import load_pretrained_weights
 from modernpatent_hf.trainer import PatentTrainer
 
+from testing_utils import FOUR_CODES, TINY_TRAINER_VOCAB, random_patent_rows, stack_features, tiny_trainer_classifier
+
 PACKAGE = os.path.dirname(inspect.getsourcefile(build_patent_classifier))
 RECIPES = os.path.join(os.path.dirname(PACKAGE), "recipes")
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 TRAINER_RESUME_STATE = {"optimizer.pt", "scheduler.pt", "rng_state.pth"}
-SPACE = CpcLabelSpace(["A01B", "A01C", "B65D", "H01L"])
-TINY = ModernBertConfig(
-    vocab_size=64,
-    hidden_size=16,
-    intermediate_size=32,
-    num_hidden_layers=1,
-    num_attention_heads=2,
-    pad_token_id=0,
-    bos_token_id=1,
-    eos_token_id=2,
-    cls_token_id=1,
-    sep_token_id=2,
-    local_attention=8,
-    max_position_embeddings=32,
-)
-
-
-def tiny_classifier():
-    torch.manual_seed(0)
-    return build_patent_classifier(TINY, SPACE)
+SPACE = CpcLabelSpace(FOUR_CODES)
 
 
 def pickled_files(directory):
@@ -66,28 +49,16 @@ def pickled_files(directory):
 
 # ------------------------------------------------------------------------------ what is written
 def test_save_pretrained_writes_safetensors_and_no_pickle(tmp_path):
-    tiny_classifier().save_pretrained(tmp_path)
+    tiny_trainer_classifier(SPACE).save_pretrained(tmp_path)
     assert (tmp_path / "model.safetensors").is_file()
     assert pickled_files(tmp_path) == []
-
-
-def collate(features):
-    return {key: torch.stack([torch.as_tensor(feature[key]) for feature in features]) for key in features[0]}
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """Four steps of PatentTrainer with a checkpoint every two, then the final save_model."""
     output_dir = tmp_path_factory.mktemp("trained")
-    generator = torch.Generator().manual_seed(0)
-    rows = [
-        {
-            "input_ids": torch.randint(3, 64, (12,), generator=generator),
-            "attention_mask": torch.ones(12, dtype=torch.long),
-            "labels": torch.eye(len(SPACE))[i % len(SPACE)],
-        }
-        for i in range(16)
-    ]
+    rows = random_patent_rows(16, len(SPACE), seed=0)
     args = PatentTrainingArguments(
         output_dir=str(output_dir),
         max_steps=4,
@@ -101,7 +72,11 @@ def trained(tmp_path_factory):
         disable_tqdm=True,
     )
     trainer = PatentTrainer(
-        model=tiny_classifier(), args=args, label_space=SPACE, train_dataset=rows, data_collator=collate
+        model=tiny_trainer_classifier(SPACE),
+        args=args,
+        label_space=SPACE,
+        train_dataset=rows,
+        data_collator=stack_features,
     )
     trainer.train()
     trainer.save_model(str(output_dir))
@@ -192,7 +167,7 @@ def test_every_torch_load_in_our_code_is_weights_only():
 @pytest.fixture
 def pickled_checkpoint(tmp_path):
     """A checkpoint with its weights as pytorch_model.bin only, as older or foreign checkpoints come."""
-    model = tiny_classifier()
+    model = tiny_trainer_classifier(SPACE)
     model.config.save_pretrained(tmp_path)
     torch.save(model.state_dict(), tmp_path / "pytorch_model.bin")
     return tmp_path, model
@@ -217,7 +192,7 @@ def test_a_recipe_loads_pickled_weights_only_with_allow_pickle(pickled_checkpoin
 
     class Tokenizer:  # build_classifier only compares the vocabulary size
         def __len__(self):
-            return TINY.vocab_size
+            return TINY_TRAINER_VOCAB
 
     path, _ = pickled_checkpoint
     with pytest.raises(OSError, match="allow_pickle"):
@@ -361,7 +336,7 @@ def test_the_audit_catches_what_it_looks_for():
 
 
 def test_the_code_copied_into_a_checkpoint_only_computes(tmp_path):
-    tiny_classifier().save_pretrained(tmp_path)
+    tiny_trainer_classifier(SPACE).save_pretrained(tmp_path)
     copied = sorted(path.name for path in tmp_path.glob("*.py"))
     assert {"configuration_modernpatent.py", "modeling_modernpatent.py"} <= set(copied)
     siblings = {name.removesuffix(".py") for name in copied}
@@ -377,7 +352,7 @@ def test_the_prediction_path_loads_pickled_weights_only_with_allow_pickle(pickle
     from modernpatent_hf.predictor import PatentClassifier
 
     path, model = pickled_checkpoint
-    words = ["[PAD]", "[CLS]", "[SEP]", "[UNK]", "[MASK]"] + [f"w{i}" for i in range(TINY.vocab_size - 5)]
+    words = ["[PAD]", "[CLS]", "[SEP]", "[UNK]", "[MASK]"] + [f"w{i}" for i in range(TINY_TRAINER_VOCAB - 5)]
     backend = Tokenizer(WordLevel({word: index for index, word in enumerate(words)}, unk_token="[UNK]"))
     backend.pre_tokenizer = pre_tokenizers.Whitespace()
     PreTrainedTokenizerFast(
