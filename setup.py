@@ -25,16 +25,19 @@ INSTALL_REQUIRES = [
 ]
 
 # What training and prediction do not need: reports, plots, experiments and the reference predictors
-# (`reports`), ONNX export (`onnx`), DeepSpeed (`deepspeed`). A command that needs one and does not find it
-# says which extra to install (modernpatent_hf/errors.py). `dev` pulls them all, for the tests.
+# (`reports`), ONNX export (`onnx`), DeepSpeed (`deepspeed`), the FAISS index of labelled patents (`evidence`). A
+# command that needs one and does not find it says which extra to install (modernpatent_hf/errors.py). `dev` pulls
+# them all, for the tests.
 REPORTS = ["scikit-learn>=1.4,<2", "matplotlib>=3.8,<4"]
 ONNX = ["onnx>=1.16", "onnxruntime>=1.18"]
 DEEPSPEED = ["deepspeed>=0.16"]
+EVIDENCE = ["faiss-cpu>=1.8"]
 EXTRAS = {
     "reports": REPORTS,
     "onnx": ONNX,
     "deepspeed": DEEPSPEED,
-    "dev": ["pytest>=8", "hypothesis>=6.100", "psutil>=5.9", "ruff>=0.6", *REPORTS, *ONNX, *DEEPSPEED],
+    "evidence": EVIDENCE,
+    "dev": ["pytest>=8", "hypothesis>=6.100", "psutil>=5.9", "ruff>=0.6", *REPORTS, *ONNX, *DEEPSPEED, *EVIDENCE],
 }
 
 setup(

@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "pretrain",
     "predict",
     "embed",
+    "index",
     "export_onnx",
     "report",
     "experiments",
