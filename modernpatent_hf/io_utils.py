@@ -1,4 +1,4 @@
-"""Small helpers shared by the package: atomic file writes, owned output directories, per-process scratch paths,
+"""Small helpers shared by the package: atomic file writes, owned outputs (files and directories), per-process scratch paths,
 the words for a value of the wrong type in error messages, and the check of a ``max_length`` that training and
 prediction both take."""
 
@@ -9,8 +9,11 @@ import os
 import re
 import shutil
 import socket
+import stat
 from contextlib import contextmanager, nullcontext
 from typing import TYPE_CHECKING, Any, Callable, ContextManager, Iterable, Iterator, List, Optional, Union
+
+from .output_lock import output_lock
 
 if TYPE_CHECKING:
     from transformers import TrainingArguments
@@ -155,22 +158,74 @@ def files_under(directory: PathLike) -> List[str]:
 
 
 def write_output_marker(
-    directory: PathLike, command: str, complete: bool = True, fingerprint: Optional[Any] = None
+    directory: PathLike,
+    command: str,
+    complete: bool = True,
+    fingerprint: Optional[Any] = None,
+    files: Optional[Iterable[str]] = None,
 ) -> None:
-    """Mark ``directory`` as the output of ``modernpatent COMMAND``; once ``complete``, list the files it holds.
+    """Mark ``directory`` as the output of ``modernpatent COMMAND`` and list the files it wrote there.
 
-    ``fingerprint`` (JSON) records what the output was made from, for caches keyed by it. A marker that is
-    not ``complete`` belongs to a run still going or one that stopped: every file there is that run's.
+    ``files`` (relative, ``/``-separated) defaults to every file the directory holds. ``fingerprint`` (JSON) records
+    what the output was made from, for caches keyed by it. A marker that is not ``complete`` belongs to a run that
+    stopped while moving its files in: the files it lists may or may not be there, and nothing else is its.
     """
     write_json_atomically(
         os.path.join(os.fspath(directory), OUTPUT_MARKER),
         {
             "command": command,
             "complete": complete,
-            "files": files_under(directory) if complete else None,
+            "files": sorted(files_under(directory) if files is None else files),
             "fingerprint": fingerprint,
         },
     )
+
+
+def foreign_files(directory: PathLike) -> List[str]:
+    """The files under ``directory`` that its :data:`OUTPUT_MARKER` does not list (all of them without a marker)."""
+    marker = read_output_marker(directory)
+    listed = set((marker or {}).get("files") or ())
+    return [name for name in files_under(directory) if name not in listed]
+
+
+def refuse_special_file(path: PathLike, option: str = "--output") -> None:
+    """A one-line ValueError when ``path`` is a FIFO, a device or a socket: an output is written to a scratch file
+    and renamed over its path, which would replace such a file rather than write into it."""
+    try:
+        mode = os.stat(os.fspath(path)).st_mode
+    except OSError:
+        return
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        raise ValueError(
+            f"{option} {os.path.abspath(os.fspath(path))} is a FIFO, device or socket: outputs are regular files "
+            "written whole, so give a file path (nothing was changed)"
+        )
+
+
+def check_output_file(
+    path: PathLike,
+    inputs: Iterable[PathLike] = (),
+    overwrite: bool = False,
+    option: str = "--output",
+    kind: str = "a file",
+) -> None:
+    """Refuse with one line, before any work, an output file that a command may not write.
+
+    Refused: a path that is, contains or sits inside one of ``inputs`` (:func:`refuse_output_overlap`), a directory,
+    a FIFO, device or socket (:func:`refuse_special_file`), and, without ``overwrite``, any existing file (a file
+    carries no marker, so whether an earlier run wrote it cannot be told: replacing it is the user's call).
+    ``kind`` names what the path should be.
+    """
+    refuse_output_overlap(path, inputs, option)
+    absolute = os.path.abspath(os.fspath(path))
+    refuse_special_file(absolute, option)
+    if os.path.isdir(absolute):
+        raise ValueError(f"{option} {absolute} is a directory: give the path of {kind}")
+    if os.path.lexists(absolute) and not overwrite:
+        raise ValueError(
+            f"{option} {absolute} already exists: pass --overwrite (overwrite=True) to replace it, or give a new path "
+            "(nothing was changed)"
+        )
 
 
 def check_output_dir(
@@ -180,11 +235,13 @@ def check_output_dir(
 
     Allowed: a new or empty directory, or an earlier output of a ``modernpatent`` command (an
     :data:`OUTPUT_MARKER` that lists every file there), replaced only with ``overwrite`` unless that run
-    did not complete. Refused: a file, a directory holding any file no command wrote, and a path that is,
-    contains or sits inside one of ``inputs`` (:func:`refuse_output_overlap`). ``option`` names the path.
+    stopped before it completed. Refused: a file, a FIFO, device or socket, a directory holding any file its
+    marker does not list, and a path that is, contains or sits inside one of ``inputs``
+    (:func:`refuse_output_overlap`). ``option`` names the path.
     """
     refuse_output_overlap(out_dir, inputs, option)
     path = os.path.abspath(os.fspath(out_dir))
+    refuse_special_file(path, option)
     if os.path.islink(path) or (os.path.lexists(path) and not os.path.isdir(path)):
         raise ValueError(f"{option} {path} is a file or a link: give a directory path (nothing was changed)")
     if not os.path.isdir(path) or not os.listdir(path):
@@ -195,48 +252,81 @@ def check_output_dir(
             f"{option} {path} already holds files that modernpatent did not write (it has no {OUTPUT_MARKER}), and "
             f"`modernpatent {command}` would replace them: give a new or empty directory (nothing was changed)"
         )
-    if not marker.get("complete"):
-        return  # what a stopped run of ours left
-    foreign = sorted(set(files_under(path)) - set(marker.get("files") or ()))
+    foreign = foreign_files(path)
     if foreign:
         raise ValueError(
             f"{option} {path} holds {len(foreign)} file(s) that `modernpatent {marker['command']}` did not write "
             f"(e.g. {foreign[0]}): move them out or give a new or empty directory (nothing was changed)"
         )
-    if not overwrite:
+    if marker.get("complete") and not overwrite:
         raise ValueError(
             f"{option} {path} holds an earlier output of `modernpatent {marker['command']}`: pass --overwrite "
             "(overwrite=True) to replace it, or give a new directory (nothing was changed)"
         )
 
 
-def _remove_files_under(directory: str) -> None:
-    """Delete every file under ``directory`` but the marker, then the emptied subdirectories."""
-    for relative in files_under(directory):
-        os.remove(os.path.join(directory, *relative.split("/")))
+def remove_listed_files(directory: str, files: Iterable[str]) -> None:
+    """Delete the ``files`` (relative, ``/``-separated) under ``directory`` that exist, then the subdirectories
+    that leaves empty, and nothing else."""
+    for relative in files:
+        target = os.path.join(directory, *relative.split("/"))
+        if os.path.lexists(target):
+            os.remove(target)
     for root, _, _ in sorted(os.walk(directory), key=lambda entry: -len(entry[0])):
         if root != directory and not os.listdir(root):
             os.rmdir(root)
+
+
+def install_output(scratch: str, out_dir: str, command: str, option: str = "--out", **marker: Any) -> None:
+    """Move a finished output from ``scratch`` into ``out_dir``, replacing exactly the files its marker lists.
+
+    Refuses (one line, ``out_dir`` left as it was) when ``out_dir`` holds a file its marker does not list: one
+    put there while the command ran. The marker first lists the old and the new files as incomplete, so a run
+    killed while moving leaves only files that the next run knows as its own; at the end it lists the new files.
+    ``marker`` goes to :func:`write_output_marker` (``fingerprint``).
+    """
+    new_files = files_under(scratch)
+    os.makedirs(out_dir, exist_ok=True)
+    foreign = foreign_files(out_dir)
+    if foreign:
+        raise ValueError(
+            f"{option} {out_dir} received {len(foreign)} file(s) that `modernpatent {command}` did not write while it "
+            f"ran (e.g. {foreign[0]}): they were left alone and nothing was replaced; move them out and run again"
+        )
+    old = read_output_marker(out_dir)
+    old_files = list((old or {}).get("files") or ())
+    write_output_marker(out_dir, command, complete=False, files=set(old_files) | set(new_files), **marker)
+    remove_listed_files(out_dir, old_files)
+    for relative in new_files:
+        target = os.path.join(out_dir, *relative.split("/"))
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        os.replace(os.path.join(scratch, *relative.split("/")), target)
+    write_output_marker(out_dir, command, files=new_files, **marker)
 
 
 @contextmanager
 def owned_output_dir(
     out_dir: PathLike, command: str, inputs: Iterable[PathLike] = (), overwrite: bool = False, option: str = "--out"
 ) -> Iterator[str]:
-    """The directory for a command that writes its files in place: checked, emptied of its own older output, marked.
+    """A scratch directory for a command's output, moved into ``out_dir`` when the body succeeds.
 
-    :func:`check_output_dir` runs first (a refusal changes nothing); then the directory is marked as a run
-    in progress, the command's earlier files there are removed (so none outlives the options that made
-    it), and the body writes. On success the marker lists the files written; after a failure it stays
-    incomplete, and the next run replaces that output without ``overwrite``. Yields the absolute path.
+    The run holds the lock on ``out_dir`` throughout (:func:`~modernpatent_hf.output_lock.output_lock`), and
+    :func:`check_output_dir` runs first (a refusal changes nothing). The body writes into an empty scratch sibling
+    ``OUT.tmp-HOST-PID``; on success :func:`install_output` replaces exactly the files of the earlier output with
+    the new ones. A failed or killed run leaves ``out_dir`` as it was (its scratch is removed, by the next run
+    after a kill). Yields the scratch directory's absolute path.
     """
-    check_output_dir(out_dir, command, inputs, overwrite, option)
     path = os.path.abspath(os.fspath(out_dir))
-    os.makedirs(path, exist_ok=True)
-    write_output_marker(path, command, complete=False)  # a run stopped from here on leaves an output of ours
-    _remove_files_under(path)  # check_output_dir found no file there that a command did not write
-    yield path
-    write_output_marker(path, command)
+    with output_lock(path, command, option):
+        check_output_dir(path, command, inputs, overwrite, option)
+        remove_stale_scratch(path)
+        scratch = scratch_path(path, "tmp")
+        os.makedirs(scratch)
+        try:
+            yield scratch
+            install_output(scratch, path, command, option)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
 def scratch_path(path: PathLike, kind: str) -> str:

@@ -312,7 +312,8 @@ def _run_one(name: str, n: int, source: str, run: LoadBenchmarkConfig, attempt: 
         # a prepared one with format 'auto' (data/inputs.py input_files) and refuses it.
         copy_options = [] if run.source == "generated" else ["--on-bad-row", "record", "--format", "parquet"]
         measured = measure_command(
-            _cli("predict", "--model", run.model, "--input", source, "--output", output, *copy_options), log
+            _cli("predict", "--model", run.model, "--input", source, "--output", output, "--overwrite", *copy_options),
+            log,
         )
         summary = json.loads(measured.pop("stdout"))
         written = _count_lines(output)

@@ -51,6 +51,7 @@ from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequ
 
 import torch
 from accelerate import PartialState
+from accelerate.utils import broadcast_object_list
 from tqdm.auto import tqdm
 
 from . import process_group  # noqa: F401  (before _process_state creates a group: see its docstring)
@@ -59,7 +60,8 @@ from .data.inputs import default_text_fields, input_files, row_id_and_text, tota
 from .data.normalize import parse_text_fields
 from .data.rows import Row, iter_rows
 from .embedding_files import write_npy_embeddings, write_parquet_embeddings
-from .io_utils import file_signatures, refuse_output_overlap, remove_stale_scratch
+from .io_utils import check_output_file, file_signatures, remove_stale_scratch
+from .output_lock import shared_output_lock
 from .part_files import OutputWriter, PartFile, merge_parts, part_path, read_json
 from .predictor import PatentClassifier, check_top_k
 
@@ -155,23 +157,24 @@ def _process_state(device: torch.device) -> PartialState:
 def check_prediction_output(
     output_path: Union[str, os.PathLike],
     inputs: Sequence[Union[str, os.PathLike, None]],
+    overwrite: bool = False,
     kind: str = "a JSON Lines file",
 ) -> None:
-    """One-line refusal of an output that is a directory, or is, contains or sits inside an input (the model too)."""
-    refuse_output_overlap(output_path, inputs, "--output")
-    if os.path.isdir(output_path):
-        raise ValueError(f"--output {os.path.abspath(output_path)} is a directory: give the path of {kind}")
+    """One-line refusal of an output that may not be written (:func:`~modernpatent_hf.io_utils.check_output_file`):
+    one that is, contains or sits inside an input (the model too), a directory, a FIFO, device or socket, or,
+    without ``overwrite``, an existing file."""
+    check_output_file(output_path, inputs, overwrite, "--output", kind)
 
 
 def check_embedding_output(
-    output_path: Union[str, os.PathLike], inputs: Sequence[Union[str, os.PathLike, None]]
+    output_path: Union[str, os.PathLike], inputs: Sequence[Union[str, os.PathLike, None]], overwrite: bool = False
 ) -> str:
     """:func:`check_prediction_output` for ``embed``, plus its format: returns ``"parquet"`` or ``"npy"`` (the
     output's suffix), or raises a one-line ValueError for another suffix."""
-    check_prediction_output(output_path, inputs, kind="a .parquet or .npy file")
     output_format = os.path.splitext(os.fspath(output_path))[1].lstrip(".").lower()
     if output_format not in EMBEDDING_FORMATS:
         raise ValueError(f"--output {os.fspath(output_path)} must end in .parquet or .npy (the embeddings' format)")
+    check_prediction_output(output_path, inputs, overwrite, kind="a .parquet or .npy file")
     return output_format
 
 
@@ -187,6 +190,7 @@ def predict_file(
     progress: bool = True,
     split: Optional[str] = None,
     on_bad_row: str = "raise",
+    overwrite: bool = False,
 ) -> dict:
     """Predict every row of ``input_path`` into JSON Lines at ``output_path``, resumably, in constant memory.
 
@@ -214,7 +218,17 @@ def predict_file(
         },
     )
     return _run_rows(
-        classifier, task, input_path, output_path, text_fields, input_format, chunk_size, progress, split, on_bad_row
+        classifier,
+        task,
+        input_path,
+        output_path,
+        text_fields,
+        input_format,
+        chunk_size,
+        progress,
+        split,
+        on_bad_row,
+        overwrite,
     )
 
 
@@ -242,6 +256,7 @@ def _run_rows(
     progress: bool,
     split: Optional[str],
     on_bad_row: str,
+    overwrite: bool,
 ) -> dict:
     """Run ``task`` over every row of ``input_path`` into ``output_path``: chunked, resumable, in this process's
     share under a launcher (module docstring); returns the summary."""
@@ -252,11 +267,13 @@ def _run_rows(
         raise ValueError(f"chunk_size must be at least 1, got {chunk_size}")
     input_format, files = input_files(input_path, input_format, split)
     output_path = os.path.abspath(output_path)
-    check_prediction_output(
+    check_output = lambda: check_prediction_output(  # noqa: E731
         output_path,
         [input_path, *files, classifier.source],
+        overwrite,
         kind="a JSON Lines file" if task.write_output is None else "a .parquet or .npy file",
     )
+    check_output()
     fields = parse_text_fields(text_fields, allowed=None) or default_text_fields(input_format, files)
     model_files = (
         sorted(glob.glob(os.path.join(classifier.source, "*"))) if os.path.isdir(classifier.source or "") else []
@@ -276,6 +293,40 @@ def _run_rows(
     fingerprint = hashlib.sha256(json.dumps(settings, sort_keys=True).encode("utf-8")).hexdigest()
 
     state = _process_state(classifier.device)
+    with shared_output_lock(output_path, task.name, state.is_main_process, broadcast_object_list):
+        check_output()  # again, under the lock: a run that held it may have finished this output meanwhile
+        return _run_rows_locked(
+            classifier,
+            task,
+            files,
+            input_format,
+            output_path,
+            fields,
+            fingerprint,
+            chunk_size,
+            progress,
+            on_bad_row,
+            state,
+            start,
+        )
+
+
+def _run_rows_locked(
+    classifier: PatentClassifier,
+    task: _RowTask,
+    files: List[str],
+    input_format: str,
+    output_path: str,
+    fields: Sequence[str],
+    fingerprint: str,
+    chunk_size: int,
+    progress: bool,
+    on_bad_row: str,
+    state: PartialState,
+    start: float,
+) -> dict:
+    """:func:`_run_rows` once the run holds the output's lock: resume or start the part files, run this process's
+    chunks, merge."""
     rank, world = state.process_index, state.num_processes
     os.makedirs(os.path.dirname(output_path), exist_ok=True)
     if state.is_main_process:  # what killed runs left half-written: state files, a half-merged output
@@ -353,6 +404,7 @@ def embed_file(
     progress: bool = True,
     split: Optional[str] = None,
     on_bad_row: str = "raise",
+    overwrite: bool = False,
 ) -> dict:
     """Embed every row of ``input_path`` (:meth:`PatentClassifier.embed`) into ``output_path``, resumably.
 
@@ -363,7 +415,7 @@ def embed_file(
     (NaN for a bad row; the ids are the input's, in order). Returns the summary of :func:`predict_file`, with
     ``embedded`` for ``predicted``.
     """
-    output_format = check_embedding_output(output_path, [input_path, classifier.source])
+    output_format = check_embedding_output(output_path, [input_path, classifier.source], overwrite)
     hidden_size = classifier.model.config.hidden_size
 
     def compute(input_ids: List[List[int]]) -> List[str]:
@@ -381,5 +433,15 @@ def embed_file(
         write_output=lambda lines, rows, path: writer(lines, rows, path, hidden_size, on_bad_row == "record"),
     )
     return _run_rows(
-        classifier, task, input_path, output_path, text_fields, input_format, chunk_size, progress, split, on_bad_row
+        classifier,
+        task,
+        input_path,
+        output_path,
+        text_fields,
+        input_format,
+        chunk_size,
+        progress,
+        split,
+        on_bad_row,
+        overwrite,
     )

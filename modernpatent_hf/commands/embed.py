@@ -21,7 +21,7 @@ class EmbedArguments:
 def run(args: EmbedArguments, run_args: ClassifierRunArguments) -> None:
     from ..predict_file import check_embedding_output, embed_file
 
-    run_args.run_over_file(args.output, check_embedding_output, embed_file, normalize=args.normalize)
+    run_args.run_over_file("embed", args.output, check_embedding_output, embed_file, normalize=args.normalize)
 
 
 COMMAND = Command(

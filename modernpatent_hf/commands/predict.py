@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Union
 
+from ..output_lock import output_lock
 from .arguments import ALLOW_PICKLE_HELP, Command
 
 
@@ -89,6 +92,13 @@ class ClassifierRunArguments:
     )
     int8: bool = field(default=False, metadata={"help": "dynamic int8 quantization of the linear layers (CPU)"})
     allow_pickle: bool = field(default=False, metadata={"help": ALLOW_PICKLE_HELP})
+    overwrite: bool = field(
+        default=False,
+        metadata={
+            "help": "replace an existing --output file (without it an existing file is refused; a FIFO, device or "
+            "socket always is)"
+        },
+    )
     packing: Optional[bool] = field(
         default=None, metadata={"help": "packed batches without padding (default: on CUDA; see docs/benchmarks.md)"}
     )
@@ -115,27 +125,38 @@ class ClassifierRunArguments:
         )
 
     def run_over_file(
-        self, output: str, check_output: Callable, run_file: Callable, titles: Optional[str] = None, **options: Any
+        self,
+        command: str,
+        output: str,
+        check_output: Callable,
+        run_file: Callable,
+        titles: Optional[str] = None,
+        **options: Any,
     ) -> None:
-        """What ``predict`` and ``embed`` do with these options: refuse a bad ``output`` before the model loads, load
-        the classifier, run ``run_file`` (``predict_file``, ``embed_file``) over the input with ``options``, print its
-        summary from the main process, and end the process group of a launched run."""
+        """What ``predict`` and ``embed`` (``command``) do with these options: lock ``output`` and refuse a bad one
+        before the model loads, load the classifier, run ``run_file`` (``predict_file``, ``embed_file``) over the input
+        with ``options``, print its summary from the main process, and end the process group of a launched run."""
         from accelerate import PartialState
 
         from ..process_group import end_process_group
 
-        check_output(output, [self.input, self.model])
-        summary = run_file(
-            self.load_classifier(titles=titles),
-            self.input,
-            output,
-            text_fields=self.text_fields,
-            input_format=self.format,
-            chunk_size=self.chunk_size,
-            split=self.split,
-            on_bad_row=self.on_bad_row,
-            **options,
-        )
+        # The first process takes the output's lock before the model loads (a second run is refused at once);
+        # run_file shares it with the other processes. A refused first process ends the launch.
+        first = int(os.environ.get("RANK", "0")) == 0
+        with output_lock(output, command, "--output") if first else nullcontext():
+            check_output(output, [self.input, self.model], self.overwrite)  # before the model loads
+            summary = run_file(
+                self.load_classifier(titles=titles),
+                self.input,
+                output,
+                text_fields=self.text_fields,
+                input_format=self.format,
+                chunk_size=self.chunk_size,
+                split=self.split,
+                on_bad_row=self.on_bad_row,
+                overwrite=self.overwrite,
+                **options,
+            )
         if PartialState().is_main_process:
             print(json.dumps(summary, indent=1))
         end_process_group()
@@ -163,6 +184,7 @@ def run(args: PredictArguments, run_args: ClassifierRunArguments) -> None:
     from ..predict_file import check_prediction_output, predict_file
 
     run_args.run_over_file(
+        "predict",
         args.output,
         check_prediction_output,
         predict_file,

@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 
 from ..cpc import read_titles_tsv
 from ..io_utils import check_output_dir, remove_stale_scratch, scratch_path
+from ..output_lock import output_lock
 from .bad_rows import check_bad_row_policy
 from .dates import date_years, hub_date_years, summed_year_counts
 from .leakage import leakage_report
@@ -182,113 +183,114 @@ def prepare_dataset(
 
     counters: Dict[str, int] = {}
     out_dir = os.path.abspath(os.fspath(config.out))
-    check_output_dir(out_dir, "prepare", inputs + test_inputs, config.overwrite)
-    names = ", ".join(map(os.fspath, inputs))
-    if test_year is not None and all(
-        resolved == "hub" and not os.path.exists(path) for path, resolved in zip(inputs, formats)
-    ):
-        # The dates where they are published, before gigabytes are downloaded (None when the Hub is out of reach).
-        years = [hub_date_years(os.fspath(path)) for path in inputs]
-        if all(per_source is not None for per_source in years):
-            check_test_year(test_year, summed_year_counts(years), names)
-    # Hub ids become their local Parquet snapshots (downloaded once into the Hugging Face cache).
-    sources = [local_source(path, resolved) for path, resolved in zip(inputs, formats)]
-    test_sources = [local_source(path, resolved) for path, resolved in zip(test_inputs, test_formats)]
-    if test_year is not None:  # from the date column alone, before hours of reading a source without that year
-        years = [date_years(path, resolved) for path, resolved in sources]
-        if all(per_source is not None for per_source in years):
-            check_test_year(test_year, summed_year_counts(years), names)
-    os.makedirs(os.path.dirname(out_dir), exist_ok=True)
-    remove_stale_scratch(out_dir)  # what a killed run left: the staging file of USPTO-3M takes gigabytes
-    # The staging file sits next to the output: USPTO-3M takes gigabytes that /tmp may not have.
-    with _staging_dir(out_dir) as staging, _datasets_progress_bars(progress):
+    with output_lock(out_dir, "prepare", "--out"):  # held until the output is in place
+        check_output_dir(out_dir, "prepare", inputs + test_inputs, config.overwrite)
+        names = ", ".join(map(os.fspath, inputs))
+        if test_year is not None and all(
+            resolved == "hub" and not os.path.exists(path) for path, resolved in zip(inputs, formats)
+        ):
+            # The dates where they are published, before gigabytes are downloaded (None when the Hub is out of reach).
+            years = [hub_date_years(os.fspath(path)) for path in inputs]
+            if all(per_source is not None for per_source in years):
+                check_test_year(test_year, summed_year_counts(years), names)
+        # Hub ids become their local Parquet snapshots (downloaded once into the Hugging Face cache).
+        sources = [local_source(path, resolved) for path, resolved in zip(inputs, formats)]
+        test_sources = [local_source(path, resolved) for path, resolved in zip(test_inputs, test_formats)]
+        if test_year is not None:  # from the date column alone, before hours of reading a source without that year
+            years = [date_years(path, resolved) for path, resolved in sources]
+            if all(per_source is not None for per_source in years):
+                check_test_year(test_year, summed_year_counts(years), names)
+        os.makedirs(os.path.dirname(out_dir), exist_ok=True)
+        remove_stale_scratch(out_dir)  # what a killed run left: the staging file of USPTO-3M takes gigabytes
+        # The staging file sits next to the output: USPTO-3M takes gigabytes that /tmp may not have.
+        with _staging_dir(out_dir) as staging, _datasets_progress_bars(progress):
 
-        def read(given: Sequence[PathLike], local: Sequence[Tuple[str, str]], name: str) -> datasets.Dataset:
-            streams = (
-                record
-                for path, (where, resolved) in zip(given, local)
-                for record in tqdm(
-                    iter_records(where, resolved, fields, on_invalid_code, counters, on_bad_row),
-                    desc=f"reading {os.path.basename(os.fspath(path)) or path}",
-                    unit=" records",
-                    disable=not progress,
+            def read(given: Sequence[PathLike], local: Sequence[Tuple[str, str]], name: str) -> datasets.Dataset:
+                streams = (
+                    record
+                    for path, (where, resolved) in zip(given, local)
+                    for record in tqdm(
+                        iter_records(where, resolved, fields, on_invalid_code, counters, on_bad_row),
+                        desc=f"reading {os.path.basename(os.fspath(path)) or path}",
+                        unit=" records",
+                        disable=not progress,
+                    )
                 )
-            )
-            return clean_records(stage_records(streams, os.path.join(staging, f"{name}.arrow")), counters)
+                return clean_records(stage_records(streams, os.path.join(staging, f"{name}.arrow")), counters)
 
-        records = read(inputs, sources, "records")
-        if len(records) == 0:
-            raise no_usable_record_error(
-                names, counters, "check the records' CPC codes and text fields (--text-fields)"
-            )
-        external_test_rows = 0
-        if test_inputs:
-            before = counters.get("records_read", 0)
-            test_records = read(test_inputs, test_sources, "test_records")
-            counters["test_records_read"] = counters.get("records_read", 0) - before
-            if len(test_records) == 0:
-                raise ValueError(
-                    f"no usable record in the test set {', '.join(map(os.fspath, test_inputs))}: "
-                    f"{counters['test_records_read']:,} read, none kept; check its columns and codes"
+            records = read(inputs, sources, "records")
+            if len(records) == 0:
+                raise no_usable_record_error(
+                    names, counters, "check the records' CPC codes and text fields (--text-fields)"
                 )
-            external_test_rows = len(test_records)
-            records = datasets.concatenate_datasets([records, test_records])
-        # "all" is every record after merging duplicates, before the label space is applied.
-        label_stats = {"all": label_statistics(iter_values(records.data.table.column("labels")))}
-        dates = _date_summary(records.data.table.column("date"))
-        records, positions, label_space = assign_splits(
-            records,
-            validation_fraction=validation_fraction,
-            seed=seed,
-            test_year=test_year,
-            test_size=test_size,
-            test_fraction=test_fraction,
-            min_count=min_count,
-            counters=counters,
-            progress=progress,
-            external_test_rows=external_test_rows,
-        )
-        table = records.data.table
-        for name in SPLIT_ORDER:
-            label_stats[name] = label_statistics(
-                row["labels"] for row in _rows(table.select(["labels"]), positions[name])
+            external_test_rows = 0
+            if test_inputs:
+                before = counters.get("records_read", 0)
+                test_records = read(test_inputs, test_sources, "test_records")
+                counters["test_records_read"] = counters.get("records_read", 0) - before
+                if len(test_records) == 0:
+                    raise ValueError(
+                        f"no usable record in the test set {', '.join(map(os.fspath, test_inputs))}: "
+                        f"{counters['test_records_read']:,} read, none kept; check its columns and codes"
+                    )
+                external_test_rows = len(test_records)
+                records = datasets.concatenate_datasets([records, test_records])
+            # "all" is every record after merging duplicates, before the label space is applied.
+            label_stats = {"all": label_statistics(iter_values(records.data.table.column("labels")))}
+            dates = _date_summary(records.data.table.column("date"))
+            records, positions, label_space = assign_splits(
+                records,
+                validation_fraction=validation_fraction,
+                seed=seed,
+                test_year=test_year,
+                test_size=test_size,
+                test_fraction=test_fraction,
+                min_count=min_count,
+                counters=counters,
+                progress=progress,
+                external_test_rows=external_test_rows,
             )
-        if titles is not None:
-            label_space = label_space.with_titles(titles)
-        stats = {
-            "inputs": [os.fspath(path) for path in inputs],
-            "test_inputs": [os.fspath(path) for path in test_inputs],
-            "text_fields": list(fields) if fields else "default of each format",
-            "split": {
-                "seed": seed,
-                "validation_fraction": validation_fraction,
-                "test_fraction": test_fraction,
-                "test_year": test_year,
-                "test_size": test_size,
-                "min_count": min_count,
-                "on_bad_row": on_bad_row,
-            },
+            table = records.data.table
+            for name in SPLIT_ORDER:
+                label_stats[name] = label_statistics(
+                    row["labels"] for row in _rows(table.select(["labels"]), positions[name])
+                )
+            if titles is not None:
+                label_space = label_space.with_titles(titles)
+            stats = {
+                "inputs": [os.fspath(path) for path in inputs],
+                "test_inputs": [os.fspath(path) for path in test_inputs],
+                "text_fields": list(fields) if fields else "default of each format",
+                "split": {
+                    "seed": seed,
+                    "validation_fraction": validation_fraction,
+                    "test_fraction": test_fraction,
+                    "test_year": test_year,
+                    "test_size": test_size,
+                    "min_count": min_count,
+                    "on_bad_row": on_bad_row,
+                },
+                "counts": counters,
+                "leakage": leakage_report(counters),
+                "dates": dates,
+                "label_statistics": label_stats,
+            }
+            rows = write_dataset_dir(
+                out_dir,
+                {name: _rows(table, positions[name]) for name in SPLIT_ORDER},
+                label_space,
+                stats=stats,
+                description="Normalized CPC-labelled patents prepared by `modernpatent prepare` from "
+                f"{', '.join(stats['inputs'])}.",
+                progress=progress,
+                command="prepare",
+                fingerprint=fingerprint,
+            )
+        log_counts(f"prepared {out_dir}", counters)
+        return {
+            "out_dir": out_dir,
+            "rows_per_split": rows,
+            "num_labels": len(label_space),
             "counts": counters,
             "leakage": leakage_report(counters),
-            "dates": dates,
-            "label_statistics": label_stats,
         }
-        rows = write_dataset_dir(
-            out_dir,
-            {name: _rows(table, positions[name]) for name in SPLIT_ORDER},
-            label_space,
-            stats=stats,
-            description="Normalized CPC-labelled patents prepared by `modernpatent prepare` from "
-            f"{', '.join(stats['inputs'])}.",
-            progress=progress,
-            command="prepare",
-            fingerprint=fingerprint,
-        )
-    log_counts(f"prepared {out_dir}", counters)
-    return {
-        "out_dir": out_dir,
-        "rows_per_split": rows,
-        "num_labels": len(label_space),
-        "counts": counters,
-        "leakage": leakage_report(counters),
-    }

@@ -32,7 +32,7 @@ from huggingface_hub import CommitOperationAdd, HfApi
 from tqdm.auto import tqdm
 
 from ..cpc import LABEL_SPACE_FILE, CpcLabelSpace, class_of, section_of
-from ..io_utils import remove_stale_scratch, scratch_path, write_json_atomically, write_output_marker
+from ..io_utils import foreign_files, remove_stale_scratch, scratch_path, write_json_atomically, write_output_marker
 from .leakage import digest64, shared_across_splits, text_key
 from .normalize import RECORD_COLUMNS
 
@@ -240,7 +240,8 @@ def write_dataset_dir(
     Records are streamed, :data:`ROW_GROUP_ROWS` at a time: memory stays flat apart from two 8-byte digests
     per record (of its id and of its normalized text) for the checks across splits.
     The directory appears atomically: everything is written to a temporary sibling and renamed at the
-    end (an existing directory is first renamed aside, then removed), so an interrupted run never
+    end (an existing directory is first renamed aside, then removed; one that received a file it does not list
+    while this ran is put back and the write refused), so an interrupted run never
     leaves a directory that looks complete; what a killed run left is removed by the next run. A split
     layout that leaks is an error: an id in two splits, or a text found in two splits once normalized
     (:mod:`modernpatent_hf.data.leakage`). The directory is marked as the output of ``modernpatent COMMAND``
@@ -310,8 +311,17 @@ def write_dataset_dir(
         shutil.rmtree(old_dir, ignore_errors=True)
         if os.path.exists(out_dir):
             os.replace(out_dir, old_dir)
+            # Aside, the old directory can no longer receive files: what it holds now is all it will hold.
+            foreign = foreign_files(old_dir)
+            if foreign:
+                os.replace(old_dir, out_dir)
+                raise ValueError(
+                    f"{out_dir} received {len(foreign)} file(s) that `modernpatent {command}` did not write while it "
+                    f"ran (e.g. {foreign[0]}): they were left alone and nothing was replaced; move them out and run "
+                    "again"
+                )
         os.replace(tmp_dir, out_dir)
-        shutil.rmtree(old_dir, ignore_errors=True)
+        shutil.rmtree(old_dir, ignore_errors=True)  # only files its marker lists: checked above
     except BaseException:
         shutil.rmtree(tmp_dir, ignore_errors=True)
         raise

@@ -26,6 +26,7 @@ import numpy as np
 
 from ..cpc import CpcLabelSpace
 from ..io_utils import check_output_dir
+from ..output_lock import output_lock
 from .synthetic_world import (
     CLAIM_KINDS,
     CLASS_VOCAB,
@@ -254,65 +255,66 @@ def write_synthetic_corpus(
     for name, fraction in (("validation_fraction", validation_fraction), ("test_fraction", test_fraction)):
         if not 0.0 <= fraction < 1.0:
             raise ValueError(f"{name} must be in [0, 1), got {fraction}")
-    check_output_dir(out_dir, "synth", overwrite=overwrite)
-    n_validation, n_test = round(n * validation_fraction), round(n * test_fraction)
-    n_train = n - n_validation - n_test
-    if n_train < 1:
-        raise ValueError(
-            f"n={n} with validation_fraction={validation_fraction} and test_fraction={test_fraction} "
-            "leaves no training records; use a larger --n or smaller fractions"
+    with output_lock(out_dir, "synth", "--out"):  # held until the output is in place
+        check_output_dir(out_dir, "synth", overwrite=overwrite)
+        n_validation, n_test = round(n * validation_fraction), round(n * test_fraction)
+        n_train = n - n_validation - n_test
+        if n_train < 1:
+            raise ValueError(
+                f"n={n} with validation_fraction={validation_fraction} and test_fraction={test_fraction} "
+                "leaves no training records; use a larger --n or smaller fractions"
+            )
+        world = synthetic_world(num_subclasses)
+        started = time.perf_counter()
+        train_labels = [
+            world.codes[row[row >= 0]].tolist()
+            for chunk, used in _chunk_sizes(n_train)
+            for row in _chunk_labels(world, seed, chunk)[:used]
+        ]
+        label_space = CpcLabelSpace.from_label_lists(train_labels, titles=world.titles)
+
+        # One generator feeds the splits in order: write_dataset_dir consumes each split completely before
+        # the next, so records [0, n_train) go to train, the next n_validation to validation, the rest to test.
+        records = generate_synthetic_records(n, seed=seed, num_subclasses=num_subclasses)
+        dropped = {"labels_outside_train": 0, "records_without_train_labels": 0}
+        split_labels = {"validation": [], "test": []}
+
+        def kept(split: str, count: int) -> Iterator[dict]:
+            for record in _restricted_to(islice(records, count), label_space, dropped):
+                split_labels[split].append(record["labels"])
+                yield record
+
+        rows = write_dataset_dir(
+            out_dir,
+            {
+                "train": islice(records, n_train),
+                "validation": kept("validation", n_validation),
+                "test": kept("test", n_test),
+            },
+            label_space,
+            stats={
+                "generator": {"seed": seed, "n": n, "num_subclasses": num_subclasses},
+                "train": label_statistics(train_labels),
+            },
+            description=f"Synthetic CPC-labelled patent claims (modernpatent_hf.data.synthetic, seed {seed}, n {n}).",
+            command="synth",
+            fingerprint=fingerprint,
         )
-    world = synthetic_world(num_subclasses)
-    started = time.perf_counter()
-    train_labels = [
-        world.codes[row[row >= 0]].tolist()
-        for chunk, used in _chunk_sizes(n_train)
-        for row in _chunk_labels(world, seed, chunk)[:used]
-    ]
-    label_space = CpcLabelSpace.from_label_lists(train_labels, titles=world.titles)
-
-    # One generator feeds the splits in order: write_dataset_dir consumes each split completely before
-    # the next, so records [0, n_train) go to train, the next n_validation to validation, the rest to test.
-    records = generate_synthetic_records(n, seed=seed, num_subclasses=num_subclasses)
-    dropped = {"labels_outside_train": 0, "records_without_train_labels": 0}
-    split_labels = {"validation": [], "test": []}
-
-    def kept(split: str, count: int) -> Iterator[dict]:
-        for record in _restricted_to(islice(records, count), label_space, dropped):
-            split_labels[split].append(record["labels"])
-            yield record
-
-    rows = write_dataset_dir(
-        out_dir,
-        {
-            "train": islice(records, n_train),
-            "validation": kept("validation", n_validation),
-            "test": kept("test", n_test),
-        },
-        label_space,
-        stats={
-            "generator": {"seed": seed, "n": n, "num_subclasses": num_subclasses},
-            "train": label_statistics(train_labels),
-        },
-        description=f"Synthetic CPC-labelled patent claims (modernpatent_hf.data.synthetic, seed {seed}, n {n}).",
-        command="synth",
-        fingerprint=fingerprint,
-    )
-    return {
-        "out_dir": out_dir,
-        "rows_per_split": rows,
-        "label_space": {
-            "subclasses": len(label_space),
-            "classes": len(label_space.classes),
-            "sections": len(label_space.sections),
-        },
-        "label_statistics": {
-            split: {k: v for k, v in label_statistics(labels).items() if not isinstance(v, (list, dict))}
-            for split, labels in [("train", train_labels), *split_labels.items()]
-        },
-        "dropped": dropped,
-        "seconds": round(time.perf_counter() - started, 2),
-    }
+        return {
+            "out_dir": out_dir,
+            "rows_per_split": rows,
+            "label_space": {
+                "subclasses": len(label_space),
+                "classes": len(label_space.classes),
+                "sections": len(label_space.sections),
+            },
+            "label_statistics": {
+                split: {k: v for k, v in label_statistics(labels).items() if not isinstance(v, (list, dict))}
+                for split, labels in [("train", train_labels), *split_labels.items()]
+            },
+            "dropped": dropped,
+            "seconds": round(time.perf_counter() - started, 2),
+        }
 
 
 def generated_claims(count: int, seed: int = 0) -> List[str]:

@@ -150,7 +150,7 @@ def test_every_directory_command_writes_only_a_new_empty_or_own_directory(
         assert snapshot(tmp_path) == before
 
 
-def test_overwrite_leaves_no_file_of_the_earlier_output_and_a_stopped_run_is_replaced_without_it(tmp_path):
+def test_overwrite_leaves_no_file_of_the_earlier_output_and_a_stopped_run_leaves_it_whole(tmp_path):
     out = tmp_path / "out"
     with owned_output_dir(out, "report") as directory:
         for name in ("a.txt", "figures/b.png"):
@@ -165,12 +165,11 @@ def test_overwrite_leaves_no_file_of_the_earlier_output_and_a_stopped_run_is_rep
     with owned_output_dir(out, "report", overwrite=True) as directory:
         open(os.path.join(directory, "a.txt"), "w").close()
     assert sorted(os.listdir(out)) == [OUTPUT_MARKER, "a.txt"]  # b.png of the earlier options is gone
+    before = snapshot(out)
     with pytest.raises(KeyboardInterrupt), owned_output_dir(out, "report", overwrite=True) as directory:
         open(os.path.join(directory, "half.txt"), "w").close()
         raise KeyboardInterrupt
-    assert read_output_marker(out)["complete"] is False
-    with owned_output_dir(out, "report") as directory:  # no --overwrite needed to replace a stopped run
-        assert sorted(os.listdir(directory)) == [OUTPUT_MARKER]
+    assert snapshot(out) == before and sorted(os.listdir(tmp_path)) == ["out"]  # no scratch left either
 
 
 def interrupt_after_first_chunk(classifier, monkeypatch):
