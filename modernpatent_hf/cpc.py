@@ -52,10 +52,13 @@ def normalize_subclass(value: object, record_id: Optional[str] = None) -> str:
     """Reduce one CPC symbol in any common spelling to its subclass code.
 
     ``'a01b'``, ``' A01B '``, ``'A01B 1/00'``, ``'A01B1/00'``, ``'A01B 1/00 (2006.01)'`` -> ``'A01B'``.
-    Raises :class:`CpcCodeError` for anything else (USPC ``'123/456'``, numbers, empty strings...).
+    Raises :class:`CpcCodeError` for anything else (USPC ``'123/456'``, numbers, empty strings, any character outside
+    ASCII: a lookalike letter or digit is never mapped to a code).
     """
     if not isinstance(value, str):
         raise CpcCodeError(value, record_id, f"{value_kind(value)}, not a string")
+    if not value.isascii():  # upper() and \d would map lookalikes ('ı', 'ß', fullwidth or Arabic digits) to a code
+        raise CpcCodeError(value, record_id, "a character outside ASCII")
     match = CPC_SYMBOL.match(value.strip().upper())
     if match is None:
         raise CpcCodeError(value, record_id)

@@ -15,7 +15,8 @@ when they do not, reading stops with a one-line error naming the record and the 
 chosen fields do not fit the data. A field that is present but empty or null is not an error: a
 record whose text ends up empty is dropped and counted (``empty_text``).
 
-Ids. Every record needs an id: a non-empty string (stripped) or an integer; a missing, empty or
+Ids. Every record needs an id: a non-empty string (stripped, then normalized to Unicode NFC, so that one id spelled
+composed or decomposed is one record before duplicates are merged) or an integer; a missing, empty or
 otherwise typed id (a float, a list) makes the row a bad row. NUL characters are removed from texts and
 the records they were in are counted (``texts_with_nul_removed``).
 """
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import datetime
 import re
+import unicodedata
 from typing import Dict, Mapping, Optional, Sequence, Tuple, Union
 
 from ..cpc import CodeInput, parse_cpc_codes
@@ -103,13 +105,14 @@ def normalize_date(value: object, record_id: Optional[str] = None, where: Option
 
 
 def normalize_record_id(value: object, where: str) -> str:
-    """A record's id as a stripped string (integers written out); ``where`` names the record in errors.
+    """A record's id as a stripped string in Unicode NFC (integers written out); ``where`` names the record in errors.
 
     Anything else (missing, empty, a float such as ``8000001.0``, a list) is a one-line :class:`BadRow` rather
     than an id made up by ``str()``: two rows without an id must not become one patent called ``'None'``.
     """
     if isinstance(value, str) and value.strip():
-        return value.strip()
+        # One id in its composed and decomposed spellings ('é' as one code point or two) is one record.
+        return unicodedata.normalize("NFC", value.strip())
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
     found = "no 'id'" if value is None or isinstance(value, str) else f"the id {value!r}, a {type(value).__name__}"
