@@ -13,6 +13,7 @@ INSTALL_REQUIRES = [
     "accelerate>=1.2,<2",
     "evaluate>=0.4.3,<0.5",
     "huggingface-hub>=1.0,<3",
+    "filelock>=4.3,<5",  # imported directly: the lock on every output (output_lock.py); its on_acquired hook
     "jinja2>=3.1",  # huggingface_hub.ModelCard.from_template renders the model card with it
     "peft>=0.15,<1",
     "tokenizers>=0.21,<1",
