@@ -12,12 +12,18 @@ import hashlib
 import io
 import json
 import os
+import subprocess
+import sys
 import tempfile
+import time
+import unicodedata
 
+import pyarrow.parquet as pq
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from modernpatent_hf.cli import main
+from modernpatent_hf.cpc import CpcCodeError, normalize_subclass
 from modernpatent_hf.data.splits import RECORDS_NOT_WRITTEN
 
 FUZZ = settings(max_examples=25, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
@@ -211,3 +217,151 @@ def test_random_cpc_strings(tiny_checkpoint_template, lines, with_good_rows):
     data = file_bytes(lines, with_good_rows)
     check_prepare(data, str(tiny_checkpoint_template))
     check_predict(data, str(tiny_checkpoint_template))
+
+
+# ------------------------------------------------------------------------------ random concurrent pairs on one output
+# Two commands started together (the second after a random delay) on one output, each with random settings and
+# --overwrite or not. Whatever the timing: each exits 0 or 2 (one error line), at least one succeeds, the output is
+# exactly what one successful run writes alone (never a mix), and no lock, part or scratch file is left.
+PAIR_FUZZ = settings(max_examples=6, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+VARIANTS = {
+    "predict": [["--top-k", "1"], ["--top-k", "3"], ["--top-k", "2", "--chunk-size", "2"]],
+    "prepare": [["--validation-fraction", "0"], ["--validation-fraction", "0.3", "--seed", "1"]],
+}
+_REFERENCES = {}
+
+
+def command_line(kind, variant, model_dir, source, output, overwrite):
+    if kind == "predict":
+        arguments = ["predict", "--model", model_dir, "--input", source, "--output", output, "--device", "cpu"]
+    else:
+        arguments = ["prepare", source, "--out", output, "--test-fraction", "0"]
+    return [*arguments, *VARIANTS[kind][variant], *(["--overwrite"] if overwrite else [])]
+
+
+def output_content(path):
+    """A file's bytes, or a directory's files (relative path -> bytes) but for the run-specific stats.json."""
+    if os.path.isfile(path):
+        with open(path, "rb") as handle:
+            return handle.read()
+    return {
+        os.path.relpath(os.path.join(root, name), path): open(os.path.join(root, name), "rb").read()
+        for root, _, names in os.walk(path)
+        for name in names
+        if name != "stats.json"
+    }
+
+
+def reference(kind, variant, model_dir, source):
+    """What the command writes alone (computed once per session, in this process)."""
+    if (kind, variant) not in _REFERENCES:
+        work = tempfile.mkdtemp(prefix="fuzz-reference-")
+        output = os.path.join(work, "out.jsonl" if kind == "predict" else "out")
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            assert main([str(part) for part in command_line(kind, variant, model_dir, source, output, False)]) == 0
+        _REFERENCES[kind, variant] = output_content(output)
+    return _REFERENCES[kind, variant]
+
+
+@PAIR_FUZZ
+@given(
+    kind=st.sampled_from(sorted(VARIANTS)),
+    variants=st.tuples(st.integers(0, 2), st.integers(0, 2)),
+    overwrite=st.tuples(st.booleans(), st.booleans()),
+    delay=st.sampled_from([0.0, 0.5, 3.0]),
+)
+def test_random_concurrent_pairs_of_commands_on_one_output(tiny_checkpoint_template, kind, variants, overwrite, delay):
+    variants = tuple(variant % len(VARIANTS[kind]) for variant in variants)
+    source = os.path.join(tempfile.gettempdir(), "modernpatent-fuzz-pairs-input.jsonl")
+    with open(source, "wb") as handle:
+        handle.write(file_bytes([], with_good_rows=True) * 1)
+    model_dir = str(tiny_checkpoint_template)
+    references = [reference(kind, variant, model_dir, source) for variant in variants]
+    with tempfile.TemporaryDirectory() as work:
+        output = os.path.join(work, "out.jsonl" if kind == "predict" else "out")
+        processes = []
+        for variant, flag in zip(variants, overwrite):
+            command = [sys.executable, "-m", "modernpatent_hf.cli"]
+            command += [str(part) for part in command_line(kind, variant, model_dir, source, output, flag)]
+            processes.append(subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+            time.sleep(delay)
+        results = [(process.wait(timeout=300), *process.communicate()) for process in processes]
+        for status, _, stderr in results:
+            assert status in (0, 2) and "Traceback" not in stderr, stderr
+            error_lines = [
+                line for line in stderr.splitlines() if line.startswith("modernpatent") and ": error: " in line
+            ]
+            assert len(error_lines) == (status == 2), stderr
+        succeeded = [index for index, (status, _, _) in enumerate(results) if status == 0]
+        assert succeeded, results
+        assert output_content(output) in [references[index] for index in succeeded]
+        assert sorted(os.listdir(work)) == [os.path.basename(output)]
+
+
+# ------------------------------------------------------------------------------ random Unicode in ids and codes
+# Ids and codes of random Unicode (combining marks, lookalike letters and digits, other scripts): every id comes out
+# in NFC, one id in two Unicode forms is one record, every label is the subclass of an ASCII code of that record, and
+# every code with a character outside ASCII is counted as invalid, never mapped.
+UNICODE_FUZZ = settings(max_examples=25, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+SEPARATOR_FREE = st.characters(blacklist_characters=",;|\n\t\r", blacklist_categories=("Cs",))
+unicode_ids = st.text(alphabet=st.sampled_from("e\u0301\u00e9A\u030a\u00c5\u0131I\u00df1"), min_size=1, max_size=4)
+unicode_codes = st.one_of(
+    st.from_regex(r"[A-HY][0-9]{2}[A-Z]", fullmatch=True),
+    st.builds(
+        lambda code, position, character: code[:position] + character + code[position + 1 :],
+        st.from_regex(r"[A-HY][0-9]{2}[A-Z]", fullmatch=True),
+        st.integers(0, 3),
+        st.sampled_from("\u0131\u0130\u00df\uff21\uff10\u0660\u0966\u0391\u00a0\u2003e\u0301"),
+    ),
+    st.text(alphabet=SEPARATOR_FREE, max_size=6),
+)
+unicode_rows = st.lists(
+    st.fixed_dictionaries(
+        {"id": unicode_ids.map(lambda text: f"US{text}"), "cpc": st.lists(unicode_codes, min_size=1, max_size=3)}
+    ),
+    min_size=1,
+    max_size=8,
+)
+
+
+def ascii_subclass(code):
+    """The subclass of an ASCII code, None for an invalid one (the rule: any character outside ASCII is invalid)."""
+    if not code.isascii():
+        return None
+    try:
+        return normalize_subclass(code)
+    except CpcCodeError:
+        return None
+
+
+@UNICODE_FUZZ
+@given(rows=unicode_rows)
+def test_random_unicode_in_ids_and_codes_is_never_lost_mixed_or_silently_mapped(tiny_checkpoint_template, rows):
+    records = [{**row, "title": f"A seed drill {index}", "abstract": "A drill."} for index, row in enumerate(rows)]
+    allowed = {}  # NFC id -> the subclasses its ASCII codes name
+    for row in rows:
+        subclasses = {ascii_subclass(code) for code in row["cpc"]} - {None}
+        allowed.setdefault(unicodedata.normalize("NFC", row["id"]), set()).update(subclasses)
+    invalid = sum(ascii_subclass(code) is None for row in rows for code in row["cpc"] if code.strip())
+    with tempfile.TemporaryDirectory() as work:
+        source = os.path.join(work, "in.jsonl")
+        with open(source, "w", encoding="utf-8") as handle:
+            handle.writelines(json.dumps(record) + "\n" for record in records)
+        out = os.path.join(work, "prepared")
+        arguments = ["prepare", source, "--out", out, "--validation-fraction", "0", "--test-fraction", "0"]
+        status, stdout = run(arguments, [work, str(tiny_checkpoint_template)], out)
+        if not any(allowed.values()):
+            assert status == 2  # no record has a valid code: nothing to write
+            return
+        assert status == 0
+        summary = json.loads(stdout[stdout.index("{") :])
+        assert summary["counts"]["records_read"] == len(rows)
+        assert summary["counts"].get("invalid_codes", 0) == invalid
+        table = pq.read_table(os.path.join(out, "data")).to_pylist()
+        codes = json.load(open(os.path.join(out, "label_space.json"), encoding="utf-8"))["codes"]
+    ids = [row["id"] for row in table]
+    assert len(ids) == len(set(ids)) and all(unicodedata.is_normalized("NFC", value) for value in ids)
+    assert set(ids) == {record_id for record_id, subclasses in allowed.items() if subclasses}
+    for row in table:
+        labels = {codes[index] for index in row["labels"]}  # indices into the label space
+        assert labels <= allowed[row["id"]], (row, allowed)
