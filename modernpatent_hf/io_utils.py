@@ -304,6 +304,15 @@ def install_output(scratch: str, out_dir: str, command: str, option: str = "--ou
     write_output_marker(out_dir, command, files=new_files, **marker)
 
 
+def installed_path(path: PathLike, scratch: str, out_dir: PathLike) -> str:
+    """Where a path that a body of :func:`owned_output_dir` wrote under ``scratch`` lies once moved into ``out_dir``
+    (any other path comes back as it is): for the paths a command prints."""
+    absolute = os.path.abspath(os.fspath(path))
+    if not _is_within(absolute, scratch):
+        return os.fspath(path)
+    return os.path.join(os.path.abspath(os.fspath(out_dir)), os.path.relpath(absolute, scratch))
+
+
 @contextmanager
 def owned_output_dir(
     out_dir: PathLike, command: str, inputs: Iterable[PathLike] = (), overwrite: bool = False, option: str = "--out"

@@ -34,14 +34,16 @@ class ExportOnnxArguments:
 def run(args: ExportOnnxArguments) -> None:
     from ..data.records import dataset_texts
     from ..export import export_onnx
-    from ..io_utils import owned_output_dir
+    from ..io_utils import installed_path, owned_output_dir
 
     with owned_output_dir(args.out, "export-onnx", [args.model, args.dataset], overwrite=args.overwrite) as out_dir:
         texts = dataset_texts(args.dataset, args.split) if args.dataset else None
         summary = export_onnx(
             args.model, out_dir, opset=args.opset, int8=args.int8, texts=texts, allow_pickle=args.allow_pickle
         )
-    print(json.dumps(summary, indent=1))
+    # The export wrote into the scratch directory that owned_output_dir then moved to --out.
+    paths = {key: installed_path(value, out_dir, args.out) for key, value in summary.items() if isinstance(value, str)}
+    print(json.dumps({**summary, **paths}, indent=1))
 
 
 COMMAND = Command(

@@ -53,7 +53,7 @@ class ReportArguments:
 
 
 def run(args: ReportArguments) -> None:
-    from ..io_utils import owned_output_dir
+    from ..io_utils import installed_path, owned_output_dir
     from ..reporting import write_report
 
     inputs = [args.data, args.titles, *(args.runs or ())]
@@ -70,7 +70,7 @@ def run(args: ReportArguments) -> None:
         )
     for note in summary["notes"]:
         print(f"note: {note}")
-    print(f"wrote {summary['report']} with {len(summary['figures'])} figures")
+    print(f"wrote {installed_path(summary['report'], out_dir, args.out)} with {len(summary['figures'])} figures")
 
 
 COMMAND = Command(
