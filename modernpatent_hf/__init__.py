@@ -2,8 +2,8 @@
 
 The package loads lazily, as transformers does: ``import modernpatent_hf`` imports neither torch, transformers
 nor datasets, and each public name below imports its module the first time it is used. Our model types join
-transformers' Auto classes when transformers loads them (:mod:`.auto_classes`), so ``AutoConfig`` and
-``AutoModelForSequenceClassification.from_pretrained`` resolve our checkpoints once this package is imported.
+transformers' Auto classes when transformers loads them (:mod:`.auto_classes`). A ModernBERT checkpoint is also a
+stock ``ModernBertForSequenceClassification`` checkpoint (see :mod:`.configuration_modernpatent`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ __version__ = "0.1.0"
 # Each public name and the module that defines it.
 _EXPORTS = {
     "BertPatentConfig": "configuration_modernpatent",
-    "ModernPatentConfig": "configuration_modernpatent",
+    "ModernBertPatentConfig": "configuration_modernpatent",
+    "ModernPatentConfig": "configuration_modernpatent",  # the previous name, kept for one more release
     "LABEL_SPACE_FILE": "cpc",
     "CpcCodeError": "cpc",
     "CpcLabelSpace": "cpc",
@@ -39,7 +40,8 @@ _EXPORTS = {
     "BertPatentModel": "modeling_modernpatent",
     "HierarchicalClassifierOutput": "modeling_modernpatent",
     "ModernBertForHierarchicalPatentClassification": "modeling_modernpatent",
-    "ModernPatentModel": "modeling_modernpatent",
+    "ModernBertPatentModel": "modeling_modernpatent",
+    "ModernPatentModel": "modeling_modernpatent",  # the previous name, kept for one more release
     "PatentClassifier": "predictor",
     "train_patent_tokenizer": "tokenization",
     "train_tokenizer_from_corpus": "tokenization",
@@ -52,7 +54,7 @@ __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 
 if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load on first use
-    from .configuration_modernpatent import BertPatentConfig, ModernPatentConfig
+    from .configuration_modernpatent import BertPatentConfig, ModernBertPatentConfig, ModernPatentConfig
     from .cpc import (
         LABEL_SPACE_FILE,
         CpcCodeError,
@@ -72,6 +74,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs; at run time the names load on f
         BertPatentModel,
         HierarchicalClassifierOutput,
         ModernBertForHierarchicalPatentClassification,
+        ModernBertPatentModel,
         ModernPatentModel,
     )
     from .predictor import PatentClassifier

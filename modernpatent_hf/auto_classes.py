@@ -1,8 +1,14 @@
-"""Our model types in transformers' Auto classes, registered when transformers loads those classes, not before.
+"""Our config classes in transformers' Auto classes, registered when transformers loads those classes, not before.
 
-``import modernpatent_hf`` stays cheap (no torch, transformers or datasets), yet after it
-``AutoConfig.from_pretrained`` and ``AutoModel`` / ``AutoModelForSequenceClassification.from_pretrained`` of one of
-our checkpoints resolve without ``trust_remote_code``. Registering needs transformers' Auto modules and our
+What is registered: ``AutoConfig`` resolves the model types ``bertpatent`` (BERT patent classifiers) and
+``modernpatent`` (ModernBERT checkpoints saved before the stock format), and ``AutoModel`` /
+``AutoModelForSequenceClassification`` build our classes for our config classes (``from_config``, or
+``from_pretrained`` with ``config=`` one of them, as ``model_factory.load_checkpoint_config`` gives). Nothing is
+registered for ``modernbert``: a ModernBERT checkpoint saved today says ``model_type: "modernbert"``, and
+transformers gives its stock classes to a native model type unless ``trust_remote_code=True`` (see
+``configuration_modernpatent``), so importing this package never changes what stock code loads.
+
+``import modernpatent_hf`` stays cheap (no torch, transformers or datasets). Registering needs transformers' Auto modules and our
 modeling code (torch and the modeling stack: seconds to import), so :func:`install` registers at the moment
 transformers' own Auto modules are first imported: a meta-path finder wraps the loading of
 ``transformers.models.auto.configuration_auto`` (``AutoConfig``) and ``...modeling_auto`` (the model Auto
@@ -24,27 +30,27 @@ MODELING_AUTO_MODULE = "transformers.models.auto.modeling_auto"
 
 
 def register_configs() -> None:
-    """``AutoConfig`` resolves the model types ``modernpatent`` and ``bertpatent``."""
-    from .configuration_modernpatent import BertPatentConfig, ModernPatentConfig
+    """``AutoConfig`` resolves the model types ``modernpatent`` (legacy) and ``bertpatent``."""
+    from .configuration_modernpatent import BertPatentConfig, LegacyModernPatentConfig
 
     auto_config = sys.modules[CONFIG_AUTO_MODULE].AutoConfig
-    for config_class in (ModernPatentConfig, BertPatentConfig):
+    for config_class in (LegacyModernPatentConfig, BertPatentConfig):
         auto_config.register(config_class.model_type, config_class, exist_ok=True)
 
 
 def register_models() -> None:
-    """``AutoModel`` gives our encoders and ``AutoModelForSequenceClassification`` our classifiers."""
-    from .configuration_modernpatent import BertPatentConfig, ModernPatentConfig
+    """``AutoModel`` gives our encoders and ``AutoModelForSequenceClassification`` our classifiers, for our configs."""
+    from .configuration_modernpatent import BertPatentConfig, ModernBertPatentConfig
     from .modeling_modernpatent import (
         BertForHierarchicalPatentClassification,
         BertPatentModel,
         ModernBertForHierarchicalPatentClassification,
-        ModernPatentModel,
+        ModernBertPatentModel,
     )
 
     auto = sys.modules[MODELING_AUTO_MODULE]
     for config_class, encoder_class, classifier_class in (
-        (ModernPatentConfig, ModernPatentModel, ModernBertForHierarchicalPatentClassification),
+        (ModernBertPatentConfig, ModernBertPatentModel, ModernBertForHierarchicalPatentClassification),
         (BertPatentConfig, BertPatentModel, BertForHierarchicalPatentClassification),
     ):
         auto.AutoModel.register(config_class, encoder_class, exist_ok=True)

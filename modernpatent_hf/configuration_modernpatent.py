@@ -3,6 +3,17 @@
 This file is copied next to saved checkpoints as remote code (``trust_remote_code=True``), so it imports only the
 standard library, transformers and its sibling ``losses.py``, and does no I/O.
 
+A ModernBERT checkpoint is saved in the format of a stock ``ModernBertForSequenceClassification`` (``model_type``
+``"modernbert"``, ``architectures`` the stock class, ``classifier_pooling``, ``problem_type`` multi-label, ``id2label``
+the CPC codes) plus an ``auto_map`` naming our classes. Why: transformers maps a native ``model_type`` to its native
+classes unless ``trust_remote_code=True`` is given (``resolve_trust_remote_code`` answers False for a checkpoint with
+local code, and an ``auto_map`` is used only when trusted), and serving engines choose their implementation by
+``model_type``/``architectures``. So one checkpoint reads as the stock classifier to every engine and to plain
+transformers (same weights, same logits), and as :class:`ModernBertForHierarchicalPatentClassification` (class and
+section logits, hierarchical loss) with ``trust_remote_code=True`` or through this package's own classes. The
+weights already have the stock names (see ``modeling_modernpatent.py``). Checkpoints saved with the older
+``model_type`` ``"modernpatent"`` still load (:class:`LegacyModernPatentConfig`).
+
 The labels are the CPC subclass codes in ``id2label`` (index ``i`` of the logits is ``id2label[i]``). The hierarchy
 above them (class = first three characters, section = first character) is derived from the codes on demand and
 never stored a second time.
@@ -25,8 +36,8 @@ _PLACEHOLDER_LABEL = re.compile(r"^LABEL_\d+$")
 
 
 @dataclass(repr=False, eq=False, kw_only=True)
-class PatentClassifierConfigMixin:
-    """Fields shared by :class:`ModernPatentConfig` and :class:`BertPatentConfig` (mixed into both).
+class HierarchicalPatentConfigMixin:
+    """Fields shared by :class:`ModernBertPatentConfig` and :class:`BertPatentConfig` (mixed into both).
 
     Loss:
         loss_type (`str`, defaults to `"hierarchical"`): `"bce"` (multi-label binary cross-entropy),
@@ -151,31 +162,79 @@ def _check_non_negative(name: str, values) -> None:
             raise ValueError(f"{name} must hold finite non-negative numbers, got {value!r}")
 
 
-class ModernPatentConfig(PatentClassifierConfigMixin, ModernBertConfig):
+class ModernBertPatentConfig(HierarchicalPatentConfigMixin, ModernBertConfig):
     """A ``ModernBertConfig`` for :class:`ModernBertForHierarchicalPatentClassification`: CPC labels + loss settings.
 
-    See :class:`PatentClassifierConfigMixin` for the patent fields; every ModernBERT field keeps its meaning.
-    ``classifier_pooling`` (ModernBERT's own pooling field) always mirrors ``pooling``.
+    See :class:`HierarchicalPatentConfigMixin` for the patent fields; every ModernBERT field keeps its meaning.
+    ``classifier_pooling`` (ModernBERT's own pooling field, what the stock classifier reads) always mirrors
+    ``pooling``. Saved as a stock ModernBERT classifier config (see the module docstring): ``model_type``
+    ``"modernbert"`` and the stock class names in ``architectures``.
     """
 
-    model_type = "modernpatent"
+    model_type = "modernbert"
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
         # Keep ModernBERT's own field consistent, so that the config reads the same to stock ModernBERT classes.
         self.classifier_pooling = self.pooling
 
+    @classmethod
+    def get_config_dict(cls, pretrained_model_name_or_path, **kwargs):
+        """The saved config, with the older ``model_type`` of this config (``"modernpatent"``) read as today's."""
+        config_dict, kwargs = super().get_config_dict(pretrained_model_name_or_path, **kwargs)
+        if config_dict.get("model_type") == LegacyModernPatentConfig.model_type:
+            config_dict = {**config_dict, "model_type": cls.model_type}
+        return config_dict, kwargs
 
-class BertPatentConfig(PatentClassifierConfigMixin, BertConfig):
+    def to_dict(self):
+        """As ``ModernBertConfig.to_dict``, with our class names in ``architectures`` replaced by the stock classes
+        that load the same weights: engines pick their implementation from this field, our classes are named in
+        ``auto_map``."""
+        output = super().to_dict()
+        if output.get("architectures"):
+            output["architectures"] = [STOCK_ARCHITECTURES.get(name, name) for name in output["architectures"]]
+        return output
+
+
+class LegacyModernPatentConfig(ModernBertPatentConfig):
+    """Reads checkpoints saved with ``model_type`` ``"modernpatent"`` (before the stock format): what ``AutoConfig``
+    resolves that type to once this package is imported. It builds a :class:`ModernBertPatentConfig`, so a loaded
+    legacy checkpoint saves in today's format; ``modernpatent convert`` rewrites one on disk."""
+
+    model_type = "modernpatent"
+
+    @classmethod
+    def from_dict(cls, config_dict, **kwargs):
+        return ModernBertPatentConfig.from_dict(
+            {**config_dict, "model_type": ModernBertPatentConfig.model_type}, **kwargs
+        )
+
+
+# Our class names -> the stock ModernBERT classes that load the same weights (written into ``architectures``).
+STOCK_ARCHITECTURES = {
+    "ModernBertForHierarchicalPatentClassification": "ModernBertForSequenceClassification",
+    "ModernBertPatentModel": "ModernBertModel",
+}
+
+
+class BertPatentConfig(HierarchicalPatentConfigMixin, BertConfig):
     """A ``BertConfig`` for :class:`BertForHierarchicalPatentClassification` (the PatentBERT-style baseline).
 
-    Same patent fields as :class:`ModernPatentConfig`; pooling defaults to ``"cls"`` as in PatentBERT.
+    Same patent fields as :class:`ModernBertPatentConfig`; pooling defaults to ``"cls"`` as in PatentBERT.
     A ``classifier_dropout`` of ``None`` means ``hidden_dropout_prob``, as in stock BERT.
+
+    Not saved in a stock format: stock ``BertForSequenceClassification`` classifies BERT's pooler output (dense +
+    tanh on the first token), while this head pools (first token or mean) into dense + GELU + LayerNorm, a head
+    stock BERT has no class for. A BERT checkpoint loads with ``trust_remote_code=True`` or through this package.
     """
 
     model_type = "bertpatent"
     pooling: str = "cls"
 
 
-ModernPatentConfig.register_for_auto_class("AutoConfig")
+ModernBertPatentConfig.register_for_auto_class("AutoConfig")
 BertPatentConfig.register_for_auto_class("AutoConfig")
+
+# Names of the previous release, kept for one more release.
+ModernPatentConfig = ModernBertPatentConfig
+PatentClassifierConfigMixin = HierarchicalPatentConfigMixin

@@ -298,4 +298,6 @@ def build_model_card(
         metric_rows=rows,
         settings=_settings(model, args, info, started_from),
         has_thresholds=has_thresholds,
+        # A ModernBERT checkpoint is a stock classifier too (configuration_modernpatent); a BERT one is not.
+        stock_class="ModernBertForSequenceClassification" if model_type == "modernbert" else None,
     )

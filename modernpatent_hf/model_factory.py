@@ -1,10 +1,9 @@
 """Build a patent classifier from any ModernBERT or BERT starting point, with the labels of a CPC label space.
 
 Why not just ``ModernBertForHierarchicalPatentClassification.from_pretrained(stock_checkpoint)``: transformers 5
-then reads the stock ``config.json`` (model_type ``"modernbert"``) into ``ModernPatentConfig``, warns that the model
-types differ, and keeps ``model_type="modernbert"`` as an instance attribute of the new config. Here the stock config
-is read with its own class and converted field by field into the patent config, which is then passed to
-``from_pretrained``: no warning, no stale model_type, and the labels come from the label space.
+would read the stock ``config.json`` into ``ModernBertPatentConfig`` as it is, placeholder labels and all. Here the
+stock config is read with its own class and converted field by field into the patent config, which is then passed
+to ``from_pretrained``: the labels come from the label space and the provenance keys are dropped.
 
 A recipe's ``model_config`` (the shape of a new encoder) is checked here when its arguments are built
 (:func:`check_model_config`), and :func:`model_max_positions` reads a run's position limit without loading a model.
@@ -34,7 +33,12 @@ from transformers import (
 )
 from transformers.utils import cached_file
 
-from .configuration_modernpatent import BertPatentConfig, ModernPatentConfig, named_labels
+from .configuration_modernpatent import (
+    BertPatentConfig,
+    HierarchicalPatentConfigMixin,
+    ModernBertPatentConfig,
+    named_labels,
+)
 from .cpc import LABEL_SPACE_FILE, CpcLabelSpace
 from .errors import one_line
 from .modeling_modernpatent import (
@@ -174,7 +178,7 @@ def build_patent_classifier(
     source = weights_path or type(source_config).__name__
     _check_saved_labels(source_config, label_space, source)
 
-    # ModernPatentConfig/BertPatentConfig subclass the stock configs, so both stock and saved checkpoints match here.
+    # ModernBertPatentConfig/BertPatentConfig subclass the stock configs, so both stock and saved checkpoints match here.
     if isinstance(source_config, ModernBertConfig):
         model_class = ModernBertForHierarchicalPatentClassification
     elif isinstance(source_config, BertConfig):
@@ -208,20 +212,43 @@ def build_patent_classifier(
 
 
 def load_checkpoint_config(model_name_or_path: str) -> PreTrainedConfig:
-    """``AutoConfig.from_pretrained`` with one-line errors naming the path (a missing directory, no network)."""
+    """:func:`checkpoint_config` with one-line errors naming the path (a missing directory, no network)."""
     path = os.fspath(model_name_or_path)
     if (os.path.isabs(path) or path.startswith(".")) and not os.path.isdir(path):
         raise FileNotFoundError(
             f"checkpoint directory {path!r} does not exist: set model_name_or_path to a saved checkpoint or a Hub id"
         )
     try:
-        return AutoConfig.from_pretrained(path)
+        return checkpoint_config(path)
     except OSError as error:
         raise OSError(
             f"cannot load a model config from {path!r} ({str(error).splitlines()[0]}); offline, use a local checkpoint directory"
         ) from None
     except ValueError as error:
         raise ValueError(f"{path!r} is not a model checkpoint ({str(error).splitlines()[0]})") from None
+
+
+def checkpoint_config(model_name_or_path: Union[str, os.PathLike]) -> PreTrainedConfig:
+    """The config of a checkpoint: ``AutoConfig.from_pretrained``, then :func:`as_patent_config`."""
+    return as_patent_config(AutoConfig.from_pretrained(model_name_or_path))
+
+
+# The fields every patent classifier config saves (loss and head settings): what tells our ModernBERT checkpoints,
+# saved as stock ModernBERT classifiers, from other ModernBERT checkpoints.
+PATENT_CONFIG_FIELDS = tuple(item.name for item in dataclasses.fields(HierarchicalPatentConfigMixin))
+
+
+def as_patent_config(config: PreTrainedConfig) -> PreTrainedConfig:
+    """A ModernBERT patent classifier's config as :class:`ModernBertPatentConfig`; any other config unchanged.
+
+    ``AutoConfig`` reads our ModernBERT checkpoints as stock ``ModernBertConfig`` (their ``model_type`` is
+    ``"modernbert"``, so that every engine can serve them), with our fields as extra attributes. Passed as
+    ``config=`` to ``from_pretrained``, the patent config makes the Auto classes build our class (registered for it
+    in :mod:`.auto_classes`), with its class/section logits, loss and packed batches.
+    """
+    if type(config) is ModernBertConfig and all(hasattr(config, name) for name in PATENT_CONFIG_FIELDS):
+        return ModernBertPatentConfig.from_dict(config.to_dict())
+    return config
 
 
 def load_pretrained_weights(
@@ -240,7 +267,10 @@ def load_pretrained_weights(
     restricted unpickler refuses is a one-line OSError too. ``model_class`` is any class with
     ``from_pretrained`` (ours or an Auto class).
     """
+    config = kwargs.pop("config", None)
     try:
+        # Our ModernBERT checkpoints read as stock configs: build our class for them (see as_patent_config).
+        kwargs["config"] = checkpoint_config(model_name_or_path) if config is None else as_patent_config(config)
         return model_class.from_pretrained(
             model_name_or_path, use_safetensors=None if allow_pickle else True, **kwargs
         )
@@ -309,7 +339,7 @@ def new_model_config(
         config_class = encoder_config_class(model_args.architecture)
         labels = {}
     else:
-        config_class = ModernPatentConfig if model_args.architecture == "modernbert" else BertPatentConfig
+        config_class = ModernBertPatentConfig if model_args.architecture == "modernbert" else BertPatentConfig
         labels = {"id2label": dict(label_space.id2label), "label2id": dict(label_space.label2id)}
     special = special_token_ids(model_args.architecture, tokenizer)
     return config_class(

@@ -22,7 +22,7 @@ from transformers.modeling_outputs import BaseModelOutputWithPooling
 from transformers.utils import ModelOutput
 from transformers.utils.generic import can_return_tuple
 
-from .configuration_modernpatent import BertPatentConfig, ModernPatentConfig
+from .configuration_modernpatent import BertPatentConfig, ModernBertPatentConfig
 from .losses import LabelHierarchy, label_log_odds, patent_classification_loss
 
 
@@ -120,7 +120,7 @@ def max_over_groups(logits: torch.Tensor, group_of: torch.Tensor, num_groups: in
     return scores.scatter_reduce(1, index, logits, reduce="amax", include_self=True)
 
 
-class PatentClassifierMixin:
+class HierarchicalPatentClassificationMixin:
     """Head, pooling, hierarchy and loss shared by the ModernBERT and BERT patent classifiers.
 
     The hierarchy buffers (``subclass_to_class``, ``subclass_to_section``) are derived from the config's labels and
@@ -229,7 +229,7 @@ class PatentClassifierMixin:
         return super().save_pretrained(save_directory, *args, **kwargs)
 
 
-class ModernBertForHierarchicalPatentClassification(PatentClassifierMixin, ModernBertPreTrainedModel):
+class ModernBertForHierarchicalPatentClassification(HierarchicalPatentClassificationMixin, ModernBertPreTrainedModel):
     """ModernBERT encoder + pooling (``config.pooling``) + dense/GELU/LayerNorm head + dropout + linear to the CPC
     subclasses, with class/section scores derived through the hierarchy and the loss of ``config.loss_type``.
 
@@ -237,13 +237,13 @@ class ModernBertForHierarchicalPatentClassification(PatentClassifierMixin, Moder
     and bf16.
     """
 
-    config_class = ModernPatentConfig
-    config: ModernPatentConfig
-    encoder_class_name = "ModernPatentModel"  # what AutoModel loads from a saved checkpoint
+    config_class = ModernBertPatentConfig
+    config: ModernBertPatentConfig
+    encoder_class_name = "ModernBertPatentModel"  # what AutoModel loads from a saved checkpoint
     # The masked-LM decoder of a stock checkpoint has no place in a classifier.
     _keys_to_ignore_on_load_unexpected = [r"^decoder\."]
 
-    def __init__(self, config: ModernPatentConfig):
+    def __init__(self, config: ModernBertPatentConfig):
         super().__init__(config)
         self.model = ModernBertModel(config)
         self._build_patent_head(
@@ -287,7 +287,7 @@ class ModernBertForHierarchicalPatentClassification(PatentClassifierMixin, Moder
         return self._classify(outputs.last_hidden_state, attention_mask, labels, outputs, cu_seq_lens)
 
 
-class BertForHierarchicalPatentClassification(PatentClassifierMixin, BertPreTrainedModel):
+class BertForHierarchicalPatentClassification(HierarchicalPatentClassificationMixin, BertPreTrainedModel):
     """The BERT counterpart (PatentBERT-style baseline, CLS pooling by default): same head, pooling and loss.
 
     The encoder is ``BertModel`` without its pooler (the head replaces BERT's tanh pooler), under ``bert`` as in
@@ -349,7 +349,7 @@ def _encoder_output(outputs: Any, attention_mask: Optional[torch.Tensor], poolin
     )
 
 
-class ModernPatentModel(ModernBertPreTrainedModel):
+class ModernBertPatentModel(ModernBertPreTrainedModel):
     """The encoder of a ModernBERT patent classifier: what ``AutoModel`` loads from its checkpoint.
 
     The encoder sits under ``model`` as in the classifier, so the classifier's encoder weights load as they are
@@ -358,11 +358,11 @@ class ModernPatentModel(ModernBertPreTrainedModel):
     (``config.pooling``): the patent's embedding (L2-normalize it for cosine search).
     """
 
-    config_class = ModernPatentConfig
-    config: ModernPatentConfig
+    config_class = ModernBertPatentConfig
+    config: ModernBertPatentConfig
     _keys_to_ignore_on_load_unexpected = [r"^(head|drop|classifier|decoder)\."]
 
-    def __init__(self, config: ModernPatentConfig):
+    def __init__(self, config: ModernBertPatentConfig):
         super().__init__(config)
         self.model = ModernBertModel(config)
         self.post_init()
@@ -388,7 +388,7 @@ class ModernPatentModel(ModernBertPreTrainedModel):
 
 class BertPatentModel(BertPreTrainedModel):
     """The encoder of a BERT patent classifier (``bert``, without BERT's pooler): what ``AutoModel`` loads from its
-    checkpoint; outputs as :class:`ModernPatentModel`'s."""
+    checkpoint; outputs as :class:`ModernBertPatentModel`'s."""
 
     config_class = BertPatentConfig
     config: BertPatentConfig
@@ -423,5 +423,9 @@ class BertPatentModel(BertPreTrainedModel):
 
 ModernBertForHierarchicalPatentClassification.register_for_auto_class("AutoModelForSequenceClassification")
 BertForHierarchicalPatentClassification.register_for_auto_class("AutoModelForSequenceClassification")
-ModernPatentModel.register_for_auto_class("AutoModel")
+ModernBertPatentModel.register_for_auto_class("AutoModel")
 BertPatentModel.register_for_auto_class("AutoModel")
+
+# Names of the previous release, kept for one more release.
+ModernPatentModel = ModernBertPatentModel
+PatentClassifierMixin = HierarchicalPatentClassificationMixin

@@ -24,7 +24,6 @@ import torch
 
 # Importing this package registered its model types with these Auto classes.
 from transformers import (
-    AutoConfig,
     AutoModelForSequenceClassification,
     AutoTokenizer,
     PreTrainedModel,
@@ -36,8 +35,8 @@ from . import packing as packed_batches
 from .cpc import CpcLabelSpace, class_of, section_of
 from .errors import one_line
 from .io_utils import check_max_length, describe_value
-from .model_factory import load_checkpoint_label_space, load_pretrained_weights
-from .modeling_modernpatent import PatentClassifierMixin, pool_hidden_states
+from .model_factory import checkpoint_config, load_checkpoint_label_space, load_pretrained_weights
+from .modeling_modernpatent import HierarchicalPatentClassificationMixin, pool_hidden_states
 from .packing import pack_batch, token_budget_batches, use_packed_attention
 from .thresholds import THRESHOLDS_FILE, load_thresholds
 
@@ -168,10 +167,10 @@ class PatentClassifier:
         flash_device = self.device.type in packed_batches.FLASH_VARLEN_DEVICE_TYPES
         half_precision = next(model.parameters()).dtype in (torch.bfloat16, torch.float16)
         if packing is None:
-            packing = flash_device and half_precision and isinstance(model, PatentClassifierMixin)
+            packing = flash_device and half_precision and isinstance(model, HierarchicalPatentClassificationMixin)
         self.packing = bool(packing)
         if self.packing:
-            if not isinstance(model, PatentClassifierMixin):
+            if not isinstance(model, HierarchicalPatentClassificationMixin):
                 raise ValueError(
                     f"packing needs a patent classifier of this package, not a {type(model).__name__}: use packing=False"
                 )
@@ -238,7 +237,7 @@ class PatentClassifier:
                 "drop int8 or use device='cpu' with dtype float32"
             )
         try:
-            config = AutoConfig.from_pretrained(path_or_hub_id)
+            config = checkpoint_config(path_or_hub_id)
         except (OSError, ValueError) as error:  # hub errors are OSErrors, malformed ids ValueErrors, both long
             raise OSError(
                 f"cannot load a model from {os.fspath(path_or_hub_id)!r} ({one_line(error)}); give a checkpoint "

@@ -21,6 +21,7 @@ from transformers import AutoModelForMaskedLM, PreTrainedModel, PreTrainedTokeni
 from transformers.trainer_utils import EvalLoopOutput
 
 from .configs import ModelArguments
+from .configuration_modernpatent import HierarchicalPatentConfigMixin
 from .model_factory import load_checkpoint_config, load_pretrained_weights, new_model_config
 from .trainer import ResumableTrainer
 
@@ -199,9 +200,12 @@ def build_masked_lm(model_args: ModelArguments, tokenizer: PreTrainedTokenizerBa
     name = model_args.model_name_or_path
     if name:
         config = load_checkpoint_config(name)
-        if config.model_type not in MLM_MODEL_TYPES:
+        # A patent classifier says model_type "modernbert" too (it is saved as a stock classifier), but has no MLM head.
+        is_classifier = isinstance(config, HierarchicalPatentConfigMixin)
+        if is_classifier or config.model_type not in MLM_MODEL_TYPES:
+            kind = "patent classifier" if is_classifier else repr(config.model_type)
             raise ValueError(
-                f"{name} is a {config.model_type!r} checkpoint: MLM pretraining continues a ModernBERT or BERT encoder "
+                f"{name} is a {kind} checkpoint: MLM pretraining continues a ModernBERT or BERT encoder "
                 "(e.g. answerdotai/ModernBERT-base or an earlier pretraining output) or starts a new one (model_name_or_path: null)"
             )
         model = load_pretrained_weights(

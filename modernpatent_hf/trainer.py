@@ -37,7 +37,7 @@ logger = logging.getLogger(__name__)
 
 # Outputs of our models that are not the subclass logits: evaluation must not collect them.
 NON_LOGIT_OUTPUTS = ["class_logits", "section_logits", "hidden_states", "attentions"]
-# Module names of the patent classifiers' head (see modeling_modernpatent.PatentClassifierMixin).
+# Module names of the patent classifiers' head (see modeling_modernpatent.HierarchicalPatentClassificationMixin).
 HEAD_MODULES = frozenset({"head", "classifier"})
 
 # What a push uploads from a model folder (huggingface_hub glob patterns, matched against paths in the folder):

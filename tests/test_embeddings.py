@@ -17,8 +17,9 @@ from modernpatent_hf import (
     BertForHierarchicalPatentClassification,
     BertPatentModel,
     ModernBertForHierarchicalPatentClassification,
-    ModernPatentModel,
+    ModernBertPatentModel,
 )
+from modernpatent_hf.model_factory import checkpoint_config
 from modernpatent_hf.predict_file import embed_file
 from modernpatent_hf.predictor import PatentClassifier
 
@@ -51,13 +52,14 @@ def test_auto_model_loads_the_encoder_and_the_sequence_auto_class_the_classifier
     if kind == "bert":
         checkpoint = save_tiny_checkpoint(tmp_path / "bert", BertConfig)
     encoder_class, classifier_class = {
-        "modernbert": (ModernPatentModel, ModernBertForHierarchicalPatentClassification),
+        "modernbert": (ModernBertPatentModel, ModernBertForHierarchicalPatentClassification),
         "bert": (BertPatentModel, BertForHierarchicalPatentClassification),
     }[kind]
-    encoder, loading = AutoModel.from_pretrained(checkpoint, output_loading_info=True)
+    config = checkpoint_config(checkpoint)  # our config class: the Auto classes then build our classes
+    encoder, loading = AutoModel.from_pretrained(checkpoint, config=config, output_loading_info=True)
     assert type(encoder) is encoder_class
     assert not loading["missing_keys"] and not loading["mismatched_keys"]
-    classifier = AutoModelForSequenceClassification.from_pretrained(checkpoint).eval()
+    classifier = AutoModelForSequenceClassification.from_pretrained(checkpoint, config=config).eval()
     assert type(classifier) is classifier_class
     inputs = tokenized(checkpoint, TEXTS)
     with torch.no_grad():
@@ -110,7 +112,7 @@ def test_feature_extraction_with_remote_code_and_no_package(checkpoint, tmp_path
     )
     assert clean.returncode == 0, clean.stderr[-3000:]
     remote = json.loads(clean.stdout.strip().splitlines()[-1])
-    assert remote["encoder"] == "ModernPatentModel" and remote["module"].startswith("transformers_modules.")
+    assert remote["encoder"] == "ModernBertPatentModel" and remote["module"].startswith("transformers_modules.")
     expected = pipeline("feature-extraction", model=str(checkpoint))(texts)
     for got, want in zip(remote["features"], expected):
         assert np.asarray(got).shape[-1] == HIDDEN
@@ -123,7 +125,7 @@ def test_embed_gives_unit_vectors_of_the_encoders_pooled_output_in_input_order(c
     raw = classifier.embed(TEXTS, normalize=False)
     assert embeddings.shape == (len(TEXTS), HIDDEN) and embeddings.dtype == np.float32
     assert np.linalg.norm(embeddings, axis=1) == pytest.approx(np.ones(len(TEXTS)), abs=1e-6)
-    encoder = AutoModel.from_pretrained(checkpoint).eval()
+    encoder = AutoModel.from_pretrained(checkpoint, config=checkpoint_config(checkpoint)).eval()  # ours: pooled
     for text, embedding, pooled in zip(TEXTS, embeddings, raw):
         with torch.no_grad():  # each text alone, without padding
             expected = encoder(**tokenized(checkpoint, [text])).pooler_output[0].numpy()

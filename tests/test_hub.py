@@ -129,6 +129,7 @@ def test_card_has_the_hub_metadata_and_the_model_index_equals_all_results(pushed
         "train 2010-2018",
         "CpcLabelSpace.load(PATH)",
         "trust_remote_code=True",
+        "is a stock `ModernBertForSequenceClassification` checkpoint",
         "| F1@1 |",
     ):
         assert phrase in card.text, phrase

@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 
-from testing_utils import SINGLE_THREAD, save_tiny_checkpoint
+from testing_utils import SINGLE_THREAD, save_tiny_checkpoint, write_older_format
 
 HEAVY = ("torch", "transformers", "datasets")
 
@@ -46,8 +46,14 @@ def run_python(body, *arguments, refuse=()):
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    """A saved classifier whose config says model_type "modernpatent" (loadable without remote code once imported)."""
+    """A saved classifier (a stock ModernBERT classifier's config.json, with our fields and auto_map)."""
     return save_tiny_checkpoint(tmp_path_factory.mktemp("lazy") / "checkpoint")
+
+
+@pytest.fixture(scope="module")
+def older_checkpoint(checkpoint, tmp_path_factory):
+    """The same classifier as the package saved it before the stock format: model_type "modernpatent"."""
+    return write_older_format(checkpoint, tmp_path_factory.mktemp("lazy") / "older")
 
 
 def test_importing_the_package_and_asking_for_help_load_no_heavy_library():
@@ -91,27 +97,39 @@ def test_a_public_name_loads_its_module_on_first_use_and_an_unknown_one_is_an_at
     "first",
     [
         "import modernpatent_hf",
-        "from modernpatent_hf import ModernPatentConfig",  # our config module starts the import of transformers' Auto modules
+        "from modernpatent_hf import ModernBertPatentConfig",  # our config module starts the import of transformers' Auto modules
         "from modernpatent_hf.configs import DataArguments",  # a transformers config class does (its docstring decorator)
         "from transformers import AutoModelForSequenceClassification; import modernpatent_hf",  # transformers first
     ],
 )
-def test_the_auto_classes_resolve_our_checkpoints_without_remote_code(checkpoint, first):
+def test_the_auto_classes_resolve_our_checkpoints_without_remote_code(checkpoint, older_checkpoint, first):
+    """Once imported, the package's registrations resolve an older checkpoint's model type and our config classes
+    to our classes, whatever was imported first; a checkpoint of today's format stays a stock checkpoint to the
+    plain Auto classes (transformers keeps a native model type on its native classes)."""
     loaded = run_python(
         f"""
         import json, sys
         {first}
         import modernpatent_hf
         from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification
-        path = sys.argv[1]
-        config = AutoConfig.from_pretrained(path)
-        classifier = AutoModelForSequenceClassification.from_pretrained(path)
+        older, today = sys.argv[1], sys.argv[2]
+        config = AutoConfig.from_pretrained(older)
+        classifier = AutoModelForSequenceClassification.from_pretrained(older)
         encoder = AutoModel.from_config(config)
-        print(json.dumps([type(config).__name__, type(classifier).__name__, type(encoder).__name__]))
+        stock = AutoModelForSequenceClassification.from_pretrained(today)
+        print(json.dumps([type(config).__name__, type(classifier).__name__, type(encoder).__name__,
+                          type(AutoConfig.from_pretrained(today)).__name__, type(stock).__name__]))
     """,
+        older_checkpoint,
         checkpoint,
     )
-    assert loaded == ["ModernPatentConfig", "ModernBertForHierarchicalPatentClassification", "ModernPatentModel"]
+    assert loaded == [
+        "ModernBertPatentConfig",
+        "ModernBertForHierarchicalPatentClassification",
+        "ModernBertPatentModel",
+        "ModernBertConfig",
+        "ModernBertForSequenceClassification",
+    ]
 
 
 def test_prediction_needs_no_datasets(checkpoint):

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from modernpatent_hf import CpcLabelSpace, ModernPatentConfig
+from modernpatent_hf import CpcLabelSpace, ModernBertPatentConfig
 from modernpatent_hf.losses import (
     LabelHierarchy,
     balanced_class_weights,
@@ -22,7 +22,7 @@ A01B, A01C, A21D, H01L, H04W = range(5)
 
 
 def _tree():
-    config = ModernPatentConfig(id2label=dict(enumerate(CODES)), label2id={c: i for i, c in enumerate(CODES)})
+    config = ModernBertPatentConfig(id2label=dict(enumerate(CODES)), label2id={c: i for i, c in enumerate(CODES)})
     tree = config.cpc_hierarchy()
     return torch.tensor(tree["subclass_to_class"]), torch.tensor(tree["subclass_to_section"])
 
@@ -58,7 +58,7 @@ def test_balanced_class_weights_reject_unusable_counts(counts):
 
 def test_hierarchy_distance_matrix_matches_the_label_space():
     space = CpcLabelSpace(CODES)
-    config = ModernPatentConfig(id2label=dict(space.id2label), label2id=dict(space.label2id))
+    config = ModernBertPatentConfig(id2label=dict(space.id2label), label2id=dict(space.label2id))
     tree = config.cpc_hierarchy()
     assert tree["classes"] == list(space.classes) and tree["sections"] == list(space.sections)
     assert tree["subclass_to_class"] == space.subclass_to_class.tolist()

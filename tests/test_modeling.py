@@ -21,9 +21,10 @@ from modernpatent_hf import (
     BertPatentConfig,
     CpcLabelSpace,
     ModernBertForHierarchicalPatentClassification,
-    ModernPatentConfig,
+    ModernBertPatentConfig,
     build_patent_classifier,
 )
+from modernpatent_hf.model_factory import checkpoint_config
 
 SPACE = CpcLabelSpace(["A01B", "A01C", "A21D", "B01D", "B65D", "H01L", "H04W", "Y10S"])
 PAD = 0
@@ -55,7 +56,7 @@ LABELS = dict(id2label=dict(SPACE.id2label), label2id=dict(SPACE.label2id))
 
 def tiny_model(attn_implementation="sdpa", **overrides):
     torch.manual_seed(0)
-    config = ModernPatentConfig(**TINY_MODERNBERT, **LABELS, attn_implementation=attn_implementation, **overrides)
+    config = ModernBertPatentConfig(**TINY_MODERNBERT, **LABELS, attn_implementation=attn_implementation, **overrides)
     return ModernBertForHierarchicalPatentClassification(config)
 
 
@@ -233,7 +234,7 @@ def test_build_patent_classifier_converts_a_stock_modernbert_config(tmp_path):
     ModernBertForMaskedLM(ModernBertConfig(**TINY_MODERNBERT)).save_pretrained(tmp_path)
     model = build_patent_classifier(tmp_path, SPACE, attn_implementation="eager", loss_type="bce", pooling="cls")
     assert isinstance(model, ModernBertForHierarchicalPatentClassification)
-    assert model.config.model_type == "modernpatent" and "model_type" not in vars(model.config)
+    assert model.config.model_type == "modernbert" and "model_type" not in vars(model.config)
     assert model.config.id2label == SPACE.id2label and model.config.label2id == SPACE.label2id
     assert (model.config.loss_type, model.config.pooling) == ("bce", "cls")
     assert model.config._attn_implementation == "eager"
@@ -273,17 +274,21 @@ def test_build_patent_classifier_from_a_config_gives_a_random_model():
 def test_saved_checkpoint_round_trips_through_the_auto_classes(tmp_path):
     model = tiny_model(loss_type="upstream_hierarchical", class_weights=[1.5] * len(SPACE)).eval()
     model.save_pretrained(tmp_path)
-    assert isinstance(AutoConfig.from_pretrained(tmp_path), ModernPatentConfig)
+    # Saved as a stock ModernBERT classifier; checkpoint_config reads it back as ours, and the Auto classes build
+    # our class for our config.
+    assert type(AutoConfig.from_pretrained(tmp_path)) is ModernBertConfig
+    config = checkpoint_config(tmp_path)
+    assert isinstance(config, ModernBertPatentConfig)
     inputs = batch()
     with torch.no_grad():
         expected = model(**inputs)
-        loaded = AutoModelForSequenceClassification.from_pretrained(tmp_path).eval()
+        loaded = AutoModelForSequenceClassification.from_pretrained(tmp_path, config=config).eval()
         assert type(loaded) is ModernBertForHierarchicalPatentClassification
         assert loaded.config.class_weights == [1.5] * len(SPACE)
         assert loaded.config.loss_type == "upstream_hierarchical"
         output = loaded(**inputs)
         assert torch.equal(output.logits, expected.logits) and torch.equal(output.loss, expected.loss)
-        # AutoModel loads the encoder (tests/test_embeddings.py): the classifier's own encoder weights.
+        # AutoModel loads the encoder (stock ModernBertModel here): the classifier's own encoder weights.
         encoder = AutoModel.from_pretrained(tmp_path).eval()
         assert torch.equal(encoder(**inputs).last_hidden_state, model.model(**inputs).last_hidden_state)
     # Continuing from a saved patent checkpoint with the same label space keeps its head.
@@ -336,7 +341,7 @@ def test_lora_wrap_trains_only_adapters_head_and_classifier():
 )
 def test_bad_config_values_are_one_line_errors(bad, fragment):
     values = {**TINY_MODERNBERT, **LABELS, **bad}
-    for config_class in (ModernPatentConfig, BertPatentConfig):
+    for config_class in (ModernBertPatentConfig, BertPatentConfig):
         with pytest.raises(ValueError) as error:
             config_class(**{k: v for k, v in values.items() if k in bad or k in LABELS or k == "vocab_size"})
         assert fragment in str(error.value) and "\n" not in str(error.value)
@@ -344,7 +349,7 @@ def test_bad_config_values_are_one_line_errors(bad, fragment):
 
 def test_a_model_needs_cpc_labels():
     with pytest.raises(ValueError, match="has no CPC labels") as error:
-        ModernBertForHierarchicalPatentClassification(ModernPatentConfig(**TINY_MODERNBERT))
+        ModernBertForHierarchicalPatentClassification(ModernBertPatentConfig(**TINY_MODERNBERT))
     assert "\n" not in str(error.value)
 
 

@@ -12,7 +12,7 @@ from modernpatent_hf import (
     BertPatentConfig,
     CpcLabelSpace,
     ModernBertForHierarchicalPatentClassification,
-    ModernPatentConfig,
+    ModernBertPatentConfig,
     build_patent_classifier,
     generate_synthetic_records,
     train_patent_tokenizer,
@@ -62,7 +62,7 @@ TINY_BERT = dict(
 def tiny_classifier(kind="modernbert", **overrides):
     torch.manual_seed(0)
     if kind == "modernbert":
-        config = ModernPatentConfig(**TINY_MODERNBERT, **LABELS, attn_implementation="sdpa", **overrides)
+        config = ModernBertPatentConfig(**TINY_MODERNBERT, **LABELS, attn_implementation="sdpa", **overrides)
         return ModernBertForHierarchicalPatentClassification(config)
     config = BertPatentConfig(**TINY_BERT, **LABELS, attn_implementation="sdpa", **overrides)
     return BertForHierarchicalPatentClassification(config)
@@ -259,7 +259,7 @@ def test_trainer_on_packed_batches_logs_the_padded_losses_and_metrics(tmp_path):
     runs = []
     for packing in (False, True):
         torch.manual_seed(0)
-        config = ModernPatentConfig(
+        config = ModernBertPatentConfig(
             **dict(TINY_MODERNBERT, vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id),
             id2label=dict(space.id2label),
             label2id=dict(space.label2id),

@@ -344,7 +344,7 @@ def test_finetuning_from_the_pretrained_checkpoint_initializes_only_the_classifi
     from modernpatent_hf.pretraining import build_masked_lm
 
     with pytest.raises(
-        ValueError, match="'modernpatent' checkpoint: MLM pretraining continues a ModernBERT or BERT encoder"
+        ValueError, match="is a patent classifier checkpoint: MLM pretraining continues a ModernBERT or BERT encoder"
     ):
         build_masked_lm(
             ModelArguments(model_name_or_path=str(finetune_dir)), AutoTokenizer.from_pretrained(finetune_dir)

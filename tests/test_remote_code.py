@@ -9,7 +9,7 @@ import sys
 
 import torch
 
-from modernpatent_hf import ModernBertForHierarchicalPatentClassification, ModernPatentConfig
+from modernpatent_hf import ModernBertForHierarchicalPatentClassification, ModernBertPatentConfig
 
 REMOTE_FILES = ("configuration_modernpatent.py", "modeling_modernpatent.py", "losses.py")
 CODES = ["A01B", "A01C", "B65D", "H01L", "H04W"]
@@ -52,7 +52,7 @@ LOADER_BODY = (  # run after the script_without_package preamble
 
 def saved_checkpoint(directory):
     torch.manual_seed(0)
-    config = ModernPatentConfig(
+    config = ModernBertPatentConfig(
         vocab_size=100,
         hidden_size=32,
         intermediate_size=48,
@@ -76,8 +76,8 @@ def test_save_pretrained_writes_auto_map_and_copies_the_modeling_files(tmp_path)
     saved_checkpoint(tmp_path)
     auto_map = json.loads((tmp_path / "config.json").read_text())["auto_map"]
     assert auto_map == {
-        "AutoConfig": "configuration_modernpatent.ModernPatentConfig",
-        "AutoModel": "modeling_modernpatent.ModernPatentModel",
+        "AutoConfig": "configuration_modernpatent.ModernBertPatentConfig",
+        "AutoModel": "modeling_modernpatent.ModernBertPatentModel",
         "AutoModelForSequenceClassification": "modeling_modernpatent.ModernBertForHierarchicalPatentClassification",
     }
     assert all((tmp_path / name).is_file() for name in REMOTE_FILES)
@@ -135,7 +135,7 @@ def test_checkpoint_loads_with_trust_remote_code_without_the_package(tmp_path, s
     assert result["package_importable"] is False
     assert result["loaded_package_modules"] == []
     assert result["model_module"].startswith("transformers_modules.")
-    assert result["config_class"] == "ModernPatentConfig"
+    assert result["config_class"] == "ModernBertPatentConfig"
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -146,7 +146,7 @@ def test_checkpoint_loads_with_trust_remote_code_without_the_package(tmp_path, s
         torch.set_num_threads(threads)
     assert torch.equal(torch.tensor(result["logits"]), expected.logits)
     assert torch.equal(torch.tensor(result["class_logits"]), expected.class_logits)
-    assert result["encoder_class"] == "ModernPatentModel" and result["encoder_module"].startswith(
+    assert result["encoder_class"] == "ModernBertPatentModel" and result["encoder_module"].startswith(
         "transformers_modules."
     )
     assert torch.equal(torch.tensor(result["hidden_states"]), expected_hidden)

@@ -22,6 +22,7 @@ import gzip
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -208,6 +209,25 @@ def save_tiny_checkpoint(directory, encoder_config_class=None):
 
 SIX_CODES = ("A01C", "B60K", "F16H", "G06F", "H01L", "H04W")
 SIX_CODE_TEXTS = [f"A seed drill {i} for seeds and a gearbox {i} for vehicles" for i in range(20)]
+
+
+def write_older_format(source, destination):
+    """``source`` rewritten as this package saved checkpoints before the stock format (model_type "modernpatent",
+    our class names in architectures and auto_map)."""
+    shutil.copytree(source, destination)
+    config_path = Path(destination) / "config.json"
+    config = json.loads(config_path.read_text())
+    config.update(
+        model_type="modernpatent",
+        architectures=["ModernBertForHierarchicalPatentClassification"],
+        auto_map={
+            "AutoConfig": "configuration_modernpatent.ModernPatentConfig",
+            "AutoModel": "modeling_modernpatent.ModernPatentModel",
+            "AutoModelForSequenceClassification": "modeling_modernpatent.ModernBertForHierarchicalPatentClassification",
+        },
+    )
+    config_path.write_text(json.dumps(config))
+    return destination
 
 
 def save_six_code_checkpoint(directory):

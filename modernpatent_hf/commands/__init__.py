@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "embed",
     "index",
     "export_onnx",
+    "convert",
     "report",
     "experiments",
     "bench",
