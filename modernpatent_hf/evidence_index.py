@@ -157,6 +157,8 @@ def new_faiss_index(
     rows, dim = len(dataset), dataset.features[EMBEDDINGS].length
     factory = factory_string(kind, rows, dim)
     index = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
+    if kind == "ivfpq":  # polysemous codes serve Hamming-distance filtering, which the search does not use
+        index.do_polysemous_training = False
     sample = train_rows(kind, rows)
     if sample:
         positions = np.sort(np.random.default_rng(TRAIN_SEED).choice(rows, size=sample, replace=False))
