@@ -56,9 +56,9 @@ except ModuleNotFoundError:  # the evidence extra is optional: say what to insta
     ) from None
 
 INDEX_KINDS = ("auto", "flat", "ivf", "hnsw", "ivfpq")
-# Above this many rows a flat search answers fewer than ~200 queries/s on 2 cores at 768 dimensions (measured,
-# docs/benchmarks.md), slower than the classifier it adds evidence to on a GPU: auto switches to ivfpq.
-AUTO_FLAT_MAX_ROWS = 200_000
+# A flat search reads every vector per query: at 100,000 x 768 it answered 37 queries/s on 2 shared cores, ivfpq
+# 2,479 (docs/benchmarks.md); past that size auto trades exact scores for ivfpq's speed and 26x smaller index.
+AUTO_FLAT_MAX_ROWS = 100_000
 COMMAND = "index"
 DATASET_SUBDIR = "dataset"
 FAISS_FILE = "embeddings.faiss"

@@ -21,7 +21,7 @@ class IndexArguments:
     kind: str = field(
         default="auto",
         metadata={
-            "help": "FAISS index: flat (exact), ivf, hnsw, ivfpq (compressed 32x); auto: flat up to 200,000 rows, "
+            "help": "FAISS index: flat (exact), ivf, hnsw, ivfpq (compressed 32x); auto: flat up to 100,000 rows, "
             "ivfpq above (docs/benchmarks.md)",
             "choices": KINDS,
         },
