@@ -29,7 +29,7 @@ from transformers import AutoConfig, AutoModelForSequenceClassification, AutoTok
 
 from .cpc import LABEL_SPACE_FILE, CpcLabelSpace
 from .data.synthetic import generated_claims
-from .model_factory import load_checkpoint_label_space, load_pretrained_weights
+from .model_factory import load_checkpoint_label_space, load_checkpoint_tokenizer, load_pretrained_weights
 from .predictor import DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_BATCH_TOKENS, length_bucketed_batches, pad_token_ids
 
 ONNX_FILE = "model.onnx"
@@ -127,7 +127,7 @@ def export_onnx(
         )
     config = AutoConfig.from_pretrained(model_dir)
     label_space = load_checkpoint_label_space(model_dir, config)
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    tokenizer = load_checkpoint_tokenizer(model_dir)
     # sdpa and eager both trace to plain MatMul/Softmax graphs; sdpa is what inference runs in torch.
     model = load_pretrained_weights(
         AutoModelForSequenceClassification,

@@ -25,6 +25,7 @@ from huggingface_hub.errors import StrictDataclassError
 from safetensors import SafetensorError
 from transformers import (
     AutoConfig,
+    AutoTokenizer,
     BertConfig,
     ModernBertConfig,
     PreTrainedConfig,
@@ -33,6 +34,7 @@ from transformers import (
 )
 from transformers.utils import cached_file
 
+from .checkpoint_checks import CheckpointFilesMismatch, check_checkpoint_files
 from .configuration_modernpatent import (
     BertPatentConfig,
     HierarchicalPatentConfigMixin,
@@ -220,6 +222,8 @@ def load_checkpoint_config(model_name_or_path: str) -> PreTrainedConfig:
         )
     try:
         return checkpoint_config(path)
+    except CheckpointFilesMismatch:  # one line naming the checkpoint and the field already
+        raise
     except OSError as error:
         raise OSError(
             f"cannot load a model config from {path!r} ({str(error).splitlines()[0]}); offline, use a local checkpoint directory"
@@ -229,8 +233,31 @@ def load_checkpoint_config(model_name_or_path: str) -> PreTrainedConfig:
 
 
 def checkpoint_config(model_name_or_path: Union[str, os.PathLike]) -> PreTrainedConfig:
-    """The config of a checkpoint: ``AutoConfig.from_pretrained``, then :func:`as_patent_config`."""
+    """The config of a checkpoint: its ``config.json`` checked against the weights' header
+    (:func:`~modernpatent_hf.checkpoint_checks.check_checkpoint_files`), ``AutoConfig.from_pretrained``, then
+    :func:`as_patent_config`."""
+    check_checkpoint_files(model_name_or_path)
     return as_patent_config(AutoConfig.from_pretrained(model_name_or_path))
+
+
+# The files of a fast tokenizer saved with a checkpoint (what the recipes save).
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
+
+
+def load_checkpoint_tokenizer(model_name_or_path: Union[str, os.PathLike]) -> PreTrainedTokenizerBase:
+    """``AutoTokenizer.from_pretrained`` with a one-line OSError: naming the missing tokenizer files of a checkpoint
+    directory, or giving the first line of transformers' error."""
+    path = os.fspath(model_name_or_path)
+    try:
+        return AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError, TypeError) as error:
+        missing = [name for name in TOKENIZER_FILES if not os.path.isfile(os.path.join(path, name))]
+        if os.path.isdir(path) and missing:
+            raise OSError(
+                f"{path} has no tokenizer (missing {', '.join(missing)}): save the tokenizer next to the model, as "
+                "the fine-tuning recipe does"
+            ) from None
+        raise OSError(f"cannot load the tokenizer of {path!r} ({one_line(error)})") from None
 
 
 # The fields every patent classifier config saves (loss and head settings): what tells our ModernBERT checkpoints,

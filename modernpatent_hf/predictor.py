@@ -25,17 +25,22 @@ import torch
 # Importing this package registered its model types with these Auto classes.
 from transformers import (
     AutoModelForSequenceClassification,
-    AutoTokenizer,
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
 from transformers.utils import cached_file
 
 from . import packing as packed_batches
+from .checkpoint_checks import CheckpointFilesMismatch
 from .cpc import CpcLabelSpace, class_of, section_of
 from .errors import one_line
 from .io_utils import check_max_length, describe_value
-from .model_factory import checkpoint_config, load_checkpoint_label_space, load_pretrained_weights
+from .model_factory import (
+    checkpoint_config,
+    load_checkpoint_label_space,
+    load_checkpoint_tokenizer,
+    load_pretrained_weights,
+)
 from .modeling_modernpatent import HierarchicalPatentClassificationMixin, pool_hidden_states
 from .packing import pack_batch, token_budget_batches, use_packed_attention
 from .thresholds import THRESHOLDS_FILE, load_thresholds
@@ -154,6 +159,8 @@ class PatentClassifier:
         # What the weights compute in ("float32", "bfloat16", "int8"): resumed prediction files must not mix them.
         self.precision = precision or str(next(model.parameters()).dtype).removeprefix("torch.")
         self.truncated_count = 0
+        # The characters of a text the tokenizer reads at first (see encode_counting_truncations).
+        self.text_budget = text_budget(tokenizer, self.max_length)
         # Per-label decision thresholds tuned on validation (thresholds.json), used by predict(threshold="auto").
         self.thresholds = None if thresholds is None else np.asarray(thresholds, dtype=np.float32)
         if self.thresholds is not None and self.thresholds.shape != (len(label_space),):
@@ -238,6 +245,8 @@ class PatentClassifier:
             )
         try:
             config = checkpoint_config(path_or_hub_id)
+        except CheckpointFilesMismatch:  # already one line naming the checkpoint and the field
+            raise
         except (OSError, ValueError) as error:  # hub errors are OSErrors, malformed ids ValueErrors, both long
             raise OSError(
                 f"cannot load a model from {os.fspath(path_or_hub_id)!r} ({one_line(error)}); give a checkpoint "
@@ -248,7 +257,7 @@ class PatentClassifier:
         label_space = load_checkpoint_label_space(path_or_hub_id, config)
         if titles is not None:
             label_space = label_space.with_titles(titles)
-        tokenizer = AutoTokenizer.from_pretrained(path_or_hub_id)
+        tokenizer = load_checkpoint_tokenizer(path_or_hub_id)
         model = load_pretrained_weights(
             AutoModelForSequenceClassification, path_or_hub_id, allow_pickle=allow_pickle, config=config, dtype=dtype
         )
@@ -299,21 +308,39 @@ class PatentClassifier:
                 raise ValueError(f"text {index} is {describe_value(text)}, not a string")
         if not texts:
             return [], 0
-        # The overflow rows tell which texts did not fit; only each text's first window is kept.
-        encoded = self.tokenizer(
-            texts,
-            truncation=True,
-            max_length=self.max_length,
-            return_overflowing_tokens=True,
-            return_attention_mask=False,
-            return_token_type_ids=False,
-        )
         input_ids: List[Optional[List[int]]] = [None] * len(texts)
-        for ids, text_index in zip(encoded["input_ids"], encoded["overflow_to_sample_mapping"]):
-            if input_ids[text_index] is None:
-                input_ids[text_index] = ids
-        windows = np.bincount(encoded["overflow_to_sample_mapping"], minlength=len(texts))
-        return input_ids, int((windows > 1).sum())
+        truncated = 0
+        # A text is tokenized from a prefix of text_budget characters, far more than max_length tokens can cover,
+        # instead of whole (a 100 MB text would otherwise be tokenized whole, into gigabytes of overflow windows).
+        # A prefix that gives fewer tokens than max_length (text the normalizer drops, such as runs of whitespace)
+        # is doubled until it gives enough or is the whole text, so the first max_length tokens are those of the
+        # whole text.
+        budget = self.text_budget
+        pending = list(range(len(texts)))
+        while pending:
+            prefixes = [texts[index][:budget] for index in pending]
+            # The overflow rows tell which texts did not fit; only each text's first window is kept.
+            encoded = self.tokenizer(
+                prefixes,
+                truncation=True,
+                max_length=self.max_length,
+                return_overflowing_tokens=True,
+                return_attention_mask=False,
+                return_token_type_ids=False,
+            )
+            windows = np.bincount(encoded["overflow_to_sample_mapping"], minlength=len(pending))
+            for ids, position in zip(encoded["input_ids"], encoded["overflow_to_sample_mapping"]):
+                if input_ids[pending[position]] is None:
+                    input_ids[pending[position]] = ids
+            short_prefixes = []
+            for position, index in enumerate(pending):
+                if windows[position] > 1:
+                    truncated += 1
+                elif len(texts[index]) > budget:  # cut, and did not fill max_length: read a longer prefix
+                    input_ids[index] = None
+                    short_prefixes.append(index)
+            pending, budget = short_prefixes, budget * 2
+        return input_ids, truncated
 
     def padded_batches(
         self, input_ids: Sequence[Sequence[int]]
@@ -462,6 +489,19 @@ class PatentClassifier:
         if title is not None:
             prediction["title"] = title
         return prediction
+
+
+# Characters a token may cover beyond the longest vocabulary entry (byte-level and WordPiece markers, normalization).
+TOKEN_CHARACTER_MARGIN = 4
+
+
+def text_budget(tokenizer: PreTrainedTokenizerBase, max_length: int) -> int:
+    """Characters of a text to tokenize first for ``max_length`` tokens: twice what ``max_length`` tokens of the
+    longest vocabulary entry (plus :data:`TOKEN_CHARACTER_MARGIN`) can cover, so that a word cut at the end of the
+    prefix lies well beyond the tokens kept."""
+    vocabulary = tokenizer.get_vocab()
+    longest = max((len(token) for token in vocabulary), default=1) + TOKEN_CHARACTER_MARGIN
+    return 2 * int(max_length) * longest
 
 
 def in_input_order(rows: Sequence[torch.Tensor], order: Sequence[int], count: int, width: int) -> np.ndarray:
