@@ -8,7 +8,7 @@ from setuptools import find_namespace_packages, setup
 # pulls a multi-GB CUDA build. The range below is what the code needs and what 2.13.0 satisfies.
 INSTALL_REQUIRES = [
     "torch>=2.4,<3",
-    "transformers>=5.0,<6",
+    "transformers>=5.4,<6",
     "datasets>=4.0,<6",
     "accelerate>=1.2,<2",
     "evaluate>=0.4.3,<0.5",
