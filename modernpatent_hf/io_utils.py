@@ -310,7 +310,7 @@ def installed_path(path: PathLike, scratch: str, out_dir: PathLike) -> str:
     absolute = os.path.abspath(os.fspath(path))
     if not _is_within(absolute, scratch):
         return os.fspath(path)
-    return os.path.join(os.path.abspath(os.fspath(out_dir)), os.path.relpath(absolute, scratch))
+    return os.path.normpath(os.path.join(os.path.abspath(os.fspath(out_dir)), os.path.relpath(absolute, scratch)))
 
 
 @contextmanager

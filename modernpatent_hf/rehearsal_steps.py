@@ -25,7 +25,7 @@ import psutil
 
 from .data.sources import TEST_2016_HUB_ID
 from .hub_cache import publish_to_offline_cache
-from .io_utils import owned_output_dir, write_json_atomically
+from .io_utils import installed_path, owned_output_dir, write_json_atomically
 from .rehearsal_cache import build_offline_hub_cache
 from .trainer import HUB_ALLOW_PATTERNS
 
@@ -194,8 +194,23 @@ def rehearse(
     ]
     if missing:
         raise FileNotFoundError(f"{repo_root} is not a clone of this project (no {missing[0]}); pass --repo-root")
-    with owned_output_dir(out_dir, "rehearsal", overwrite=overwrite) as out_dir:
-        return _rehearse(out_dir, plan, size, repo_root, progress)
+    with owned_output_dir(out_dir, "rehearsal", overwrite=overwrite) as scratch:
+        summary = _rehearse(scratch, plan, size, repo_root, progress)
+        # The steps ran in the folder that owned_output_dir moves into out_dir when complete: name the final paths.
+        summary = _installed_paths(summary, scratch, out_dir)
+        write_json_atomically(os.path.join(scratch, "rehearsal.json"), summary)
+    return summary
+
+
+def _installed_paths(value, scratch: str, out_dir: str):
+    """``value`` (JSON-like) with every path under ``scratch`` replaced by its place under ``out_dir``."""
+    if isinstance(value, dict):
+        return {key: _installed_paths(item, scratch, out_dir) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_installed_paths(item, scratch, out_dir) for item in value]
+    if isinstance(value, str) and os.path.isabs(value):
+        return installed_path(value, scratch, out_dir)
+    return value
 
 
 def _rehearse(out_dir: str, plan: RehearsalSize, size: str, repo_root: str, progress: bool) -> dict:

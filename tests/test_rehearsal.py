@@ -21,9 +21,13 @@ def rehearsal(tmp_path_factory):
 
 
 def test_every_cluster_command_ends_as_it_should(rehearsal):
-    _, summary = rehearsal
+    out, summary = rehearsal
     table = format_rehearsal(summary)
     assert summary["ok"], table
+    # The paths it reports are where the output lies, not the folder it was written in before being moved there.
+    assert summary["out_dir"] == str(out) and (out / "logs").is_dir()
+    assert json.loads((out / "rehearsal.json").read_text())["out_dir"] == str(out)
+    assert f"logs in {out}/logs" in table
     assert [step["step"] for step in summary["steps"]] == [
         "test year missing",
         "finetune, killed",
