@@ -196,6 +196,14 @@ class DataArguments:
             "(model_name_or_path, mean pooling) and fit a linear head on the embeddings, a baseline for fine-tuning."
         },
     )
+    knn_evidence: bool = field(
+        default=False,
+        metadata={
+            "help": "After training: index the training split with the model's embeddings, choose the kNN vote and "
+            "its fusing weight on validation (knn_scores.json, used by predict --index), and compare the classifier, "
+            "the vote and the fused scores on the test split (paired bootstrap intervals). Embeds every split once."
+        },
+    )
     allow_split_overlap: bool = field(
         default=False,
         metadata={

@@ -23,6 +23,7 @@ OPTIONAL_DEPENDENCIES = {
     "onnx": ("onnx", "onnx"),
     "onnxruntime": ("onnxruntime", "onnx"),
     "deepspeed": ("deepspeed", "deepspeed"),
+    "faiss": ("faiss-cpu", "evidence"),
 }
 
 

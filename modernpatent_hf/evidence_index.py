@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import datasets
+import faiss
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -47,13 +48,6 @@ from .data.rows import columns_of, iter_rows, parse_json_row
 from .io_utils import check_output_dir, file_signatures, owned_output_dir, write_json_atomically
 from .predict_file import DEFAULT_CHUNK_SIZE, embed_file
 from .predictor import PatentClassifier
-
-try:
-    import faiss
-except ModuleNotFoundError:  # the evidence extra is optional: say what to install, in one line
-    raise ModuleNotFoundError(
-        "this needs faiss-cpu, an optional dependency: pip install 'modernpatent-hf[evidence]'", name="faiss"
-    ) from None
 
 INDEX_KINDS = ("auto", "flat", "ivf", "hnsw", "ivfpq")
 # A flat search reads every vector per query: at 100,000 x 768 it answered 37 queries/s on 2 shared cores, ivfpq

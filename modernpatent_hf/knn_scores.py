@@ -48,6 +48,10 @@ class KnnScoring:
     power: float = field(default=4.0, metadata={"help": "p: a neighbour's vote weighs its similarity ** p"})
     weight: float = field(default=0.5, metadata={"help": "w: fused = w * p_classifier + (1 - w) * knn_vote"})
     criterion: str = field(default=CRITERION, metadata={"help": "the validation metric the settings maximize"})
+    threshold: Optional[float] = field(
+        default=None,
+        metadata={"help": "the decision threshold of the fused scores tuned on validation (best micro F1), if tuned"},
+    )
     validation: Dict[str, float] = field(
         default_factory=dict,
         metadata={"help": "the criterion on the validation split: classifier, knn (vote alone), fused; and patents"},

@@ -4,6 +4,10 @@
 
     {"id": "US10002286B1", "predictions": [{"code": "G06V", "score": 0.93, "class": "G06", "section": "G"}, ...]}
 
+and with ``evidence=K`` (an index attached to the classifier, :class:`~modernpatent_hf.evidence.EvidenceScorer`)
+each row also has ``"neighbours"`` (its K nearest labelled patents) and each prediction ``"evidence"`` (the ids of
+those carrying its code).
+
 :func:`embed_file` writes the pooled, normalized vectors of :meth:`PatentClassifier.embed` to Parquet (``id``,
 ``embedding``) or NumPy (``.npy``). Both run through the same machinery below; its part files hold JSON Lines
 (embeddings as base64 float32), converted into the output's format when the parts are merged.
@@ -81,6 +85,8 @@ class _PreparedChunk:
     positions: List[int]
     input_ids: List[List[int]]
     counters: Counters
+    record_ids: List[str]  # the ids and texts of the good rows, as input_ids (evidence keeps a patent out of its own)
+    texts: List[str]
 
 
 def _prepare_chunk(
@@ -96,6 +102,7 @@ def _prepare_chunk(
     counters: Counters = {}
     rows: List[dict] = []
     texts: List[str] = []
+    record_ids: List[str] = []
     positions: List[int] = []
     for where, row in chunk:
         try:
@@ -111,10 +118,11 @@ def _prepare_chunk(
             continue
         positions.append(len(rows))
         rows.append({"id": record_id, task.result_key: task.empty_result})
+        record_ids.append(record_id)
         texts.append(text)
     input_ids, truncated = classifier.encode_counting_truncations(texts)
     counters["truncated"] = truncated
-    return _PreparedChunk(rows, positions, input_ids, counters)
+    return _PreparedChunk(rows, positions, input_ids, counters, record_ids, texts)
 
 
 def _chunk_lines(
@@ -122,8 +130,11 @@ def _chunk_lines(
 ) -> List[str]:
     """The output lines of a prepared chunk, one per input row, in order, with ``task.compute``'s result for each good
     row; the chunk's counters are added to ``counters``."""
-    for position, result in zip(prepared.positions, task.compute(prepared.input_ids)):
-        prepared.rows[position][task.result_key] = result
+    for position, result in zip(prepared.positions, task.compute(prepared)):
+        if task.merge_results:  # a dict of output keys (predictions with their evidence)
+            prepared.rows[position].update(result)
+        else:
+            prepared.rows[position][task.result_key] = result
     for key, value in prepared.counters.items():
         counters[key] = counters.get(key, 0) + value
     classifier.truncated_count += prepared.counters["truncated"]
@@ -191,6 +202,7 @@ def predict_file(
     split: Optional[str] = None,
     on_bad_row: str = "raise",
     overwrite: bool = False,
+    evidence: int = 0,
 ) -> dict:
     """Predict every row of ``input_path`` into JSON Lines at ``output_path``, resumably, in constant memory.
 
@@ -198,20 +210,40 @@ def predict_file(
     directory), or a directory written by ``modernpatent prepare`` (all its splits, or ``split``). Each row needs an
     ``id``; its text is ``text_fields`` joined by newlines as ``prepare`` joins them (default: the ``text`` column
     of CSV/Parquet inputs that have one, else ``title,abstract``). See the module docstring for the output rows,
-    bad rows (``on_bad_row``), resuming and several processes. Returns a summary: rows, predicted, bad_rows,
+    bad rows (``on_bad_row``), resuming and several processes. ``evidence``: neighbours per row from the
+    classifier's attached index (0: none). Returns a summary: rows, predicted, bad_rows,
     truncated, empty_lines, missing_<field> counts, resumed_after_rows, processes, seconds, rows_per_second.
     """
     check_top_k(top_k, threshold)
-    classifier.label_thresholds(threshold)  # "auto" without tuned thresholds fails before any input is read
+    if evidence:
+        if classifier.evidence is None:
+            raise ValueError("evidence needs an index of labelled patents: pass --index (attach_index)")
+        classifier.evidence.cuts(threshold)  # "auto" without tuned thresholds fails before any input is read
+
+        def compute(prepared: _PreparedChunk) -> List[dict]:
+            return classifier.evidence.rows_from_ids(
+                prepared.input_ids, prepared.texts, prepared.record_ids, top_k, threshold, evidence
+            )
+
+    else:
+        classifier.label_thresholds(threshold)
+
+        def compute(prepared: _PreparedChunk) -> List[List[dict]]:
+            return classifier.predict_from_ids(prepared.input_ids, top_k=top_k, threshold=threshold)
+
     task = _RowTask(
         name="predict",
         result_key="predictions",
         empty_result=[],
         done_key="predicted",
-        compute=lambda input_ids: classifier.predict_from_ids(input_ids, top_k=top_k, threshold=threshold),
+        compute=compute,
+        merge_results=bool(evidence),
         settings={
             "top_k": top_k,
             "threshold": threshold,
+            "evidence": evidence,
+            "index": None if not evidence else classifier.evidence.index.info,
+            "fuse": bool(evidence) and classifier.evidence.fuse,
             # Titles (--titles) and tuned thresholds change rows too.
             "titles": [classifier.label_space.title(code) for code in classifier.label_space.codes],
             "thresholds": None if classifier.thresholds is None else classifier.thresholds.tolist(),
@@ -240,9 +272,10 @@ class _RowTask:
     result_key: str  # the output row's key for the result
     empty_result: Any  # that key's value in an error row
     done_key: str  # the summary's count of rows with a result
-    compute: Callable[[List[List[int]]], Sequence[Any]]  # token ids -> one JSON-serializable result per text
+    compute: Callable[[_PreparedChunk], Sequence[Any]]  # a chunk -> one JSON-serializable result per good row
     settings: dict  # what else changes the rows: part of the resume fingerprint
     write_output: Optional[OutputWriter] = None  # None: the output is the JSON Lines rows
+    merge_results: bool = False  # each result is a dict of output keys, merged into its row
 
 
 def _run_rows(
@@ -418,8 +451,8 @@ def embed_file(
     output_format = check_embedding_output(output_path, [input_path, classifier.source], overwrite)
     hidden_size = classifier.model.config.hidden_size
 
-    def compute(input_ids: List[List[int]]) -> List[str]:
-        vectors = classifier.embed_from_ids(input_ids, normalize=normalize)
+    def compute(prepared: _PreparedChunk) -> List[str]:
+        vectors = classifier.embed_from_ids(prepared.input_ids, normalize=normalize)
         return [base64.b64encode(vector.tobytes()).decode("ascii") for vector in vectors]
 
     writer = write_parquet_embeddings if output_format == "parquet" else write_npy_embeddings

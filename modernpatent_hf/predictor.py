@@ -35,6 +35,7 @@ from .checkpoint_checks import CheckpointFilesMismatch
 from .cpc import CpcLabelSpace, class_of, section_of
 from .errors import one_line
 from .io_utils import check_max_length, describe_value
+from .knn_scores import KNN_SCORES_FILE, load_knn_scoring
 from .model_factory import (
     checkpoint_config,
     load_checkpoint_label_space,
@@ -159,6 +160,9 @@ class PatentClassifier:
         # What the weights compute in ("float32", "bfloat16", "int8"): resumed prediction files must not mix them.
         self.precision = precision or str(next(model.parameters()).dtype).removeprefix("torch.")
         self.truncated_count = 0
+        # An index's evidence (attach_index) and the tuned kNN settings of the checkpoint (knn_scores.json).
+        self.evidence = None
+        self.knn_scoring = None
         # The characters of a text the tokenizer reads at first (see encode_counting_truncations).
         self.text_budget = text_budget(tokenizer, self.max_length)
         # Per-label decision thresholds tuned on validation (thresholds.json), used by predict(threshold="auto").
@@ -222,6 +226,8 @@ class PatentClassifier:
         titles: Union[str, os.PathLike, Mapping[str, str], None] = None,
         allow_pickle: bool = False,
         packing: Optional[bool] = None,
+        index: Union[str, os.PathLike, None] = None,
+        fuse: Optional[bool] = None,
     ) -> "PatentClassifier":
         """Load a checkpoint saved by this package (or any sequence classifier whose labels are CPC codes).
 
@@ -277,7 +283,13 @@ class PatentClassifier:
             _raise_exceptions_for_connection_errors=False,
         )
         thresholds = load_thresholds(os.path.dirname(thresholds_file), label_space.codes) if thresholds_file else None
-        return cls(
+        knn_file = cached_file(
+            path_or_hub_id,
+            KNN_SCORES_FILE,
+            _raise_exceptions_for_missing_entries=False,
+            _raise_exceptions_for_connection_errors=False,
+        )
+        classifier = cls(
             model,
             tokenizer,
             label_space,
@@ -290,6 +302,21 @@ class PatentClassifier:
             thresholds=thresholds,
             packing=packing,
         )
+        # How the vote of an index's neighbours fuses with the probabilities (tuned at training time), if it was.
+        classifier.knn_scoring = load_knn_scoring(os.path.dirname(knn_file)) if knn_file else None
+        if index is not None:
+            classifier.attach_index(index, fuse=fuse)
+        return classifier
+
+    def attach_index(self, index, fuse: Optional[bool] = None) -> None:
+        """Give :meth:`predict` (``evidence=K``) the nearest labelled patents of an index (``modernpatent index``;
+        a path or an :class:`~modernpatent_hf.evidence_index.EvidenceIndex`). ``fuse``: score codes with the fused
+        score of the checkpoint's tuned kNN settings (``knn_scores.json``); default
+        :data:`~modernpatent_hf.evidence.FUSE_BY_DEFAULT` when the checkpoint has them. Needs the ``evidence``
+        extra (faiss)."""
+        from .evidence import EvidenceScorer  # faiss: an optional extra, imported when asked for
+
+        self.evidence = EvidenceScorer(self, index, fuse=fuse)
 
     # ----------------------------------------------------------------- tokens
     def encode(self, texts: Sequence[str]) -> List[List[int]]:
@@ -437,8 +464,13 @@ class PatentClassifier:
             return in_input_order(rows, order, len(input_ids), self.model.config.hidden_size)
 
     def predict(
-        self, texts: Sequence[str], top_k: int = 5, threshold: Union[float, str, None] = None
-    ) -> List[List[dict]]:
+        self,
+        texts: Sequence[str],
+        top_k: int = 5,
+        threshold: Union[float, str, None] = None,
+        evidence: int = 0,
+        ids: Optional[Sequence[str]] = None,
+    ) -> Union[List[List[dict]], List[dict]]:
         """The ``top_k`` most likely subclasses of each text, best first.
 
         Each prediction is ``{"code", "score", "class", "section"}`` (plus ``"title"`` when the label space has
@@ -446,8 +478,19 @@ class PatentClassifier:
         the best code is always kept: every patent has at least one subclass, so a text never comes back
         without a prediction (its low score says how unsure it is). ``threshold="auto"`` uses the per-label
         thresholds tuned on validation at training time (the checkpoint's ``thresholds.json``).
+
+        ``evidence=K`` (an index attached, :meth:`attach_index`): one row per text instead,
+        ``{"predictions": [...], "neighbours": [{"id", "similarity", "codes"}, ...]}`` with its K nearest labelled
+        patents, each prediction naming the neighbours that carry its code (``"evidence"``); see
+        :class:`~modernpatent_hf.evidence.EvidenceScorer`. ``ids`` (the texts' own ids) keep a patent out of its
+        own evidence when the index holds it.
         """
         check_top_k(top_k, threshold)
+        if evidence:
+            if self.evidence is None:
+                raise ValueError("evidence needs an index of labelled patents: attach_index(path) or index=path")
+            texts = list(texts)
+            return self.evidence.rows_from_ids(self.encode(texts), texts, ids, top_k, threshold, evidence)
         self.label_thresholds(threshold)
         return self.predict_from_ids(self.encode(texts), top_k, threshold)
 
@@ -458,13 +501,10 @@ class PatentClassifier:
         check_top_k(top_k, threshold)
         cuts = self.label_thresholds(threshold)
         probabilities = torch.from_numpy(self.logits_from_ids(input_ids)).sigmoid().numpy()
-        # Stable sort: equal scores keep label order, as in the transformers pipeline, so ties resolve alike.
-        best = np.argsort(-probabilities, axis=1, kind="stable")[:, :top_k]
-        predictions = []
-        for row, indices in zip(probabilities, best):
-            kept = [i for rank, i in enumerate(indices) if rank == 0 or cuts is None or row[i] >= cuts[i]]
-            predictions.append([self._prediction(int(i), float(row[i])) for i in kept])
-        return predictions
+        return [
+            [self.prediction(index, float(row[index])) for index in kept]
+            for row, kept in zip(probabilities, top_labels(probabilities, top_k, cuts))
+        ]
 
     def label_thresholds(self, threshold: Union[float, str, None]) -> Optional[np.ndarray]:
         """One cut per label for ``threshold`` (a number, ``"auto"`` for the tuned ones, or None for no cut).
@@ -482,13 +522,25 @@ class PatentClassifier:
             )
         return self.thresholds
 
-    def _prediction(self, index: int, score: float) -> dict:
+    def prediction(self, index: int, score: float) -> dict:
+        """One prediction entry: label ``index`` with its ``score``, its class and section (and title, if known)."""
         code = self.label_space.codes[index]
         prediction = {"code": code, "score": score, "class": class_of(code), "section": section_of(code)}
         title = self.label_space.title(code)
         if title is not None:
             prediction["title"] = title
         return prediction
+
+
+def top_labels(scores: np.ndarray, top_k: int, cuts: Optional[np.ndarray]) -> List[List[int]]:
+    """Per row of ``scores`` [N, L], the indices of its ``top_k`` best labels, best first, without those below their
+    cut in ``cuts`` [L] but always with the best one (every patent has at least one subclass)."""
+    # Stable sort: equal scores keep label order, as in the transformers pipeline, so ties resolve alike.
+    best = np.argsort(-scores, axis=1, kind="stable")[:, :top_k]
+    return [
+        [int(i) for rank, i in enumerate(indices) if rank == 0 or cuts is None or row[i] >= cuts[i]]
+        for row, indices in zip(scores, best)
+    ]
 
 
 # Characters a token may cover beyond the longest vocabulary entry (byte-level and WordPiece markers, normalization).

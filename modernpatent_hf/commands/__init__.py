@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "predict",
     "embed",
     "index",
+    "tune_knn",
     "export_onnx",
     "convert",
     "report",

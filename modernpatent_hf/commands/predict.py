@@ -106,8 +106,9 @@ class ClassifierRunArguments:
         default=None, metadata={"help": "torch.compile the model (default: on CUDA when packing)"}
     )
 
-    def load_classifier(self, titles: Optional[str] = None):
-        """The :class:`~modernpatent_hf.predictor.PatentClassifier` these options describe."""
+    def load_classifier(self, titles: Optional[str] = None, index: Optional[str] = None, fuse: Optional[bool] = None):
+        """The :class:`~modernpatent_hf.predictor.PatentClassifier` these options describe (with an index of labelled
+        patents attached, given one)."""
         from ..predictor import PatentClassifier
 
         return PatentClassifier.from_pretrained(
@@ -122,6 +123,8 @@ class ClassifierRunArguments:
             max_batch_size=self.batch_size,
             titles=titles,
             allow_pickle=self.allow_pickle,
+            index=index,
+            fuse=fuse,
         )
 
     def run_over_file(
@@ -131,6 +134,8 @@ class ClassifierRunArguments:
         check_output: Callable,
         run_file: Callable,
         titles: Optional[str] = None,
+        index: Optional[str] = None,
+        fuse: Optional[bool] = None,
         **options: Any,
     ) -> None:
         """What ``predict`` and ``embed`` (``command``) do with these options: lock ``output`` and refuse a bad one
@@ -144,9 +149,9 @@ class ClassifierRunArguments:
         # run_file shares it with the other processes. A refused first process ends the launch.
         first = int(os.environ.get("RANK", "0")) == 0
         with output_lock(output, command, "--output") if first else nullcontext():
-            check_output(output, [self.input, self.model], self.overwrite)  # before the model loads
+            check_output(output, [self.input, self.model, index], self.overwrite)  # before the model loads
             summary = run_file(
-                self.load_classifier(titles=titles),
+                self.load_classifier(titles=titles, index=index, fuse=fuse),
                 self.input,
                 output,
                 text_fields=self.text_fields,
@@ -178,10 +183,32 @@ class PredictArguments:
         },
     )
     titles: Optional[str] = field(default=None, metadata={"help": "code<TAB>title TSV: add titles to the predictions"})
+    index: Optional[str] = field(
+        default=None, metadata={"help": "index of labelled patents (modernpatent index) for --evidence"}
+    )
+    evidence: int = field(
+        default=0,
+        metadata={
+            "help": "with --index: add each row's N nearest labelled patents (neighbours: id, similarity, codes) and "
+            "to each prediction the ids of those carrying its code (evidence)"
+        },
+    )
+    fuse: Optional[bool] = field(
+        default=None,
+        metadata={
+            "help": "with --index and --evidence: score codes by the fused score of the checkpoint's tuned kNN "
+            "settings (knn_scores.json): w * probability + (1 - w) * neighbour vote (default: docs/prediction.md)"
+        },
+    )
 
 
 def run(args: PredictArguments, run_args: ClassifierRunArguments) -> None:
     from ..predict_file import check_prediction_output, predict_file
+
+    if args.evidence < 0:
+        raise ValueError(f"--evidence must be 0 or more neighbours, got {args.evidence}")
+    if bool(args.index) != bool(args.evidence):
+        raise ValueError("--index and --evidence go together: the index gives each row its --evidence neighbours")
 
     run_args.run_over_file(
         "predict",
@@ -189,8 +216,11 @@ def run(args: PredictArguments, run_args: ClassifierRunArguments) -> None:
         check_prediction_output,
         predict_file,
         titles=args.titles,
+        index=args.index,
+        fuse=args.fuse,
         top_k=args.top_k,
         threshold=args.threshold,
+        evidence=args.evidence,
     )
 
 

@@ -155,6 +155,8 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, float]:
             )
     if "test" in tokenized and len(tokenized["test"]):
         metrics.update(trainer.evaluate(tokenized["test"], metric_key_prefix="test"))
+    if data_args.knn_evidence and training_args.should_save:
+        metrics.update(evaluate_knn_evidence(trainer, tokenizer, label_space, splits, data_args, training_args))
 
     if model_args.use_lora:
         # A merged model is a plain checkpoint: loadable without peft, by AutoModel and remote code.
@@ -183,6 +185,40 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, float]:
     # A DeepSpeed engine holds the run's process groups until it is released (see process_group.end_process_group).
     trainer.accelerator.free_memory()
     return metrics
+
+
+def evaluate_knn_evidence(trainer, tokenizer, label_space, splits, data_args, training_args) -> dict:
+    """``knn_evidence``: the training split indexed with the trained model's embeddings, the kNN vote and its weight
+    tuned on validation and saved (``knn_scores.json``), the three scorers compared on test (printed, and returned
+    as ``test_knn_*`` / ``test_fused_*`` metrics)."""
+    if not len(splits.get("validation") or []):
+        raise ValueError("knn_evidence needs a validation split to tune the kNN vote on: set validation_fraction")
+    # The index needs faiss, an optional extra: imported when asked for, a one-line error naming the extra.
+    from modernpatent_hf.evidence import COMPARED_METRICS, LabelledTexts, evaluate_evidence, format_comparison
+    from modernpatent_hf.knn_scores import save_knn_scoring
+    from modernpatent_hf.predictor import PatentClassifier
+
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    classifier = PatentClassifier(model, tokenizer, label_space, data_args.max_length)
+    test = LabelledTexts.from_records(splits["test"]) if len(splits.get("test") or []) else None
+    result = evaluate_evidence(
+        classifier,
+        LabelledTexts.from_records(splits["train"]),
+        LabelledTexts.from_records(splits["validation"]),
+        test,
+        work_dir=training_args.output_dir,
+    )
+    model.train()  # PatentClassifier put it in eval mode
+    save_knn_scoring(training_args.output_dir, result["tuned"].scoring)
+    comparison = result["comparison"]
+    if comparison is None:
+        return {}
+    print(format_comparison(comparison))
+    return {
+        f"test_{scorer}_{metric}": comparison[scorer][metric]
+        for scorer in ("knn", "fused")
+        for metric in COMPARED_METRICS
+    }
 
 
 def cli(argv: Optional[List[str]] = None) -> None:
