@@ -23,7 +23,15 @@ from modernpatent_hf.model_factory import checkpoint_config
 from modernpatent_hf.predict_file import embed_file
 from modernpatent_hf.predictor import PatentClassifier
 
-from testing_utils import HIDDEN, REPO_ROOT, SINGLE_THREAD, save_tiny_checkpoint, short_records, write_jsonl
+from testing_utils import (
+    HIDDEN,
+    REPO_ROOT,
+    SINGLE_THREAD,
+    run_isolated_script,
+    save_tiny_checkpoint,
+    short_records,
+    write_jsonl,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # torch on one thread in every test: outputs compare exactly
 TEXTS = ["valve rotor housing sensor", "antenna blade " * 40, "seed", "pump coil frame wafer layer"]
@@ -99,16 +107,9 @@ REMOTE_BODY = """
 
 def test_feature_extraction_with_remote_code_and_no_package(checkpoint, tmp_path, script_without_package):
     (tmp_path / "extract.py").write_text(script_without_package(REMOTE_BODY))
-    environment = {key: value for key, value in SINGLE_THREAD.items() if key != "PYTHONPATH"}
-    environment["HF_MODULES_CACHE"] = str(tmp_path / "modules")
     texts = TEXTS[:2]
-    clean = subprocess.run(
-        [sys.executable, "-I", str(tmp_path / "extract.py"), str(checkpoint), json.dumps(texts)],
-        cwd=tmp_path,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    clean = run_isolated_script(
+        tmp_path / "extract.py", checkpoint, json.dumps(texts), cwd=tmp_path, environment=SINGLE_THREAD
     )
     assert clean.returncode == 0, clean.stderr[-3000:]
     remote = json.loads(clean.stdout.strip().splitlines()[-1])

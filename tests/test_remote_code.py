@@ -2,14 +2,14 @@
 
 import ast
 import json
-import os
 import shutil
-import subprocess
 import sys
 
 import torch
 
 from modernpatent_hf import ModernBertForHierarchicalPatentClassification, ModernBertPatentConfig
+
+from testing_utils import run_isolated_script
 
 REMOTE_FILES = ("configuration_modernpatent.py", "modeling_modernpatent.py", "losses.py")
 CODES = ["A01B", "A01C", "B65D", "H01L", "H04W"]
@@ -113,22 +113,8 @@ def test_checkpoint_loads_with_trust_remote_code_without_the_package(tmp_path, s
         json.dumps({"input_ids": input_ids.tolist(), "attention_mask": attention_mask.tolist()})
     )
     (tmp_path / "loader.py").write_text(script_without_package(LOADER_BODY))
-    environment = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
-    environment.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_MODULES_CACHE=str(tmp_path / "modules"))
-    completed = subprocess.run(
-        [
-            sys.executable,
-            "-I",
-            str(tmp_path / "loader.py"),
-            str(checkpoint),
-            str(tmp_path / "inputs.json"),
-            str(tmp_path / "result.json"),
-        ],
-        cwd=tmp_path,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    completed = run_isolated_script(
+        tmp_path / "loader.py", checkpoint, tmp_path / "inputs.json", tmp_path / "result.json", cwd=tmp_path
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
     result = json.loads((tmp_path / "result.json").read_text())

@@ -16,7 +16,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, Bert
 from modernpatent_hf import ModernBertForHierarchicalPatentClassification, PatentClassifier
 from modernpatent_hf.stock_format import BERT_NOT_STOCK, convert_checkpoint
 
-from testing_utils import REPO_ROOT, save_tiny_checkpoint, tiny_finetune_args, write_older_format
+from testing_utils import REPO_ROOT, run_isolated_script, save_tiny_checkpoint, tiny_finetune_args, write_older_format
 
 TEXTS = ["a seed drill with a soil opener and a press wheel", "a semiconductor wafer with a gate oxide", "valve"]
 
@@ -94,16 +94,7 @@ def test_recipe_checkpoint_is_a_stock_modernbert_classifier_and_ours_with_remote
         "ModernBertForHierarchicalPatentClassification"
     )
     (tmp_path / "reader.py").write_text(script_without_package(STOCK_READER))
-    environment = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
-    environment.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_MODULES_CACHE=str(tmp_path / "modules"))
-    completed = subprocess.run(
-        [sys.executable, "-I", "reader.py", str(recipe_checkpoint), json.dumps(TEXTS), "result.json"],
-        cwd=tmp_path,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    completed = run_isolated_script("reader.py", recipe_checkpoint, json.dumps(TEXTS), "result.json", cwd=tmp_path)
     assert completed.returncode == 0, completed.stderr[-3000:]
     result = json.loads((tmp_path / "result.json").read_text())
     assert result["package_modules"] == []

@@ -211,6 +211,23 @@ SIX_CODES = ("A01C", "B60K", "F16H", "G06F", "H01L", "H04W")
 SIX_CODE_TEXTS = [f"A seed drill {i} for seeds and a gearbox {i} for vehicles" for i in range(20)]
 
 
+# Twenty small labelled JSON Lines rows over two codes (A01C, B60K): inputs of the output-safety tests.
+SEED_DRILL_RECORDS = [
+    {
+        "id": f"US{i}",
+        "title": f"A seed drill {i}",
+        "abstract": "A drill for seeds.",
+        "cpc": ["A01C" if i % 2 else "B60K"],
+    }
+    for i in range(20)
+]
+
+
+def tree_snapshot(directory):
+    """``{relative path: bytes}`` of every file under ``directory``: compare before and after a command."""
+    return {path.relative_to(directory): path.read_bytes() for path in sorted(directory.rglob("*")) if path.is_file()}
+
+
 def write_older_format(source, destination):
     """``source`` rewritten as this package saved checkpoints before the stock format (model_type "modernpatent",
     our class names in architectures and auto_map)."""
@@ -381,6 +398,22 @@ class RefusePackage:
 
 sys.meta_path.insert(0, RefusePackage)
 """
+
+
+def run_isolated_script(script, *arguments, cwd, environment=None, timeout=300):
+    """Run ``script`` with ``python -I`` (no PYTHONPATH, no user site) in ``cwd``, the Hub offline and remote code
+    cached under ``cwd/modules``; ``environment`` (default this process's) is the rest of its environment. Returns the
+    completed process (text output)."""
+    environment = {key: value for key, value in (environment or os.environ).items() if key != "PYTHONPATH"}
+    environment.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_MODULES_CACHE=str(Path(cwd) / "modules"))
+    return subprocess.run(
+        [sys.executable, "-I", str(script), *map(str, arguments)],
+        cwd=cwd,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def script_without_package(body):

@@ -18,38 +18,24 @@ from modernpatent_hf.io_utils import OUTPUT_MARKER, owned_output_dir, read_outpu
 from modernpatent_hf.predict_file import predict_file
 from modernpatent_hf.predictor import PatentClassifier
 
-from testing_utils import SIX_CODES, write_jsonl
-
-RECORDS = [
-    {
-        "id": f"US{i}",
-        "title": f"A seed drill {i}",
-        "abstract": "A drill for seeds.",
-        "cpc": ["A01C" if i % 2 else "B60K"],
-    }
-    for i in range(20)
-]
-
-
-def snapshot(directory):
-    return {path.relative_to(directory): path.read_bytes() for path in sorted(directory.rglob("*")) if path.is_file()}
+from testing_utils import SEED_DRILL_RECORDS, SIX_CODES, tree_snapshot, write_jsonl
 
 
 def test_prepare_refuses_an_output_directory_holding_other_files(tmp_path, one_line_refusal):
-    source = write_jsonl(tmp_path / "a.jsonl", RECORDS)
+    source = write_jsonl(tmp_path / "a.jsonl", SEED_DRILL_RECORDS)
     out = tmp_path / "d"
     out.mkdir()
     (out / "thesis.txt").write_text("four years of work")
     line = one_line_refusal(["prepare", str(source), "--out", str(out)])
     assert "did not write" in line and "nothing was changed" in line
-    assert snapshot(out) == {(out / "thesis.txt").relative_to(out): b"four years of work"}
+    assert tree_snapshot(out) == {(out / "thesis.txt").relative_to(out): b"four years of work"}
     # Its own earlier output is replaced only with --overwrite, and never once another file was put there.
     fresh = tmp_path / "fresh"
     arguments = ["prepare", str(source), "--out", str(fresh), "--validation-fraction", "0"]
     assert main(arguments) == 0
-    before = snapshot(fresh)
+    before = tree_snapshot(fresh)
     assert "--overwrite" in one_line_refusal(arguments)
-    assert snapshot(fresh) == before
+    assert tree_snapshot(fresh) == before
     assert main([*arguments, "--overwrite"]) == 0
     (fresh / "notes.txt").write_text("mine")
     line = one_line_refusal([*arguments, "--overwrite"])
@@ -59,36 +45,36 @@ def test_prepare_refuses_an_output_directory_holding_other_files(tmp_path, one_l
 @pytest.mark.parametrize("layout", ["output is the input", "input inside the output"])
 def test_prepare_never_writes_over_or_around_its_input(tmp_path, one_line_refusal, layout):
     if layout == "output is the input":
-        source = write_jsonl(tmp_path / "x.jsonl", RECORDS)
+        source = write_jsonl(tmp_path / "x.jsonl", SEED_DRILL_RECORDS)
         out = source
     else:
         (tmp_path / "d").mkdir()
-        source = write_jsonl(tmp_path / "d" / "raw.jsonl", RECORDS)
+        source = write_jsonl(tmp_path / "d" / "raw.jsonl", SEED_DRILL_RECORDS)
         (tmp_path / "d" / "neighbour.txt").write_text("keep me")
         out = tmp_path / "d"
-    before = snapshot(tmp_path)
+    before = tree_snapshot(tmp_path)
     line = one_line_refusal(["prepare", str(source), "--out", str(out)])
     assert "input" in line and "nothing was changed" in line
-    assert snapshot(tmp_path) == before
+    assert tree_snapshot(tmp_path) == before
 
 
 @pytest.mark.parametrize("target", ["model weights", "inside the model directory", "the input itself", "a directory"])
 def test_predict_refuses_an_output_that_would_replace_the_model_or_an_input(
     tmp_path, one_line_refusal, tiny_checkpoint, target
 ):
-    source = write_jsonl(tmp_path / "in.jsonl", RECORDS)
+    source = write_jsonl(tmp_path / "in.jsonl", SEED_DRILL_RECORDS)
     output = {
         "model weights": tiny_checkpoint / "model.safetensors",
         "inside the model directory": tiny_checkpoint / "predictions.jsonl",
         "the input itself": source,
         "a directory": tmp_path,
     }[target]
-    before = snapshot(tmp_path)
+    before = tree_snapshot(tmp_path)
     line = one_line_refusal(
         ["predict", "--model", str(tiny_checkpoint), "--input", str(source), "--output", str(output)]
     )
     assert "--output" in line
-    assert snapshot(tmp_path) == before
+    assert tree_snapshot(tmp_path) == before
 
 
 @pytest.fixture
@@ -128,26 +114,26 @@ def test_every_directory_command_writes_only_a_new_empty_or_own_directory(
     arguments = command_arguments(command, out, corpus, tiny_checkpoint)
     for extra in ([], ["--overwrite"]):
         assert "did not write" in one_line_refusal([*arguments, *extra])
-        assert snapshot(out) == {(out / "thesis.txt").relative_to(out): b"four years of work"}
+        assert tree_snapshot(out) == {(out / "thesis.txt").relative_to(out): b"four years of work"}
 
     fresh = tmp_path / "fresh"
     arguments = command_arguments(command, fresh, corpus, tiny_checkpoint)
     assert main(arguments) == 0
     assert read_output_marker(fresh)["command"] == command
-    before = snapshot(fresh)
+    before = tree_snapshot(fresh)
     assert "--overwrite" in one_line_refusal(arguments)
-    assert snapshot(fresh) == before
+    assert tree_snapshot(fresh) == before
     assert main([*arguments, "--overwrite"]) == 0
-    assert set(snapshot(fresh)) == set(before)
+    assert set(tree_snapshot(fresh)) == set(before)
     (fresh / "notes.txt").write_text("mine")
     assert "notes.txt" in one_line_refusal([*arguments, "--overwrite"])
     assert (fresh / "notes.txt").read_text() == "mine"
 
     if command != "synth":  # an --out inside an input (the corpus, the model) is refused
         inside = (tiny_checkpoint if command == "export-onnx" else corpus) / "out"
-        before = snapshot(tmp_path)
+        before = tree_snapshot(tmp_path)
         assert "input" in one_line_refusal(command_arguments(command, inside, corpus, tiny_checkpoint))
-        assert snapshot(tmp_path) == before
+        assert tree_snapshot(tmp_path) == before
 
 
 def test_overwrite_leaves_no_file_of_the_earlier_output_and_a_stopped_run_leaves_it_whole(tmp_path):
@@ -165,11 +151,11 @@ def test_overwrite_leaves_no_file_of_the_earlier_output_and_a_stopped_run_leaves
     with owned_output_dir(out, "report", overwrite=True) as directory:
         open(os.path.join(directory, "a.txt"), "w").close()
     assert sorted(os.listdir(out)) == [OUTPUT_MARKER, "a.txt"]  # b.png of the earlier options is gone
-    before = snapshot(out)
+    before = tree_snapshot(out)
     with pytest.raises(KeyboardInterrupt), owned_output_dir(out, "report", overwrite=True) as directory:
         open(os.path.join(directory, "half.txt"), "w").close()
         raise KeyboardInterrupt
-    assert snapshot(out) == before and sorted(os.listdir(tmp_path)) == ["out"]  # no scratch left either
+    assert tree_snapshot(out) == before and sorted(os.listdir(tmp_path)) == ["out"]  # no scratch left either
 
 
 def interrupt_after_first_chunk(classifier, monkeypatch):
@@ -191,7 +177,7 @@ def interrupt_after_first_chunk(classifier, monkeypatch):
 )
 def test_a_resumed_predict_never_mixes_rows_of_other_settings(tmp_path, monkeypatch, tiny_checkpoint, change):
     """Issue 16 case 5: every option that changes a row is in the resume fingerprint; only the same command resumes."""
-    source = write_jsonl(tmp_path / "in.jsonl", RECORDS)
+    source = write_jsonl(tmp_path / "in.jsonl", SEED_DRILL_RECORDS)
     output = tmp_path / "pred.jsonl"
     first = PatentClassifier.from_pretrained(str(tiny_checkpoint), device="cpu")
     interrupt_after_first_chunk(first, monkeypatch)
@@ -221,23 +207,25 @@ def test_a_resumed_predict_never_mixes_rows_of_other_settings(tmp_path, monkeypa
     expected = predict_file(second, source, tmp_path / "reference.jsonl", chunk_size=5, progress=False, **options)
     assert output.read_text() == (tmp_path / "reference.jsonl").read_text() and summary["rows"] == expected[
         "rows"
-    ] == len(RECORDS)
+    ] == len(SEED_DRILL_RECORDS)
     assert summary["resumed_after_rows"] == (5 if change == "nothing (control)" else 0)
 
 
 def test_a_run_rebuilds_its_prepared_data_when_the_source_or_split_settings_change(tmp_path):
     """Issue 16 case 6: OUTPUT_DIR/data is keyed by source and split settings, never silently reused."""
-    first = write_jsonl(tmp_path / "first.jsonl", RECORDS)
-    second = write_jsonl(tmp_path / "second.jsonl", [{**row, "id": row["id"].replace("US", "EP")} for row in RECORDS])
+    first = write_jsonl(tmp_path / "first.jsonl", SEED_DRILL_RECORDS)
+    second = write_jsonl(
+        tmp_path / "second.jsonl", [{**row, "id": row["id"].replace("US", "EP")} for row in SEED_DRILL_RECORDS]
+    )
     work = tmp_path / "run"
 
     def train_ids(**settings):
         splits, _ = load_patent_splits(DataArguments(**{"validation_fraction": 0.0, **settings}), str(work))
         return set(splits["train"]["id"]) | set(splits["validation"]["id"])
 
-    assert train_ids(dataset_name_or_path=str(first)) == {row["id"] for row in RECORDS}
+    assert train_ids(dataset_name_or_path=str(first)) == {row["id"] for row in SEED_DRILL_RECORDS}
     stamp = (work / "data" / "README.md").stat().st_mtime_ns
-    assert train_ids(dataset_name_or_path=str(first)) == {row["id"] for row in RECORDS}
+    assert train_ids(dataset_name_or_path=str(first)) == {row["id"] for row in SEED_DRILL_RECORDS}
     assert (work / "data" / "README.md").stat().st_mtime_ns == stamp, "the same source and settings reuse the data"
     assert all(row_id.startswith("EP") for row_id in train_ids(dataset_name_or_path=str(second)))
     splits, _ = load_patent_splits(

@@ -16,21 +16,7 @@ import pytest
 from modernpatent_hf.cli import main
 from modernpatent_hf.io_utils import OUTPUT_MARKER, owned_output_dir, read_output_marker
 
-from testing_utils import REPO_ROOT, read_jsonl, write_jsonl
-
-RECORDS = [
-    {
-        "id": f"US{i}",
-        "title": f"A seed drill {i}",
-        "abstract": "A drill for seeds.",
-        "cpc": ["A01C" if i % 2 else "B60K"],
-    }
-    for i in range(20)
-]
-
-
-def snapshot(directory):
-    return {path.relative_to(directory): path.read_bytes() for path in sorted(directory.rglob("*")) if path.is_file()}
+from testing_utils import REPO_ROOT, SEED_DRILL_RECORDS, read_jsonl, tree_snapshot, write_jsonl
 
 
 def predict_arguments(checkpoint, source, output, *extra):
@@ -46,7 +32,7 @@ def embed_arguments(checkpoint, source, output, *extra):
 def test_predict_and_embed_refuse_an_existing_output_file_unless_overwrite(
     tmp_path, one_line_refusal, tiny_checkpoint, command
 ):
-    source = write_jsonl(tmp_path / "in.jsonl", RECORDS)
+    source = write_jsonl(tmp_path / "in.jsonl", SEED_DRILL_RECORDS)
     output = tmp_path / ("e.jsonl" if command == "predict" else "x.npy")
     output.write_text("mine")
     arguments = (predict_arguments if command == "predict" else embed_arguments)(tiny_checkpoint, source, output)
@@ -87,11 +73,11 @@ def test_a_file_put_into_the_output_while_the_command_runs_is_never_deleted(tmp_
     """prepare (a directory renamed into place) and owned_output_dir (files moved into place) alike."""
     import modernpatent_hf.data.prepare as prepare_module
 
-    source = write_jsonl(tmp_path / "a.jsonl", RECORDS)
+    source = write_jsonl(tmp_path / "a.jsonl", SEED_DRILL_RECORDS)
     out = tmp_path / "prepared"
     arguments = ["prepare", source, "--out", out, "--validation-fraction", "0"]
     assert main([str(argument) for argument in arguments]) == 0
-    before = snapshot(out)
+    before = tree_snapshot(out)
     write = prepare_module.write_dataset_dir
 
     def write_after_the_user(*args, **kwargs):
@@ -100,7 +86,7 @@ def test_a_file_put_into_the_output_while_the_command_runs_is_never_deleted(tmp_
 
     monkeypatch.setattr(prepare_module, "write_dataset_dir", write_after_the_user)
     assert "notes.txt" in one_line_refusal([*arguments, "--overwrite"])
-    assert snapshot(out) == {**before, (out / "notes.txt").relative_to(out): b"mine"}  # the earlier output whole
+    assert tree_snapshot(out) == {**before, (out / "notes.txt").relative_to(out): b"mine"}  # the earlier output whole
 
     report = tmp_path / "report"
     with owned_output_dir(report, "report") as directory:
@@ -136,7 +122,7 @@ def hold_lock(path, command):
 def test_a_second_run_on_a_locked_output_is_refused_and_a_killed_holder_blocks_nothing(
     tmp_path, one_line_refusal, tiny_checkpoint, command
 ):
-    source = write_jsonl(tmp_path / "in.jsonl", RECORDS)
+    source = write_jsonl(tmp_path / "in.jsonl", SEED_DRILL_RECORDS)
     if command == "predict":
         output = tmp_path / "pred.jsonl"
         arguments = predict_arguments(tiny_checkpoint, source, output)
@@ -155,7 +141,7 @@ def test_a_second_run_on_a_locked_output_is_refused_and_a_killed_holder_blocks_n
     assert main([str(argument) for argument in arguments]) == 0  # the stale lock does not block the rerun
     assert sorted(os.listdir(tmp_path)) == sorted(["in.jsonl", "model", output.name])  # its lock file is gone
     if command == "predict":
-        assert [row["id"] for row in read_jsonl(output)] == [record["id"] for record in RECORDS]
+        assert [row["id"] for row in read_jsonl(output)] == [record["id"] for record in SEED_DRILL_RECORDS]
 
 
 # ------------------------------------------------------------------------------ 6. Unicode ids and codes
@@ -203,7 +189,7 @@ def test_a_code_with_a_character_outside_ascii_is_invalid_never_mapped(tmp_path,
 def test_a_fifo_as_output_is_refused_in_one_line_and_stays_a_fifo(
     tmp_path, one_line_refusal, tiny_checkpoint, command
 ):
-    source = write_jsonl(tmp_path / "in.jsonl", RECORDS)
+    source = write_jsonl(tmp_path / "in.jsonl", SEED_DRILL_RECORDS)
     fifo = tmp_path / ("out.npy" if command == "embed" else "out")
     os.mkfifo(fifo)
     arguments = {
@@ -218,7 +204,7 @@ def test_a_fifo_as_output_is_refused_in_one_line_and_stays_a_fifo(
 
 
 def test_a_device_as_output_is_refused(tmp_path, one_line_refusal, tiny_checkpoint):
-    source = write_jsonl(tmp_path / "in.jsonl", RECORDS)
+    source = write_jsonl(tmp_path / "in.jsonl", SEED_DRILL_RECORDS)
     device = tmp_path / "null"  # a node of its own: a wrong run never touches the system's /dev/null
     try:
         os.mknod(device, stat.S_IFCHR | 0o666, os.makedev(1, 3))
