@@ -255,6 +255,17 @@ def format_comparison(comparison: Dict[str, Dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
+def attach_index(
+    classifier: PatentClassifier, index: Union[str, os.PathLike, EvidenceIndex], fuse: Optional[bool] = None
+) -> PatentClassifier:
+    """Give ``classifier.predict(..., evidence=K)`` the nearest labelled patents of ``index`` (``modernpatent index``;
+    a path or an :class:`~modernpatent_hf.evidence_index.EvidenceIndex`). ``fuse``: score codes with the fused score
+    of the checkpoint's tuned kNN settings (``knn_scores.json``); default :data:`FUSE_BY_DEFAULT`. Returns the
+    classifier."""
+    classifier.evidence = EvidenceScorer(classifier, index, fuse=fuse)
+    return classifier
+
+
 class EvidenceScorer:
     """A classifier's predictions with the evidence of an index of labelled patents, and, when asked (``fuse``) and
     the checkpoint has tuned kNN settings (``classifier.knn_scoring``), scored by the fused score.

@@ -217,7 +217,7 @@ def predict_file(
     check_top_k(top_k, threshold)
     if evidence:
         if classifier.evidence is None:
-            raise ValueError("evidence needs an index of labelled patents: pass --index (attach_index)")
+            raise ValueError("evidence needs an index of labelled patents: pass --index (evidence.attach_index)")
         classifier.evidence.cuts(threshold)  # "auto" without tuned thresholds fails before any input is read
 
         def compute(prepared: _PreparedChunk) -> List[dict]:

@@ -160,7 +160,7 @@ class PatentClassifier:
         # What the weights compute in ("float32", "bfloat16", "int8"): resumed prediction files must not mix them.
         self.precision = precision or str(next(model.parameters()).dtype).removeprefix("torch.")
         self.truncated_count = 0
-        # An index's evidence (attach_index) and the tuned kNN settings of the checkpoint (knn_scores.json).
+        # An index's evidence (evidence.attach_index) and the tuned kNN settings of the checkpoint (knn_scores.json).
         self.evidence = None
         self.knn_scoring = None
         # The characters of a text the tokenizer reads at first (see encode_counting_truncations).
@@ -226,8 +226,6 @@ class PatentClassifier:
         titles: Union[str, os.PathLike, Mapping[str, str], None] = None,
         allow_pickle: bool = False,
         packing: Optional[bool] = None,
-        index: Union[str, os.PathLike, None] = None,
-        fuse: Optional[bool] = None,
     ) -> "PatentClassifier":
         """Load a checkpoint saved by this package (or any sequence classifier whose labels are CPC codes).
 
@@ -304,19 +302,7 @@ class PatentClassifier:
         )
         # How the vote of an index's neighbours fuses with the probabilities (tuned at training time), if it was.
         classifier.knn_scoring = load_knn_scoring(os.path.dirname(knn_file)) if knn_file else None
-        if index is not None:
-            classifier.attach_index(index, fuse=fuse)
         return classifier
-
-    def attach_index(self, index, fuse: Optional[bool] = None) -> None:
-        """Give :meth:`predict` (``evidence=K``) the nearest labelled patents of an index (``modernpatent index``;
-        a path or an :class:`~modernpatent_hf.evidence_index.EvidenceIndex`). ``fuse``: score codes with the fused
-        score of the checkpoint's tuned kNN settings (``knn_scores.json``); default
-        :data:`~modernpatent_hf.evidence.FUSE_BY_DEFAULT` when the checkpoint has them. Needs the ``evidence``
-        extra (faiss)."""
-        from .evidence import EvidenceScorer  # faiss: an optional extra, imported when asked for
-
-        self.evidence = EvidenceScorer(self, index, fuse=fuse)
 
     # ----------------------------------------------------------------- tokens
     def encode(self, texts: Sequence[str]) -> List[List[int]]:
@@ -479,7 +465,7 @@ class PatentClassifier:
         without a prediction (its low score says how unsure it is). ``threshold="auto"`` uses the per-label
         thresholds tuned on validation at training time (the checkpoint's ``thresholds.json``).
 
-        ``evidence=K`` (an index attached, :meth:`attach_index`): one row per text instead,
+        ``evidence=K`` (an index attached, :func:`modernpatent_hf.evidence.attach_index`): one row per text instead,
         ``{"predictions": [...], "neighbours": [{"id", "similarity", "codes"}, ...]}`` with its K nearest labelled
         patents, each prediction naming the neighbours that carry its code (``"evidence"``); see
         :class:`~modernpatent_hf.evidence.EvidenceScorer`. ``ids`` (the texts' own ids) keep a patent out of its
@@ -488,7 +474,9 @@ class PatentClassifier:
         check_top_k(top_k, threshold)
         if evidence:
             if self.evidence is None:
-                raise ValueError("evidence needs an index of labelled patents: attach_index(path) or index=path")
+                raise ValueError(
+                    "evidence needs an index of labelled patents: modernpatent_hf.evidence.attach_index(classifier, path)"
+                )
             texts = list(texts)
             return self.evidence.rows_from_ids(self.encode(texts), texts, ids, top_k, threshold, evidence)
         self.label_thresholds(threshold)

@@ -8,7 +8,7 @@ import pytest
 from transformers import ModernBertConfig
 
 from modernpatent_hf.data.leakage import duplicate_keys
-from modernpatent_hf.evidence import LabelledTexts, SplitScores, TunedEvidence, compare_scorers
+from modernpatent_hf.evidence import LabelledTexts, SplitScores, TunedEvidence, attach_index, compare_scorers
 from modernpatent_hf.evidence_index import EvidenceIndex, index_batches, write_index
 from modernpatent_hf.knn_scores import KNN_SCORES_FILE, KnnScoring, load_knn_scoring
 from modernpatent_hf.metrics import compute_multilabel_metrics
@@ -50,7 +50,7 @@ def index(checkpoint, corpus, tmp_path_factory):
 
 
 def test_evidence_rows_name_the_nearest_labelled_patents_and_never_the_patent_or_its_copy(checkpoint, corpus, index):
-    classifier = PatentClassifier.from_pretrained(checkpoint, index=index)
+    classifier = attach_index(PatentClassifier.from_pretrained(checkpoint), index)
     texts, ids = texts_of(corpus), [row["id"] for row in corpus]
     rows = classifier.predict(texts[:6], top_k=3, evidence=4, ids=ids[:6])
     vectors = classifier.embed(texts)
@@ -81,7 +81,7 @@ def test_evidence_rows_name_the_nearest_labelled_patents_and_never_the_patent_or
 def test_fused_scores_equal_the_formula(checkpoint, corpus, index):
     classifier = PatentClassifier.from_pretrained(checkpoint)
     classifier.knn_scoring = KnnScoring(neighbours=5, power=2.0, weight=0.7, threshold=0.2)
-    classifier.attach_index(index, fuse=True)
+    attach_index(classifier, index, fuse=True)
     texts, ids = texts_of(corpus)[:5], [row["id"] for row in corpus][:5]
     rows = classifier.predict(texts, top_k=4, evidence=5, ids=ids)
     probabilities = 1 / (1 + np.exp(-classifier.logits(texts).astype(np.float64)))
@@ -107,7 +107,7 @@ def test_fuse_without_tuned_settings_and_evidence_without_an_index_are_one_line_
     with pytest.raises(ValueError, match="evidence needs an index"):
         classifier.predict(["a seed drill"], evidence=3)
     with pytest.raises(ValueError, match="knn_scores.json"):
-        classifier.attach_index(index, fuse=True)
+        attach_index(classifier, index, fuse=True)
 
 
 def test_predict_command_writes_evidence_rows(checkpoint, corpus, index, tmp_path, run_cli):

@@ -111,7 +111,7 @@ class ClassifierRunArguments:
         patents attached, given one)."""
         from ..predictor import PatentClassifier
 
-        return PatentClassifier.from_pretrained(
+        classifier = PatentClassifier.from_pretrained(
             self.model,
             device=self.device,
             dtype=self.dtype,
@@ -123,9 +123,12 @@ class ClassifierRunArguments:
             max_batch_size=self.batch_size,
             titles=titles,
             allow_pickle=self.allow_pickle,
-            index=index,
-            fuse=fuse,
         )
+        if index is not None:
+            from ..evidence import attach_index  # faiss: the evidence extra, imported when an index is given
+
+            attach_index(classifier, index, fuse=fuse)
+        return classifier
 
     def run_over_file(
         self,
