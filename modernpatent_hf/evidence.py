@@ -140,26 +140,22 @@ def tune_on_validation(validation: SplitScores, progress: bool = True) -> TunedE
 def patent_metrics(scores: np.ndarray, references: np.ndarray, threshold: float) -> Dict[str, np.ndarray]:
     """Per test patent, what the figures average: ``hit`` (the top code is right), ``recall`` (hit / its number of
     codes; NaN for a patent without codes, left out of R@1 as in the metrics); and the set decisions [N, L] at
-    ``threshold`` (the best code always kept) for macro F1."""
+    ``threshold`` (``scores >= threshold``, as the metrics decide) for macro F1."""
     top = np.argmax(scores, axis=1)
     hit = references[np.arange(len(top)), top].astype(np.float64)
     positives = references.sum(axis=1)
     recall = np.where(positives > 0, hit / np.maximum(positives, 1), np.nan)
-    decided = scores >= threshold
-    decided[np.arange(len(top)), top] = True
-    return {"hit": hit, "recall": recall, "decided": decided}
+    return {"hit": hit, "recall": recall, "decided": scores >= threshold}
 
 
 def macro_f1_of(decided: np.ndarray, references: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """Macro F1 over the labels with a positive patent, for each row of patent ``weights`` [B, N] (a bootstrap
-    resample's counts; one row of ones is the split itself)."""
+    """Macro F1 over all labels (0 for a label without true or predicted patents, as the metrics count it), for each
+    row of patent ``weights`` [B, N] (a bootstrap resample's counts; one row of ones is the split itself)."""
     true_positive = weights @ (decided & references)
     false_positive = weights @ (decided & ~references)
     false_negative = weights @ (~decided & references)
-    present = (true_positive + false_negative) > 0
     denominator = 2 * true_positive + false_positive + false_negative
-    f1 = np.where(denominator > 0, 2 * true_positive / np.maximum(denominator, 1), 0.0)
-    return np.where(present, f1, 0.0).sum(axis=1) / np.maximum(present.sum(axis=1), 1)
+    return np.where(denominator > 0, 2 * true_positive / np.maximum(denominator, 1e-12), 0.0).mean(axis=1)
 
 
 def compare_scorers(
