@@ -152,5 +152,9 @@ def check_checkpoint_files(model_name_or_path: Union[str, os.PathLike]) -> None:
             config = json.load(handle)
     except (UnicodeDecodeError, ValueError):
         return  # not JSON: AutoConfig's own one-line error follows
+    try:
+        shapes = local_weight_shapes(path)
+    except OSError:  # a damaged weights file: the loading that follows says so, naming the file
+        shapes = None
     if isinstance(config, dict):
-        check_config_against_weights(config, local_weight_shapes(path), path)
+        check_config_against_weights(config, shapes, path)

@@ -11,6 +11,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from modernpatent_hf import CpcLabelSpace
 from modernpatent_hf.configs import PatentTrainingArguments
 from modernpatent_hf.data.records import load_dataset_dir
+from modernpatent_hf.model_factory import load_pretrained_weights
 from modernpatent_hf.trainer import PatentTrainer
 from modernpatent_hf.training_data import tokenize_patent_dataset
 
@@ -20,7 +21,8 @@ tokenizer = AutoTokenizer.from_pretrained(checkpoint)
 test, _ = tokenize_patent_dataset(load_dataset_dir(data_dir)["test"], tokenizer, label_space, max_length=64)
 args = PatentTrainingArguments(output_dir=output_dir, per_device_eval_batch_size=4, report_to="none")
 trainer = PatentTrainer(
-    model=AutoModelForSequenceClassification.from_pretrained(checkpoint),
+    # As the package loads a checkpoint: our class (its loss), not the stock classifier plain Auto gives.
+    model=load_pretrained_weights(AutoModelForSequenceClassification, checkpoint),
     args=args,
     label_space=label_space,
     processing_class=tokenizer,
