@@ -200,7 +200,7 @@ class PredictArguments:
         default=None,
         metadata={
             "help": "with --index and --evidence: score codes by the fused score of the checkpoint's tuned kNN "
-            "settings (knn_scores.json): w * probability + (1 - w) * neighbour vote (default: docs/prediction.md)"
+            "settings (knn_scores.json): w * probability + (1 - w) * neighbour vote (default: on when it has them)"
         },
     )
 
