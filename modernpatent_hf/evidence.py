@@ -18,11 +18,12 @@ import dataclasses
 import os
 import tempfile
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, Iterator, List, Optional, Sequence, Union
 
 import numpy as np
+import pyarrow as pa
 
-from .evidence_index import EvidenceIndex, index_batches, supporting_neighbours, write_index
+from .evidence_index import BATCH_ROWS, EvidenceIndex, index_batches, supporting_neighbours, write_index
 from .knn_scores import NEIGHBOUR_GRID, KnnScoring, fused_scores, knn_vote, tune_knn_scoring
 from .predictor import PatentClassifier, top_labels
 from .thresholds import tune_thresholds
@@ -34,6 +35,9 @@ FUSE_BY_DEFAULT = True
 TUNING_NEIGHBOURS = max(NEIGHBOUR_GRID)
 # The figures compared between scorers (compute_multilabel_metrics names).
 COMPARED_METRICS = ("precision@1", "f1@1", "macro_f1")
+# Rows of a prediction scored with their neighbours at a time: the neighbours' codes over the label space take
+# rows x K x labels bytes (10,000 x 30 x 665 = 200 MB for a whole chunk; 20 MB for 1,000 rows).
+EVIDENCE_BATCH_ROWS = 1000
 BOOTSTRAP_SAMPLES = 1000
 BOOTSTRAP_SEED = 0
 
@@ -80,9 +84,16 @@ class SplitScores:
 def build_index_of(
     classifier: PatentClassifier, rows: LabelledTexts, out_dir: str, kind: str = "flat", progress: bool = True
 ) -> EvidenceIndex:
-    """Embed ``rows`` with ``classifier`` and write them as an index into ``out_dir`` (new or empty); loaded."""
-    vectors = classifier.embed(rows.texts)
-    write_index(index_batches(rows.ids, rows.codes, vectors, rows.texts), out_dir, kind=kind, progress=progress)
+    """Embed ``rows`` with ``classifier`` and write them as an index into ``out_dir`` (new or empty); loaded.
+    The rows are embedded and written a batch at a time: memory holds one batch's tokens and vectors."""
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        for start in range(0, len(rows.ids), BATCH_ROWS):
+            part = slice(start, start + BATCH_ROWS)
+            texts = rows.texts[part]
+            yield from index_batches(rows.ids[part], rows.codes[part], classifier.embed(texts), texts)
+
+    write_index(batches(), out_dir, kind=kind, progress=progress)
     return EvidenceIndex.load(out_dir)
 
 
@@ -92,8 +103,9 @@ def neighbour_scores(
     """The classifier's probabilities and the ``neighbours`` nearest labelled patents of every row (never the
     patent itself or a near duplicate of its text)."""
     codes = classifier.label_space.codes
-    logits = classifier.logits(rows.texts).astype(np.float64)
-    found = index.search(classifier.embed(rows.texts), neighbours, exclude_ids=rows.ids, exclude_texts=rows.texts)
+    logits, vectors = classifier.logits_and_embeddings_from_ids(classifier.encode(rows.texts))
+    logits = logits.astype(np.float64)
+    found = index.search(vectors, neighbours, exclude_ids=rows.ids, exclude_texts=rows.texts)
     return SplitScores(
         probabilities=(1.0 / (1.0 + np.exp(-logits))).astype(np.float32),
         similarities=found.similarities,
@@ -316,11 +328,38 @@ class EvidenceScorer:
         if evidence < 1:
             raise ValueError(f"evidence must be at least 1 neighbour, got {evidence}")
         cuts = self.cuts(threshold)
+        logits, vectors = self.classifier.logits_and_embeddings_from_ids(input_ids)
+        probabilities = (1.0 / (1.0 + np.exp(-logits.astype(np.float64)))).astype(np.float32)
+        rows: List[dict] = []
+        # The neighbours' codes over the label space ([rows, K, labels]) are built a slice of rows at a time.
+        for start in range(0, len(input_ids), EVIDENCE_BATCH_ROWS):
+            part = slice(start, start + EVIDENCE_BATCH_ROWS)
+            rows.extend(
+                self._rows(
+                    probabilities[part],
+                    vectors[part],
+                    None if texts is None else texts[part],
+                    None if ids is None else ids[part],
+                    top_k,
+                    cuts,
+                    evidence,
+                )
+            )
+        return rows
+
+    def _rows(
+        self,
+        probabilities: np.ndarray,
+        vectors: np.ndarray,
+        texts: Optional[Sequence[str]],
+        ids: Optional[Sequence[str]],
+        top_k: int,
+        cuts: Optional[np.ndarray],
+        evidence: int,
+    ) -> List[dict]:
         classifier, scoring = self.classifier, self.classifier.knn_scoring
-        logits = classifier.logits_from_ids(input_ids).astype(np.float64)
-        probabilities = (1.0 / (1.0 + np.exp(-logits))).astype(np.float32)
         searched = max(evidence, scoring.neighbours if self.fuse else 0)
-        found = self.index.search(classifier.embed_from_ids(input_ids), searched, exclude_ids=ids, exclude_texts=texts)
+        found = self.index.search(vectors, searched, exclude_ids=ids, exclude_texts=texts)
         neighbours = self.index.evidence(found)
         scores, votes = probabilities, None
         if self.fuse:

@@ -92,7 +92,10 @@ def knn_vote(
     # 0 ** 0 is 1 in numpy: with p = 0 a neighbour of similarity 0 (or a missing one) would still vote.
     weights[similarities[:, :count] <= 0] = 0.0
     totals = weights.sum(axis=1, keepdims=True)
-    votes = np.einsum("nk,nkl->nl", weights, labels[:, :count].astype(np.float32, copy=False))
+    # One neighbour rank at a time: [N, L] of float32 at once, never the [N, K, L] labels as floats (4 bytes a code).
+    votes = np.zeros((labels.shape[0], labels.shape[2]), dtype=np.float32)
+    for rank in range(min(count, labels.shape[1])):
+        votes += weights[:, rank, None] * labels[:, rank]
     votes = np.divide(votes, totals, out=np.zeros_like(votes), where=totals > 0)
     return np.minimum(votes, 1.0, out=votes)  # a share: float rounding must not push it past 1
 

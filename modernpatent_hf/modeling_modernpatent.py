@@ -35,6 +35,8 @@ class HierarchicalClassifierOutput(ModelOutput):
     class_logits / section_logits: [B, C] / [B, S] scores of the CPC classes / sections (sorted codes, see
         ``config.cpc_hierarchy()``): the max over the logits of their member subclasses.
     hidden_states / attentions: the encoder's, when requested.
+    pooler_output: [B, H] the pooled encoder output the head classifies (``config.pooling``), what
+        ``PatentClassifier.embed`` gives before normalizing: one forward pass gives a patent's scores and its vector.
     """
 
     loss: Optional[torch.FloatTensor] = None
@@ -43,6 +45,7 @@ class HierarchicalClassifierOutput(ModelOutput):
     section_logits: Optional[torch.FloatTensor] = None
     hidden_states: Optional[Tuple[torch.FloatTensor, ...]] = None
     attentions: Optional[Tuple[torch.FloatTensor, ...]] = None
+    pooler_output: Optional[torch.FloatTensor] = None
 
 
 class PatentPredictionHead(nn.Module):
@@ -198,6 +201,7 @@ class HierarchicalPatentClassificationMixin:
             section_logits=max_over_groups(logits, self.subclass_to_section, self.num_cpc_sections),
             hidden_states=encoder_outputs.hidden_states,
             attentions=encoder_outputs.attentions,
+            pooler_output=pooled,
         )
 
     def compute_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

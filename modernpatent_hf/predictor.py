@@ -61,6 +61,9 @@ MIN_PACKED_TEXT_TOKENS = 16
 # 187, abstracts are longer) fill a batch by tokens before its slots run out; each slot is a segment that the varlen
 # attention kernel schedules work for in every layer, so slots beyond what the texts fill are not free.
 PACKED_TOKENS_PER_TEXT_SLOT = 128
+# Texts tokenized per tokenizer call: the tokenizer holds every overflowing window of a call's texts (a prefix of
+# text_budget characters gives about ten), so a call of a whole chunk of 10,000 texts held ~600 MB at once.
+TOKENIZE_BATCH_TEXTS = 1000
 
 
 def pad_token_ids(input_ids: Sequence[Sequence[int]], pad_id: int) -> Tuple[np.ndarray, np.ndarray]:
@@ -331,27 +334,26 @@ class PatentClassifier:
         budget = self.text_budget
         pending = list(range(len(texts)))
         while pending:
-            prefixes = [texts[index][:budget] for index in pending]
-            # The overflow rows tell which texts did not fit; only each text's first window is kept.
-            encoded = self.tokenizer(
-                prefixes,
-                truncation=True,
-                max_length=self.max_length,
-                return_overflowing_tokens=True,
-                return_attention_mask=False,
-                return_token_type_ids=False,
-            )
-            windows = np.bincount(encoded["overflow_to_sample_mapping"], minlength=len(pending))
-            for ids, position in zip(encoded["input_ids"], encoded["overflow_to_sample_mapping"]):
-                if input_ids[pending[position]] is None:
-                    input_ids[pending[position]] = ids
             short_prefixes = []
-            for position, index in enumerate(pending):
-                if windows[position] > 1:
-                    truncated += 1
-                elif len(texts[index]) > budget:  # cut, and did not fill max_length: read a longer prefix
-                    input_ids[index] = None
-                    short_prefixes.append(index)
+            for start in range(0, len(pending), TOKENIZE_BATCH_TEXTS):
+                batch = pending[start : start + TOKENIZE_BATCH_TEXTS]
+                encoded = self.tokenizer(
+                    [texts[index][:budget] for index in batch],
+                    truncation=True,
+                    max_length=self.max_length,
+                    return_attention_mask=False,
+                    return_token_type_ids=False,
+                )
+                # A text that did not fit has overflowing windows; they stay in the tokenizer's own encodings,
+                # never become Python lists, and only their presence is read.
+                for index, ids, encoding in zip(batch, encoded["input_ids"], encoded.encodings):
+                    if encoding.overflowing:
+                        truncated += 1
+                        input_ids[index] = ids
+                    elif len(texts[index]) > budget:  # cut, and did not fill max_length: read a longer prefix
+                        short_prefixes.append(index)
+                    else:
+                        input_ids[index] = ids
             pending, budget = short_prefixes, budget * 2
         return input_ids, truncated
 
@@ -414,18 +416,39 @@ class PatentClassifier:
         """Subclass logits of token id lists (each at most ``max_length`` long), rows in input order: packed batches
         when ``packing``, else padded length buckets. The batches' logits stay on the device until the last batch is
         queued, then come to the host in one copy: the host never waits for the device between batches."""
+        return self._classify_ids(input_ids, embeddings=False)[0]
+
+    def logits_and_embeddings_from_ids(
+        self, input_ids: Sequence[Sequence[int]], normalize: bool = True
+    ) -> Tuple[np.ndarray, np.ndarray]:
+        """``(logits, embeddings)`` of token id lists from one pass of the model: :meth:`logits_from_ids` and
+        :meth:`embed_from_ids` together, at the cost of one (the embedding is the pooled vector the head classifies)."""
+        return self._classify_ids(input_ids, embeddings=True, normalize=normalize)
+
+    def _classify_ids(
+        self, input_ids: Sequence[Sequence[int]], embeddings: bool, normalize: bool = True
+    ) -> Tuple[np.ndarray, Optional[np.ndarray]]:
         rows: List[torch.Tensor] = []
+        vectors: List[torch.Tensor] = []
         order: List[int] = []
         with torch.inference_mode():
             if self.packing:
-                for batch, inputs in self.packed_batches(input_ids):
-                    rows.append(self._forward(**inputs).logits[: len(batch)])
-                    order.extend(batch)
+                batches = ((batch, self._forward(**inputs)) for batch, inputs in self.packed_batches(input_ids))
             else:
-                for batch, ids, mask in self.padded_batches(input_ids):
-                    rows.append(self._forward(input_ids=ids, attention_mask=mask).logits)
-                    order.extend(batch)
-            return in_input_order(rows, order, len(input_ids), len(self.label_space))
+                batches = (
+                    (batch, self._forward(input_ids=ids, attention_mask=mask))
+                    for batch, ids, mask in self.padded_batches(input_ids)
+                )
+            for batch, output in batches:
+                rows.append(output.logits[: len(batch)])
+                if embeddings:
+                    pooled = output.pooler_output[: len(batch)].float()
+                    vectors.append(torch.nn.functional.normalize(pooled, dim=-1) if normalize else pooled)
+                order.extend(batch)
+            logits = in_input_order(rows, order, len(input_ids), len(self.label_space))
+            if not embeddings:
+                return logits, None
+            return logits, in_input_order(vectors, order, len(input_ids), self.model.config.hidden_size)
 
     def embed(self, texts: Sequence[str], normalize: bool = True) -> np.ndarray:
         """Embeddings ``[len(texts), hidden_size]`` (float32), rows in input order: the encoder's last hidden states

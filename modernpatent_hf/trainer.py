@@ -36,7 +36,7 @@ from .training_data import MultiLabelCollator
 logger = logging.getLogger(__name__)
 
 # Outputs of our models that are not the subclass logits: evaluation must not collect them.
-NON_LOGIT_OUTPUTS = ["class_logits", "section_logits", "hidden_states", "attentions"]
+NON_LOGIT_OUTPUTS = ["class_logits", "section_logits", "hidden_states", "attentions", "pooler_output"]
 # Module names of the patent classifiers' head (see modeling_modernpatent.HierarchicalPatentClassificationMixin).
 HEAD_MODULES = frozenset({"head", "classifier"})
 

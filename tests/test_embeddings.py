@@ -157,6 +157,24 @@ def test_embed_copies_its_vectors_to_the_host_once_not_once_per_batch(checkpoint
     assert embeddings == pytest.approx(expected, abs=1e-6)
 
 
+@pytest.mark.parametrize("packing", [False, True])
+def test_one_pass_gives_the_logits_and_the_embeddings_of_two(checkpoint, classifier, packing, monkeypatch):
+    one_pass = PatentClassifier.from_pretrained(checkpoint, packing=packing, max_batch_tokens=64, max_batch_size=4)
+    input_ids = one_pass.encode(TEXTS * 3)
+    expected_logits, expected_vectors = classifier.logits_from_ids(input_ids), classifier.embed_from_ids(input_ids)
+    raw_vectors = classifier.embed_from_ids(input_ids, normalize=False)
+    forwards, encoder_runs = [], []
+    original = one_pass._forward
+    monkeypatch.setattr(one_pass, "_forward", lambda **inputs: forwards.append(1) or original(**inputs))
+    one_pass.model.base_model.register_forward_hook(lambda *_: encoder_runs.append(1))
+    logits, vectors = one_pass.logits_and_embeddings_from_ids(input_ids)
+    assert len(encoder_runs) == len(forwards) >= 3  # one pass of the encoder per batch gives both outputs
+    _, raw = one_pass.logits_and_embeddings_from_ids(input_ids, normalize=False)
+    assert logits == pytest.approx(expected_logits, abs=1e-5)
+    assert vectors == pytest.approx(expected_vectors, abs=1e-5)
+    assert raw == pytest.approx(raw_vectors, abs=1e-5)
+
+
 # ------------------------------------------------------------------------------ modernpatent embed
 def test_embed_file_writes_parquet_and_npy_rows_in_input_order_with_bad_rows_recorded(classifier, tmp_path):
     rows = short_records(30, seed=1)

@@ -12,6 +12,7 @@ import shutil
 import pytest
 from tokenizers import Regex, normalizers
 
+from modernpatent_hf import predictor as predictor_module
 from modernpatent_hf.checkpoint_checks import MAX_LABELS, read_safetensors_shapes
 from modernpatent_hf.predictor import PatentClassifier, text_budget
 
@@ -67,6 +68,28 @@ def test_a_prefix_that_gives_too_few_tokens_is_read_further(classifier, monkeypa
     assert dropping.encode([text]) == [expected]
     assert seen == [budget, 2 * budget, len(text)]  # the last prefix is the whole text
     assert dropping.truncated_count == 0
+
+
+def test_a_chunk_is_tokenized_in_bounded_calls_that_make_no_python_overflow_windows(classifier, monkeypatch):
+    """Each tokenizer call holds the overflowing windows of all its texts: a chunk goes through in calls of at most
+    TOKENIZE_BATCH_TEXTS texts, the windows are never asked for as Python lists, and the ids and the truncation
+    count are those of each text tokenized alone."""
+    monkeypatch.setattr(predictor_module, "TOKENIZE_BATCH_TEXTS", 4, raising=False)
+    texts = [("seed drill press wheel " * (1 + 3 * index))[: 40 + 17 * index] for index in range(11)]
+    expected = [classifier.tokenizer(text, truncation=True, max_length=classifier.max_length) for text in texts]
+    calls = []
+    original = type(classifier.tokenizer).__call__
+
+    def call(self, batch, *args, **kwargs):
+        calls.append((len(batch), bool(kwargs.get("return_overflowing_tokens"))))
+        return original(self, batch, *args, **kwargs)
+
+    monkeypatch.setattr(type(classifier.tokenizer), "__call__", call)
+    ids, truncated = classifier.encode_counting_truncations(texts)
+    assert calls == [(4, False), (4, False), (3, False)]
+    assert ids == [row["input_ids"] for row in expected]
+    whole = [len(classifier.tokenizer(text)["input_ids"]) for text in texts]
+    assert truncated == sum(length > classifier.max_length for length in whole) > 0
 
 
 def test_predict_on_a_huge_text_row_stays_within_the_prefix(checkpoint, classifier, tmp_path, run_cli):
