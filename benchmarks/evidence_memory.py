@@ -4,10 +4,12 @@
         [--evidence 5] [--work DIR]
 
 Generated patents (the synthetic generator, ``text`` = a first claim) are written as JSON Lines: an index of
-``--index-rows`` labelled patents (``modernpatent index``, flat), then inputs of each size of ``--rows``. Each
-``modernpatent predict --index --evidence K`` runs in a child process whose peak resident and anonymous memory
-are sampled (:func:`modernpatent_hf.process_memory.measure_command`). Flat memory: the peak does not grow with the
-rows (they stream in chunks of 10,000). Prints JSON, then a markdown table.
+``--index-rows`` labelled patents (``modernpatent index``, flat), then inputs of each size of ``--rows``. The model
+is copied with kNN settings of the tuning grid's largest K (``knn_scores.json``, K = 30), so that predictions take
+the default path of a tuned checkpoint: fused scores from 30 neighbours per row. Each ``modernpatent predict --index
+--evidence K`` runs in a child process whose peak resident and anonymous memory are sampled
+(:func:`modernpatent_hf.process_memory.measure_command`). Flat memory: the peak does not grow with the rows (they
+stream in chunks of 10,000). Prints JSON, then a markdown table.
 """
 
 from __future__ import annotations
@@ -16,11 +18,13 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import sys
 import tempfile
 from typing import Dict, List
 
 from modernpatent_hf.data.synthetic import generate_synthetic_records
+from modernpatent_hf.knn_scores import NEIGHBOUR_GRID, KnnScoring, save_knn_scoring
 from modernpatent_hf.process_memory import measure_command
 
 
@@ -38,7 +42,15 @@ def modernpatent(*arguments: str) -> List[str]:
     return [sys.executable, "-m", "modernpatent_hf.cli", *arguments]
 
 
+def tuned_copy(model: str, work: str) -> str:
+    """A copy of the checkpoint with kNN settings (the largest K of the tuning grid), so that predictions fuse."""
+    copy = shutil.copytree(model, os.path.join(work, "model"), ignore=shutil.ignore_patterns("checkpoint-*", "data"))
+    save_knn_scoring(copy, KnnScoring(neighbours=max(NEIGHBOUR_GRID), power=4.0, weight=0.5, threshold=0.5))
+    return copy
+
+
 def run(model: str, rows: List[int], index_rows: int, evidence: int, work: str) -> Dict:
+    model = tuned_copy(model, work)
     corpus = write_rows(os.path.join(work, "labelled.jsonl"), index_rows, seed=1, labelled=True)
     index = os.path.join(work, "index")
     built = measure_command(
@@ -57,7 +69,7 @@ def run(model: str, rows: List[int], index_rows: int, evidence: int, work: str) 
         measured = measure_command(
             modernpatent("predict", "--model", model, "--input", source, "--text-fields", "text",
                          "--output", os.path.join(work, f"out-{count}.jsonl"), "--index", index,
-                         "--evidence", str(evidence), "--device", "cpu"),
+                         "--evidence", str(evidence), "--fuse", "--device", "cpu"),
             os.path.join(work, f"predict-{count}.log"),
         )  # fmt: skip
         runs.append(
