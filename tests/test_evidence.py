@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 
+import datasets
 import numpy as np
 import pytest
 from transformers import ModernBertConfig
@@ -99,6 +100,13 @@ def test_index_command_builds_an_index_that_saves_and_reloads(checkpoint, classi
     assert np.allclose(neighbours.similarities[:, 0], 1.0, atol=1e-5)
     first = [texts[position] for position in neighbours.positions[:, 0]]
     assert first == texts
+    # The directory is a plain datasets index too: the rows with load_from_disk, the vectors' index with
+    # load_faiss_index, finding what EvidenceIndex finds.
+    plain = datasets.load_from_disk(str(out / "dataset"))
+    plain.load_faiss_index("embeddings", str(out / FAISS_FILE))
+    found = plain.search_batch("embeddings", vectors, k=3)
+    np.testing.assert_array_equal(np.asarray(found.total_indices), neighbours.positions)
+    np.testing.assert_allclose(np.asarray(found.total_scores), neighbours.similarities, atol=1e-6)
 
     refused = refusal_line(["index", "--model", str(checkpoint), "--data", str(source), "--out", str(out)], capsys)
     assert "--overwrite" in refused
