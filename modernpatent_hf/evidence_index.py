@@ -12,6 +12,10 @@ inner product over L2-normalized vectors, so a score is the cosine similarity. A
       index.json         kind, FAISS factory string, search parameters, rows, dim, what the vectors came from
       .modernpatent-output
 
+The directory loads with the datasets API alone (``datasets.load_from_disk(INDEX/dataset)``, then
+``Dataset.load_faiss_index("embeddings", INDEX/embeddings.faiss)``); :meth:`EvidenceIndex.load` reads the same FAISS
+file with FAISS itself, which holds it once in memory where datasets' reader holds it twice.
+
 Kinds (:data:`INDEX_KINDS`): ``flat`` searches exactly (every vector, 4 bytes a dimension); ``ivf`` searches the
 ``nprobe`` nearest of sqrt(rows) k-means cells; ``hnsw`` walks a graph of 32 links a vector; ``ivfpq`` is ``ivf``
 with vectors compressed to one byte per 8 dimensions (32 times smaller, approximate scores). ``auto`` is ``flat`` up
@@ -170,9 +174,10 @@ def reserve_flat_storage(index: "faiss.Index", rows: int) -> None:
     """Size the vector store of a ``flat`` or ``hnsw`` index for ``rows`` vectors before they are added.
 
     FAISS keeps those vectors in one growing buffer and adds each batch by resizing it: every growth past its capacity
-    copies the whole store into a buffer twice as large, so a 3.2 M x 768 flat index (9.8 GB) needed well over twice
-    that at its peak and was killed on a 23 GB machine. Resizing to the final size and back to empty keeps the
-    capacity, so the batches are added without a copy. IVF kinds keep a list per cell and are left as they are."""
+    copies the whole store into a buffer twice as large, so the build's peak was up to three times the index (200,000
+    x 768 vectors, 585 MiB: a peak of 1,043 MiB, 662 MiB sized up front). Resizing to the final size and back to
+    empty keeps the capacity, so the batches are added without a copy. IVF kinds keep a list per cell and are left
+    as they are."""
     store = faiss.downcast_index(index.storage) if isinstance(index, faiss.IndexHNSW) else index
     if isinstance(store, faiss.IndexFlatCodes) and store.ntotal == 0:
         store.codes.resize(rows * store.code_size)
