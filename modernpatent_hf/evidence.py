@@ -81,6 +81,11 @@ class SplitScores:
     references: np.ndarray
 
 
+def probabilities_of(logits: np.ndarray) -> np.ndarray:
+    """Sigmoid probabilities (float32) of logits, computed in float64: what both scorers' probabilities are."""
+    return (1.0 / (1.0 + np.exp(-np.asarray(logits, dtype=np.float64)))).astype(np.float32)
+
+
 def build_index_of(
     classifier: PatentClassifier, rows: LabelledTexts, out_dir: str, kind: str = "flat", progress: bool = True
 ) -> EvidenceIndex:
@@ -104,10 +109,9 @@ def neighbour_scores(
     patent itself or a near duplicate of its text)."""
     codes = classifier.label_space.codes
     logits, vectors = classifier.logits_and_embeddings_from_ids(classifier.encode(rows.texts))
-    logits = logits.astype(np.float64)
     found = index.search(vectors, neighbours, exclude_ids=rows.ids, exclude_texts=rows.texts)
     return SplitScores(
-        probabilities=(1.0 / (1.0 + np.exp(-logits))).astype(np.float32),
+        probabilities=probabilities_of(logits),
         similarities=found.similarities,
         neighbour_labels=index.label_matrix(found, codes),
         references=rows.references(codes),
@@ -329,7 +333,7 @@ class EvidenceScorer:
             raise ValueError(f"evidence must be at least 1 neighbour, got {evidence}")
         cuts = self.cuts(threshold)
         logits, vectors = self.classifier.logits_and_embeddings_from_ids(input_ids)
-        probabilities = (1.0 / (1.0 + np.exp(-logits.astype(np.float64)))).astype(np.float32)
+        probabilities = probabilities_of(logits)
         rows: List[dict] = []
         # The neighbours' codes over the label space ([rows, K, labels]) are built a slice of rows at a time.
         for start in range(0, len(input_ids), EVIDENCE_BATCH_ROWS):
